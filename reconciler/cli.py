@@ -1,0 +1,209 @@
+"""The command line: parse, call the pipeline, render. No business logic here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import __version__, gitinfo, lock, logs, pipeline, render
+from reconciler import config as configuration
+from reconciler import schema as schemas
+from reconciler.errors import ReconcilerError
+from reconciler.executor import Outcome, Settings, execute
+from reconciler.libvirt_adapter import Libvirt
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+def _common(func: Callable[..., int]) -> Callable[..., None]:
+    """Options every command takes, and error handling: one line to stderr, exit 1."""
+
+    @click.option("--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
+                  help="libvirt URI (default qemu:///system, or the config's).")
+    @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                  help="Config file (default /etc/reconciler/config.yaml, optional).")
+    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                  help="Output format.")
+    @click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
+                  default="auto", help="Log format on stderr.")
+    @click.option("-v", "--verbose", is_flag=True, help="Log every action as it happens.")
+    @functools.wraps(func)
+    def wrapper(*, config_file: Path | None, log_format: str, verbose: bool, **kwargs: Any) -> None:
+        logs.configure(log_format, logging.INFO if verbose else logging.WARNING)
+        try:
+            cfg = configuration.load(config_file)
+            kwargs["connect"] = kwargs["connect"] or cfg.connect
+            code = func(cfg=cfg, **kwargs)
+        except ReconcilerError as exc:
+            click.echo(f"reconciler: {exc}", err=True)
+            code = EXIT_ERROR
+        sys.exit(code)
+
+    return wrapper
+
+
+def _path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.argument("path", required=False, type=click.Path(path_type=Path))(func)
+
+
+def _manifest_path(path: Path | None, cfg: configuration.Config) -> Path:
+    return path if path is not None else Path(cfg.manifestDir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """Declarative, GitOps-style reconciler for libvirt virtual machines."""
+
+
+@main.command()
+@_path_arg
+@_common
+def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
+    """Check manifests against the schemas and each other. Needs no libvirt."""
+    inputs = pipeline.load_desired(_manifest_path(path, cfg))
+    if fmt == "json":
+        click.echo(render.dumps({"valid": inputs.ok, "vms": len(inputs.vms),
+                                 "problems": [p.as_dict() for p in inputs.problems]}), nl=False)
+    else:
+        click.echo(render.problems_text(inputs.problems), nl=False)
+        if inputs.ok:
+            click.echo(f"{len(inputs.vms)} manifest(s) valid.")
+    return EXIT_OK if inputs.ok else EXIT_ERROR
+
+
+@main.command()
+@_path_arg
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--out", type=click.Path(path_type=Path), help="Save the plan (JSON) for apply.")
+@click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
+@click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
+@_common
+def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
+         detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
+         allow_empty: bool) -> int:
+    """Show what apply would do, over a read-only connection."""
+    hv = Libvirt(connect, readonly=True)
+    try:
+        planned = pipeline.make_plan(_manifest_path(path, cfg), hv,
+                                     max_destroy=_max_destroy(max_destroy, cfg),
+                                     allow_empty=allow_empty)
+    finally:
+        hv.close()
+    doc = render.plan_json(planned.plan, planned.inputs.problems)
+    if out:
+        out.write_text(render.dumps(doc))
+    _show_plan(planned, fmt, doc)
+    if planned.inputs.problems or any(a.refused for a in planned.plan.actions):
+        return EXIT_ERROR
+    return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def _max_destroy(option: int | None, cfg: configuration.Config) -> int:
+    return cfg.maxDestroy if option is None else option
+
+
+def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict) -> None:
+    if fmt == "json":
+        click.echo(render.dumps(doc), nl=False)
+        return
+    click.echo(render.problems_text(planned.inputs.problems), nl=False, err=True)
+    click.echo(render.plan_text(planned.plan), nl=False)
+
+
+@main.command()
+@_path_arg
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--plan", "plan_file", type=click.Path(exists=True, path_type=Path),
+              help="Apply a plan saved with `plan --out`; refused if the live state changed.")
+@click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
+@click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the writer lock lives (default /var/lib/reconciler).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="VMs changed at once (default 4).")
+@_common
+def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, yes: bool,
+          plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
+          state_dir: Path | None, parallel: int | None) -> int:
+    """Plan, then carry the plan out."""
+    manifests = _manifest_path(path, cfg)
+    with lock.exclusive(state_dir or Path(cfg.stateDir), command="apply"):
+        hv = Libvirt(connect)
+        try:
+            planned = pipeline.make_plan(manifests, hv, max_destroy=_max_destroy(max_destroy, cfg),
+                                         allow_empty=allow_empty)
+            doc = render.plan_json(planned.plan, planned.inputs.problems)
+            if plan_file and not _same_plan(plan_file, doc):
+                return EXIT_ERROR
+            _show_plan(planned, fmt, doc)
+            if not planned.plan.has_changes:
+                return _exit_for(planned, ())
+            if not yes and not _confirm():
+                click.echo("Apply cancelled.", err=True)
+                return EXIT_ERROR
+            settings = Settings(parallel=parallel or cfg.parallel,
+                                commit=gitinfo.head_commit(manifests))
+            results = execute(planned.plan, hv, settings)
+        finally:
+            hv.close()
+    if fmt == "json":
+        click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
+    else:
+        click.echo(render.results_text(results), nl=False)
+    return _exit_for(planned, results)
+
+
+def _exit_for(planned: pipeline.Planned, results: tuple) -> int:
+    if planned.inputs.problems or any(a.kind == "blocked" or a.refused
+                                      for a in planned.plan.actions):
+        return EXIT_ERROR
+    return EXIT_ERROR if any(r.outcome in (Outcome.FAILED, Outcome.BLOCKED)
+                             for r in results) else EXIT_OK
+
+
+def _same_plan(saved: Path, doc: dict) -> bool:
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError) as exc:
+        click.echo(f"reconciler: {saved}: not a saved plan: {exc}", err=True)
+        return False
+    if old.get("fingerprint") != doc["fingerprint"] or old.get("actions") != doc["actions"]:
+        click.echo(f"reconciler: {saved}: the live state or the manifests changed since this "
+                   "plan was made; run `reconciler plan` again and review it", err=True)
+        return False
+    return True
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        click.echo("reconciler: not a terminal; pass --yes to apply without confirmation",
+                   err=True)
+        return False
+    return click.confirm("Apply this plan?", default=False)
+
+
+@main.command()
+@click.argument("kind", required=False)
+def schema(kind: str | None) -> None:
+    """Print the JSON schema of a manifest kind (default VirtualMachine), or `plan`."""
+    name = kind or "VirtualMachine"
+    try:
+        document = schemas.load(name)
+    except KeyError:
+        known = ", ".join([*schemas.KINDS, *schemas.OTHER])
+        click.echo(f"reconciler: unknown schema {name!r}; known: {known}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(json.dumps(document, indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,218 @@
+"""Desired against live: the plan. Pure: no libvirt, no files, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reconciler.domainxml import match_nics
+from reconciler.model import DesiredVM, LiveVM, PowerState, VMSpec
+from reconciler.plan import Action, Change, Kind, Mode, Plan, fingerprint
+from reconciler.units import format_bytes, format_duration
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What keeps a run from destroying what it should not."""
+
+    problems: int = 0  # manifest problems in this run: nothing is destroyed
+    max_destroy: int = 5
+    allow_empty: bool = False
+
+
+def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM], guards: Guards = Guards()) -> Plan:
+    """The actions that bring ``live`` to ``desired``. Pure."""
+    desired = tuple(desired)
+    live = tuple(live)
+    live_by_name = {vm.name: vm for vm in live}
+    actions: list[Action] = []
+    for want in sorted(desired, key=lambda d: d.spec.name):
+        have = live_by_name.get(want.spec.name)
+        if have is None:
+            actions.append(Action(Kind.CREATE, want.spec.name, desired=want))
+        elif not have.managed:
+            actions.append(Action(
+                Kind.BLOCKED, want.spec.name, desired=want, live=have,
+                reason="conflict: a domain with this name exists but was not created by "
+                       "reconciler; it is left alone (rename the manifest, or remove or adopt "
+                       "the domain)"))
+        else:
+            action = update(want, have)
+            if action.changes or action.restart:
+                actions.append(action)
+    wanted = {d.spec.name for d in desired}
+    orphans = sorted((vm for vm in live if vm.managed and vm.name not in wanted),
+                     key=lambda v: v.name)
+    actions.extend(_destroys(orphans, guards, desired_empty=not desired))
+    return Plan(tuple(actions), fingerprint(live), guards.problems)
+
+
+def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
+    held_back = ""
+    if guards.problems:
+        held_back = (f"not destroyed: {guards.problems} manifest problem(s) in this run; "
+                     "nothing is destroyed until every manifest is valid")
+    elif desired_empty and not guards.allow_empty:
+        held_back = ("not destroyed: the manifest set is empty; pass --allow-empty to remove "
+                     "every managed VM")
+    unprotected = [vm for vm in orphans if not _protected(vm)]
+    if not held_back and len(unprotected) > guards.max_destroy:
+        held_back = (f"not destroyed: {len(unprotected)} VMs would be destroyed, more than "
+                     f"--max-destroy {guards.max_destroy}; raise it if this is intended")
+    actions = []
+    for vm in orphans:
+        if _protected(vm):
+            actions.append(Action(Kind.BLOCKED, vm.name, live=vm,
+                                  reason="not destroyed: protect is true in its last applied "
+                                         "spec; apply a manifest with protect: false first"))
+        elif held_back:
+            actions.append(Action(Kind.BLOCKED, vm.name, live=vm, reason=held_back))
+        else:
+            actions.append(Action(Kind.DESTROY, vm.name, live=vm, reason=_volume_fate(vm)))
+    return actions
+
+
+def _protected(vm: LiveVM) -> bool:
+    return bool(vm.mark and vm.mark.applied.get("protect"))
+
+
+def _volume_fate(vm: LiveVM) -> str:
+    kept = [d.volume(vm.name) for d in vm.config.disks if d.reclaim != "delete"]
+    gone = [d.volume(vm.name) for d in vm.config.disks if d.reclaim == "delete"]
+    parts = []
+    if kept:
+        parts.append(f"volumes retained: {', '.join(kept)}")
+    if gone:
+        parts.append(f"volumes deleted: {', '.join(gone)}")
+    return "; ".join(parts) or "no volumes"
+
+
+def update(want: DesiredVM, have: LiveVM) -> Action:
+    """The changes that make one managed domain match its manifest. Pure."""
+    d, cfg = want.spec, have.config
+    running = have.running
+    changes: list[Change] = []
+    changes += _scalar_changes(d, have)
+    changes += _disk_changes(d, cfg, running=running)
+    changes += _nic_changes(d, cfg, running=running)
+    if d.autostart != cfg.autostart:
+        changes.append(Change("autostart", _b(cfg.autostart), _b(d.autostart), Mode.CONFIG))
+    if d.graphics != cfg.graphics:
+        changes.append(Change("graphics", cfg.graphics, d.graphics,
+                              Mode.RESTART if running else Mode.CONFIG))
+    for field, old, new in (
+        ("updatePolicy", cfg.update_policy, d.update_policy),
+        ("shutdownTimeout", format_duration(cfg.shutdown_timeout),
+         format_duration(d.shutdown_timeout)),
+        ("protect", _b(cfg.protect), _b(d.protect)),
+    ):
+        if old != new:
+            changes.append(Change(field, old, new, Mode.CONFIG))
+    mark = have.mark
+    if mark and mark.manifest != want.source.relative:
+        changes.append(Change("manifest", mark.manifest, want.source.relative, Mode.CONFIG))
+    if mark and not any(c.mode != Mode.PENDING for c in changes) and (
+        mark.spec_hash != want.spec_hash
+    ):
+        changes.append(Change("recorded spec", mark.spec_hash, want.spec_hash, Mode.CONFIG))
+    wants_running = d.state == PowerState.RUNNING
+    if wants_running != running:
+        changes.append(Change("state", "running" if running else "stopped", str(d.state),
+                              Mode.LIVE))
+    restart = (
+        running and wants_running and d.update_policy == "restart"
+        and any(c.mode in (Mode.RESTART, Mode.PENDING) for c in changes)
+        and not any(c.mode == Mode.REFUSED for c in changes)
+    )
+    return Action(Kind.UPDATE, d.name, tuple(changes), restart=restart, desired=want, live=have)
+
+
+def _scalar_changes(d: VMSpec, have: LiveVM) -> list[Change]:
+    """vcpus, memory and their maxima: the persistent config, then the running values."""
+    cfg, running, hold = have.config, have.running, have.hold
+    out = []
+    rows = (
+        ("maxVcpus", cfg.max_vcpus, have.live_max_vcpus, d.max_vcpus, str),
+        ("maxMemory", cfg.max_memory, have.live_max_memory, d.max_memory, format_bytes),
+    )
+    restart_needed = {}
+    for field, config, live, desired, show in rows:
+        live_differs = running and live is not None and live != desired
+        restart_needed[field] = live_differs
+        if config != desired:
+            mode = Mode.RESTART if live_differs else Mode.CONFIG
+            out.append(Change(field, show(config), show(desired), mode))
+        elif live_differs:
+            out.append(Change(field, show(live), show(desired), Mode.PENDING))
+    live_rows = (
+        ("vcpus", cfg.vcpus, have.live_vcpus, d.vcpus, "maxVcpus", hold and hold.vcpus, str),
+        ("memory", cfg.memory, have.live_memory, d.memory, "maxMemory", hold and hold.memory,
+         format_bytes),
+    )
+    for field, config, live, desired, limit, held, show in live_rows:
+        if not running or live is None:
+            if config != desired:
+                out.append(Change(field, show(config), show(desired), Mode.CONFIG))
+            continue
+        if restart_needed[limit] and desired > (have.live_max_vcpus if field == "vcpus"
+                                                else have.live_max_memory or 0):
+            if config != desired or live != desired:
+                out.append(Change(field, show(live), show(desired), Mode.RESTART,
+                                  f"above the running {limit}"))
+            continue
+        if live == desired:
+            if config != desired:
+                out.append(Change(field, show(config), show(desired), Mode.CONFIG))
+        elif held == desired and config == desired:
+            note = hold.reason if hold else ""
+            out.append(Change(field, show(live), show(desired), Mode.PENDING, note))
+        else:
+            out.append(Change(field, show(live), show(desired), Mode.LIVE))
+    return out
+
+
+def _disk_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
+    out = []
+    have = {disk.name: disk for disk in cfg.disks}
+    hot = Mode.LIVE if running else Mode.CONFIG
+    for disk in d.disks:
+        old = have.pop(disk.name, None)
+        label = f"disk {disk.name}"
+        if old is None:
+            out.append(Change(label, None, format_bytes(disk.size), hot, "add"))
+            continue
+        if (old.pool, old.format) != (disk.pool, disk.format):
+            out.append(Change(label, f"{old.pool}/{old.format}", f"{disk.pool}/{disk.format}",
+                              Mode.REFUSED, "a disk cannot move to another pool or format; "
+                              "add a new disk instead"))
+        if disk.size < old.size:
+            out.append(Change(label, format_bytes(old.size), format_bytes(disk.size),
+                              Mode.REFUSED, "shrinking a disk would lose data; "
+                              "keep the size or add a new disk"))
+        elif disk.size > old.size:
+            out.append(Change(label, format_bytes(old.size), format_bytes(disk.size), hot,
+                              "grow"))
+        if old.bus != disk.bus:
+            out.append(Change(f"{label} bus", old.bus, disk.bus,
+                              Mode.RESTART if running else Mode.CONFIG))
+        if old.reclaim != disk.reclaim:
+            out.append(Change(f"{label} reclaim", old.reclaim, disk.reclaim, Mode.CONFIG))
+    for old in have.values():
+        fate = "volume deleted" if old.reclaim == "delete" else "volume retained"
+        out.append(Change(f"disk {old.name}", format_bytes(old.size), None, hot,
+                          f"remove, {fate}"))
+    return out
+
+
+def _nic_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
+    _, remove, add = match_nics(d.nics, cfg.nics)
+    hot = Mode.LIVE if running else Mode.CONFIG
+    out = [Change(f"nic {n.mac or n.source}", None, f"{n.source} ({n.model})", hot, "add")
+           for n in add]
+    out += [Change(f"nic {n.mac}", f"{n.source} ({n.model})", None, hot, "remove")
+            for n in remove]
+    return out
+
+
+def _b(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,394 @@
+"""Domain XML: build it from a spec, read a spec back from it, edit it in place. Pure.
+
+XML is always built with lxml, never by pasting strings. Edits keep every element the tool does
+not manage (added by libvirt or by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+
+from lxml import etree
+
+from reconciler.model import Disk, LiveHold, Mark, Nic, PowerState, VMSpec
+
+NS = "https://reconciler.dev/xmlns/domain/v1"
+HOLD_NS = "https://reconciler.dev/xmlns/live-hold/v1"
+MARK_KEY = "reconciler"
+HOLD_KEY = "reconciler-hold"
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+
+VolumeKey = tuple[str, str]  # (pool, volume)
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _to_string(root: etree._Element) -> str:
+    return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+
+def mark_element(mark: Mark) -> etree._Element:
+    root = etree.Element(f"{{{NS}}}vm", nsmap={MARK_KEY: NS})
+    _sub(root, f"{{{NS}}}manifest", mark.manifest)
+    _sub(root, f"{{{NS}}}spec-hash", mark.spec_hash)
+    if mark.commit:
+        _sub(root, f"{{{NS}}}commit", mark.commit)
+    _sub(root, f"{{{NS}}}applied", json.dumps(mark.applied, sort_keys=True))
+    return root
+
+
+def mark_xml(mark: Mark) -> str:
+    return etree.tostring(mark_element(mark), encoding="unicode")
+
+
+def hold_xml(hold: LiveHold) -> str:
+    attrs = {"reason": hold.reason}
+    if hold.vcpus is not None:
+        attrs["vcpus"] = str(hold.vcpus)
+    if hold.memory is not None:
+        attrs["memory"] = str(hold.memory)
+    return etree.tostring(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}),
+                          encoding="unicode")
+
+
+def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
+    """A new domain's XML for ``spec``."""
+    root = etree.Element("domain", type=domain_type)
+    _sub(root, "name", spec.name)
+    etree.SubElement(root, "metadata").append(mark_element(mark))
+    _sub(root, "memory", str(spec.max_memory // 1024), unit="KiB")
+    _sub(root, "currentMemory", str(spec.memory // 1024), unit="KiB")
+    _sub(root, "vcpu", str(spec.max_vcpus), placement="static", current=str(spec.vcpus))
+    _set_vcpus(root, spec)
+    os_element = _sub(root, "os")
+    _sub(os_element, "type", "hvm", arch="x86_64")
+    _sub(os_element, "boot", dev="hd")
+    # No boot device: halt instead of rebooting forever and burning a core.
+    _sub(os_element, "bios", rebootTimeout="-1")
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+    devices = _sub(root, "devices")
+    used: set[str] = set()
+    for disk in spec.disks:
+        devices.append(disk_element(spec.name, disk, _next_target(disk.bus, used)))
+    for nic in spec.nics:
+        devices.append(nic_element(nic))
+    _set_graphics(devices, spec.graphics)
+    _sub(_sub(devices, "serial", type="pty"), "target", port="0")
+    _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
+    _sub(devices, "memballoon", model="virtio")
+    return _to_string(root)
+
+
+def _set_vcpus(root: etree._Element, spec: VMSpec) -> None:
+    """Every vCPU above the first is hot-pluggable, so that libvirt can also unplug it."""
+    for old in root.findall("vcpus"):
+        root.remove(old)
+    if spec.max_vcpus <= 1:
+        return
+    vcpus = etree.Element("vcpus")
+    for i in range(spec.max_vcpus):
+        attrs = {"id": str(i), "enabled": "yes" if i < spec.vcpus else "no",
+                 "hotpluggable": "no" if i == 0 else "yes"}
+        if i < spec.vcpus:
+            attrs["order"] = str(i + 1)
+        _sub(vcpus, "vcpu", **attrs)
+    root.find("vcpu").addnext(vcpus)
+
+
+def _next_target(bus: str, used: set[str]) -> str:
+    prefix = _BUS_PREFIX[bus]
+    for letter in string.ascii_lowercase:
+        if prefix + letter not in used:
+            used.add(prefix + letter)
+            return prefix + letter
+    raise ValueError("too many disks")
+
+
+def disk_element(vm: str, disk: Disk, target: str) -> etree._Element:
+    element = etree.Element("disk", type="volume", device="disk")
+    _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
+    _sub(element, "source", pool=disk.pool, volume=disk.volume(vm))
+    _sub(element, "target", dev=target, bus=disk.bus)
+    return element
+
+
+def disk_xml(vm: str, disk: Disk, target: str) -> str:
+    return etree.tostring(disk_element(vm, disk, target), encoding="unicode")
+
+
+def nic_element(nic: Nic) -> etree._Element:
+    kind = "network" if nic.network else "bridge"
+    element = etree.Element("interface", type=kind)
+    if nic.mac:
+        _sub(element, "mac", address=nic.mac)
+    _sub(element, "source", **{kind: nic.network or nic.bridge})
+    _sub(element, "model", type=nic.model)
+    return element
+
+
+def nic_xml(nic: Nic) -> str:
+    return etree.tostring(nic_element(nic), encoding="unicode")
+
+
+def _set_graphics(devices: etree._Element, graphics: str) -> None:
+    for old in devices.findall("graphics"):
+        devices.remove(old)
+    if graphics != "none":
+        element = _sub(devices, "graphics", type=graphics, autoport="yes", listen="127.0.0.1")
+        _sub(element, "listen", type="address", address="127.0.0.1")
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _kib(element: etree._Element | None) -> int:
+    if element is None or not element.text:
+        return 0
+    factor = {"b": 1, "bytes": 1, "KiB": 1024, "k": 1024, "MiB": 1 << 20, "M": 1 << 20,
+              "GiB": 1 << 30, "G": 1 << 30, "TiB": 1 << 40, "T": 1 << 40}
+    return int(element.text) * factor.get(element.get("unit", "KiB"), 1024)
+
+
+def read_mark(root: etree._Element) -> Mark | None:
+    element = root.find(f"metadata/{{{NS}}}vm")
+    if element is None:
+        return None
+    try:
+        applied = json.loads(element.findtext(f"{{{NS}}}applied") or "{}")
+    except ValueError:
+        applied = {}
+    return Mark(
+        manifest=element.findtext(f"{{{NS}}}manifest") or "",
+        spec_hash=element.findtext(f"{{{NS}}}spec-hash") or "",
+        commit=element.findtext(f"{{{NS}}}commit"),
+        applied=applied if isinstance(applied, dict) else {},
+    )
+
+
+def read_hold(root: etree._Element) -> LiveHold | None:
+    element = root.find(f"metadata/{{{HOLD_NS}}}hold")
+    if element is None:
+        return None
+    vcpus, memory = element.get("vcpus"), element.get("memory")
+    return LiveHold(vcpus=int(vcpus) if vcpus else None, memory=int(memory) if memory else None,
+                    reason=element.get("reason", ""))
+
+
+def parse(xml: str) -> etree._Element:
+    return etree.fromstring(xml.encode(), _PARSER)
+
+
+def read_spec(
+    root: etree._Element,
+    *,
+    running: bool,
+    autostart: bool,
+    volumes: Mapping[VolumeKey, int],
+    applied: Mapping[str, object],
+) -> VMSpec:
+    """The spec a domain's XML describes. Disks are those whose volume is named ``<vm>-<disk>``;
+    settings that live only in the tool (policy, protect) come from the last applied record."""
+    name = root.findtext("name") or ""
+    vcpu = root.find("vcpu")
+    max_vcpus = int(vcpu.text) if vcpu is not None and vcpu.text else 1
+    current = vcpu.get("current") if vcpu is not None else None
+    max_memory = _kib(root.find("memory"))
+    memory = _kib(root.find("currentMemory")) or max_memory
+    devices = root.find("devices")
+    disks: list[Disk] = []
+    nics: list[Nic] = []
+    graphics = "none"
+    if devices is not None:
+        disks = [d for d in (_read_disk(name, e, volumes) for e in devices.iter("disk")) if d]
+        nics = [n for n in (_read_nic(e) for e in devices.iter("interface")) if n]
+        element = devices.find("graphics")
+        if element is not None:
+            graphics = element.get("type", "none")
+    applied_disks = {d.get("name"): d for d in applied.get("disks", []) if isinstance(d, dict)}
+    disks = [
+        Disk(name=d.name, size=d.size, pool=d.pool, format=d.format, bus=d.bus,
+             image=applied_disks.get(d.name, {}).get("image"),
+             reclaim=applied_disks.get(d.name, {}).get("reclaim", "retain"))
+        for d in disks
+    ]
+    return VMSpec(
+        name=name,
+        vcpus=int(current) if current else max_vcpus,
+        max_vcpus=max_vcpus,
+        memory=memory,
+        max_memory=max_memory,
+        state=PowerState.RUNNING if running else PowerState.STOPPED,
+        autostart=autostart,
+        update_policy=str(applied.get("updatePolicy", "live")),
+        shutdown_timeout=int(applied.get("shutdownTimeout", 60)),  # type: ignore[call-overload]
+        protect=bool(applied.get("protect", False)),
+        disks=tuple(disks),
+        nics=tuple(nics),
+        graphics=graphics,
+    )
+
+
+def _read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]) -> Disk | None:
+    if element.get("device", "disk") != "disk":
+        return None
+    source = element.find("source")
+    if source is None or source.get("volume") is None:
+        return None
+    pool, volume = source.get("pool", ""), source.get("volume", "")
+    if not volume.startswith(f"{vm}-"):
+        return None
+    driver = element.find("driver")
+    target = element.find("target")
+    return Disk(
+        name=volume[len(vm) + 1:],
+        size=volumes.get((pool, volume), 0),
+        pool=pool,
+        format=driver.get("type", "raw") if driver is not None else "raw",
+        bus=target.get("bus", "virtio") if target is not None else "virtio",
+    )
+
+
+def _read_nic(element: etree._Element) -> Nic | None:
+    source = element.find("source")
+    kind = element.get("type")
+    if source is None or kind not in ("network", "bridge"):
+        return None
+    mac = element.find("mac")
+    model = element.find("model")
+    return Nic(
+        network=source.get("network") if kind == "network" else None,
+        bridge=source.get("bridge") if kind == "bridge" else None,
+        mac=mac.get("address", "").lower() if mac is not None else None,
+        model=model.get("type", "virtio") if model is not None else "virtio",
+    )
+
+
+def disk_targets(root: etree._Element) -> dict[str, str]:
+    """Volume name -> target dev of each volume disk, e.g. {'web-01-root': 'vda'}."""
+    out = {}
+    for element in root.iter("disk"):
+        source, target = element.find("source"), element.find("target")
+        if source is not None and target is not None and source.get("volume"):
+            out[source.get("volume")] = target.get("dev")
+    return out
+
+
+def free_target(root: etree._Element, bus: str) -> str:
+    used = {t.get("dev") for t in root.iter("target") if t.get("dev")}
+    return _next_target(bus, used)
+
+
+# --- editing -----------------------------------------------------------------------------------
+
+
+def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
+    """The persistent XML edited in place to match ``spec``; other elements are kept."""
+    root = parse(xml)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        root.find("name").addnext(metadata)
+    for old in metadata.findall(f"{{{NS}}}vm"):
+        metadata.remove(old)
+    metadata.append(mark_element(mark))
+    root.find("memory").text = str(spec.max_memory // 1024)
+    root.find("memory").set("unit", "KiB")
+    current = root.find("currentMemory")
+    if current is None:
+        current = etree.Element("currentMemory")
+        root.find("memory").addnext(current)
+    current.text, current.attrib["unit"] = str(spec.memory // 1024), "KiB"
+    vcpu = root.find("vcpu")
+    vcpu.text = str(spec.max_vcpus)
+    vcpu.set("current", str(spec.vcpus))
+    _set_vcpus(root, spec)
+    devices = root.find("devices")
+    _edit_disks(devices, root, spec)
+    _edit_nics(devices, spec)
+    _set_graphics(devices, spec.graphics)
+    return _to_string(root)
+
+
+def _edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> None:
+    wanted = {d.volume(spec.name): d for d in spec.disks}
+    present = set()
+    for element in list(devices.iter("disk")):
+        source = element.find("source")
+        volume = source.get("volume") if source is not None else None
+        if volume is None or not volume.startswith(f"{spec.name}-"):
+            continue
+        if volume not in wanted:
+            devices.remove(element)
+        else:
+            present.add(volume)
+    anchor = devices.findall("disk")
+    for volume, disk in wanted.items():
+        if volume in present:
+            continue
+        element = disk_element(spec.name, disk, free_target(root, disk.bus))
+        if anchor:
+            anchor[-1].addnext(element)
+            anchor.append(element)
+        else:
+            devices.insert(0, element)
+            anchor = [element]
+
+
+def _edit_nics(devices: etree._Element, spec: VMSpec) -> None:
+    live = [(e, _read_nic(e)) for e in devices.findall("interface")]
+    keep, _, add = match_nics(spec.nics, tuple(n for _, n in live if n))
+    kept_ids = {id(n) for n in keep}
+    for element, nic in live:
+        if nic is not None and id(nic) not in kept_ids:
+            devices.remove(element)
+    for nic in add:
+        devices.append(nic_element(nic))
+
+
+def match_nics(
+    desired: tuple[Nic, ...], live: tuple[Nic, ...]
+) -> tuple[list[Nic], list[Nic], list[Nic]]:
+    """Pair NICs by MAC, or, when the manifest gives none, by source and model.
+
+    Returns (live NICs kept, live NICs to remove, desired NICs to add). Pure.
+    """
+    unmatched = list(live)
+    keep: list[Nic] = []
+    add: list[Nic] = []
+    pending = []
+    for nic in desired:
+        if nic.mac:
+            found = next((n for n in unmatched if n.mac == nic.mac), None)
+            if found and _same_nic(found, nic):
+                unmatched.remove(found)
+                keep.append(found)
+            else:
+                add.append(nic)
+        else:
+            pending.append(nic)
+    for nic in pending:
+        found = next((n for n in unmatched if _same_nic(n, nic)), None)
+        if found:
+            unmatched.remove(found)
+            keep.append(found)
+        else:
+            add.append(nic)
+    return keep, unmatched, add
+
+
+def _same_nic(live: Nic, desired: Nic) -> bool:
+    return (live.network, live.bridge, live.model) == (desired.network, desired.bridge,
+                                                       desired.model)

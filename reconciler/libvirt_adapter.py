@@ -1,0 +1,288 @@
+"""The one module that talks to libvirt. Named operations; libvirt errors become ours here."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+
+import libvirt
+from lxml import etree
+
+from reconciler import domainxml
+from reconciler.errors import NotFoundError, PermanentError, TransientError
+from reconciler.model import LiveHold, LiveVM, Mark, VolumeInfo
+
+_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL,
+    libvirt.VIR_ERR_NO_NETWORK,
+}
+_TRANSIENT = {
+    libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_OPERATION_TIMEOUT, libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+    libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_OPERATION_INVALID,
+}
+_RUNNING_STATES = {libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED,
+                   libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PMSUSPENDED}
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def _silence(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+
+
+libvirt.registerErrorHandler(_silence, None)
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn a libvirtError into NotFoundError, TransientError or PermanentError."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        message = f"{what}: {exc.get_error_message() or exc}"
+        if code in _NOT_FOUND:
+            raise NotFoundError(message) from exc
+        if code in _TRANSIENT:
+            raise TransientError(message) from exc
+        raise PermanentError(message) from exc
+
+
+class Libvirt:
+    """A connection and the operations the reconciler needs on it."""
+
+    def __init__(self, uri: str, *, readonly: bool = False) -> None:
+        self.uri = uri
+        self.readonly = readonly
+        with translated(f"cannot connect to {uri}"):
+            self.conn = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+
+    @cached_property
+    def domain_type(self) -> str:
+        """The best accelerator the host offers for x86_64 guests: kvm, else qemu (TCG)."""
+        with translated("reading host capabilities"):
+            caps = etree.fromstring(self.conn.getCapabilities().encode())
+        types = {d.get("type") for d in caps.iterfind("guest/arch[@name='x86_64']/domain")}
+        for preferred in ("kvm", "qemu", "test"):
+            if preferred in types:
+                return preferred
+        return sorted(types)[0] if types else "qemu"
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def read_live(self) -> tuple[LiveVM, ...]:
+        """Every domain, its persistent definition and its running values, in one pass."""
+        with translated("listing domains"):
+            domains = self.conn.listAllDomains(0)
+            autostart = {d.name() for d in self.conn.listAllDomains(
+                libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+        parsed = []
+        wanted_volumes: set[tuple[str, str]] = set()
+        for dom in domains:
+            try:
+                with translated(f"reading domain {dom.name()}"):
+                    state, _ = dom.state()
+                    root = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+                    running = state in _RUNNING_STATES
+                    live_root = domainxml.parse(dom.XMLDesc(0)) if running else None
+            except NotFoundError:
+                continue  # undefined while we were reading
+            mark = domainxml.read_mark(root)
+            if mark:
+                wanted_volumes.update(_volume_keys(root))
+                if live_root is not None:
+                    wanted_volumes.update(_volume_keys(live_root))
+            parsed.append((dom, state, root, live_root, mark))
+        sizes = self._volume_sizes(wanted_volumes)
+        out = []
+        for dom, state, root, live_root, mark in parsed:
+            running = live_root is not None
+            applied = mark.applied if mark else {}
+            config = domainxml.read_spec(root, running=running, autostart=dom.name() in autostart,
+                                         volumes=sizes, applied=applied)
+            live_spec = (domainxml.read_spec(live_root, running=True, autostart=False,
+                                             volumes=sizes, applied=applied)
+                         if live_root is not None else None)
+            out.append(LiveVM(
+                name=dom.name(), uuid=dom.UUIDString(), running=running,
+                state=_STATE_NAMES.get(state, "unknown"),
+                domain_id=dom.ID() if running else None,
+                config=config, mark=mark,
+                live_vcpus=live_spec.vcpus if live_spec else None,
+                live_max_vcpus=live_spec.max_vcpus if live_spec else None,
+                live_memory=live_spec.memory if live_spec else None,
+                live_max_memory=live_spec.max_memory if live_spec else None,
+                hold=domainxml.read_hold(live_root) if live_root is not None else None,
+            ))
+        return tuple(out)
+
+    def _volume_sizes(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        sizes = {}
+        for pool_name in {pool for pool, _ in keys}:
+            try:
+                with translated(f"listing volumes of pool {pool_name}"):
+                    pool = self.conn.storagePoolLookupByName(pool_name)
+                    for vol in pool.listAllVolumes(0):
+                        if (pool_name, vol.name()) in keys:
+                            sizes[(pool_name, vol.name())] = vol.info()[1]
+            except NotFoundError:
+                continue
+        return sizes
+
+    def volume(self, pool: str, name: str) -> VolumeInfo:
+        with translated(f"volume {name} in pool {pool}"):
+            vol = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+            root = etree.fromstring(vol.XMLDesc(0).encode())
+        fmt = root.find("target/format")
+        backing = root.findtext("backingStore/path")
+        return VolumeInfo(pool, name, int(root.findtext("capacity") or 0),
+                          fmt.get("type") if fmt is not None else None, backing)
+
+    def domain_xml(self, name: str, *, inactive: bool = True) -> str:
+        with translated(f"reading domain {name}"):
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+            return self._dom(name).XMLDesc(flags)
+
+    def domain_state(self, name: str) -> tuple[bool, int | None]:
+        """(running, domain id)."""
+        with translated(f"reading state of {name}"):
+            dom = self._dom(name)
+            state, _ = dom.state()
+            running = state in _RUNNING_STATES
+            return running, dom.ID() if running else None
+
+    def _dom(self, name: str) -> libvirt.virDomain:
+        with translated(f"domain {name}"):
+            return self.conn.lookupByName(name)
+
+    # --- domains -------------------------------------------------------------------------------
+
+    def define(self, xml: str) -> None:
+        with translated("defining domain"):
+            self.conn.defineXML(xml)
+
+    def start(self, name: str) -> None:
+        with translated(f"starting {name}"):
+            self._dom(name).create()
+
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (ACPI). Returns at once."""
+        with translated(f"shutting down {name}"):
+            self._dom(name).shutdown()
+
+    def power_off(self, name: str) -> None:
+        with translated(f"powering off {name}"):
+            dom = self._dom(name)
+            if dom.isActive():
+                dom.destroy()
+
+    def undefine(self, name: str) -> None:
+        """Undefine, with managed save, snapshot metadata, checkpoints and NVRAM."""
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        with translated(f"undefining {name}"):
+            dom = self._dom(name)
+            try:
+                dom.undefineFlags(flags)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    raise
+                dom.undefine()
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        with translated(f"setting autostart of {name}"):
+            self._dom(name).setAutostart(1 if enabled else 0)
+
+    def set_vcpus_live(self, name: str, count: int) -> None:
+        with translated(f"setting live vCPUs of {name}"):
+            self._dom(name).setVcpusFlags(count, _LIVE)
+
+    def set_memory_live(self, name: str, size: int) -> None:
+        with translated(f"setting live memory of {name}"):
+            self._dom(name).setMemoryFlags(size // 1024, _LIVE)
+
+    def set_hold(self, name: str, hold: LiveHold | None) -> None:
+        """Record (or clear) a live change the VM did not take, on the running domain only."""
+        with translated(f"recording live state of {name}"):
+            self._dom(name).setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                domainxml.hold_xml(hold) if hold else None,
+                domainxml.HOLD_KEY if hold else None,
+                domainxml.HOLD_NS, _LIVE)
+
+    def set_mark(self, name: str, mark: Mark) -> None:
+        with translated(f"recording metadata of {name}"):
+            self._dom(name).setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                        domainxml.mark_xml(mark), domainxml.MARK_KEY,
+                                        domainxml.NS, _CONFIG)
+
+    def attach_live(self, name: str, device_xml: str) -> None:
+        with translated(f"hot-plugging a device into {name}"):
+            self._dom(name).attachDeviceFlags(device_xml, _LIVE)
+
+    def detach_live(self, name: str, device_xml: str) -> None:
+        with translated(f"unplugging a device from {name}"):
+            self._dom(name).detachDeviceFlags(device_xml, _LIVE)
+
+    def block_resize(self, name: str, target: str, size: int) -> None:
+        with translated(f"growing disk {target} of {name}"):
+            self._dom(name).blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+
+    # --- volumes -------------------------------------------------------------------------------
+
+    def create_volume(self, pool: str, name: str, *, capacity: int, fmt: str,
+                      backing: str | None = None) -> None:
+        root = etree.Element("volume")
+        etree.SubElement(root, "name").text = name
+        etree.SubElement(root, "capacity", unit="bytes").text = str(capacity)
+        etree.SubElement(root, "allocation").text = "0"  # thin: space is taken as written
+        target = etree.SubElement(root, "target")
+        etree.SubElement(target, "format", type=fmt)
+        with translated(f"creating volume {name} in pool {pool}"):
+            storage = self.conn.storagePoolLookupByName(pool)
+            if backing:
+                base = storage.storageVolLookupByName(backing)
+                store = etree.SubElement(root, "backingStore")
+                etree.SubElement(store, "path").text = base.path()
+                base_fmt = etree.fromstring(base.XMLDesc(0).encode()).find("target/format")
+                etree.SubElement(store, "format",
+                                 type=base_fmt.get("type") if base_fmt is not None else "raw")
+            storage.createXML(etree.tostring(root, encoding="unicode"), 0)
+
+    def volume_exists(self, pool: str, name: str) -> bool:
+        try:
+            self.volume(pool, name)
+        except NotFoundError:
+            return False
+        return True
+
+    def resize_volume(self, pool: str, name: str, capacity: int) -> None:
+        with translated(f"resizing volume {name} in pool {pool}"):
+            vol = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+            vol.resize(capacity, 0)
+
+    def delete_volume(self, pool: str, name: str) -> None:
+        with translated(f"deleting volume {name} in pool {pool}"):
+            self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
+
+
+def _volume_keys(root: etree._Element) -> Iterator[tuple[str, str]]:
+    for source in root.iterfind("devices/disk/source"):
+        if source.get("pool") and source.get("volume"):
+            yield source.get("pool"), source.get("volume")

@@ -1,0 +1,1 @@
+"""From files on disk to the desired model: loading (with source positions) and validation."""

@@ -1,0 +1,240 @@
+"""Schema and cross-document checks: documents in, desired VMs and problems out. Pure."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jsonschema
+from jsonschema import Draft202012Validator, FormatChecker
+
+from reconciler import schema as schemas
+from reconciler.errors import Problem
+from reconciler.manifests.loader import Document, FieldPath, dotted
+from reconciler.model import DesiredVM, Disk, Nic, PowerState, Source, VMSpec
+from reconciler.units import parse_duration, parse_quantity
+
+MIN_MEMORY = 16 << 20
+_formats = FormatChecker()
+
+
+@_formats.checks("quantity", raises=ValueError)
+def _is_quantity(value: object) -> bool:
+    return not isinstance(value, str) or parse_quantity(value) >= 0
+
+
+@_formats.checks("duration", raises=ValueError)
+def _is_duration(value: object) -> bool:
+    return not isinstance(value, str) or parse_duration(value) >= 0
+
+
+@dataclass(frozen=True)
+class Validated:
+    vms: tuple[DesiredVM, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _validator(kind: str) -> Draft202012Validator:
+    cached = _VALIDATORS.get(kind)
+    if cached is None:
+        cached = Draft202012Validator(schemas.load(kind), format_checker=_formats)
+        _VALIDATORS[kind] = cached
+    return cached
+
+
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+
+
+def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = ()) -> Validated:
+    """Check every document; collect every problem, not only the first. Pure."""
+    problems = list(load_problems)
+    vms: list[DesiredVM] = []
+    claimed: dict[str, Document] = {}
+    for doc in documents:
+        doc_problems = list(_check_document(doc))
+        problems.extend(doc_problems)
+        if doc_problems:
+            # The name may still be readable: keep claiming it so duplicates are reported.
+            name = _name_of(doc.data)
+            if name:
+                problems.extend(_claim(claimed, name, doc))
+            continue
+        data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
+        assert isinstance(data, dict)
+        semantic = list(_check_semantics(doc, data))
+        problems.extend(semantic)
+        problems.extend(_claim(claimed, data["metadata"]["name"], doc))
+        if not semantic:
+            vms.append(_desired(doc, data))
+    return Validated(tuple(vms), tuple(sorted(set(problems))))
+
+
+def _name_of(data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _claim(claimed: dict[str, Document], name: str, doc: Document) -> list[Problem]:
+    first = claimed.setdefault(name, doc)
+    if first is doc:
+        return []
+    line, _ = first.position(("metadata", "name"))
+    message = f"{name!r} is already declared in {first.file}:{line}; names must be unique"
+    return [doc.problem(("metadata", "name"), message)]
+
+
+def _check_document(doc: Document) -> Iterable[Problem]:
+    data = doc.data
+    if not isinstance(data, dict):
+        yield doc.problem((), "a manifest must be a mapping with apiVersion, kind, metadata, spec")
+        return
+    kind = data.get("kind")
+    if kind not in schemas.KINDS:
+        known = ", ".join(schemas.KINDS)
+        yield doc.problem(("kind",), f"unknown kind {kind!r}; expected one of: {known}")
+        return
+    validator = _validator(kind)
+    for error in validator.iter_errors(data):
+        yield from _translate(doc, error)
+
+
+def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Problem]:
+    """A jsonschema error as problems an operator can act on."""
+    path: FieldPath = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(schema.get("properties", {}))
+        for key in error.instance:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            yield doc.problem((*path, key), f"unknown field; {hint}")
+        return
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        line, column = doc.position(path)
+        yield Problem(doc.file, line, column, dotted((*path, missing)), "required field is missing")
+        return
+    fmt = schema.get("format")
+    if fmt in ("quantity", "duration"):
+        parse = parse_quantity if fmt == "quantity" else parse_duration
+        try:
+            parse(error.instance)
+        except ValueError as exc:
+            yield doc.problem(path, str(exc))
+            return
+    if error.validator == "pattern" and path and path[-1] == "name":
+        yield doc.problem(path, f"{error.instance!r} is not a valid name: use lowercase letters, "
+                                "digits and '-', start and end with a letter or digit, at most 63")
+        return
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        yield doc.problem(path, "give exactly one of 'network' or 'bridge'")
+        return
+    if error.validator == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        yield doc.problem(path, f"{error.instance!r} is not one of: {choices}")
+        return
+    if error.validator == "const":
+        yield doc.problem(path, f"{error.instance!r}: expected {error.validator_value!r}")
+        return
+    yield doc.problem(path, error.message)
+
+
+def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
+    spec = data["spec"]
+    vcpus, memory = spec["vcpus"], parse_quantity(spec["memory"])
+    max_vcpus = spec.get("maxVcpus", vcpus)
+    max_memory = parse_quantity(spec["maxMemory"]) if "maxMemory" in spec else memory
+    if vcpus > max_vcpus:
+        yield doc.problem(("spec", "vcpus"), f"{vcpus} exceeds maxVcpus {max_vcpus}")
+    if memory < MIN_MEMORY:
+        yield doc.problem(("spec", "memory"), "must be at least 16MiB")
+    if memory > max_memory:
+        yield doc.problem(("spec", "memory"),
+                          f"{spec['memory']} exceeds maxMemory {spec['maxMemory']}")
+    names: dict[str, int] = {}
+    for i, disk in enumerate(spec["disks"]):
+        if disk["name"] in names:
+            first = names[disk["name"]]
+            yield doc.problem(("spec", "disks", i, "name"),
+                              f"disk {disk['name']!r} is already declared as disks[{first}]")
+        names.setdefault(disk["name"], i)
+        if parse_quantity(disk["size"]) == 0:
+            yield doc.problem(("spec", "disks", i, "size"), "must be larger than 0")
+    macs: dict[str, int] = {}
+    for i, nic in enumerate(spec["networks"]):
+        mac = nic.get("mac", "").lower()
+        if mac and mac in macs:
+            yield doc.problem(("spec", "networks", i, "mac"),
+                              f"MAC {mac} is already used by networks[{macs[mac]}]")
+        if mac:
+            macs.setdefault(mac, i)
+            if int(mac[:2], 16) & 1:
+                yield doc.problem(("spec", "networks", i, "mac"),
+                                  "a multicast MAC cannot be used; the first byte must be even")
+
+
+def _desired(doc: Document, data: dict) -> DesiredVM:
+    spec = data["spec"]
+    memory = parse_quantity(spec["memory"])
+    vm = VMSpec(
+        name=data["metadata"]["name"],
+        vcpus=spec["vcpus"],
+        max_vcpus=spec.get("maxVcpus", spec["vcpus"]),
+        memory=memory,
+        max_memory=parse_quantity(spec["maxMemory"]) if "maxMemory" in spec else memory,
+        state=PowerState(spec["state"]),
+        autostart=spec["autostart"],
+        update_policy=spec["updatePolicy"],
+        shutdown_timeout=parse_duration(spec["shutdownTimeout"]),
+        protect=spec["protect"],
+        disks=tuple(
+            Disk(name=d["name"], size=parse_quantity(d["size"]), pool=d["pool"],
+                 format=d["format"], image=d.get("image"), bus=d["bus"], reclaim=d["reclaim"])
+            for d in spec["disks"]
+        ),
+        nics=tuple(
+            Nic(network=n.get("network"), bridge=n.get("bridge"),
+                mac=n["mac"].lower() if "mac" in n else None, model=n["model"])
+            for n in spec["networks"]
+        ),
+        graphics=spec["graphics"],
+        labels=tuple(sorted(data["metadata"]["labels"].items())),
+    )
+    applied = applied_record(vm)
+    line, _ = doc.position(("metadata", "name"))
+    return DesiredVM(
+        spec=vm,
+        source=Source(doc.file, doc.relative, line),
+        spec_hash=spec_hash(applied),
+        applied=applied,
+    )
+
+
+def applied_record(vm: VMSpec) -> dict:
+    """The spec as recorded in a managed domain's metadata (what destroy later needs). Pure."""
+    return {
+        "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,
+        "maxMemory": vm.max_memory, "state": str(vm.state), "autostart": vm.autostart,
+        "updatePolicy": vm.update_policy, "shutdownTimeout": vm.shutdown_timeout,
+        "protect": vm.protect, "graphics": vm.graphics,
+        "disks": [{"name": d.name, "size": d.size, "pool": d.pool, "format": d.format,
+                   "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
+        "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}
+                     for n in vm.nics],
+    }
+
+
+def spec_hash(applied: dict) -> str:
+    canonical = json.dumps(applied, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,131 @@
+"""The desired and live models of a virtual machine. Frozen values, no I/O.
+
+Sizes are bytes, durations seconds. The manifest loader and the domain-XML parser both produce a
+``VMSpec``, so desired and live state compare field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    size: int
+    pool: str = "default"
+    format: str = "qcow2"
+    image: str | None = None
+    bus: str = "virtio"
+    reclaim: str = "retain"
+
+    def volume(self, vm: str) -> str:
+        return f"{vm}-{self.name}"
+
+
+@dataclass(frozen=True)
+class Nic:
+    network: str | None = None
+    bridge: str | None = None
+    mac: str | None = None
+    model: str = "virtio"
+
+    @property
+    def source(self) -> str:
+        return f"network {self.network}" if self.network else f"bridge {self.bridge}"
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """What a manifest asks for (or what a domain's persistent definition says)."""
+
+    name: str
+    vcpus: int
+    memory: int
+    max_vcpus: int
+    max_memory: int
+    state: PowerState = PowerState.RUNNING
+    autostart: bool = False
+    update_policy: str = "live"
+    shutdown_timeout: int = 60
+    protect: bool = False
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    graphics: str = "none"
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a desired object came from."""
+
+    file: str  # as shown to the user
+    relative: str  # relative to the manifest directory, recorded in the domain's metadata
+    line: int
+
+
+@dataclass(frozen=True)
+class DesiredVM:
+    spec: VMSpec
+    source: Source
+    spec_hash: str
+    applied: dict = field(compare=False, hash=False)  # the normalised spec, JSON-ready
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The tool's element in a managed domain's <metadata>."""
+
+    manifest: str
+    spec_hash: str
+    commit: str | None
+    applied: dict = field(compare=False, hash=False)  # last applied spec (protect, reclaim, ...)
+
+
+@dataclass(frozen=True)
+class LiveHold:
+    """A live change the hypervisor or guest did not take up, recorded on the running domain only.
+
+    It disappears when the domain stops, so a restart clears it by itself.
+    """
+
+    vcpus: int | None = None
+    memory: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    pool: str
+    name: str
+    capacity: int
+    format: str | None = None
+    backing: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveVM:
+    """A domain as libvirt reports it: its persistent definition, and the running values."""
+
+    name: str
+    uuid: str
+    running: bool
+    state: str  # libvirt's word: running, paused, shut off, ...
+    domain_id: int | None
+    config: VMSpec  # parsed from the persistent (inactive) XML
+    mark: Mark | None  # None: not created by this tool
+    live_vcpus: int | None = None  # running domains only
+    live_max_vcpus: int | None = None
+    live_memory: int | None = None
+    live_max_memory: int | None = None
+    hold: LiveHold | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.mark is not None

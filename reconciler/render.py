@@ -1,0 +1,135 @@
+"""Plans, results and problems as text or JSON. Pure: strings in, strings out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from reconciler import __version__
+from reconciler.errors import Problem
+from reconciler.executor import Result
+from reconciler.plan import Action, Change, Kind, Mode, Plan
+from reconciler.units import format_bytes
+
+_SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
+
+
+def symbol(action: Action) -> str:
+    return "!" if action.blocked else _SYMBOL[action.kind]
+
+
+def describe_change(change: Change, *, policy: str = "live", restarting: bool = False) -> str:
+    if change.note.startswith("add"):
+        text = f"{change.field} {change.new} (add)"
+    elif change.note.startswith("remove"):
+        text = f"{change.field} ({change.note})"
+    else:
+        text = f"{change.field} {change.old} -> {change.new}"
+    if change.mode == Mode.LIVE:
+        return f"{text} (live)" if change.field != "state" else text
+    if change.mode == Mode.RESTART:
+        if restarting:
+            return f"{text} (restart)"
+        return f"{text} needs a restart (updatePolicy: {policy}) -- pending restart"
+    if change.mode == Mode.PENDING:
+        why = f": {change.note}" if change.note else ""
+        return f"{text} pending restart{why}"
+    if change.mode == Mode.REFUSED:
+        return f"{text} refused: {change.note}"
+    return text
+
+
+def describe(action: Action) -> str:
+    if action.kind == Kind.CREATE:
+        assert action.desired
+        spec = action.desired.spec
+        parts = [f"{spec.vcpus} vcpus", format_bytes(spec.memory)]
+        if spec.disks:
+            parts.append("disks " + ", ".join(f"{d.name} {format_bytes(d.size)}"
+                                              for d in spec.disks))
+        if spec.nics:
+            parts.append("nics " + ", ".join(n.source for n in spec.nics))
+        if spec.state != "running":
+            parts.append(str(spec.state))
+        return ", ".join(parts)
+    if action.kind == Kind.DESTROY:
+        return f"destroy ({action.reason})"
+    if action.kind == Kind.BLOCKED:
+        return action.reason
+    policy = action.desired.spec.update_policy if action.desired else "live"
+    text = ", ".join(describe_change(c, policy=policy, restarting=action.restart)
+                     for c in action.changes)
+    return f"{text} -- restarts the VM" if action.restart else text
+
+
+def plan_text(plan: Plan) -> str:
+    if not plan.actions:
+        return "No changes. The live state matches the manifests.\n"
+    width = max(len(a.name) for a in plan.actions)
+    lines = [f"{symbol(a)} {a.name:<{width}}   {describe(a)}" for a in plan.actions]
+    lines.append(
+        f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update, "
+        f"{plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _change_json(change: Change) -> dict:
+    return {"field": change.field, "old": change.old, "new": change.new,
+            "mode": str(change.mode), "note": change.note}
+
+
+def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict:
+    """The plan as ``schemas/plan.v1.json`` describes it."""
+    return {
+        "apiVersion": "reconciler/v1",
+        "kind": "Plan",
+        "version": __version__,
+        "fingerprint": plan.fingerprint,
+        "hasChanges": plan.has_changes,
+        "summary": {"create": plan.count(Kind.CREATE), "update": plan.count(Kind.UPDATE),
+                    "destroy": plan.count(Kind.DESTROY), "blocked": plan.blocked_count},
+        "problems": [p.as_dict() for p in problems],
+        "actions": [
+            {
+                "name": a.name,
+                "kind": str(a.kind),
+                "symbol": symbol(a),
+                "text": describe(a),
+                "changes": [_change_json(c) for c in a.changes],
+                "restart": a.restart,
+                "pendingRestart": bool(a.pending_restart),
+                "reason": a.reason,
+                "manifest": a.desired.source.file if a.desired else None,
+            }
+            for a in plan.actions
+        ],
+    }
+
+
+def results_text(results: Iterable[Result]) -> str:
+    results = list(results)
+    lines = []
+    for r in results:
+        tail = f": {r.message}" if r.message else ""
+        lines.append(f"{r.name}: {r.kind} {r.outcome}{tail}")
+    failed = sum(1 for r in results if r.outcome == "failed")
+    blocked = sum(1 for r in results if r.outcome == "blocked")
+    pending = sum(1 for r in results if r.outcome == "pending restart")
+    done = len(results) - failed - blocked
+    lines.append(f"Apply: {done} done ({pending} pending restart), {failed} failed, "
+                 f"{blocked} blocked.")
+    return "\n".join(lines) + "\n"
+
+
+def results_json(results: Iterable[Result]) -> list[dict]:
+    return [{"name": r.name, "kind": str(r.kind), "outcome": str(r.outcome),
+             "message": r.message, "seconds": round(r.seconds, 3)} for r in results]
+
+
+def problems_text(problems: Iterable[Problem]) -> str:
+    return "".join(f"{p}\n" for p in problems)
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"

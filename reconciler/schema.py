@@ -1,0 +1,46 @@
+"""The JSON schemas shipped in ``schemas/``: the single source of field names, types, defaults."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+
+KINDS = {"VirtualMachine": "virtualmachine.v1.json"}
+OTHER = {"plan": "plan.v1.json"}
+
+
+@cache
+def load(name: str) -> dict:
+    """A schema by kind (``VirtualMachine``) or by name (``plan``)."""
+    filename = KINDS.get(name) or OTHER.get(name)
+    if filename is None:
+        raise KeyError(name)
+    text = resources.files("reconciler").joinpath("schemas", filename).read_text("utf-8")
+    return json.loads(text)
+
+
+def with_defaults(instance: object, schema: dict, root: dict | None = None) -> object:
+    """A copy of ``instance`` with the schema's ``default`` values filled in. Pure."""
+    root = root or schema
+    if "$ref" in schema:
+        schema = _resolve(root, schema["$ref"])
+    if isinstance(instance, dict):
+        out = copy.copy(instance)
+        for key, sub in schema.get("properties", {}).items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            if key in out:
+                out[key] = with_defaults(out[key], sub, root)
+        return out
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [with_defaults(item, schema["items"], root) for item in instance]
+    return instance
+
+
+def _resolve(root: dict, ref: str) -> dict:
+    node: dict = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node

@@ -1,0 +1,218 @@
+"""Fixtures: libvirt's test driver for fast tests, the real libvirtd for lifecycle tests.
+
+Everything a test creates on the real libvirtd carries a unique prefix and is removed afterwards;
+test networks are isolated (no <forward>).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+QEMU_URI = "qemu:///system"
+TEST_URI = "test:///default"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run the CLI in-process (so test:///default state is shared with the test)."""
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def write_manifest(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def vm_manifest(name: str, *, vcpus: int = 1, max_vcpus: int | None = None,
+                memory: str = "64MiB", max_memory: str | None = None, state: str = "running",
+                extra: str = "", disks: str = "", networks: str = "") -> str:
+    """A small VM manifest (OS-less guests need no more than 64MiB)."""
+    lines = [
+        "apiVersion: reconciler/v1",
+        "kind: VirtualMachine",
+        "metadata:",
+        f"  name: {name}",
+        "spec:",
+        f"  vcpus: {vcpus}",
+        f"  memory: {memory}",
+        f"  state: {state}",
+        "  shutdownTimeout: 1s",
+    ]
+    if max_vcpus:
+        lines.append(f"  maxVcpus: {max_vcpus}")
+    if max_memory:
+        lines.append(f"  maxMemory: {max_memory}")
+    lines += [f"  {line}" for line in textwrap.dedent(extra).strip().splitlines()]
+    if disks:
+        lines.append("  disks:")
+        lines += [f"    {line}" for line in textwrap.dedent(disks).strip().splitlines()]
+    if networks:
+        lines.append("  networks:")
+        lines += [f"    {line}" for line in textwrap.dedent(networks).strip().splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+# --- the real libvirtd ---------------------------------------------------------------------------
+
+
+def _open_qemu() -> libvirt.virConnect | None:
+    try:
+        return libvirt.open(QEMU_URI)
+    except libvirt.libvirtError:
+        return None
+
+
+def accelerator(conn: libvirt.virConnect) -> str:
+    caps = conn.getCapabilities()
+    return "kvm" if "<domain type='kvm'" in caps else "tcg"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    conn = _open_qemu()
+    if conn is None:
+        return [f"libvirtd: {QEMU_URI} not reachable; lifecycle tests "
+                + ("FAIL (CI=true)" if os.environ.get("CI") == "true" else "are skipped")]
+    version = conn.getVersion()
+    qemu = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
+    line = f"libvirtd: {QEMU_URI}, QEMU {qemu}, accelerator: {accelerator(conn)}"
+    conn.close()
+    return [line]
+
+
+@pytest.fixture(scope="session")
+def qemu_conn() -> Iterator[libvirt.virConnect]:
+    conn = _open_qemu()
+    if conn is None:
+        message = f"{QEMU_URI} is not reachable: run scripts/testbed-setup"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A unique name prefix for everything one test creates."""
+    return f"t{secrets.token_hex(3)}-"
+
+
+@pytest.fixture
+def host(qemu_conn: libvirt.virConnect, prefix: str) -> Iterator[Host]:
+    """The real libvirtd, cleaned of this test's domains, volumes and networks afterwards."""
+    h = Host(qemu_conn, prefix)
+    yield h
+    h.cleanup()
+
+
+class Host:
+    def __init__(self, conn: libvirt.virConnect, prefix: str) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self.uri = QEMU_URI
+
+    def network(self) -> str:
+        """An isolated network (no <forward>, no addresses) for this test's NICs."""
+        name = f"{self.prefix}net"
+        bridge = f"rc{self.prefix.strip('-')[1:]}"
+        xml = (f"<network><name>{name}</name><bridge name='{bridge}' stp='off'/></network>")
+        net = self.conn.networkDefineXML(xml)
+        net.create()
+        return name
+
+    def domain(self, name: str) -> libvirt.virDomain:
+        return self.conn.lookupByName(name)
+
+    def xml(self, name: str, *, inactive: bool = False) -> str:
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        return self.domain(name).XMLDesc(flags)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def volume(self, name: str, pool: str = "default") -> libvirt.virStorageVol | None:
+        try:
+            return self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def wait(self, predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.1)
+        return bool(predicate())
+
+    def cleanup(self) -> None:
+        for dom in self.conn.listAllDomains(0):
+            if dom.name().startswith(self.prefix):
+                try:
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                                      | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+                except libvirt.libvirtError:
+                    pass
+        for pool in self.conn.listAllStoragePools(0):
+            if not pool.isActive():
+                continue
+            pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                if vol.name().startswith(self.prefix):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        vol.delete(0)
+        for net in self.conn.listAllNetworks(0):
+            if net.name().startswith(self.prefix):
+                try:
+                    if net.isActive():
+                        net.destroy()
+                    net.undefine()
+                except libvirt.libvirtError:
+                    pass
+
+
+# --- libvirt's test driver -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def testdrv(prefix: str) -> Iterator[libvirt.virConnect]:
+    """test:///default (shared by every connection of this process), cleaned afterwards."""
+    conn = libvirt.open(TEST_URI)
+    yield conn
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith(prefix):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    pool = conn.storagePoolLookupByName("default-pool")
+    for vol in pool.listAllVolumes(0):
+        if vol.name().startswith(prefix):
+            vol.delete(0)
+    conn.close()
