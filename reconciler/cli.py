@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from reconciler import __version__, gitinfo, lock, logs, pipeline, render
+from reconciler import __version__, gitinfo, lock, logs, pipeline, render, status
 from reconciler import config as configuration
 from reconciler import schema as schemas
 from reconciler.errors import ReconcilerError
@@ -28,6 +29,8 @@ def _common(func: Callable[..., int]) -> Callable[..., None]:
 
     @click.option("--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
                   help="libvirt URI (default qemu:///system, or the config's).")
+    @click.option("--instance", envvar="RECONCILER_INSTANCE", default=None,
+                  help="This reconciler's name on a shared host (default `default`).")
     @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                   help="Config file (default /etc/reconciler/config.yaml, optional).")
     @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -37,10 +40,16 @@ def _common(func: Callable[..., int]) -> Callable[..., None]:
     @click.option("-v", "--verbose", is_flag=True, help="Log every action as it happens.")
     @functools.wraps(func)
     def wrapper(*, config_file: Path | None, log_format: str, verbose: bool, **kwargs: Any) -> None:
-        logs.configure(log_format, logging.INFO if verbose else logging.WARNING)
+        daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
+        logs.configure(log_format, logging.INFO if verbose or daemon else logging.WARNING)
+        if "config_file" in inspect.signature(func).parameters:
+            kwargs["config_file"] = config_file
         try:
             cfg = configuration.load(config_file)
             kwargs["connect"] = kwargs["connect"] or cfg.connect
+            instance = kwargs.pop("instance") or cfg.instance
+            if "instance" in inspect.signature(func).parameters:
+                kwargs["instance"] = instance
             code = func(cfg=cfg, **kwargs)
         except ReconcilerError as exc:
             click.echo(f"reconciler: {exc}", err=True)
@@ -87,7 +96,7 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @_common
-def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
+def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
          allow_empty: bool) -> int:
     """Show what apply would do, over a read-only connection."""
@@ -95,7 +104,7 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     try:
         planned = pipeline.make_plan(_manifest_path(path, cfg), hv,
                                      max_destroy=_max_destroy(max_destroy, cfg),
-                                     allow_empty=allow_empty)
+                                     allow_empty=allow_empty, instance=instance)
     finally:
         hv.close()
     doc = render.plan_json(planned.plan, planned.inputs.problems)
@@ -131,7 +140,8 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict) -> None:
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
 @_common
-def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, yes: bool,
+def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
+          instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
           state_dir: Path | None, parallel: int | None) -> int:
     """Plan, then carry the plan out."""
@@ -140,7 +150,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
         hv = Libvirt(connect)
         try:
             planned = pipeline.make_plan(manifests, hv, max_destroy=_max_destroy(max_destroy, cfg),
-                                         allow_empty=allow_empty)
+                                         allow_empty=allow_empty, instance=instance)
             doc = render.plan_json(planned.plan, planned.inputs.problems)
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR
@@ -151,15 +161,23 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
             settings = Settings(parallel=parallel or cfg.parallel,
-                                commit=gitinfo.head_commit(manifests))
+                                commit=gitinfo.head_commit(manifests), instance=instance)
             results = execute(planned.plan, hv, settings)
         finally:
             hv.close()
+        _write_status(state_dir or Path(cfg.stateDir), planned, results)
     if fmt == "json":
         click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
     else:
         click.echo(render.results_text(results), nl=False)
     return _exit_for(planned, results)
+
+
+def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple) -> None:
+    acted = {a.name for a in planned.plan.actions}
+    in_sync = [d.spec.name for d in planned.inputs.vms if d.spec.name not in acted]
+    statuses = status.vm_statuses(planned.plan, results, in_sync)
+    status.write(state_dir, statuses, command="apply", problems=len(planned.inputs.problems))
 
 
 def _exit_for(planned: pipeline.Planned, results: tuple) -> int:
@@ -189,6 +207,53 @@ def _confirm() -> bool:
                    err=True)
         return False
     return click.confirm("Apply this plan?", default=False)
+
+
+@main.command()
+@_path_arg
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory (default /var/lib/reconciler).")
+@click.option("--interval", type=float, default=60.0, show_default=True,
+              help="Seconds between periodic resyncs.")
+@click.option("--debounce", type=float, default=1.0, show_default=True,
+              help="Seconds of quiet after a file change before reconciling.")
+@click.option("--metrics-addr", default="127.0.0.1:9464", show_default=True,
+              help="host:port for Prometheus metrics, or `off`.")
+@click.option("--max-destroy", type=int, default=None, help="Most VMs one cycle may destroy.")
+@click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="VMs changed at once (default 4).")
+@_common
+def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+        state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
+        max_destroy: int | None, allow_empty: bool, parallel: int | None,
+        config_file: Path | None = None) -> int:
+    """The daemon: watch PATH and libvirt, reconcile until SIGTERM."""
+    from reconciler.daemon import Daemon, Options
+
+    options = Options(
+        path=_manifest_path(path, cfg), connect=connect,
+        state_dir=state_dir or Path(cfg.stateDir), interval=interval, debounce=debounce,
+        metrics_addr=None if metrics_addr == "off" else metrics_addr,
+        max_destroy=_max_destroy(max_destroy, cfg), allow_empty=allow_empty,
+        parallel=parallel or cfg.parallel, config_file=config_file, instance=instance)
+    return Daemon(options).run()
+
+
+@main.command(name="status")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory (default /var/lib/reconciler).")
+@_common
+def status_command(*, cfg: configuration.Config, fmt: str, connect: str,
+                   state_dir: Path | None) -> int:
+    """Each managed VM: in sync, pending, pending restart, failed, blocked or conflict."""
+    folder = state_dir or Path(cfg.stateDir)
+    document = status.read(folder)
+    if document is None:
+        click.echo(f"No state in {folder} yet: `reconciler run` or `apply` writes it.")
+        return EXIT_OK
+    click.echo(render.dumps(document) if fmt == "json" else status.table(document), nl=False)
+    return EXIT_OK
 
 
 @main.command()

@@ -15,6 +15,7 @@ DEFAULT_PATH = Path("/etc/reconciler/config.yaml")
 @dataclass(frozen=True)
 class Config:
     connect: str = "qemu:///system"
+    instance: str = "default"  # several reconcilers on one host: each owns only its own domains
     manifestDir: str = "/etc/reconciler/manifests"
     stateDir: str = "/var/lib/reconciler"
     maxDestroy: int = 5

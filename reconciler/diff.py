@@ -90,11 +90,15 @@ def _volume_fate(vm: LiveVM) -> str:
 def update(want: DesiredVM, have: LiveVM) -> Action:
     """The changes that make one managed domain match its manifest. Pure."""
     d, cfg = want.spec, have.config
-    running = have.running
+    wants_running = d.state == PowerState.RUNNING
+    # A VM about to be stopped takes every change at its next start: plan it as a stopped one.
+    running = have.running and wants_running
     changes: list[Change] = []
-    changes += _scalar_changes(d, have)
+    changes += _scalar_changes(d, have, running=running)
     changes += _disk_changes(d, cfg, running=running)
     changes += _nic_changes(d, cfg, running=running)
+    if running:
+        changes += _live_device_gaps(d, have)
     if d.autostart != cfg.autostart:
         changes.append(Change("autostart", _b(cfg.autostart), _b(d.autostart), Mode.CONFIG))
     if d.graphics != cfg.graphics:
@@ -115,21 +119,20 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
         mark.spec_hash != want.spec_hash
     ):
         changes.append(Change("recorded spec", mark.spec_hash, want.spec_hash, Mode.CONFIG))
-    wants_running = d.state == PowerState.RUNNING
-    if wants_running != running:
-        changes.append(Change("state", "running" if running else "stopped", str(d.state),
+    if wants_running != have.running:
+        changes.append(Change("state", "running" if have.running else "stopped", str(d.state),
                               Mode.LIVE))
     restart = (
         running and wants_running and d.update_policy == "restart"
-        and any(c.mode in (Mode.RESTART, Mode.PENDING) for c in changes)
+        and any(_restart_finishes(c) for c in changes)
         and not any(c.mode == Mode.REFUSED for c in changes)
     )
     return Action(Kind.UPDATE, d.name, tuple(changes), restart=restart, desired=want, live=have)
 
 
-def _scalar_changes(d: VMSpec, have: LiveVM) -> list[Change]:
+def _scalar_changes(d: VMSpec, have: LiveVM, *, running: bool) -> list[Change]:
     """vcpus, memory and their maxima: the persistent config, then the running values."""
-    cfg, running, hold = have.config, have.running, have.hold
+    cfg, hold = have.config, have.hold
     out = []
     rows = (
         ("maxVcpus", cfg.max_vcpus, have.live_max_vcpus, d.max_vcpus, str),
@@ -154,10 +157,12 @@ def _scalar_changes(d: VMSpec, have: LiveVM) -> list[Change]:
             if config != desired:
                 out.append(Change(field, show(config), show(desired), Mode.CONFIG))
             continue
-        if restart_needed[limit] and desired > (have.live_max_vcpus if field == "vcpus"
-                                                else have.live_max_memory or 0):
+        running_limit = (have.live_max_vcpus if field == "vcpus" else have.live_max_memory) or 0
+        if restart_needed[limit] and desired > running_limit:
             if config != desired or live != desired:
-                out.append(Change(field, show(live), show(desired), Mode.RESTART,
+                # Once persisted, the value only waits for the restart: nothing left to write.
+                mode = Mode.RESTART if config != desired else Mode.PENDING
+                out.append(Change(field, show(live), show(desired), mode,
                                   f"above the running {limit}"))
             continue
         if live == desired:
@@ -207,11 +212,45 @@ def _disk_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
 def _nic_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
     _, remove, add = match_nics(d.nics, cfg.nics)
     hot = Mode.LIVE if running else Mode.CONFIG
-    out = [Change(f"nic {n.mac or n.source}", None, f"{n.source} ({n.model})", hot, "add")
+    out = [Change(f"nic {n.mac}" if n.mac else "nic", None, f"{n.source} ({n.model})", hot, "add")
            for n in add]
     out += [Change(f"nic {n.mac}", f"{n.source} ({n.model})", None, hot, "remove")
             for n in remove]
     return out
+
+
+def _live_device_gaps(d: VMSpec, have: LiveVM) -> list[Change]:
+    """Devices the persistent config already agrees on but the running VM does not: a hot-plug
+    to retry, or an unplug the guest has not done (it waits for a restart)."""
+    out: list[Change] = []
+    cfg = have.config
+    if have.live_disks is not None:
+        in_config = {disk.name for disk in cfg.disks}
+        live = {disk.name: disk for disk in have.live_disks}
+        wanted = {disk.name for disk in d.disks}
+        out += [Change(f"disk {disk.name}", None, format_bytes(disk.size), Mode.LIVE,
+                       "add: not plugged into the running VM")
+                for disk in d.disks if disk.name in in_config and disk.name not in live]
+        out += [Change(f"disk {name}", format_bytes(disk.size), None, Mode.PENDING,
+                       "remove: the guest has not released it")
+                for name, disk in live.items() if name not in wanted and name not in in_config]
+    if have.live_nics is not None and not _nic_changes(d, cfg, running=True):
+        _, remove, add = match_nics(d.nics, have.live_nics)
+        out += [Change(f"nic {n.mac}" if n.mac else "nic", None, f"{n.source} ({n.model})",
+                       Mode.LIVE, "add: not plugged into the running VM") for n in add]
+        out += [Change(f"nic {n.mac}", f"{n.source} ({n.model})", None, Mode.PENDING,
+                       "remove: the guest has not released it") for n in remove]
+    return out
+
+
+def _restart_finishes(change: Change) -> bool:
+    """Whether restarting the VM completes ``change``. A restart cannot make a guest take up a
+    balloon target (QEMU boots with maxMemory), so a held balloon never asks for one."""
+    if change.mode == Mode.RESTART:
+        return True
+    if change.mode != Mode.PENDING:
+        return False
+    return not (change.field == "memory" and not change.note.startswith("above"))
 
 
 def _b(value: bool) -> str:

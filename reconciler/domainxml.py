@@ -37,6 +37,7 @@ def _to_string(root: etree._Element) -> str:
 
 def mark_element(mark: Mark) -> etree._Element:
     root = etree.Element(f"{{{NS}}}vm", nsmap={MARK_KEY: NS})
+    _sub(root, f"{{{NS}}}instance", mark.instance)
     _sub(root, f"{{{NS}}}manifest", mark.manifest)
     _sub(root, f"{{{NS}}}spec-hash", mark.spec_hash)
     if mark.commit:
@@ -154,12 +155,20 @@ def _set_graphics(devices: etree._Element, graphics: str) -> None:
 # --- reading -----------------------------------------------------------------------------------
 
 
+# libvirt's memory units: binary (k, KiB, M, MiB, ...) and decimal (KB, MB, ...).
+_UNITS = {
+    "b": 1, "bytes": 1, "k": 1024,
+    **{unit: 1024**power for power, letter in enumerate("KMGTPE", 1)
+       for unit in (letter, f"{letter}iB")},
+    **{f"{letter}B": 1000**power for power, letter in enumerate("KMGTPE", 1)},
+}
+
+
 def _kib(element: etree._Element | None) -> int:
+    """Bytes of a libvirt memory element (its unit defaults to KiB)."""
     if element is None or not element.text:
         return 0
-    factor = {"b": 1, "bytes": 1, "KiB": 1024, "k": 1024, "MiB": 1 << 20, "M": 1 << 20,
-              "GiB": 1 << 30, "G": 1 << 30, "TiB": 1 << 40, "T": 1 << 40}
-    return int(element.text) * factor.get(element.get("unit", "KiB"), 1024)
+    return int(element.text) * _UNITS.get(element.get("unit", "KiB"), 1024)
 
 
 def read_mark(root: etree._Element) -> Mark | None:
@@ -175,6 +184,7 @@ def read_mark(root: etree._Element) -> Mark | None:
         spec_hash=element.findtext(f"{{{NS}}}spec-hash") or "",
         commit=element.findtext(f"{{{NS}}}commit"),
         applied=applied if isinstance(applied, dict) else {},
+        instance=element.findtext(f"{{{NS}}}instance") or "default",
     )
 
 
@@ -301,9 +311,13 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     if metadata is None:
         metadata = etree.Element("metadata")
         root.find("name").addnext(metadata)
-    for old in metadata.findall(f"{{{NS}}}vm"):
+    marks = metadata.findall(f"{{{NS}}}vm")
+    for old in marks[1:]:
         metadata.remove(old)
-    metadata.append(mark_element(mark))
+    if marks:
+        metadata.replace(marks[0], mark_element(mark))  # in place: an unchanged spec is a no-op
+    else:
+        metadata.append(mark_element(mark))
     root.find("memory").text = str(spec.max_memory // 1024)
     root.find("memory").set("unit", "KiB")
     current = root.find("currentMemory")
@@ -318,7 +332,9 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     devices = root.find("devices")
     _edit_disks(devices, root, spec)
     _edit_nics(devices, spec)
-    _set_graphics(devices, spec.graphics)
+    current_graphics = devices.find("graphics")
+    if (current_graphics.get("type") if current_graphics is not None else "none") != spec.graphics:
+        _set_graphics(devices, spec.graphics)  # rebuilt only on change: hand-set options survive
     return _to_string(root)
 
 
@@ -334,6 +350,7 @@ def _edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> 
             devices.remove(element)
         else:
             present.add(volume)
+            _set_bus(element, root, wanted[volume].bus)
     anchor = devices.findall("disk")
     for volume, disk in wanted.items():
         if volume in present:
@@ -347,6 +364,22 @@ def _edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> 
             anchor = [element]
 
 
+def _set_bus(element: etree._Element, root: etree._Element, bus: str) -> None:
+    """Move a disk to another bus: a target name of that bus, and a fresh address from libvirt."""
+    target = element.find("target")
+    if target is None:
+        target = _sub(element, "target")
+    if target.get("bus") == bus and target.get("dev"):
+        return
+    dev = target.get("dev") or ""
+    if not dev.startswith(_BUS_PREFIX[bus]):
+        dev = free_target(root, bus)
+    target.set("dev", dev)
+    target.set("bus", bus)
+    for address in element.findall("address"):
+        element.remove(address)
+
+
 def _edit_nics(devices: etree._Element, spec: VMSpec) -> None:
     live = [(e, _read_nic(e)) for e in devices.findall("interface")]
     keep, _, add = match_nics(spec.nics, tuple(n for _, n in live if n))
@@ -355,7 +388,12 @@ def _edit_nics(devices: etree._Element, spec: VMSpec) -> None:
         if nic is not None and id(nic) not in kept_ids:
             devices.remove(element)
     for nic in add:
-        devices.append(nic_element(nic))
+        element = nic_element(nic)
+        interfaces = devices.findall("interface")
+        if interfaces:
+            interfaces[-1].addnext(element)  # with the other NICs, as libvirt orders them
+        else:
+            devices.append(element)
 
 
 def match_nics(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +15,21 @@ import structlog
 from reconciler import domainxml
 from reconciler.errors import NotFoundError, ReconcilerError
 from reconciler.libvirt_adapter import Libvirt
-from reconciler.model import DesiredVM, Disk, LiveHold, LiveVM, Mark, PowerState
+from reconciler.model import (
+    DesiredVM,
+    Disk,
+    LiveHold,
+    LiveVM,
+    Mark,
+    Nic,
+    PowerState,
+    VMSpec,
+)
 from reconciler.plan import Action, Change, Kind, Mode, Plan
 
 log = structlog.get_logger("reconciler.apply")
+
+_BALLOON_NOT_TAKEN = "memory: the guest has not taken up the balloon target (no balloon driver?)"
 
 
 class Outcome(StrEnum):
@@ -46,7 +58,9 @@ class Settings:
     parallel: int = 4
     balloon_wait: float = 3.0  # how long a guest gets to take up a balloon target
     commit: str | None = None
+    instance: str = "default"
     clock: Callable[[], float] = field(default=time.monotonic)
+    stop: Callable[[], bool] | None = None  # True: start no further action (shutting down)
 
 
 def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[Result, ...]:
@@ -64,6 +78,9 @@ class _Runner:
 
     def run(self, action: Action) -> Result:
         started = self.settings.clock()
+        if self.settings.stop is not None and self.settings.stop():
+            return Result(action.name, action.kind, Outcome.FAILED, "not started: shutting down",
+                          retryable=True)
         if action.kind == Kind.BLOCKED or action.refused:
             return Result(action.name, action.kind, Outcome.BLOCKED, _blocked_reason(action))
         if not action.writes:
@@ -71,8 +88,7 @@ class _Runner:
         try:
             if action.kind == Kind.CREATE:
                 assert action.desired
-                self._create(action.desired)
-                pending: list[str] = []
+                pending: list[str] = self._create(action.desired)
             elif action.kind == Kind.DESTROY:
                 assert action.live
                 self._destroy(action.live)
@@ -92,11 +108,13 @@ class _Runner:
         return result
 
     def _mark(self, want: DesiredVM) -> Mark:
-        return Mark(want.source.relative, want.spec_hash, self.settings.commit, want.applied)
+        return Mark(want.source.relative, want.spec_hash, self.settings.commit, want.applied,
+                    self.settings.instance)
 
     # --- create --------------------------------------------------------------------------------
 
-    def _create(self, want: DesiredVM) -> None:
+    def _create(self, want: DesiredVM) -> list[str]:
+        """Volumes, define, autostart, start. Returns pending causes (a balloon not taken up)."""
         spec = want.spec
         for disk in spec.disks:
             self._ensure_volume(spec.name, disk)
@@ -105,7 +123,22 @@ class _Runner:
         if spec.autostart:
             self.hv.set_autostart(spec.name, True)
         if spec.state == PowerState.RUNNING:
-            self.hv.start(spec.name)
+            return self._start(spec)
+        return []
+
+    def _start(self, spec: VMSpec) -> list[str]:
+        """Start the VM. QEMU boots with all of maxMemory and asks the guest to balloon down to
+        memory; a guest that has not done so (yet, or ever: no balloon driver) is recorded on the
+        running domain, so the next plan reports it pending instead of ballooning again."""
+        self.hv.start(spec.name)
+        if spec.memory >= spec.max_memory:
+            return []
+        root = domainxml.parse(self.hv.domain_xml(spec.name, inactive=False))
+        if domainxml._kib(root.find("currentMemory")) == spec.memory:
+            return []
+        reason = _BALLOON_NOT_TAKEN
+        self.hv.set_hold(spec.name, LiveHold(None, spec.memory, reason))
+        return [reason]
 
     def _ensure_volume(self, vm: str, disk: Disk) -> None:
         """Create the disk's volume; a retained volume of an earlier VM is reused (and grown)."""
@@ -171,17 +204,22 @@ class _Runner:
             pending += self._hotplug(action, config_root, live_before)
             if not action.restart:
                 pending += self._live_resources(action)
+        still_attached: set[str] = set()
+        if running:
+            after = domainxml.parse(self.hv.domain_xml(name, inactive=False))
+            still_attached = set(domainxml.disk_targets(after))
         for disk in have.config.disks:
-            if _has(writes, f"disk {disk.name}", "remove") and disk.reclaim == "delete":
+            if (_has(writes, f"disk {disk.name}", "remove") and disk.reclaim == "delete"
+                    and disk.volume(name) not in still_attached):
                 self.hv.delete_volume(disk.pool, disk.volume(name))
         wants_running = spec.state == PowerState.RUNNING
         if action.restart:
             self._stop(name, spec.shutdown_timeout)
-            self.hv.start(name)
+            pending = self._start(spec)  # a fresh boot: earlier live causes are gone
         elif running and not wants_running:
             self._stop(name, spec.shutdown_timeout)
         elif not running and wants_running:
-            self.hv.start(name)
+            pending += self._start(spec)
         return pending
 
     def _grow(self, name: str, disk: Disk, *, running: bool, live_root: object) -> None:
@@ -204,27 +242,39 @@ class _Runner:
             if volume not in live_volumes and volume in targets:
                 self.hv.attach_live(name, domainxml.disk_xml(name, disk, targets[volume]))
         wanted = {d.volume(name) for d in spec.disks}
+        detached: list[tuple[str, str]] = []  # (what, how to find it in the live XML)
         for element in live_root.iterfind("devices/disk"):  # type: ignore[attr-defined]
             source = element.find("source")
             volume = source.get("volume") if source is not None else None
             if volume and volume.startswith(f"{name}-") and volume not in wanted:
                 try:
                     self.hv.detach_live(name, _xml(element))
+                    detached.append((f"disk {volume[len(name) + 1:]}",
+                                     f"devices/disk/source[@volume='{volume}']"))
                 except ReconcilerError as exc:
                     pending.append(f"disk {volume[len(name) + 1:]} not unplugged: {exc}")
         live_nics = tuple(n for n in (domainxml._read_nic(e) for e in
                           live_root.iterfind("devices/interface")) if n)  # type: ignore[attr-defined]
         _, remove, add = domainxml.match_nics(spec.nics, live_nics)
+        live_macs = {n.mac for n in live_nics}
+        used: set[str] = set()
         for nic in add:
-            self.hv.attach_live(name, domainxml.nic_xml(nic))
+            self.hv.attach_live(name, _nic_from_config(config_root, nic, live_macs | used, used))
         for nic in remove:
             for element in live_root.iterfind("devices/interface"):  # type: ignore[attr-defined]
                 mac = element.find("mac")
                 if mac is not None and mac.get("address", "").lower() == nic.mac:
                     try:
                         self.hv.detach_live(name, _xml(element))
+                        detached.append((f"nic {nic.mac}",
+                                         f"devices/interface/mac[@address='{nic.mac}']"))
                     except ReconcilerError as exc:
                         pending.append(f"nic {nic.mac} not unplugged: {exc}")
+        if detached:
+            # libvirt gives the guest a few seconds to release a device, then returns anyway.
+            after = domainxml.parse(self.hv.domain_xml(name, inactive=False))
+            pending += [f"{what} not unplugged: the guest has not released it"
+                        for what, path in detached if after.find(path) is not None]
         return pending
 
     def _live_resources(self, action: Action) -> list[str]:
@@ -233,28 +283,40 @@ class _Runner:
         assert action.desired and action.live
         spec, have = action.desired.spec, action.live
         name = spec.name
-        hold_vcpus = hold_memory = None
-        reasons = []
+        old = have.hold
+        # What an earlier run recorded, and this run neither changes nor retries, still holds.
+        held: dict[str, int | None] = {
+            "vcpus": old.vcpus if old and old.vcpus == spec.vcpus else None,
+            "memory": old.memory if old and old.memory == spec.memory else None,
+        }
+        reasons: list[str] = []
         if _live(action.changes, "vcpus"):
+            held["vcpus"] = None
             try:
                 self.hv.set_vcpus_live(name, spec.vcpus)
             except ReconcilerError as exc:
-                hold_vcpus = spec.vcpus
+                held["vcpus"] = spec.vcpus
                 reasons.append(f"vcpus {have.live_vcpus} -> {spec.vcpus} not applied live "
                                f"({_short(exc)})")
         if _live(action.changes, "memory"):
+            held["memory"] = None
             try:
                 self.hv.set_memory_live(name, spec.memory)
                 if not self._balloon_reached(name, spec.memory):
-                    hold_memory = spec.memory
-                    reasons.append("memory: the guest has not taken up the balloon target "
-                                   "(no balloon driver?)")
+                    held["memory"] = spec.memory
+                    reasons.append(_BALLOON_NOT_TAKEN)
             except ReconcilerError as exc:
-                hold_memory = spec.memory
+                held["memory"] = spec.memory
                 reasons.append(f"memory not applied live ({_short(exc)})")
-        if hold_vcpus is not None or hold_memory is not None:
-            self.hv.set_hold(name, LiveHold(hold_vcpus, hold_memory, "; ".join(reasons)))
-        elif have.hold is not None:
+        touched = {f for f in ("vcpus", "memory") if _live(action.changes, f)}
+        kept = [r for r in (old.reason.split("; ") if old and old.reason else [])
+                if (field := r.split(" ", 1)[0].rstrip(":")) not in touched
+                and held.get(field) is not None]
+        if held["vcpus"] is not None or held["memory"] is not None:
+            hold = LiveHold(held["vcpus"], held["memory"], "; ".join(kept + reasons))
+            if hold != old:
+                self.hv.set_hold(name, hold)
+        elif old is not None:
             self.hv.set_hold(name, None)
         return reasons
 
@@ -267,6 +329,23 @@ class _Runner:
             if self.settings.clock() >= deadline:
                 return False
             time.sleep(0.2)
+
+
+def _nic_from_config(config_root: object, nic: Nic, taken: set[str | None],
+                     used: set[str]) -> str:
+    """The NIC to hot-plug, as the persistent config has it: with the MAC libvirt gave it there
+    (without one, the live NIC would get another MAC than the VM has after its next start)."""
+    for element in config_root.iterfind("devices/interface"):  # type: ignore[attr-defined]
+        found = domainxml._read_nic(element)
+        if found is None or not found.mac or found.mac in taken:
+            continue
+        if (found.mac == nic.mac if nic.mac else domainxml._same_nic(found, nic)):
+            used.add(found.mac)
+            plug = copy.deepcopy(element)
+            for address in plug.findall("address"):
+                plug.remove(address)  # libvirt picks a free slot on the running VM
+            return _xml(plug)
+    return domainxml.nic_xml(nic)
 
 
 def _has(changes: list[Change], field: str, note: str | None = None) -> bool:
@@ -296,7 +375,8 @@ def _blocked_reason(action: Action) -> str:
 
 def _pending_result(action: Action, pending: list[str], seconds: float) -> Result:
     causes = list(pending)
-    causes += [f"{c.field} {c.old} -> {c.new} needs a restart" for c in action.pending_restart]
+    causes += [f"{c.field} {c.old} -> {c.new} needs a restart" + (f" ({c.note})" if c.note else "")
+               for c in action.pending_restart]
     if causes:
         return Result(action.name, action.kind, Outcome.PENDING_RESTART, "; ".join(causes),
                       seconds)

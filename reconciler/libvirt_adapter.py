@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 
 import libvirt
+import structlog
 from lxml import etree
 
 from reconciler import domainxml
@@ -127,6 +128,8 @@ class Libvirt:
                 live_memory=live_spec.memory if live_spec else None,
                 live_max_memory=live_spec.max_memory if live_spec else None,
                 hold=domainxml.read_hold(live_root) if live_root is not None else None,
+                live_disks=live_spec.disks if live_spec else None,
+                live_nics=live_spec.nics if live_spec else None,
             ))
         return tuple(out)
 
@@ -201,7 +204,8 @@ class Libvirt:
             try:
                 dom.undefineFlags(flags)
             except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT,
+                                                libvirt.VIR_ERR_INVALID_ARG):
                     raise
                 dom.undefine()
 
@@ -222,14 +226,14 @@ class Libvirt:
         with translated(f"recording live state of {name}"):
             self._dom(name).setMetadata(
                 libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                domainxml.hold_xml(hold) if hold else None,
+                _bare(domainxml.hold_xml(hold)) if hold else None,
                 domainxml.HOLD_KEY if hold else None,
                 domainxml.HOLD_NS, _LIVE)
 
     def set_mark(self, name: str, mark: Mark) -> None:
         with translated(f"recording metadata of {name}"):
             self._dom(name).setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                                        domainxml.mark_xml(mark), domainxml.MARK_KEY,
+                                        _bare(domainxml.mark_xml(mark)), domainxml.MARK_KEY,
                                         domainxml.NS, _CONFIG)
 
     def attach_live(self, name: str, device_xml: str) -> None:
@@ -282,7 +286,86 @@ class Libvirt:
             self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
 
 
+def _bare(xml: str) -> str:
+    """``xml`` without namespaces: setMetadata puts the element in the namespace it is given and
+    fails ("failed to create a new XML namespace") when the element already declares one."""
+    root = etree.fromstring(xml.encode())
+    for element in root.iter():
+        element.tag = etree.QName(element).localname
+    etree.cleanup_namespaces(root)
+    return etree.tostring(root, encoding="unicode")
+
+
 def _volume_keys(root: etree._Element) -> Iterator[tuple[str, str]]:
     for source in root.iterfind("devices/disk/source"):
         if source.get("pool") and source.get("volume"):
             yield source.get("pool"), source.get("volume")
+
+
+# --- events (the daemon) -------------------------------------------------------------------------
+
+_event_loop_started = False
+_EVENT_IDS = {
+    "lifecycle": libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+    "balloon": libvirt.VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
+    "device-added": libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
+    "device-removed": libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+}
+
+
+def start_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread; needed before events can be received.
+    Call it before opening the connections that should deliver events."""
+    global _event_loop_started
+    if _event_loop_started:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+
+    def loop() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+    _event_loop_started = True
+
+
+def _watch(self: Libvirt, on_event: Callable[[str, str], None],
+           on_lost: Callable[[str], None]) -> None:
+    """Call ``on_event(domain, kind)`` on domain lifecycle and device events, and
+    ``on_lost(reason)`` when the connection drops (keepalive: 5s x 3)."""
+
+    def domain_event(_conn: object, dom: libvirt.virDomain, *args: object) -> None:
+        try:
+            on_event(dom.name(), str(args[-1]) if args else "")
+        except Exception:
+            structlog.get_logger("reconciler.libvirt").exception("event callback failed")
+
+    def closed(_conn: object, reason: int, _opaque: object) -> None:
+        on_lost({0: "error", 1: "end of file", 2: "keepalive timeout",
+                 3: "client closed"}.get(reason, str(reason)))
+
+    with translated("registering for libvirt events"):
+        for name, event_id in _EVENT_IDS.items():
+            self.conn.domainEventRegisterAny(None, event_id, domain_event, name)
+        self.conn.registerCloseCallback(closed, None)
+        with contextlib.suppress(libvirt.libvirtError):  # test:/// has no keepalive
+            self.conn.setKeepAlive(5, 3)
+
+
+def _live_values(self: Libvirt, names: set[str]) -> dict[str, tuple[int, int, int]]:
+    """(state, live vCPUs, live memory KiB) of the running domains among ``names``: one cheap
+    call each, to notice drift that raises no libvirt event (setvcpus --live)."""
+    out = {}
+    with translated("polling running domains"):
+        for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            if dom.name() in names:
+                try:
+                    state, _max, memory, vcpus, _cpu = dom.info()
+                except libvirt.libvirtError:
+                    continue
+                out[dom.name()] = (state, vcpus, memory)
+    return out
+
+
+Libvirt.watch = _watch  # type: ignore[attr-defined]
+Libvirt.live_values = _live_values  # type: ignore[attr-defined]

@@ -86,6 +86,7 @@ class Mark:
     spec_hash: str
     commit: str | None
     applied: dict = field(compare=False, hash=False)  # last applied spec (protect, reclaim, ...)
+    instance: str = "default"  # which reconciler instance owns the domain
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class LiveVM:
     live_memory: int | None = None
     live_max_memory: int | None = None
     hold: LiveHold | None = None
+    live_disks: tuple[Disk, ...] | None = None  # running domains only
+    live_nics: tuple[Nic, ...] | None = None
 
     @property
     def managed(self) -> bool:

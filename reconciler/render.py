@@ -32,6 +32,8 @@ def describe_change(change: Change, *, policy: str = "live", restarting: bool = 
             return f"{text} (restart)"
         return f"{text} needs a restart (updatePolicy: {policy}) -- pending restart"
     if change.mode == Mode.PENDING:
+        if restarting:
+            return f"{text} (restart)"
         why = f": {change.note}" if change.note else ""
         return f"{text} pending restart{why}"
     if change.mode == Mode.REFUSED:
@@ -43,7 +45,7 @@ def describe(action: Action) -> str:
     if action.kind == Kind.CREATE:
         assert action.desired
         spec = action.desired.spec
-        parts = [f"{spec.vcpus} vcpus", format_bytes(spec.memory)]
+        parts = [f"{spec.vcpus} vcpu{'' if spec.vcpus == 1 else 's'}", format_bytes(spec.memory)]
         if spec.disks:
             parts.append("disks " + ", ".join(f"{d.name} {format_bytes(d.size)}"
                                               for d in spec.disks))
@@ -112,7 +114,8 @@ def results_text(results: Iterable[Result]) -> str:
     lines = []
     for r in results:
         tail = f": {r.message}" if r.message else ""
-        lines.append(f"{r.name}: {r.kind} {r.outcome}{tail}")
+        what = str(r.outcome) if r.kind == Kind.BLOCKED else f"{r.kind} {r.outcome}"
+        lines.append(f"{r.name}: {what}{tail}")
     failed = sum(1 for r in results if r.outcome == "failed")
     blocked = sum(1 for r in results if r.outcome == "blocked")
     pending = sum(1 for r in results if r.outcome == "pending restart")

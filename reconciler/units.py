@@ -8,7 +8,10 @@ _QUANTITY = re.compile(r"^([0-9]+)(KiB|MiB|GiB|TiB|Ki|Mi|Gi|Ti)$")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h)$")
 _FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
-_DECIMAL = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKMGT])[bB]?$")
+# What people write instead: 2GB, 2G, 2 GiB, 2gib, 1.5GiB (case-insensitive).
+_LOOSE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt])(?:i?b|i)?$", re.IGNORECASE)
+_BARE = re.compile(r"^[0-9]+$")
+MAX_VALUE = (1 << 63) - 1  # the largest size (bytes) or duration (seconds) accepted
 
 
 def parse_quantity(text: object) -> int:
@@ -16,21 +19,40 @@ def parse_quantity(text: object) -> int:
     if isinstance(text, str):
         match = _QUANTITY.match(text.strip())
         if match:
-            return int(match.group(1)) * _FACTORS[match.group(2)[0]]
+            size = _bounded(match.group(1)) * _FACTORS[match.group(2)[0]]
+            if size > MAX_VALUE:
+                raise ValueError(f"{text!r} is too large; the most is {MAX_VALUE >> 40}TiB")
+            return size
     raise ValueError(f"{text!r} is not a quantity; {_quantity_hint(text)}")
 
 
 def _quantity_hint(text: object) -> str:
-    if isinstance(text, str):
-        match = _DECIMAL.match(text.strip())
-        if match and "." not in match.group(1):
-            number, unit = int(match.group(1)), match.group(2).upper()
-            smaller = {"G": "M", "T": "G", "M": "K"}.get(unit)
-            also = f" or {number * 1024}{smaller}iB" if smaller else ""
-            return f"write {number}{unit}iB{also}"
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return f"add a binary unit, e.g. {int(text)}MiB or {int(text)}GiB"
-    return "write a whole number with a binary unit: KiB, MiB, GiB, TiB (e.g. 2GiB, 512MiB)"
+    whole = "write a whole number with a binary unit: KiB, MiB, GiB, TiB (e.g. 2GiB, 512MiB)"
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if not isinstance(text, str):
+        return whole
+    text = text.strip()
+    if _BARE.match(text):
+        return f"add a binary unit, e.g. {text}MiB or {text}GiB"
+    match = _LOOSE.match(text)
+    if match is None or len(match.group(1)) > 40:
+        return whole
+    number, unit = match.group(1), match.group(2).upper()
+    if "." in number:  # 1.5GiB -> 1536MiB, when that is a whole number of KiB
+        integral, fraction = number.split(".")
+        scale = 10 ** len(fraction)
+        size = (int(integral) * scale + int(fraction)) * _FACTORS[unit]
+        return f"write {format_bytes(size // scale)}" if size % (scale << 10) == 0 else whole
+    smaller = {"G": "M", "T": "G", "M": "K"}.get(unit)
+    also = f" or {int(number) * 1024}{smaller}iB" if smaller else ""
+    return f"write {int(number)}{unit}iB{also}"
+
+
+def _bounded(digits: str) -> int:
+    """int(digits), or MAX_VALUE + 1 when longer than any accepted value (and int()'s limit)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else MAX_VALUE + 1
 
 
 def parse_duration(text: object) -> int:
@@ -38,7 +60,10 @@ def parse_duration(text: object) -> int:
     if isinstance(text, str):
         match = _DURATION.match(text.strip())
         if match:
-            return int(match.group(1)) * _SECONDS[match.group(2)]
+            seconds = _bounded(match.group(1)) * _SECONDS[match.group(2)]
+            if seconds > MAX_VALUE:
+                raise ValueError(f"{text!r} is too large")
+            return seconds
     raise ValueError(f"{text!r} is not a duration; write a whole number with s, m or h "
                      "(e.g. 30s, 5m)")
 

@@ -101,7 +101,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [line]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def qemu_conn() -> Iterator[libvirt.virConnect]:
     conn = _open_qemu()
     if conn is None:
@@ -117,6 +117,15 @@ def qemu_conn() -> Iterator[libvirt.virConnect]:
 def prefix(request: pytest.FixtureRequest) -> str:
     """A unique name prefix for everything one test creates."""
     return f"t{secrets.token_hex(3)}-"
+
+
+@pytest.fixture(autouse=True)
+def own_instance(prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test is its own reconciler instance: it never sees (or destroys) the domains of
+    other tests or of anything else on the host."""
+    instance = f"test-{prefix.rstrip('-')}"
+    monkeypatch.setenv("RECONCILER_INSTANCE", instance)
+    return instance
 
 
 @pytest.fixture
@@ -170,7 +179,17 @@ class Host:
             time.sleep(0.1)
         return bool(predicate())
 
+    def reconnect(self) -> None:
+        """A fresh connection, e.g. after libvirtd restarted."""
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+        self.conn = libvirt.open(self.uri)
+
     def cleanup(self) -> None:
+        try:
+            self.conn.getLibVersion()
+        except libvirt.libvirtError:
+            self.reconnect()
         for dom in self.conn.listAllDomains(0):
             if dom.name().startswith(self.prefix):
                 try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +86,13 @@ def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
         while loader.check_node():
             node = loader.get_node()
             positions: dict[FieldPath, tuple[int, int]] = {}
-            problems.extend(_index_positions(node, (), positions, shown))
+            try:
+                _index_positions(node, (), positions, shown, problems, set(), [_MAX_NODES])
+            except _Unusable as exc:
+                mark = (exc.node or node).start_mark
+                problems.append(Problem(shown, mark.line + 1, mark.column + 1, "", exc.message))
+                index += 1
+                continue
             data = loader.construct_document(node)
             if data is not None:
                 documents.append(Document(shown, relative, index, data, positions))
@@ -104,24 +109,54 @@ def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
     return documents, problems
 
 
+_MAX_NODES = 100_000  # after expanding aliases: stops "billion laughs" documents
+_MAX_DEPTH = 64
+
+
+class _Unusable(Exception):
+    """A document that cannot be used at all (recursive, or too big once aliases expand)."""
+
+    def __init__(self, node: yaml.Node | None, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
 def _index_positions(
-    node: yaml.Node, path: FieldPath, out: dict[FieldPath, tuple[int, int]], shown: str
-) -> Iterator[Problem]:
+    node: yaml.Node, path: FieldPath, out: dict[FieldPath, tuple[int, int]], shown: str,
+    problems: list[Problem], ancestors: set[int], budget: list[int],
+) -> None:
+    """Record where each field starts; report duplicate keys. Aliases are followed once each
+    time they are used, as the constructed data repeats them too."""
     out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Unusable(None, f"the document is too large: more than {_MAX_NODES} nodes once "
+                              "its aliases are expanded")
+    if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return
+    if id(node) in ancestors:
+        raise _Unusable(node, "a YAML alias refers to a node that contains it (recursive)")
+    if len(path) > _MAX_DEPTH:
+        raise _Unusable(node, f"nested more than {_MAX_DEPTH} levels deep")
+    ancestors.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
+        seen: set[tuple[str, str]] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: constructing the document reports it
             key = key_node.value
             child = (*path, key)
             position = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in seen:
-                yield Problem(shown, *position, dotted(child), "duplicate key")
-            seen.add(key)
+            if (key_node.tag, key) in seen:
+                problems.append(Problem(shown, *position, dotted(child), "duplicate key"))
+            seen.add((key_node.tag, key))
             out[child] = position
-            yield from _index_positions(value_node, child, out, shown)
-    elif isinstance(node, yaml.SequenceNode):
+            _index_positions(value_node, child, out, shown, problems, ancestors, budget)
+    else:
         for i, item in enumerate(node.value):
-            yield from _index_positions(item, (*path, i), out, shown)
+            _index_positions(item, (*path, i), out, shown, problems, ancestors, budget)
+    ancestors.discard(id(node))
 
 
 def load_tree(root: Path) -> tuple[list[Document], list[Problem]]:

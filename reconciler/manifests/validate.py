@@ -41,15 +41,24 @@ class Validated:
         return not self.problems
 
 
-def _validator(kind: str) -> Draft202012Validator:
+# YAML's 2.0 is a float: refuse it where a whole number is meant (JSON Schema would accept it).
+_Validator = jsonschema.validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+def _validator(kind: str) -> jsonschema.protocols.Validator:
     cached = _VALIDATORS.get(kind)
     if cached is None:
-        cached = Draft202012Validator(schemas.load(kind), format_checker=_formats)
+        cached = _Validator(schemas.load(kind), format_checker=_formats)
         _VALIDATORS[kind] = cached
     return cached
 
 
-_VALIDATORS: dict[str, Draft202012Validator] = {}
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
 def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = ()) -> Validated:
@@ -98,9 +107,10 @@ def _check_document(doc: Document) -> Iterable[Problem]:
         yield doc.problem((), "a manifest must be a mapping with apiVersion, kind, metadata, spec")
         return
     kind = data.get("kind")
-    if kind not in schemas.KINDS:
+    if not isinstance(kind, str) or kind not in schemas.KINDS:
         known = ", ".join(schemas.KINDS)
-        yield doc.problem(("kind",), f"unknown kind {kind!r}; expected one of: {known}")
+        what = "required field is missing" if "kind" not in data else f"unknown kind {kind!r}"
+        yield doc.problem(("kind",), f"{what}; expected one of: {known}")
         return
     validator = _validator(kind)
     for error in validator.iter_errors(data):
@@ -118,7 +128,8 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
                 continue
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-            yield doc.problem((*path, key), f"unknown field; {hint}")
+            # A key YAML read as a number (1:) is indexed by its text, like every other key.
+            yield doc.problem((*path, str(key)), f"unknown field; {hint}")
         return
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"
@@ -134,8 +145,17 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
             yield doc.problem(path, str(exc))
             return
     if error.validator == "pattern" and path and path[-1] == "name":
+        longest = 63 if path == ("metadata", "name") else 32
         yield doc.problem(path, f"{error.instance!r} is not a valid name: use lowercase letters, "
-                                "digits and '-', start and end with a letter or digit, at most 63")
+                                "digits and '-', start and end with a letter or digit, "
+                                f"at most {longest} characters")
+        return
+    if error.validator == "pattern" and path and path[-1] == "mac":
+        yield doc.problem(path, f"{error.instance!r} is not a MAC address; write six hex pairs "
+                                "like 52:54:00:12:34:56")
+        return
+    if error.validator == "type":
+        yield doc.problem(path, _type_message(error.validator_value, error.instance))
         return
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         yield doc.problem(path, "give exactly one of 'network' or 'bridge'")
@@ -148,6 +168,27 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
         yield doc.problem(path, f"{error.instance!r}: expected {error.validator_value!r}")
         return
     yield doc.problem(path, error.message)
+
+
+_TYPE_NAMES = {"integer": "a whole number", "number": "a number", "string": "a string",
+               "boolean": "true or false", "object": "a mapping", "array": "a list"}
+
+
+def _type_message(expected: object, instance: object) -> str:
+    names = [str(name) for name in expected] if isinstance(expected, list) else [str(expected)]
+    wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+    if instance is None:
+        got = "nothing (null)"
+    elif isinstance(instance, bool):
+        got = str(instance).lower()
+    elif isinstance(instance, dict):
+        got = "a mapping"
+    elif isinstance(instance, list):
+        got = "a list"
+    else:
+        got = repr(instance)
+    quote = "; quote it" if "string" in names and isinstance(instance, int | float) else ""
+    return f"expected {wanted}, got {got}{quote}"
 
 
 def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:

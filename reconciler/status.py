@@ -1,0 +1,112 @@
+"""The state `reconciler status` reads: per-VM sync status, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reconciler.executor import Outcome, Result
+from reconciler.plan import Kind, Plan
+
+STATE_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    name: str
+    status: str  # in sync | pending | pending restart | failed | blocked | conflict
+    detail: str = ""
+    manifest: str | None = None
+    last_error: str | None = None
+    next_retry: str | None = None  # ISO 8601, UTC
+
+
+def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
+                waiting: Mapping[str, tuple[str, float]] = {}) -> list[VMStatus]:
+    """Each managed or declared VM's status after a run. ``waiting``: name -> (last error,
+    wall-clock time of the next retry) for VMs held back by backoff. Pure."""
+    by_name = {r.name: r for r in results}
+    out = {name: VMStatus(name, "in sync") for name in in_sync}
+    for action in plan.actions:
+        manifest = action.desired.source.file if action.desired else None
+        result = by_name.get(action.name)
+        if action.name in waiting:
+            error, retry_at = waiting[action.name]
+            out[action.name] = VMStatus(action.name, "failed", "waiting to retry", manifest,
+                                        error, _iso(retry_at))
+        elif action.kind == Kind.BLOCKED and action.reason.startswith("conflict"):
+            out[action.name] = VMStatus(action.name, "conflict", action.reason, manifest)
+        elif result is None:
+            out[action.name] = VMStatus(action.name, "pending", "not applied yet", manifest)
+        elif result.outcome == Outcome.FAILED:
+            out[action.name] = VMStatus(action.name, "failed", str(action.kind), manifest,
+                                        result.message)
+        elif result.outcome == Outcome.BLOCKED:
+            out[action.name] = VMStatus(action.name, "blocked", result.message, manifest)
+        elif result.outcome == Outcome.PENDING_RESTART:
+            out[action.name] = VMStatus(action.name, "pending restart", result.message,
+                                        manifest)
+        elif action.kind == Kind.DESTROY:
+            out.pop(action.name, None)
+        else:
+            out[action.name] = VMStatus(action.name, "in sync", "", manifest)
+    return sorted(out.values(), key=lambda s: s.name)
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def write(state_dir: Path, statuses: Iterable[VMStatus], **daemon: object) -> None:
+    """Replace the state file atomically (write a temporary file, fsync, rename)."""
+    document = {
+        "updated": _iso(time.time()),
+        "daemon": daemon,
+        "vms": [asdict(s) for s in statuses],
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".status-", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, state_dir / STATE_FILE)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def table(document: Mapping) -> str:
+    """The state as the `status` command prints it."""
+    rows = [("NAME", "STATUS", "DETAIL")]
+    for vm in document.get("vms", []):
+        detail = vm.get("detail") or ""
+        if vm.get("last_error"):
+            detail = f"{detail}: {vm['last_error']}" if detail else vm["last_error"]
+        if vm.get("next_retry"):
+            detail += f" (next retry {vm['next_retry']})"
+        rows.append((vm["name"], vm["status"], detail))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines = [f"{n:<{width[0]}}  {s:<{width[1]}}  {d}".rstrip() for n, s, d in rows]
+    daemon = document.get("daemon", {})
+    summary = f"Updated {document.get('updated', '?')}"
+    if daemon.get("command"):
+        summary += f" by {daemon['command']}"
+    if daemon.get("problems"):
+        summary += f"; {daemon['problems']} manifest problem(s)"
+    if daemon.get("connected") is False:
+        summary += "; libvirt unreachable"
+    return "\n".join([*lines, summary]) + "\n"

@@ -1,0 +1,84 @@
+"""The plan as users read it: text as in SPEC section 3, JSON as schemas/plan.v1.json says."""
+
+from __future__ import annotations
+
+from jsonschema import Draft202012Validator
+from planbuild import load_cases, run_case
+
+from reconciler import render, schema
+from reconciler.errors import Problem
+from reconciler.executor import Outcome, Result
+from reconciler.plan import Kind
+
+# SPEC section 3, verbatim.
+SPEC_LINES = [
+    "~ web-01   vcpus 2 -> 4 (live), memory 2GiB -> 4GiB (live)",
+    "+ db-01    2 vcpus, 4GiB, disks root 40GiB",
+    "- old-01   destroy (volumes retained: old-01-root)",
+    "! web-02   maxMemory 4GiB -> 8GiB needs a restart (updatePolicy: live) -- pending restart",
+    "Plan: 1 to create, 1 to update, 1 to destroy, 1 blocked.",
+]
+
+
+def _case(name: str) -> dict:
+    return next(case for _, case in load_cases() if case["name"] == name)
+
+
+def test_text_plan_reads_as_the_spec_shows() -> None:
+    lines = render.plan_text(run_case(_case("the plan of SPEC section 3"))).splitlines()
+    assert sorted(lines[:-1]) == sorted(SPEC_LINES[:-1])
+    assert lines[-1] == SPEC_LINES[-1]
+
+
+def test_no_changes_says_so() -> None:
+    text = render.plan_text(run_case({"name": "empty", "expect": []}))
+    assert text == "No changes. The live state matches the manifests.\n"
+
+
+def test_json_plan_follows_the_schema_and_agrees_with_the_text() -> None:
+    plan = run_case(_case("the plan of SPEC section 3"))
+    problems = [Problem("manifests/bad.yaml", 12, 5, "spec.memory",
+                        "'2GB' is not a quantity; write 2GiB or 2048MiB")]
+    doc = render.plan_json(plan, problems)
+    Draft202012Validator(schema.load("plan")).validate(doc)
+    assert doc["summary"] == {"create": 1, "update": 1, "destroy": 1, "blocked": 1}
+    assert doc["hasChanges"] is True
+    assert doc["fingerprint"] == plan.fingerprint
+    assert doc["problems"] == [{"file": "manifests/bad.yaml", "line": 12, "column": 5,
+                                "field": "spec.memory",
+                                "message": "'2GB' is not a quantity; write 2GiB or 2048MiB"}]
+    text_lines = render.plan_text(plan).splitlines()
+    for action in doc["actions"]:
+        assert f"{action['symbol']} {action['name']:<6}   {action['text']}" in text_lines
+    by_name = {a["name"]: a for a in doc["actions"]}
+    assert by_name["web-02"]["pendingRestart"] is True
+    assert by_name["web-02"]["changes"] == [
+        {"field": "maxMemory", "old": "4GiB", "new": "8GiB", "mode": "restart", "note": ""}]
+    assert by_name["db-01"]["manifest"] == "manifests/db-01.yaml"
+    assert by_name["old-01"]["manifest"] is None
+    assert by_name["old-01"]["reason"] == "volumes retained: old-01-root"
+
+
+def test_json_plan_of_a_guarded_destroy_carries_the_reason() -> None:
+    plan = run_case(_case("more destroys than max_destroy destroy none and say why"))
+    doc = render.plan_json(plan)
+    Draft202012Validator(schema.load("plan")).validate(doc)
+    assert doc["summary"] == {"create": 0, "update": 0, "destroy": 0, "blocked": 3}
+    assert doc["hasChanges"] is False
+    assert all("--max-destroy 2" in a["reason"] for a in doc["actions"])
+
+
+def test_apply_results_text() -> None:
+    results = [
+        Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
+        Result("web-02", Kind.UPDATE, Outcome.PENDING_RESTART, "maxMemory 4GiB -> 8GiB"),
+        Result("db-01", Kind.CREATE, Outcome.FAILED, "pool default-pool: not found"),
+        Result("old-01", Kind.BLOCKED, Outcome.BLOCKED, "not destroyed: protect"),
+    ]
+    assert render.results_text(results) == (
+        "web-01: update converged\n"
+        "web-02: update pending restart: maxMemory 4GiB -> 8GiB\n"
+        "db-01: create failed: pool default-pool: not found\n"
+        "old-01: blocked: not destroyed: protect\n"
+        "Apply: 2 done (1 pending restart), 1 failed, 1 blocked.\n"
+    )
