@@ -111,7 +111,9 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     if out:
         out.write_text(render.dumps(doc))
     _show_plan(planned, fmt, doc)
-    if planned.inputs.problems or any(a.refused for a in planned.plan.actions):
+    # Exit 1 for what apply would fail on whatever the live state does: invalid manifests,
+    # refused changes, conflicts. Destroys held back by a guard are shown and exit 0/2.
+    if planned.inputs.problems or any(a.refused or a.conflict for a in planned.plan.actions):
         return EXIT_ERROR
     return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
 

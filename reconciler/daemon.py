@@ -188,7 +188,7 @@ class Daemon:
             if hv is None or not self._running_managed:
                 continue
             try:
-                values = hv.live_values(set(self._running_managed))  # type: ignore[attr-defined]
+                values = hv.live_values(set(self._running_managed))
             except ReconcilerError:
                 continue
             if self._live_snapshot and values != self._live_snapshot:

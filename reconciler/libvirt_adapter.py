@@ -248,6 +248,44 @@ class Libvirt:
         with translated(f"growing disk {target} of {name}"):
             self._dom(name).blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
 
+    # --- events (the daemon) ----------------------------------------------------------------
+
+    def watch(self, on_event: Callable[[str, str], None],
+              on_lost: Callable[[str], None]) -> None:
+        """Call ``on_event(domain, kind)`` on domain lifecycle and device events, and
+        ``on_lost(reason)`` when the connection drops (keepalive: 5s x 3)."""
+
+        def domain_event(_conn: object, dom: libvirt.virDomain, *args: object) -> None:
+            try:
+                on_event(dom.name(), str(args[-1]) if args else "")
+            except Exception:
+                structlog.get_logger("reconciler.libvirt").exception("event callback failed")
+
+        def closed(_conn: object, reason: int, _opaque: object) -> None:
+            on_lost({0: "error", 1: "end of file", 2: "keepalive timeout",
+                     3: "client closed"}.get(reason, str(reason)))
+
+        with translated("registering for libvirt events"):
+            for name, event_id in _EVENT_IDS.items():
+                self.conn.domainEventRegisterAny(None, event_id, domain_event, name)
+            self.conn.registerCloseCallback(closed, None)
+            with contextlib.suppress(libvirt.libvirtError):  # test:/// has no keepalive
+                self.conn.setKeepAlive(5, 3)
+
+    def live_values(self, names: set[str]) -> dict[str, tuple[int, int, int]]:
+        """(state, live vCPUs, live memory KiB) of the running domains among ``names``: one cheap
+        call each, to notice drift that raises no libvirt event (setvcpus --live)."""
+        out = {}
+        with translated("polling running domains"):
+            for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                if dom.name() in names:
+                    try:
+                        state, _max, memory, vcpus, _cpu = dom.info()
+                    except libvirt.libvirtError:
+                        continue
+                    out[dom.name()] = (state, vcpus, memory)
+        return out
+
     # --- volumes -------------------------------------------------------------------------------
 
     def create_volume(self, pool: str, name: str, *, capacity: int, fmt: str,
@@ -327,45 +365,3 @@ def start_event_loop() -> None:
 
     threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
     _event_loop_started = True
-
-
-def _watch(self: Libvirt, on_event: Callable[[str, str], None],
-           on_lost: Callable[[str], None]) -> None:
-    """Call ``on_event(domain, kind)`` on domain lifecycle and device events, and
-    ``on_lost(reason)`` when the connection drops (keepalive: 5s x 3)."""
-
-    def domain_event(_conn: object, dom: libvirt.virDomain, *args: object) -> None:
-        try:
-            on_event(dom.name(), str(args[-1]) if args else "")
-        except Exception:
-            structlog.get_logger("reconciler.libvirt").exception("event callback failed")
-
-    def closed(_conn: object, reason: int, _opaque: object) -> None:
-        on_lost({0: "error", 1: "end of file", 2: "keepalive timeout",
-                 3: "client closed"}.get(reason, str(reason)))
-
-    with translated("registering for libvirt events"):
-        for name, event_id in _EVENT_IDS.items():
-            self.conn.domainEventRegisterAny(None, event_id, domain_event, name)
-        self.conn.registerCloseCallback(closed, None)
-        with contextlib.suppress(libvirt.libvirtError):  # test:/// has no keepalive
-            self.conn.setKeepAlive(5, 3)
-
-
-def _live_values(self: Libvirt, names: set[str]) -> dict[str, tuple[int, int, int]]:
-    """(state, live vCPUs, live memory KiB) of the running domains among ``names``: one cheap
-    call each, to notice drift that raises no libvirt event (setvcpus --live)."""
-    out = {}
-    with translated("polling running domains"):
-        for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-            if dom.name() in names:
-                try:
-                    state, _max, memory, vcpus, _cpu = dom.info()
-                except libvirt.libvirtError:
-                    continue
-                out[dom.name()] = (state, vcpus, memory)
-    return out
-
-
-Libvirt.watch = _watch  # type: ignore[attr-defined]
-Libvirt.live_values = _live_values  # type: ignore[attr-defined]

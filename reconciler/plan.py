@@ -56,6 +56,11 @@ class Action:
         return self.restart or any(c.mode in WRITES for c in self.changes)
 
     @property
+    def conflict(self) -> bool:
+        """A domain with the manifest's name exists and is not this tool's to change."""
+        return self.kind == Kind.BLOCKED and self.reason.startswith("conflict")
+
+    @property
     def refused(self) -> bool:
         return any(c.mode == Mode.REFUSED for c in self.changes)
 

@@ -39,7 +39,7 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
             error, retry_at = waiting[action.name]
             out[action.name] = VMStatus(action.name, "failed", "waiting to retry", manifest,
                                         error, _iso(retry_at))
-        elif action.kind == Kind.BLOCKED and action.reason.startswith("conflict"):
+        elif action.conflict:
             out[action.name] = VMStatus(action.name, "conflict", action.reason, manifest)
         elif result is None:
             out[action.name] = VMStatus(action.name, "pending", "not applied yet", manifest)

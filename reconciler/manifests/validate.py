@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -74,6 +75,11 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
             name = _name_of(doc.data)
             if name:
                 problems.extend(_claim(claimed, name, doc))
+            # And the cross-field checks of the parts that are well-formed: all errors at once.
+            if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
+                data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
+                assert isinstance(data, dict)
+                problems.extend(_check_semantics(doc, data))
             continue
         data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
         assert isinstance(data, dict)
@@ -191,38 +197,63 @@ def _type_message(expected: object, instance: object) -> str:
     return f"expected {wanted}, got {got}{quote}"
 
 
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _size(value: object) -> int | None:
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return None
+
+
 def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
-    spec = data["spec"]
-    vcpus, memory = spec["vcpus"], parse_quantity(spec["memory"])
-    max_vcpus = spec.get("maxVcpus", vcpus)
-    max_memory = parse_quantity(spec["maxMemory"]) if "maxMemory" in spec else memory
-    if vcpus > max_vcpus:
+    """Checks across fields. Also run on a document with schema errors, so each check skips
+    what is malformed (the schema has already said so)."""
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        return
+    vcpus, max_vcpus = _count(spec.get("vcpus")), _count(spec.get("maxVcpus", spec.get("vcpus")))
+    memory = _size(spec.get("memory"))
+    max_memory = _size(spec.get("maxMemory", spec.get("memory")))
+    if vcpus is not None and max_vcpus is not None and vcpus > max_vcpus:
         yield doc.problem(("spec", "vcpus"), f"{vcpus} exceeds maxVcpus {max_vcpus}")
-    if memory < MIN_MEMORY:
+    if memory is not None and memory < MIN_MEMORY:
         yield doc.problem(("spec", "memory"), "must be at least 16MiB")
-    if memory > max_memory:
+    if memory is not None and max_memory is not None and memory > max_memory:
         yield doc.problem(("spec", "memory"),
                           f"{spec['memory']} exceeds maxMemory {spec['maxMemory']}")
+    disks = spec.get("disks")
     names: dict[str, int] = {}
-    for i, disk in enumerate(spec["disks"]):
-        if disk["name"] in names:
-            first = names[disk["name"]]
+    for i, disk in enumerate(disks if isinstance(disks, list) else []):
+        if not isinstance(disk, dict):
+            continue
+        name = disk.get("name")
+        if isinstance(name, str) and name in names:
             yield doc.problem(("spec", "disks", i, "name"),
-                              f"disk {disk['name']!r} is already declared as disks[{first}]")
-        names.setdefault(disk["name"], i)
-        if parse_quantity(disk["size"]) == 0:
+                              f"disk {name!r} is already declared as disks[{names[name]}]")
+        if isinstance(name, str):
+            names.setdefault(name, i)
+        if _size(disk.get("size")) == 0:
             yield doc.problem(("spec", "disks", i, "size"), "must be larger than 0")
+    networks = spec.get("networks")
     macs: dict[str, int] = {}
-    for i, nic in enumerate(spec["networks"]):
-        mac = nic.get("mac", "").lower()
-        if mac and mac in macs:
+    for i, nic in enumerate(networks if isinstance(networks, list) else []):
+        mac = nic.get("mac") if isinstance(nic, dict) else None
+        if not isinstance(mac, str) or not _MAC.match(mac.lower()):
+            continue
+        mac = mac.lower()
+        if mac in macs:
             yield doc.problem(("spec", "networks", i, "mac"),
                               f"MAC {mac} is already used by networks[{macs[mac]}]")
-        if mac:
-            macs.setdefault(mac, i)
-            if int(mac[:2], 16) & 1:
-                yield doc.problem(("spec", "networks", i, "mac"),
-                                  "a multicast MAC cannot be used; the first byte must be even")
+        macs.setdefault(mac, i)
+        if int(mac[:2], 16) & 1:
+            yield doc.problem(("spec", "networks", i, "mac"),
+                              "a multicast MAC cannot be used; the first byte must be even")
 
 
 def _desired(doc: Document, data: dict) -> DesiredVM:

@@ -377,6 +377,7 @@ def test_hand_made_domain_with_a_manifest_name_is_a_conflict(host, tmp_path):
     r = plan(host, folder)
     line = plan_line(r.stdout, name)
     assert line.startswith("!") and "conflict" in line
+    assert r.code == 1
 
     r = apply(host, folder)
     assert r.code == 1

@@ -351,6 +351,7 @@ def test_a_domain_the_tool_did_not_create_is_a_conflict_left_alone(testdrv, pref
     assert f"! {name:<{width}}   conflict: a domain with this name exists but was not created " \
            "by reconciler" in r.stdout
     assert "Plan: 1 to create, 0 to update, 0 to destroy, 1 blocked." in r.stdout
+    assert r.code == 1  # apply would fail on it: CI sees it before the merge
 
     r = apply(manifests, state_dir)
     assert r.code == 1
