@@ -34,7 +34,7 @@ def expected_lines(case: Path, shown: str) -> list[str]:
 
 def line_of(problem: dict) -> str:
     """A JSON problem as the text line it must match."""
-    return str(Problem(**problem))  # type: ignore[arg-type]
+    return str(Problem(**problem))
 
 
 @pytest.fixture
