@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from reconciler import __version__, gitinfo, lock, logs, pipeline, render, status
+from reconciler import __version__, export, gitinfo, lock, logs, pipeline, render, status
 from reconciler import config as configuration
 from reconciler import schema as schemas
-from reconciler.errors import ReconcilerError
+from reconciler.errors import NotFoundError, ReconcilerError
 from reconciler.executor import Outcome, Settings, execute
 from reconciler.libvirt_adapter import Libvirt
 
@@ -78,7 +78,7 @@ def main() -> None:
 @_common
 def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt."""
-    inputs = pipeline.load_desired(_manifest_path(path, cfg))
+    inputs = pipeline.load_desired(_manifest_path(path, cfg), cfg.storageRoots)
     if fmt == "json":
         click.echo(render.dumps({"valid": inputs.ok, "vms": len(inputs.vms),
                                  "problems": [p.as_dict() for p in inputs.problems]}), nl=False)
@@ -104,7 +104,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     try:
         planned = pipeline.make_plan(_manifest_path(path, cfg), hv,
                                      max_destroy=_max_destroy(max_destroy, cfg),
-                                     allow_empty=allow_empty, instance=instance)
+                                     allow_empty=allow_empty, instance=instance,
+                                     storage_roots=cfg.storageRoots)
     finally:
         hv.close()
     doc = render.plan_json(planned.plan, planned.inputs.problems)
@@ -152,7 +153,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
         hv = Libvirt(connect)
         try:
             planned = pipeline.make_plan(manifests, hv, max_destroy=_max_destroy(max_destroy, cfg),
-                                         allow_empty=allow_empty, instance=instance)
+                                         allow_empty=allow_empty, instance=instance,
+                                     storage_roots=cfg.storageRoots)
             doc = render.plan_json(planned.plan, planned.inputs.problems)
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR
@@ -238,7 +240,8 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
         state_dir=state_dir or Path(cfg.stateDir), interval=interval, debounce=debounce,
         metrics_addr=None if metrics_addr == "off" else metrics_addr,
         max_destroy=_max_destroy(max_destroy, cfg), allow_empty=allow_empty,
-        parallel=parallel or cfg.parallel, config_file=config_file, instance=instance)
+        parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
+        storage_roots=tuple(cfg.storageRoots))
     return Daemon(options).run()
 
 
@@ -255,6 +258,31 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str,
         click.echo(f"No state in {folder} yet: `reconciler run` or `apply` writes it.")
         return EXIT_OK
     click.echo(render.dumps(document) if fmt == "json" else status.table(document), nl=False)
+    return EXIT_OK
+
+
+@main.command(name="export")
+@click.argument("name")
+@_common
+def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: str,
+                   instance: str) -> int:
+    """Print a manifest for an existing domain (to adopt a VM made by hand)."""
+    hv = Libvirt(connect, readonly=True)
+    try:
+        found = hv.read_definition(name)
+    except NotFoundError:
+        click.echo(f"reconciler: no domain named {name!r} on {connect}", err=True)
+        return EXIT_ERROR
+    finally:
+        hv.close()
+    exported = export.export_manifest(found.xml, running=found.running,
+                                      autostart=found.autostart, volumes=found.volumes,
+                                      instance=instance)
+    if fmt == "json":
+        click.echo(render.dumps({"manifest": exported.manifest, "notes": list(exported.notes)}),
+                   nl=False)
+    else:
+        click.echo(export.to_yaml(exported), nl=False)
     return EXIT_OK
 
 

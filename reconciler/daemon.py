@@ -42,6 +42,7 @@ class Options:
     parallel: int = 4
     config_file: Path | None = None
     instance: str = "default"
+    storage_roots: tuple[str, ...] = ("/var/lib/libvirt/images",)
     live_poll: float = 5.0  # seconds between polls of running VMs' vCPUs and memory; 0: off
 
 
@@ -201,7 +202,8 @@ class Daemon:
         except ReconcilerError as exc:
             log.error("config reload failed; keeping the old config", error=str(exc))
             return
-        new = replace(self.options, max_destroy=cfg.maxDestroy, parallel=cfg.parallel)
+        new = replace(self.options, max_destroy=cfg.maxDestroy, parallel=cfg.parallel,
+                      storage_roots=tuple(cfg.storageRoots))
         if cfg.connect != self.options.connect and self.options.config_file is not None:
             new = replace(new, connect=cfg.connect)
             self._disconnect()
@@ -272,11 +274,12 @@ class Daemon:
 
     def _reconcile(self) -> tuple[tuple[Result, ...], Plan, list[str], int]:
         assert self.hv is not None
-        inputs = pipeline.load_desired(self.options.path)
-        live = pipeline.owned_view(self.hv.read_live(), self.options.instance)
+        inputs = pipeline.load_desired(self.options.path, self.options.storage_roots)
+        state = pipeline.read_state(self.hv, self.options.instance)
+        live = state.vms
         guards = diff.Guards(problems=len(inputs.problems), max_destroy=self.options.max_destroy,
                              allow_empty=self.options.allow_empty)
-        plan = diff.plan(inputs.vms, live, guards)
+        plan = pipeline.compute(inputs, state, guards, self.options.instance)
         for problem in inputs.problems:
             log.error("manifest problem", problem=str(problem))
         if inputs.problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from reconciler.cloudinit import seed_volume
 from reconciler.domainxml import match_nics
 from reconciler.model import DesiredVM, LiveVM, PowerState, VMSpec
 from reconciler.plan import Action, Change, Kind, Mode, Plan, fingerprint
@@ -31,11 +32,7 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM], guards: Guards = 
         if have is None:
             actions.append(Action(Kind.CREATE, want.spec.name, desired=want))
         elif not have.managed:
-            actions.append(Action(
-                Kind.BLOCKED, want.spec.name, desired=want, live=have,
-                reason="conflict: a domain with this name exists but was not created by "
-                       "reconciler; it is left alone (rename the manifest, or remove or adopt "
-                       "the domain)"))
+            actions.append(_unmanaged(want, have))
         else:
             action = update(want, have)
             if action.changes or action.restart:
@@ -45,6 +42,44 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM], guards: Guards = 
                      key=lambda v: v.name)
     actions.extend(_destroys(orphans, guards, desired_empty=not desired))
     return Plan(tuple(actions), fingerprint(live), guards.problems)
+
+
+def _unmanaged(want: DesiredVM, have: LiveVM) -> Action:
+    """A domain with the manifest's name that the tool did not create: a conflict, unless the
+    manifest asks to adopt it (annotation reconciler/adopt) and matches it exactly; then only
+    the mark is recorded. Settings of the tool's own (protect, ...) live in the mark. Pure."""
+    name = want.spec.name
+    if not want.adopt:
+        return Action(Kind.BLOCKED, name, desired=want, live=have,
+                      reason="conflict: a domain with this name exists but was not created by "
+                             "reconciler; it is left alone (rename the manifest, or remove or "
+                             "adopt the domain)")
+    if have.owner is not None:
+        return Action(Kind.BLOCKED, name, desired=want, live=have,
+                      reason=f"conflict: the domain is managed by another reconciler instance "
+                             f"({have.owner}); it is left alone and cannot be adopted")
+    changes = update(want, have).changes
+    differences = [c for c in changes if not _recorded_only(c)]
+    if differences:
+        listed = ", ".join(_difference(c) for c in differences)
+        return Action(Kind.BLOCKED, name, desired=want, live=have,
+                      reason=f"adopt refused: {listed}; make the manifest match the domain first")
+    adopt = Change("adopt", None, want.source.relative, Mode.CONFIG, "record the mark")
+    return Action(Kind.UPDATE, name, (adopt, *changes), desired=want, live=have)
+
+
+def _recorded_only(change: Change) -> bool:
+    """A setting kept in the tool's mark only, not in the domain."""
+    return change.field in ("updatePolicy", "shutdownTimeout", "protect") or (
+        change.field.startswith("disk ") and change.field.endswith(" reclaim"))
+
+
+def _difference(change: Change) -> str:
+    if change.note.startswith("add"):
+        return f"{change.field} {change.new}: not on the domain"
+    if change.note.startswith("remove"):
+        return f"{change.field} {change.old}: not in the manifest"
+    return f"{change.field} {change.old} -> {change.new}"
 
 
 def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
@@ -84,6 +119,8 @@ def _volume_fate(vm: LiveVM) -> str:
         parts.append(f"volumes retained: {', '.join(kept)}")
     if gone:
         parts.append(f"volumes deleted: {', '.join(gone)}")
+    if vm.config.cloud_init:
+        parts.append(f"seed volume deleted: {seed_volume(vm.name)}")
     return "; ".join(parts) or "no volumes"
 
 
@@ -97,6 +134,7 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
     changes += _scalar_changes(d, have, running=running)
     changes += _disk_changes(d, cfg, running=running)
     changes += _nic_changes(d, cfg, running=running)
+    changes += _cloud_init_changes(d, cfg, running=running)
     if running:
         changes += _live_device_gaps(d, have)
     if d.autostart != cfg.autostart:
@@ -216,6 +254,27 @@ def _nic_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
            for n in add]
     out += [Change(f"nic {n.mac}", f"{n.source} ({n.model})", None, hot, "remove")
             for n in remove]
+    return out
+
+
+def _cloud_init_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
+    """The seed, compared by the short hash of its files (never by content). cloud-init reads
+    it only at boot: a running VM takes a new seed at its next start. Its removal ejects it."""
+    want, have = d.cloud_init, cfg.cloud_init
+    boot = Mode.RESTART if running else Mode.CONFIG
+    if want is None and have is None:
+        return []
+    if have is None:
+        assert want is not None
+        return [Change("cloudInit", None, want.digest, boot, "add")]
+    if want is None:
+        return [Change("cloudInit", have.digest or "unknown", None,
+                       Mode.LIVE if running else Mode.CONFIG, "remove, seed volume deleted")]
+    out = []
+    if want.digest != have.digest:
+        out.append(Change("cloudInit", have.digest or "unknown", want.digest, boot))
+    if want.pool != have.pool:
+        out.append(Change("cloudInit pool", have.pool, want.pool, boot))
     return out
 
 

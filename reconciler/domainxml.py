@@ -6,13 +6,15 @@ not manage (added by libvirt or by hand).
 
 from __future__ import annotations
 
+import copy
 import json
 import string
 from collections.abc import Mapping
 
 from lxml import etree
 
-from reconciler.model import Disk, LiveHold, Mark, Nic, PowerState, VMSpec
+from reconciler.cloudinit import seed_volume
+from reconciler.model import CloudInit, Disk, LiveHold, Mark, Nic, PowerState, VMSpec
 
 NS = "https://reconciler.dev/xmlns/domain/v1"
 HOLD_NS = "https://reconciler.dev/xmlns/live-hold/v1"
@@ -84,6 +86,8 @@ def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
     used: set[str] = set()
     for disk in spec.disks:
         devices.append(disk_element(spec.name, disk, _next_target(disk.bus, used)))
+    if spec.cloud_init:
+        devices.append(seed_element(spec.name, spec.cloud_init, _next_target("sata", used)))
     for nic in spec.nics:
         devices.append(nic_element(nic))
     _set_graphics(devices, spec.graphics)
@@ -124,6 +128,32 @@ def disk_element(vm: str, disk: Disk, target: str) -> etree._Element:
     _sub(element, "source", pool=disk.pool, volume=disk.volume(vm))
     _sub(element, "target", dev=target, bus=disk.bus)
     return element
+
+
+def seed_element(vm: str, seed: CloudInit, target: str) -> etree._Element:
+    """The cloud-init seed volume as a read-only SATA CD-ROM."""
+    element = etree.Element("disk", type="volume", device="cdrom")
+    _sub(element, "driver", name="qemu", type="raw")
+    _sub(element, "source", pool=seed.pool, volume=seed_volume(vm))
+    _sub(element, "target", dev=target, bus="sata")
+    _sub(element, "readonly")
+    return element
+
+
+def _is_seed(vm: str, element: etree._Element) -> bool:
+    source = element.find("source")
+    return (element.get("device") == "cdrom" and source is not None
+            and source.get("volume") == seed_volume(vm))
+
+
+def seed_ejected_xml(root: etree._Element, vm: str) -> str | None:
+    """The seed CD-ROM of ``root`` with its medium taken out (for a live eject), or None."""
+    for element in root.iterfind("devices/disk"):
+        if _is_seed(vm, element):
+            ejected = copy.deepcopy(element)
+            ejected.remove(ejected.find("source"))
+            return etree.tostring(ejected, encoding="unicode")
+    return None
 
 
 def disk_xml(vm: str, disk: Disk, target: str) -> str:
@@ -221,12 +251,14 @@ def read_spec(
     disks: list[Disk] = []
     nics: list[Nic] = []
     graphics = "none"
+    cloud_init = None
     if devices is not None:
         disks = [d for d in (_read_disk(name, e, volumes) for e in devices.iter("disk")) if d]
         nics = [n for n in (_read_nic(e) for e in devices.iter("interface")) if n]
         element = devices.find("graphics")
         if element is not None:
             graphics = element.get("type", "none")
+        cloud_init = _read_seed(name, devices, volumes, applied)
     applied_disks = {d.get("name"): d for d in applied.get("disks", []) if isinstance(d, dict)}
     disks = [
         Disk(name=d.name, size=d.size, pool=d.pool, format=d.format, bus=d.bus,
@@ -248,7 +280,21 @@ def read_spec(
         disks=tuple(disks),
         nics=tuple(nics),
         graphics=graphics,
+        cloud_init=cloud_init,
     )
+
+
+def _read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int],
+               applied: Mapping[str, object]) -> CloudInit | None:
+    """The seed CD-ROM. Its content is known only by the hash in the applied record, and only
+    while its volume exists (a missing volume reads as unknown content, so it is rebuilt)."""
+    for element in devices.iterfind("disk"):
+        if _is_seed(vm, element):
+            pool = element.find("source").get("pool", "")
+            recorded = applied.get("cloudInit")
+            known = isinstance(recorded, str) and (pool, seed_volume(vm)) in volumes
+            return CloudInit(digest=recorded if known else "", pool=pool)  # type: ignore[arg-type]
+    return None
 
 
 def _read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]) -> Disk | None:
@@ -331,6 +377,7 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     _set_vcpus(root, spec)
     devices = root.find("devices")
     _edit_disks(devices, root, spec)
+    _edit_seed(devices, root, spec)
     _edit_nics(devices, spec)
     current_graphics = devices.find("graphics")
     if (current_graphics.get("type") if current_graphics is not None else "none") != spec.graphics:
@@ -346,6 +393,8 @@ def _edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> 
         volume = source.get("volume") if source is not None else None
         if volume is None or not volume.startswith(f"{spec.name}-"):
             continue
+        if element.get("device", "disk") != "disk":
+            continue  # a CD-ROM: the cloud-init seed is _edit_seed's
         if volume not in wanted:
             devices.remove(element)
         else:
@@ -362,6 +411,24 @@ def _edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> 
         else:
             devices.insert(0, element)
             anchor = [element]
+
+
+def _edit_seed(devices: etree._Element, root: etree._Element, spec: VMSpec) -> None:
+    """Attach, repoint or detach the cloud-init seed CD-ROM; other CD-ROMs are left alone."""
+    seeds = [e for e in devices.findall("disk") if _is_seed(spec.name, e)]
+    if spec.cloud_init is None:
+        for element in seeds:
+            devices.remove(element)
+        return
+    if seeds:
+        seeds[0].find("source").set("pool", spec.cloud_init.pool)
+        return
+    element = seed_element(spec.name, spec.cloud_init, free_target(root, "sata"))
+    disks = devices.findall("disk")
+    if disks:
+        disks[-1].addnext(element)
+    else:
+        devices.insert(0, element)
 
 
 def _set_bus(element: etree._Element, root: etree._Element, bus: str) -> None:

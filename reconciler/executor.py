@@ -12,10 +12,12 @@ from enum import StrEnum
 
 import structlog
 
-from reconciler import domainxml
+from reconciler import cloudinit, domainxml
 from reconciler.errors import NotFoundError, ReconcilerError
+from reconciler.infra import apply as infra_apply
 from reconciler.libvirt_adapter import Libvirt
 from reconciler.model import (
+    CloudInit,
     DesiredVM,
     Disk,
     LiveHold,
@@ -67,8 +69,23 @@ def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[
     """Carry out every action of ``plan``; results in the plan's order."""
     settings = settings or Settings()
     runner = _Runner(hv, settings)
+    # Pools and networks exist before the VMs that use them and go after them.
+    phases = (
+        [a for a in plan.actions if a.resource != "vm" and a.kind != Kind.DESTROY],
+        [a for a in plan.actions if a.resource == "vm"],
+        [a for a in plan.actions if a.resource != "vm" and a.kind == Kind.DESTROY],
+    )
+    results: dict[int, Result] = {}
     with ThreadPoolExecutor(max_workers=max(1, settings.parallel)) as pool:
-        return tuple(pool.map(runner.run, plan.actions))
+        for number, phase in enumerate(phases):
+            if number == 2 and any(not r.ok and r.kind == Kind.DESTROY for r in results.values()):
+                for action in phase:
+                    results[id(action)] = Result(action.label, action.kind, Outcome.BLOCKED,
+                                                 "not removed: a VM destroy failed this run")
+                break
+            for action, result in zip(phase, pool.map(runner.run, phase), strict=True):
+                results[id(action)] = result
+    return tuple(results[id(a)] for a in plan.actions)
 
 
 class _Runner:
@@ -79,27 +96,38 @@ class _Runner:
     def run(self, action: Action) -> Result:
         started = self.settings.clock()
         if self.settings.stop is not None and self.settings.stop():
-            return Result(action.name, action.kind, Outcome.FAILED, "not started: shutting down",
+            return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
                           retryable=True)
         if action.kind == Kind.BLOCKED or action.refused:
-            return Result(action.name, action.kind, Outcome.BLOCKED, _blocked_reason(action))
+            return Result(action.label, action.kind, Outcome.BLOCKED, _blocked_reason(action))
         if not action.writes:
             return _pending_result(action, [], 0.0)
         try:
-            if action.kind == Kind.CREATE:
+            if action.resource != "vm":
+                infra_apply.carry_out(action, self.hv, instance=self.settings.instance,
+                                      commit=self.settings.commit)
+                pending = []
+            elif action.kind == Kind.CREATE:
                 assert action.desired
-                pending: list[str] = self._create(action.desired)
+                pending = self._create(action.desired)
             elif action.kind == Kind.DESTROY:
                 assert action.live
                 self._destroy(action.live)
+                pending = []
+            elif any(c.field == "adopt" for c in action.changes):
+                assert action.desired
+                self.hv.set_mark(action.name, self._mark(action.desired))  # nothing else
                 pending = []
             else:
                 pending = self._update(action)
         except ReconcilerError as exc:
             seconds = self.settings.clock() - started
+            if action.resource != "vm":
+                return Result(action.label, action.kind, Outcome.FAILED, str(exc), seconds,
+                              exc.retryable)
             log.error("action failed", vm=action.name, action=str(action.kind),
                       error=str(exc), seconds=round(seconds, 3), retryable=exc.retryable)
-            return Result(action.name, action.kind, Outcome.FAILED, str(exc), seconds,
+            return Result(action.label, action.kind, Outcome.FAILED, str(exc), seconds,
                           exc.retryable)
         seconds = self.settings.clock() - started
         result = _pending_result(action, pending, seconds)
@@ -118,6 +146,8 @@ class _Runner:
         spec = want.spec
         for disk in spec.disks:
             self._ensure_volume(spec.name, disk)
+        if spec.cloud_init:
+            self._upload_seed(spec)
         self.hv.define(domainxml.build_domain(spec, domain_type=self.hv.domain_type,
                                               mark=self._mark(want)))
         if spec.autostart:
@@ -152,6 +182,22 @@ class _Runner:
         if existing.capacity < disk.size:
             self.hv.resize_volume(disk.pool, name, disk.size)
 
+    def _upload_seed(self, spec: VMSpec) -> None:
+        """Build the cloud-init seed ISO and upload it as the raw volume ``<vm>-cidata``."""
+        seed = spec.cloud_init
+        assert seed is not None
+        image = cloudinit.seed_iso(cloudinit.files(spec.name, seed))
+        volume = cloudinit.seed_volume(spec.name)
+        self.hv.upload_volume(seed.pool, volume, image)
+        # The hash only: user data is never logged.
+        log.info("cloud-init seed uploaded", vm=spec.name, volume=volume, pool=seed.pool,
+                 digest=seed.digest, size=len(image))
+
+    def _remove_seed(self, name: str, seed: CloudInit) -> None:
+        """The seed is derived data: it goes with the VM or with its cloudInit."""
+        with contextlib.suppress(NotFoundError):
+            self.hv.delete_volume(seed.pool, cloudinit.seed_volume(name))
+
     # --- destroy -------------------------------------------------------------------------------
 
     def _destroy(self, vm: LiveVM) -> None:
@@ -162,6 +208,8 @@ class _Runner:
             if disk.reclaim == "delete":
                 with contextlib.suppress(NotFoundError):
                     self.hv.delete_volume(disk.pool, disk.volume(vm.name))
+        if vm.config.cloud_init:
+            self._remove_seed(vm.name, vm.config.cloud_init)
 
     def _stop(self, name: str, timeout: float) -> None:
         """Graceful ACPI shutdown; forced power-off once ``timeout`` seconds have passed."""
@@ -190,6 +238,8 @@ class _Runner:
         for disk in spec.disks:
             if _has(writes, f"disk {disk.name}", "add"):
                 self._ensure_volume(name, disk)
+        if spec.cloud_init and (_has(writes, "cloudInit") or _has(writes, "cloudInit pool")):
+            self._upload_seed(spec)
         live_before = domainxml.parse(self.hv.domain_xml(name, inactive=False)) if running else None
         if any(c.field != "state" for c in writes):
             current = self.hv.domain_xml(name)
@@ -212,6 +262,13 @@ class _Runner:
             if (_has(writes, f"disk {disk.name}", "remove") and disk.reclaim == "delete"
                     and disk.volume(name) not in still_attached):
                 self.hv.delete_volume(disk.pool, disk.volume(name))
+        old_seed = have.config.cloud_init
+        if old_seed and _has(writes, "cloudInit", "remove"):
+            if running and live_before is not None:
+                pending += self._eject_seed(name, live_before)
+            self._remove_seed(name, old_seed)
+        elif old_seed and spec.cloud_init and _has(writes, "cloudInit pool"):
+            self._remove_seed(name, old_seed)
         wants_running = spec.state == PowerState.RUNNING
         if action.restart:
             self._stop(name, spec.shutdown_timeout)
@@ -221,6 +278,17 @@ class _Runner:
         elif not running and wants_running:
             pending += self._start(spec)
         return pending
+
+    def _eject_seed(self, name: str, live_root: object) -> list[str]:
+        """A SATA CD-ROM cannot be unplugged live: its medium is taken out instead."""
+        ejected = domainxml.seed_ejected_xml(live_root, name)  # type: ignore[arg-type]
+        if ejected is None:
+            return []
+        try:
+            self.hv.eject_live(name, ejected)
+        except ReconcilerError as exc:
+            return [f"cloudInit seed not ejected from the running VM: {_short(exc)}"]
+        return []
 
     def _grow(self, name: str, disk: Disk, *, running: bool, live_root: object) -> None:
         if running and live_root is not None:
@@ -246,7 +314,8 @@ class _Runner:
         for element in live_root.iterfind("devices/disk"):  # type: ignore[attr-defined]
             source = element.find("source")
             volume = source.get("volume") if source is not None else None
-            if volume and volume.startswith(f"{name}-") and volume not in wanted:
+            if (volume and volume.startswith(f"{name}-") and volume not in wanted
+                    and element.get("device", "disk") == "disk"):  # the seed CD-ROM stays
                 try:
                     self.hv.detach_live(name, _xml(element))
                     detached.append((f"disk {volume[len(name) + 1:]}",
@@ -378,6 +447,6 @@ def _pending_result(action: Action, pending: list[str], seconds: float) -> Resul
     causes += [f"{c.field} {c.old} -> {c.new} needs a restart" + (f" ({c.note})" if c.note else "")
                for c in action.pending_restart]
     if causes:
-        return Result(action.name, action.kind, Outcome.PENDING_RESTART, "; ".join(causes),
+        return Result(action.label, action.kind, Outcome.PENDING_RESTART, "; ".join(causes),
                       seconds)
-    return Result(action.name, action.kind, Outcome.CONVERGED, "", seconds)
+    return Result(action.label, action.kind, Outcome.CONVERGED, "", seconds)

@@ -13,7 +13,9 @@ from lxml import etree
 
 from reconciler import domainxml
 from reconciler.errors import NotFoundError, PermanentError, TransientError
-from reconciler.model import LiveHold, LiveVM, Mark, VolumeInfo
+from reconciler.infra import xmlio
+from reconciler.infra.model import LiveNetwork, LivePool
+from reconciler.model import DomainDefinition, LiveHold, LiveVM, Mark, VolumeInfo
 
 _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL,
@@ -33,7 +35,9 @@ _STATE_NAMES = {
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+POOL_MARKER = ".reconciler-"  # a pool holding a volume named so was created by that instance
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+_UPLOAD_CHUNK = 256 * 1024
 
 
 def _silence(_ctx: object, _err: object) -> None:
@@ -168,6 +172,16 @@ class Libvirt:
             running = state in _RUNNING_STATES
             return running, dom.ID() if running else None
 
+    def read_definition(self, name: str) -> DomainDefinition:
+        """One domain's persistent XML, state, autostart and its volume disks' capacities."""
+        with translated(f"reading domain {name}"):
+            dom = self._dom(name)
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            state, _ = dom.state()
+            autostart = bool(dom.autostart())
+        volumes = self._volume_sizes(set(_volume_keys(domainxml.parse(xml))))
+        return DomainDefinition(name, xml, state in _RUNNING_STATES, autostart, volumes)
+
     def _dom(self, name: str) -> libvirt.virDomain:
         with translated(f"domain {name}"):
             return self.conn.lookupByName(name)
@@ -231,10 +245,13 @@ class Libvirt:
                 domainxml.HOLD_NS, _LIVE)
 
     def set_mark(self, name: str, mark: Mark) -> None:
+        """Record the tool's mark in the persistent definition, and on the running domain if it
+        runs; nothing else of the domain changes (adoption)."""
         with translated(f"recording metadata of {name}"):
-            self._dom(name).setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                                        _bare(domainxml.mark_xml(mark)), domainxml.MARK_KEY,
-                                        domainxml.NS, _CONFIG)
+            dom = self._dom(name)
+            flags = _CONFIG | (_LIVE if dom.isActive() else 0)
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _bare(domainxml.mark_xml(mark)),
+                            domainxml.MARK_KEY, domainxml.NS, flags)
 
     def attach_live(self, name: str, device_xml: str) -> None:
         with translated(f"hot-plugging a device into {name}"):
@@ -247,6 +264,99 @@ class Libvirt:
     def block_resize(self, name: str, target: str, size: int) -> None:
         with translated(f"growing disk {target} of {name}"):
             self._dom(name).blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+
+    # --- networks and pools ----------------------------------------------------------------------
+
+    def read_networks(self) -> tuple[LiveNetwork, ...]:
+        with translated("listing networks"):
+            autostart = {n.name() for n in self.conn.listAllNetworks(
+                libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART)}
+            out = []
+            for net in self.conn.listAllNetworks(0):
+                config, mark = xmlio.read_network(
+                    _inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE),
+                    autostart=net.name() in autostart)
+                out.append(LiveNetwork(net.name(), bool(net.isActive()), config, mark))
+        return tuple(out)
+
+    def read_pools(self) -> tuple[LivePool, ...]:
+        """Pools, with the instance whose marker volume (``.reconciler-<instance>``) is in it."""
+        with translated("listing storage pools"):
+            autostart = {p.name() for p in self.conn.listAllStoragePools(
+                libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART)}
+            out = []
+            for pool in self.conn.listAllStoragePools(0):
+                active = bool(pool.isActive())
+                owner = None
+                if active:
+                    for name in pool.listVolumes():
+                        if name.startswith(POOL_MARKER):
+                            owner = name[len(POOL_MARKER):]
+                config = xmlio.read_pool(_inactive_xml(pool, libvirt.VIR_STORAGE_XML_INACTIVE),
+                                         autostart=pool.name() in autostart)
+                out.append(LivePool(pool.name(), active, config, owner))
+        return tuple(out)
+
+    def define_network(self, xml: str) -> None:
+        with translated("defining network"):
+            self.conn.networkDefineXML(xml)
+
+    def start_network(self, name: str) -> None:
+        with translated(f"starting network {name}"):
+            self.conn.networkLookupByName(name).create()
+
+    def set_network_autostart(self, name: str, enabled: bool) -> None:
+        with translated(f"setting autostart of network {name}"):
+            self.conn.networkLookupByName(name).setAutostart(1 if enabled else 0)
+
+    def remove_network(self, name: str) -> None:
+        with translated(f"removing network {name}"):
+            net = self.conn.networkLookupByName(name)
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+    def network_xml(self, name: str) -> str:
+        with translated(f"reading network {name}"):
+            return _inactive_xml(self.conn.networkLookupByName(name),
+                                 libvirt.VIR_NETWORK_XML_INACTIVE)
+
+    def define_pool(self, xml: str, *, instance: str) -> None:
+        """Define, build (mkdir), start, and put the instance's marker volume in the pool."""
+        with translated("defining storage pool"):
+            pool = self.conn.storagePoolDefineXML(xml, 0)
+            pool.build(0)
+            pool.create(0)
+            self.mark_pool(pool.name(), instance)
+
+    def mark_pool(self, name: str, instance: str) -> None:
+        root = etree.Element("volume")
+        etree.SubElement(root, "name").text = POOL_MARKER + instance
+        etree.SubElement(root, "capacity").text = "0"
+        etree.SubElement(etree.SubElement(root, "target"), "format", type="raw")
+        with translated(f"marking storage pool {name}"):
+            self.conn.storagePoolLookupByName(name).createXML(
+                etree.tostring(root, encoding="unicode"), 0)
+
+    def start_pool(self, name: str) -> None:
+        with translated(f"starting storage pool {name}"):
+            pool = self.conn.storagePoolLookupByName(name)
+            pool.create(0)
+
+    def set_pool_autostart(self, name: str, enabled: bool) -> None:
+        with translated(f"setting autostart of storage pool {name}"):
+            self.conn.storagePoolLookupByName(name).setAutostart(1 if enabled else 0)
+
+    def remove_pool(self, name: str) -> None:
+        """Stop and undefine the pool; its directory and every volume in it stay on disk."""
+        with translated(f"removing storage pool {name}"):
+            pool = self.conn.storagePoolLookupByName(name)
+            if pool.isActive():
+                for volume in pool.listAllVolumes(0):
+                    if volume.name().startswith(POOL_MARKER):
+                        volume.delete(0)
+                pool.destroy()
+            pool.undefine()
 
     # --- events (the daemon) ----------------------------------------------------------------
 
@@ -323,6 +433,52 @@ class Libvirt:
         with translated(f"deleting volume {name} in pool {pool}"):
             self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
 
+    def upload_volume(self, pool: str, name: str, data: bytes) -> None:
+        """Make ``name`` a raw volume holding exactly ``data``, sent through libvirt's storage
+        stream API (so it works on a remote host too). A volume of another size is replaced."""
+        with translated(f"uploading volume {name} to pool {pool}"):
+            storage = self.conn.storagePoolLookupByName(pool)
+            try:
+                vol = storage.storageVolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+                vol = None
+            if vol is not None and vol.info()[1] != len(data):
+                vol.delete(0)
+                vol = None
+            created = vol is None
+            if vol is None:
+                root = etree.Element("volume")
+                etree.SubElement(root, "name").text = name
+                etree.SubElement(root, "capacity", unit="bytes").text = str(len(data))
+                etree.SubElement(etree.SubElement(root, "target"), "format", type="raw")
+                vol = storage.createXML(etree.tostring(root, encoding="unicode"), 0)
+            stream = self.conn.newStream(0)
+            try:
+                vol.upload(stream, 0, len(data), 0)
+                offset = 0
+                while offset < len(data):
+                    sent = stream.send(data[offset:offset + _UPLOAD_CHUNK])
+                    if sent < 0:
+                        raise libvirt.libvirtError("the upload stream would block")
+                    offset += sent
+                stream.finish()
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    stream.abort()
+                if created:  # no half-written volume left behind
+                    with contextlib.suppress(libvirt.libvirtError):
+                        vol.delete(0)
+                raise
+
+    def eject_live(self, name: str, device_xml: str) -> None:
+        """Take the medium out of a CD-ROM of the running domain (``device_xml`` has no
+        source), even when the guest has locked the tray."""
+        with translated(f"ejecting a CD-ROM of {name}"):
+            self._dom(name).updateDeviceFlags(
+                device_xml, _LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
+
 
 def _bare(xml: str) -> str:
     """``xml`` without namespaces: setMetadata puts the element in the namespace it is given and
@@ -332,6 +488,16 @@ def _bare(xml: str) -> str:
         element.tag = etree.QName(element).localname
     etree.cleanup_namespaces(root)
     return etree.tostring(root, encoding="unicode")
+
+
+def _inactive_xml(obj: libvirt.virNetwork | libvirt.virStoragePool, flag: int) -> str:
+    """The persistent XML; drivers without the flag (test:///) give their only one."""
+    try:
+        return obj.XMLDesc(flag)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+            raise
+        return obj.XMLDesc(0)
 
 
 def _volume_keys(root: etree._Element) -> Iterator[tuple[str, str]]:

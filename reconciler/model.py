@@ -42,6 +42,22 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class CloudInit:
+    """A NoCloud seed: a short hash of its files and the pool of its volume ``<vm>-cidata``.
+
+    The content is carried on the desired side only (a domain's XML holds the hash, from the
+    applied record), never compared and never shown in a repr: user data stays out of logs.
+    An empty ``digest`` on the live side means the content is unknown (the seed volume is gone).
+    """
+
+    digest: str
+    pool: str = "default"
+    user_data: str | None = field(default=None, repr=False, compare=False)
+    meta_data: dict = field(default_factory=dict, repr=False, compare=False)  # overrides
+    network_config: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class VMSpec:
     """What a manifest asks for (or what a domain's persistent definition says)."""
 
@@ -59,6 +75,7 @@ class VMSpec:
     nics: tuple[Nic, ...] = ()
     graphics: str = "none"
     labels: tuple[tuple[str, str], ...] = ()
+    cloud_init: CloudInit | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,7 @@ class DesiredVM:
     source: Source
     spec_hash: str
     applied: dict = field(compare=False, hash=False)  # the normalised spec, JSON-ready
+    adopt: bool = False  # annotation reconciler/adopt: "true": adopt a matching unmanaged domain
 
 
 @dataclass(frozen=True)
@@ -128,7 +146,19 @@ class LiveVM:
     hold: LiveHold | None = None
     live_disks: tuple[Disk, ...] | None = None  # running domains only
     live_nics: tuple[Nic, ...] | None = None
+    owner: str | None = None  # the other reconciler instance that manages it (mark hidden)
 
     @property
     def managed(self) -> bool:
         return self.mark is not None
+
+
+@dataclass(frozen=True)
+class DomainDefinition:
+    """One domain as read for `reconciler export`: its persistent XML and what is not in it."""
+
+    name: str
+    xml: str  # the persistent (inactive) definition
+    running: bool
+    autostart: bool
+    volumes: dict = field(compare=False, hash=False)  # (pool, volume) -> capacity, its disks'

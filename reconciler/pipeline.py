@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler import diff
+from reconciler.infra import diff as infra_diff
+from reconciler.infra.model import LiveNetwork, LivePool
 from reconciler.libvirt_adapter import Libvirt
 from reconciler.manifests import loader
-from reconciler.manifests.validate import Validated, validate
+from reconciler.manifests.validate import DEFAULT_STORAGE_ROOTS, Validated, validate
 from reconciler.model import LiveVM
-from reconciler.plan import Plan
+from reconciler.plan import Kind, Plan, fingerprint
 
 
-def load_desired(path: Path) -> Validated:
+def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
     """Every manifest below ``path``, validated. Needs no libvirt."""
     documents, problems = loader.load_tree(path)
-    return validate(documents, problems)
+    return validate(documents, problems, storage_roots)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    vms: tuple[LiveVM, ...]
+    networks: tuple[LiveNetwork, ...] = ()
+    pools: tuple[LivePool, ...] = ()
+
+
+def read_state(hv: Libvirt, instance: str) -> LiveState:
+    """Everything the diff needs, read before diffing."""
+    return LiveState(owned_view(hv.read_live(), instance), hv.read_networks(), hv.read_pools())
 
 
 @dataclass(frozen=True)
@@ -25,16 +41,51 @@ class Planned:
     inputs: Validated
 
 
+def compute(inputs: Validated, live: LiveState, guards: diff.Guards, instance: str) -> Plan:
+    """The whole plan: pools and networks first, then VMs, then removed pools and networks.
+    Pure."""
+    vm_plan = diff.plan(inputs.vms, live.vms, guards)
+    # VMs this run destroys no longer hold their pools and networks (the executor removes
+    # those only after every VM destroy succeeded).
+    leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}
+    staying = tuple(vm for vm in live.vms if vm.name not in leaving)
+    held_back = ""
+    if guards.problems:
+        held_back = (f"not removed: {guards.problems} manifest problem(s) in this run; "
+                     "nothing is removed until every manifest is valid")
+    elif not (inputs.vms or inputs.networks or inputs.pools) and not guards.allow_empty:
+        held_back = "not removed: the manifest set is empty; pass --allow-empty"
+    infra = [
+        *infra_diff.plan_pools(inputs.pools, live.pools, instance=instance, vms=staying,
+                               wanted_vms=inputs.vms, held_back=held_back),
+        *infra_diff.plan_networks(inputs.networks, live.networks, instance=instance,
+                                  vms=staying, wanted_vms=inputs.vms, held_back=held_back),
+    ]
+    first = [a for a in infra if a.kind != Kind.DESTROY]
+    last = [a for a in infra if a.kind == Kind.DESTROY]
+    digest = fingerprint(live.vms) + _infra_digest(live)
+    return Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
+
+
+def _infra_digest(live: LiveState) -> str:
+    text = repr(sorted(live.networks, key=lambda n: n.name)) + repr(
+        sorted(live.pools, key=lambda p: p.name))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
-              instance: str = "default") -> Planned:
-    inputs = load_desired(path)
-    live = owned_view(hv.read_live(), instance)
+              instance: str = "default",
+              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Planned:
+    inputs = load_desired(path, storage_roots)
+    live = read_state(hv, instance)
     guards = diff.Guards(problems=len(inputs.problems), max_destroy=max_destroy,
                          allow_empty=allow_empty)
-    return Planned(diff.plan(inputs.vms, live, guards), inputs)
+    return Planned(compute(inputs, live, guards, instance), inputs)
 
 
 def owned_view(live: tuple[LiveVM, ...], instance: str) -> tuple[LiveVM, ...]:
-    """Domains of another reconciler instance look unmanaged to this one. Pure."""
-    return tuple(vm if vm.mark is None or vm.mark.instance == instance else replace(vm, mark=None)
+    """Domains of another reconciler instance look unmanaged to this one (and are never adopted
+    by it: ``owner`` names that instance). Pure."""
+    return tuple(vm if vm.mark is None or vm.mark.instance == instance
+                 else replace(vm, mark=None, owner=vm.mark.instance)
                  for vm in live)

@@ -45,6 +45,14 @@ class Action:
     restart: bool = False  # apply restarts the VM to finish restart-needing changes
     desired: DesiredVM | None = None
     live: LiveVM | None = None
+    resource: str = "vm"  # vm | network | pool
+    infra: object | None = None  # a DesiredNetwork or DesiredPool
+    infra_live: object | None = None  # a LiveNetwork or LivePool
+
+    @property
+    def label(self) -> str:
+        """The name as plans show it: VMs bare, others prefixed (``network/lab``)."""
+        return self.name if self.resource == "vm" else f"{self.resource}/{self.name}"
 
     @property
     def writes(self) -> bool:
@@ -57,8 +65,9 @@ class Action:
 
     @property
     def conflict(self) -> bool:
-        """A domain with the manifest's name exists and is not this tool's to change."""
-        return self.kind == Kind.BLOCKED and self.reason.startswith("conflict")
+        """A domain with the manifest's name exists and is not this tool's to change (nor to
+        adopt as it is)."""
+        return self.kind == Kind.BLOCKED and self.reason.startswith(("conflict", "adopt refused"))
 
     @property
     def refused(self) -> bool:

@@ -19,6 +19,8 @@ def symbol(action: Action) -> str:
 
 
 def describe_change(change: Change, *, policy: str = "live", restarting: bool = False) -> str:
+    if change.field == "adopt":
+        return "adopt"
     if change.note.startswith("add"):
         text = f"{change.field} {change.new} (add)"
     elif change.note.startswith("remove"):
@@ -41,7 +43,21 @@ def describe_change(change: Change, *, policy: str = "live", restarting: bool = 
     return text
 
 
+def _describe_infra_create(spec: object) -> str:
+    if hasattr(spec, "path"):
+        return f"dir pool at {spec.path}"  # type: ignore[attr-defined]
+    parts = [f"forward {spec.forward}" if spec.forward != "none"  # type: ignore[attr-defined]
+             else "isolated"]
+    if spec.bridge:  # type: ignore[attr-defined]
+        parts.append(f"bridge {spec.bridge}")  # type: ignore[attr-defined]
+    if spec.ipv4:  # type: ignore[attr-defined]
+        parts.append(f"{spec.ipv4.address}/{spec.ipv4.prefix}")  # type: ignore[attr-defined]
+    return ", ".join(parts)
+
+
 def describe(action: Action) -> str:
+    if action.kind == Kind.CREATE and action.infra is not None:
+        return _describe_infra_create(action.infra.spec)  # type: ignore[attr-defined]
     if action.kind == Kind.CREATE:
         assert action.desired
         spec = action.desired.spec
@@ -51,6 +67,8 @@ def describe(action: Action) -> str:
                                               for d in spec.disks))
         if spec.nics:
             parts.append("nics " + ", ".join(n.source for n in spec.nics))
+        if spec.cloud_init:
+            parts.append(f"cloudInit {spec.cloud_init.digest}")  # the hash, never the content
         if spec.state != "running":
             parts.append(str(spec.state))
         return ", ".join(parts)
@@ -67,8 +85,8 @@ def describe(action: Action) -> str:
 def plan_text(plan: Plan) -> str:
     if not plan.actions:
         return "No changes. The live state matches the manifests.\n"
-    width = max(len(a.name) for a in plan.actions)
-    lines = [f"{symbol(a)} {a.name:<{width}}   {describe(a)}" for a in plan.actions]
+    width = max(len(a.label) for a in plan.actions)
+    lines = [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in plan.actions]
     lines.append(
         f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update, "
         f"{plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked."
@@ -79,6 +97,11 @@ def plan_text(plan: Plan) -> str:
 def _change_json(change: Change) -> dict:
     return {"field": change.field, "old": change.old, "new": change.new,
             "mode": str(change.mode), "note": change.note}
+
+
+def _manifest_of(action: Action) -> str | None:
+    source = action.desired.source if action.desired else getattr(action.infra, "source", None)
+    return source.file if source else None
 
 
 def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict:
@@ -95,6 +118,7 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict:
         "actions": [
             {
                 "name": a.name,
+                "resource": a.resource,
                 "kind": str(a.kind),
                 "symbol": symbol(a),
                 "text": describe(a),
@@ -102,7 +126,7 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict:
                 "restart": a.restart,
                 "pendingRestart": bool(a.pending_restart),
                 "reason": a.reason,
-                "manifest": a.desired.source.file if a.desired else None,
+                "manifest": _manifest_of(a),
             }
             for a in plan.actions
         ],

@@ -7,7 +7,11 @@ import json
 from functools import cache
 from importlib import resources
 
-KINDS = {"VirtualMachine": "virtualmachine.v1.json"}
+KINDS = {
+    "VirtualMachine": "virtualmachine.v1.json",
+    "Network": "network.v1.json",
+    "StoragePool": "storagepool.v1.json",
+}
 OTHER = {"plan": "plan.v1.json"}
 
 

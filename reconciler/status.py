@@ -33,28 +33,30 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     by_name = {r.name: r for r in results}
     out = {name: VMStatus(name, "in sync") for name in in_sync}
     for action in plan.actions:
-        manifest = action.desired.source.file if action.desired else None
-        result = by_name.get(action.name)
-        if action.name in waiting:
-            error, retry_at = waiting[action.name]
-            out[action.name] = VMStatus(action.name, "failed", "waiting to retry", manifest,
+        source = action.desired.source if action.desired else getattr(action.infra, "source",
+                                                                        None)
+        manifest = source.file if source else None
+        result = by_name.get(action.label)
+        if action.label in waiting:
+            error, retry_at = waiting[action.label]
+            out[action.label] = VMStatus(action.label, "failed", "waiting to retry", manifest,
                                         error, _iso(retry_at))
         elif action.conflict:
-            out[action.name] = VMStatus(action.name, "conflict", action.reason, manifest)
+            out[action.label] = VMStatus(action.label, "conflict", action.reason, manifest)
         elif result is None:
-            out[action.name] = VMStatus(action.name, "pending", "not applied yet", manifest)
+            out[action.label] = VMStatus(action.label, "pending", "not applied yet", manifest)
         elif result.outcome == Outcome.FAILED:
-            out[action.name] = VMStatus(action.name, "failed", str(action.kind), manifest,
+            out[action.label] = VMStatus(action.label, "failed", str(action.kind), manifest,
                                         result.message)
         elif result.outcome == Outcome.BLOCKED:
-            out[action.name] = VMStatus(action.name, "blocked", result.message, manifest)
+            out[action.label] = VMStatus(action.label, "blocked", result.message, manifest)
         elif result.outcome == Outcome.PENDING_RESTART:
-            out[action.name] = VMStatus(action.name, "pending restart", result.message,
+            out[action.label] = VMStatus(action.label, "pending restart", result.message,
                                         manifest)
         elif action.kind == Kind.DESTROY:
-            out.pop(action.name, None)
+            out.pop(action.label, None)
         else:
-            out[action.name] = VMStatus(action.name, "in sync", "", manifest)
+            out[action.label] = VMStatus(action.label, "in sync", "", manifest)
     return sorted(out.values(), key=lambda s: s.name)
 
 

@@ -207,6 +207,17 @@ class Host:
                 if vol.name().startswith(self.prefix):
                     with contextlib.suppress(libvirt.libvirtError):
                         vol.delete(0)
+        for pool in self.conn.listAllStoragePools(0):
+            if pool.name().startswith(self.prefix):
+                with contextlib.suppress(libvirt.libvirtError):
+                    path = pool.XMLDesc(0).split("<path>")[1].split("</path>")[0]
+                    if pool.isActive():
+                        for vol in pool.listAllVolumes(0):
+                            vol.delete(0)
+                        pool.destroy()
+                    pool.undefine()
+                    if Path(path).is_dir() and not any(Path(path).iterdir()):
+                        Path(path).rmdir()
         for net in self.conn.listAllNetworks(0):
             if net.name().startswith(self.prefix):
                 try:

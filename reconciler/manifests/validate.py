@@ -6,19 +6,23 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
+from reconciler import cloudinit
 from reconciler import schema as schemas
 from reconciler.errors import Problem
+from reconciler.infra import validate as infra_validate
+from reconciler.infra.model import DesiredNetwork, DesiredPool
 from reconciler.manifests.loader import Document, FieldPath, dotted
-from reconciler.model import DesiredVM, Disk, Nic, PowerState, Source, VMSpec
+from reconciler.model import CloudInit, DesiredVM, Disk, Nic, PowerState, Source, VMSpec
 from reconciler.units import parse_duration, parse_quantity
 
 MIN_MEMORY = 16 << 20
+DEFAULT_STORAGE_ROOTS = ("/var/lib/libvirt/images",)
 _formats = FormatChecker()
 
 
@@ -36,6 +40,8 @@ def _is_duration(value: object) -> bool:
 class Validated:
     vms: tuple[DesiredVM, ...]
     problems: tuple[Problem, ...]
+    networks: tuple[DesiredNetwork, ...] = ()
+    pools: tuple[DesiredPool, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -62,10 +68,13 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
-def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = ()) -> Validated:
+def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (),
+             storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
     """Check every document; collect every problem, not only the first. Pure."""
     problems = list(load_problems)
     vms: list[DesiredVM] = []
+    networks: list[DesiredNetwork] = []
+    pools: list[DesiredPool] = []
     claimed: dict[str, Document] = {}
     for doc in documents:
         doc_problems = list(_check_document(doc))
@@ -74,12 +83,26 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
             # The name may still be readable: keep claiming it so duplicates are reported.
             name = _name_of(doc.data)
             if name:
-                problems.extend(_claim(claimed, name, doc))
+                problems.extend(_claim(claimed, _claim_key(doc.data, name), doc))
             # And the cross-field checks of the parts that are well-formed: all errors at once.
             if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
                 data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
                 assert isinstance(data, dict)
                 problems.extend(_check_semantics(doc, data))
+            continue
+        kind = doc.data["kind"] if isinstance(doc.data, dict) else ""
+        if kind in ("Network", "StoragePool"):
+            data = schemas.with_defaults(doc.data, schemas.load(kind))
+            assert isinstance(data, dict)
+            name = data["metadata"]["name"]
+            problems.extend(_claim(claimed, _claim_key(data, name), doc))
+            if kind == "Network":
+                net, found = infra_validate.network(doc, data)
+                networks.extend([net] if net else [])
+            else:
+                pool, found = infra_validate.pool(doc, data, storage_roots)
+                pools.extend([pool] if pool else [])
+            problems.extend(found)
             continue
         data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
         assert isinstance(data, dict)
@@ -88,7 +111,14 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
         problems.extend(_claim(claimed, data["metadata"]["name"], doc))
         if not semantic:
             vms.append(_desired(doc, data))
-    return Validated(tuple(vms), tuple(sorted(set(problems))))
+    problems.extend(infra_validate.duplicate_bridges(networks))
+    return Validated(tuple(vms), tuple(sorted(set(problems))), tuple(networks), tuple(pools))
+
+
+def _claim_key(data: object, name: str) -> str:
+    """VMs, networks and pools have separate name spaces."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return f"{kind} {name}" if kind in ("Network", "StoragePool") else name
 
 
 def _name_of(data: object) -> str | None:
@@ -214,6 +244,7 @@ def _size(value: object) -> int | None:
 def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
     """Checks across fields. Also run on a document with schema errors, so each check skips
     what is malformed (the schema has already said so)."""
+    yield from _check_adopt(doc, data)
     spec = data.get("spec")
     if not isinstance(spec, dict):
         return
@@ -238,6 +269,9 @@ def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
                               f"disk {name!r} is already declared as disks[{names[name]}]")
         if isinstance(name, str):
             names.setdefault(name, i)
+        if name == cloudinit.SEED_DISK and isinstance(spec.get("cloudInit"), dict):
+            yield doc.problem(("spec", "disks", i, "name"),
+                              f"{name!r} is the cloud-init seed volume's name; rename the disk")
         if _size(disk.get("size")) == 0:
             yield doc.problem(("spec", "disks", i, "size"), "must be larger than 0")
     networks = spec.get("networks")
@@ -282,6 +316,7 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
         ),
         graphics=spec["graphics"],
         labels=tuple(sorted(data["metadata"]["labels"].items())),
+        cloud_init=_cloud_init(data["metadata"]["name"], spec),
     )
     applied = applied_record(vm)
     line, _ = doc.position(("metadata", "name"))
@@ -290,7 +325,27 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
         source=Source(doc.file, doc.relative, line),
         spec_hash=spec_hash(applied),
         applied=applied,
+        adopt=data["metadata"]["annotations"].get(ADOPT) == "true",
     )
+
+
+ADOPT = "reconciler/adopt"
+
+
+def _check_adopt(doc: Document, data: dict) -> Iterable[Problem]:
+    metadata = data.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    value = annotations.get(ADOPT) if isinstance(annotations, dict) else None
+    if isinstance(value, str) and value not in ("true", "false"):
+        yield doc.problem(("metadata", "annotations", ADOPT),
+                          f'{value!r} is not "true" or "false"')
+
+
+def _cloud_init(name: str, spec: dict) -> CloudInit | None:
+    if "cloudInit" not in spec:
+        return None
+    pool = spec["disks"][0]["pool"] if spec["disks"] else "default"
+    return cloudinit.from_manifest(name, spec["cloudInit"], pool=pool)
 
 
 def applied_record(vm: VMSpec) -> dict:
@@ -304,6 +359,8 @@ def applied_record(vm: VMSpec) -> dict:
                    "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
         "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}
                      for n in vm.nics],
+        # Only a short hash of the cloud-init files: user data never goes into the metadata.
+        **({"cloudInit": vm.cloud_init.digest} if vm.cloud_init else {}),
     }
 
 

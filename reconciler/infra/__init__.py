@@ -1,0 +1,1 @@
+"""Networks and storage pools: the infrastructure VMs use, declared like VMs."""
