@@ -139,6 +139,13 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
         changes += _live_device_gaps(d, have)
     if d.autostart != cfg.autostart:
         changes.append(Change("autostart", _b(cfg.autostart), _b(d.autostart), Mode.CONFIG))
+    if d.firmware != cfg.firmware:
+        changes.append(Change("firmware", cfg.firmware, d.firmware,
+                              Mode.RESTART if running else Mode.CONFIG,
+                              "the guest OS must support the new firmware"))
+    if d.boot != cfg.boot:
+        changes.append(Change("boot", ",".join(cfg.boot), ",".join(d.boot), Mode.CONFIG,
+                              "used from the next boot"))
     if d.graphics != cfg.graphics:
         changes.append(Change("graphics", cfg.graphics, d.graphics,
                               Mode.RESTART if running else Mode.CONFIG))

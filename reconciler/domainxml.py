@@ -73,7 +73,8 @@ def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
     _set_vcpus(root, spec)
     os_element = _sub(root, "os")
     _sub(os_element, "type", "hvm", arch="x86_64")
-    _sub(os_element, "boot", dev="hd")
+    _set_firmware(os_element, spec.firmware)
+    _set_boot(os_element, spec.boot)
     # No boot device: halt instead of rebooting forever and burning a core.
     _sub(os_element, "bios", rebootTimeout="-1")
     features = _sub(root, "features")
@@ -111,6 +112,32 @@ def _set_vcpus(root: etree._Element, spec: VMSpec) -> None:
             attrs["order"] = str(i + 1)
         _sub(vcpus, "vcpu", **attrs)
     root.find("vcpu").addnext(vcpus)
+
+
+def _set_firmware(os_element: etree._Element, firmware: str) -> None:
+    """UEFI by libvirt's firmware autoselection (OVMF); the NVRAM is created per VM."""
+    if firmware == "uefi":
+        os_element.set("firmware", "efi")
+    elif os_element.get("firmware") == "efi":
+        del os_element.attrib["firmware"]
+        for tag in ("loader", "nvram", "firmware"):
+            for old in os_element.findall(tag):
+                os_element.remove(old)
+
+
+def _set_boot(os_element: etree._Element, boot: tuple[str, ...]) -> None:
+    current = tuple(b.get("dev") for b in os_element.findall("boot"))
+    if current == boot:
+        return
+    for old in os_element.findall("boot"):
+        os_element.remove(old)
+    anchor = os_element.find("nvram")
+    if anchor is None:
+        anchor = os_element.find("loader")
+    if anchor is None:
+        anchor = os_element.find("type")
+    for dev in reversed(boot):
+        anchor.addnext(etree.Element("boot", dev=dev))
 
 
 def _next_target(bus: str, used: set[str]) -> str:
@@ -280,6 +307,8 @@ def read_spec(
         disks=tuple(disks),
         nics=tuple(nics),
         graphics=graphics,
+        firmware=_read_firmware(root),
+        boot=tuple(b.get("dev", "hd") for b in root.iterfind("os/boot")) or ("hd",),
         cloud_init=cloud_init,
     )
 
@@ -295,6 +324,16 @@ def _read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int
             known = isinstance(recorded, str) and (pool, seed_volume(vm)) in volumes
             return CloudInit(digest=recorded if known else "", pool=pool)  # type: ignore[arg-type]
     return None
+
+
+def _read_firmware(root: etree._Element) -> str:
+    os_element = root.find("os")
+    if os_element is None:
+        return "bios"
+    loader = os_element.find("loader")
+    efi = os_element.get("firmware") == "efi" or (
+        loader is not None and loader.get("type") == "pflash")
+    return "uefi" if efi else "bios"
 
 
 def _read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]) -> Disk | None:
@@ -375,6 +414,11 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     vcpu.text = str(spec.max_vcpus)
     vcpu.set("current", str(spec.vcpus))
     _set_vcpus(root, spec)
+    os_element = root.find("os")
+    if os_element is not None:
+        if _read_firmware(root) != spec.firmware:
+            _set_firmware(os_element, spec.firmware)
+        _set_boot(os_element, spec.boot)
     devices = root.find("devices")
     _edit_disks(devices, root, spec)
     _edit_seed(devices, root, spec)

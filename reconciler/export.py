@@ -15,6 +15,7 @@ import yaml
 from lxml import etree
 
 from reconciler import domainxml
+from reconciler.cloudinit import seed_volume
 from reconciler.errors import PermanentError
 from reconciler.manifests.validate import ADOPT
 from reconciler.model import Disk, Mark, Nic, VMSpec
@@ -105,6 +106,15 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """MACs and "true" in double quotes, as people write them (YAML 1.1 would misread both)."""
+    quoted = ":" in value or value in ("true", "false")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if quoted else None)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def _ownership(mark: Mark | None, instance: str) -> str:
     if mark is None:
         return (f"Not managed by reconciler: with the annotation {ADOPT}, `reconciler apply` "
@@ -129,6 +139,12 @@ def _disks(vm: str, spec: VMSpec, elements: list[etree._Element], applied: Mappi
         dev = target.get("dev", "?") if target is not None else "?"
         source = element.find("source")
         volume = source.get("volume") if source is not None else None
+        if device == "cdrom" and volume == seed_volume(vm):
+            notes.append(f"cdrom {dev} (volume {volume}): a cloud-init seed; the domain keeps only "
+                         "a hash of its content, so a manifest cannot be made from it: copy "
+                         "spec.cloudInit from the VM's manifest (without it, apply removes the "
+                         "seed; a domain with a seed cannot be adopted).")
+            continue
         if device != "disk":
             notes.append(f"{device} {dev}: not a disk; reconciler leaves it as it is.")
             continue

@@ -74,6 +74,8 @@ class VMSpec:
     disks: tuple[Disk, ...] = ()
     nics: tuple[Nic, ...] = ()
     graphics: str = "none"
+    firmware: str = "bios"
+    boot: tuple[str, ...] = ("hd",)
     labels: tuple[tuple[str, str], ...] = ()
     cloud_init: CloudInit | None = None
 

@@ -315,6 +315,8 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
             for n in spec["networks"]
         ),
         graphics=spec["graphics"],
+        firmware=spec["firmware"],
+        boot=tuple(spec["boot"]),
         labels=tuple(sorted(data["metadata"]["labels"].items())),
         cloud_init=_cloud_init(data["metadata"]["name"], spec),
     )
@@ -354,7 +356,8 @@ def applied_record(vm: VMSpec) -> dict:
         "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,
         "maxMemory": vm.max_memory, "state": str(vm.state), "autostart": vm.autostart,
         "updatePolicy": vm.update_policy, "shutdownTimeout": vm.shutdown_timeout,
-        "protect": vm.protect, "graphics": vm.graphics,
+        "protect": vm.protect, "graphics": vm.graphics, "firmware": vm.firmware,
+        "boot": list(vm.boot),
         "disks": [{"name": d.name, "size": d.size, "pool": d.pool, "format": d.format,
                    "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
         "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}

@@ -334,7 +334,7 @@ def test_schema_defaults_are_applied(workdir: Path) -> None:
     assert vm.applied == {
         "vcpus": 2, "maxVcpus": 2, "memory": GiB, "maxMemory": GiB, "state": "running",
         "autostart": False, "updatePolicy": "live", "shutdownTimeout": 60, "protect": False,
-        "graphics": "none",
+        "graphics": "none", "firmware": "bios", "boot": ["hd"],
         "disks": [{"name": "root", "size": 10 * GiB, "pool": "default", "format": "qcow2",
                    "image": None, "bus": "virtio", "reclaim": "retain"}],
         "networks": [{"network": "default", "bridge": None, "mac": None, "model": "virtio"},

@@ -1,0 +1,49 @@
+"""UEFI firmware, boot order and graphics on the real libvirtd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import run_cli, vm_manifest, write_manifest
+from lxml import etree
+
+
+def test_uefi_vm_with_vnc_and_boot_order(host, tmp_path):
+    m = tmp_path / "m"
+    name, keep = f"{host.prefix}efi", f"{host.prefix}keep"
+    write_manifest(m, "efi.yaml", vm_manifest(
+        name, extra="firmware: uefi\ngraphics: vnc\nboot: [cdrom, hd]"))
+    write_manifest(m, "keep.yaml", vm_manifest(keep, state="stopped"))
+    state = tmp_path / "state"
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
+    assert r.code == 0, r.stdout + r.stderr
+
+    live = etree.fromstring(host.xml(name).encode())
+    loader = live.find("os/loader")
+    assert loader is not None and loader.get("type") == "pflash" and "OVMF" in loader.text
+    nvram = Path(live.findtext("os/nvram"))
+    assert nvram.is_file()
+    assert [b.get("dev") for b in live.iterfind("os/boot")] == ["cdrom", "hd"]
+    graphics = live.find("devices/graphics")
+    assert graphics.get("type") == "vnc" and graphics.get("listen") == "127.0.0.1"
+    assert [e.get("address") for e in graphics.iterfind("listen")] == ["127.0.0.1"]
+
+    r = run_cli("plan", "--detailed-exitcode", "--connect", host.uri, m)
+    assert r.code == 0, r.stdout
+
+    # Boot order is a config change used from the next boot: no restart is pending for it.
+    write_manifest(m, "efi.yaml", vm_manifest(
+        name, extra="firmware: uefi\ngraphics: vnc\nboot: [hd]"))
+    r = run_cli("plan", "--connect", host.uri, m)
+    assert f"~ {name}" in r.stdout and "boot cdrom,hd -> hd" in r.stdout
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
+    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout
+    config = etree.fromstring(host.xml(name, inactive=True).encode())
+    assert [b.get("dev") for b in config.iterfind("os/boot")] == ["hd"]
+
+    # Destroy removes the VM's NVRAM with it.
+    (m / "efi.yaml").unlink()
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
+    assert r.code == 0, r.stdout + r.stderr
+    assert not host.exists(name)
+    assert not nvram.exists()
