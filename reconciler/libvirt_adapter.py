@@ -409,7 +409,20 @@ class Libvirt:
         with translated(f"creating volume {name} in pool {pool}"):
             storage = self.conn.storagePoolLookupByName(pool)
             if backing:
-                base = storage.storageVolLookupByName(backing)
+                try:
+                    base = storage.storageVolLookupByName(backing)
+                except libvirt.libvirtError as exc:
+                    raise NotFoundError(f"image {backing!r} is not a volume of pool {pool}; "
+                                        "upload it first (virsh vol-upload)") from exc
+                base_size = base.info()[1]
+                if capacity < base_size:
+                    raise PermanentError(f"volume {name}: size {capacity} bytes is smaller than "
+                                         f"its image {backing} ({base_size} bytes)")
+                if fmt == "raw":  # no backing chain for raw: a full copy, then grown
+                    storage.createXMLFrom(etree.tostring(root, encoding="unicode"), base, 0)
+                    if capacity > base_size:
+                        storage.storageVolLookupByName(name).resize(capacity, 0)
+                    return
                 store = etree.SubElement(root, "backingStore")
                 etree.SubElement(store, "path").text = base.path()
                 base_fmt = etree.fromstring(base.XMLDesc(0).encode()).find("target/format")

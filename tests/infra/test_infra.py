@@ -6,7 +6,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import libvirt
 from conftest import run_cli, vm_manifest, write_manifest
 
 
@@ -172,4 +171,3 @@ def test_libvirt_default_pool_is_never_claimed(host, tmp_path):
     r = run_cli("plan", "--connect", host.uri, tmp_path / "m")
     assert "! pool/default" in r.stdout and "conflict" in r.stdout
     assert host.conn.storagePoolLookupByName("default").isActive()
-    assert libvirt  # the module is used by fixtures

@@ -1,0 +1,141 @@
+"""Export and adoption, pure: domain XML in, manifest and plan out. The cases are data files:
+export-cases.yaml (domain -> exported manifest -> its plan) and adopt-cases.yaml (domain +
+manifest -> plan)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from reconciler import diff, domainxml, export, pipeline, render, schema
+from reconciler.model import LiveVM, Mark
+from reconciler.units import parse_quantity
+
+HERE = Path(__file__).parent
+EXPORT_CASES = list(yaml.safe_load_all((HERE / "export-cases.yaml").read_text()))
+ADOPT = yaml.safe_load((HERE / "adopt-cases.yaml").read_text())
+
+
+def _volumes(data: dict[str, Any]) -> dict[tuple[str, str], int]:
+    return {tuple(key.split("/")): value if isinstance(value, int) else parse_quantity(value)
+            for key, value in data.items()}  # type: ignore[misc]
+
+
+def live_vm(xml: str, *, running: bool, autostart: bool, volumes: dict[tuple[str, str], int],
+            instance: str, now: dict[str, Any] | None = None) -> LiveVM:
+    """The domain as the adapter reads it (the same XML for the running domain), then as the
+    given reconciler instance sees it."""
+    root = domainxml.parse(xml)
+    mark = domainxml.read_mark(root)
+    applied = mark.applied if mark else {}
+    config = domainxml.read_spec(root, running=running, autostart=autostart, volumes=volumes,
+                                 applied=applied)
+    live = {}
+    if running:
+        live = {"live_vcpus": config.vcpus, "live_max_vcpus": config.max_vcpus,
+                "live_memory": config.memory, "live_max_memory": config.max_memory,
+                "live_disks": config.disks, "live_nics": config.nics}
+    vm = LiveVM(name=config.name, uuid="uuid", running=running,
+                state="running" if running else "shut off", domain_id=1 if running else None,
+                config=config, mark=mark, **{**live, **(now or {})})
+    return pipeline.owned_view((vm,), instance)[0]
+
+
+def plan_text(folder: Path, live: LiveVM) -> str:
+    inputs = pipeline.load_desired(folder)
+    assert inputs.ok, [str(p) for p in inputs.problems]
+    return render.plan_text(diff.plan(inputs.vms, [live]))
+
+
+def _exported(case: dict[str, Any]) -> export.Exported:
+    return export.export_manifest(case["domain"], running=case["running"],
+                                  autostart=case["autostart"], volumes=_volumes(case["volumes"]),
+                                  instance=case["instance"])
+
+
+@pytest.mark.parametrize("case", EXPORT_CASES, ids=[c["name"] for c in EXPORT_CASES])
+def test_export_gives_exactly_this_manifest(case: dict[str, Any]) -> None:
+    assert export.to_yaml(_exported(case)) == case["expect"]
+
+
+@pytest.mark.parametrize("case", EXPORT_CASES, ids=[c["name"] for c in EXPORT_CASES])
+def test_the_exported_manifest_is_valid_and_plans_as_expected(case: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    exported = _exported(case)
+    live = live_vm(case["domain"], running=case["running"], autostart=case["autostart"],
+                   volumes=_volumes(case["volumes"]), instance=case["instance"])
+    # A managed domain's manifest goes where its mark says it came from.
+    relative = live.mark.manifest if live.mark else f"{exported.name}.yaml"
+    (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / relative).write_text(export.to_yaml(exported))
+    assert plan_text(tmp_path, live) == case["plan"]
+    if live.mark:
+        assert pipeline.load_desired(tmp_path).vms[0].applied == live.mark.applied
+
+
+def test_a_domain_name_a_manifest_cannot_use_is_refused() -> None:
+    xml = "<domain type='kvm'><name>Web_01</name><memory>1048576</memory><vcpu>1</vcpu></domain>"
+    with pytest.raises(Exception, match="cannot be exported: a manifest name"):
+        export.export_manifest(xml, running=False, autostart=False, volumes={})
+
+
+# --- adoption ------------------------------------------------------------------------------------
+
+
+def _write(folder: Path, annotations: dict[str, str], spec: dict[str, Any]) -> None:
+    metadata: dict[str, Any] = {"name": "hand"}
+    if annotations:
+        metadata["annotations"] = annotations
+    document = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine", "metadata": metadata,
+                "spec": spec}
+    (folder / "hand.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _adopt_live(case: dict[str, Any]) -> LiveVM:
+    live = live_vm(ADOPT["domain"], running=True, autostart=False,
+                   volumes=_volumes(ADOPT["volumes"]), instance="default", now=case.get("now"))
+    if case.get("owner"):
+        mark = Mark("hand.yaml", "0" * 16, None, {}, instance=case["owner"])
+        live = pipeline.owned_view((dataclasses.replace(live, mark=mark),), "default")[0]
+    return live
+
+
+@pytest.mark.parametrize("case", ADOPT["cases"], ids=[c["name"] for c in ADOPT["cases"]])
+def test_adoption_plan(case: dict[str, Any], tmp_path: Path) -> None:
+    _write(tmp_path, case["annotations"], case["spec"])
+    assert plan_text(tmp_path, _adopt_live(case)) == case["plan"]
+
+
+def test_adoption_in_json_is_a_change_of_field_adopt(tmp_path: Path) -> None:
+    case = ADOPT["cases"][0]
+    _write(tmp_path, case["annotations"], case["spec"])
+    inputs = pipeline.load_desired(tmp_path)
+    plan = diff.plan(inputs.vms, [_adopt_live(case)])
+    document = json.loads(render.dumps(render.plan_json(plan)))
+    Draft202012Validator(schema.load("plan")).validate(document)
+    (action,) = document["actions"]
+    assert (action["kind"], action["symbol"], action["text"]) == ("update", "~", "adopt")
+    assert action["changes"] == [{"field": "adopt", "old": None, "new": "hand.yaml",
+                                  "mode": "config", "note": "record the mark"}]
+    assert document["hasChanges"] and document["summary"]["update"] == 1
+
+
+def test_a_refused_adoption_makes_plan_exit_1_like_a_conflict(tmp_path: Path) -> None:
+    case = next(c for c in ADOPT["cases"] if c["plan"].startswith("! hand   adopt refused"))
+    _write(tmp_path, case["annotations"], case["spec"])
+    plan = diff.plan(pipeline.load_desired(tmp_path).vms, [_adopt_live(case)])
+    (action,) = plan.actions
+    assert action.conflict and not action.writes and not plan.has_changes
+
+
+def test_the_adopt_annotation_is_true_or_false(tmp_path: Path) -> None:
+    _write(tmp_path, {"reconciler/adopt": "yes"}, ADOPT["base"])
+    inputs = pipeline.load_desired(tmp_path)
+    assert [p.field for p in inputs.problems] == ["metadata.annotations.reconciler/adopt"]
+    assert 'is not "true" or "false"' in inputs.problems[0].message
