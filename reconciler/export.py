@@ -27,6 +27,7 @@ _FORMATS = ("qcow2", "raw")
 _BUSES = ("virtio", "sata", "scsi")
 _MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 _GRAPHICS = ("none", "vnc", "spice")
+_BOOT = ("hd", "cdrom", "network")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     if networks:
         body["networks"] = networks
     body["graphics"] = graphics
+    if spec.firmware != "bios":
+        body["firmware"] = spec.firmware
+    boot = _boot(spec.boot, notes)
+    if boot != ["hd"]:
+        body["boot"] = boot
     manifest = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine", "metadata": metadata,
                 "spec": body}
     return Exported(name, manifest, tuple(n for n in notes if n))
@@ -241,6 +247,14 @@ def _networks(nics: tuple[Nic, ...], elements: list[etree._Element], applied: Ma
         entry["model"] = nic.model
         out.append(entry)
     return out
+
+
+def _boot(boot: tuple[str, ...], notes: list[str]) -> list[str]:
+    devices = [dev for dev in boot if dev in _BOOT]
+    if len(devices) != len(boot):
+        notes.append(f"boot order {', '.join(boot)} cannot be expressed (each one of "
+                     f"{', '.join(_BOOT)}); the domain cannot be adopted with it.")
+    return devices or ["hd"]
 
 
 def _graphics(spec: VMSpec, devices: etree._Element | None, notes: list[str]) -> str:

@@ -107,10 +107,13 @@ class Libvirt:
             except NotFoundError:
                 continue  # undefined while we were reading
             mark = domainxml.read_mark(root)
-            if mark:
-                wanted_volumes.update(_volume_keys(root))
-                if live_root is not None:
-                    wanted_volumes.update(_volume_keys(live_root))
+            # Sizes of a managed domain's volumes, and of an unmanaged one's named like its
+            # disks would be (an adoption compares them with the manifest).
+            own = "" if mark else f"{dom.name()}-"
+            for element in (root, live_root):
+                if element is not None:
+                    wanted_volumes.update(k for k in _volume_keys(element)
+                                          if k[1].startswith(own))
             parsed.append((dom, state, root, live_root, mark))
         sizes = self._volume_sizes(wanted_volumes)
         out = []

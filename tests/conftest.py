@@ -110,7 +110,8 @@ def qemu_conn() -> Iterator[libvirt.virConnect]:
             pytest.fail(message)
         pytest.skip(message)
     yield conn
-    conn.close()
+    with contextlib.suppress(libvirt.libvirtError):  # host.reconnect() may have closed it
+        conn.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from lxml import etree
 
 from reconciler import diff, domainxml, export, pipeline, render, schema
 from reconciler.model import LiveVM, Mark
@@ -53,22 +54,41 @@ def plan_text(folder: Path, live: LiveVM) -> str:
     return render.plan_text(diff.plan(inputs.vms, [live]))
 
 
-def _exported(case: dict[str, Any]) -> export.Exported:
-    return export.export_manifest(case["domain"], running=case["running"],
-                                  autostart=case["autostart"], volumes=_volumes(case["volumes"]),
-                                  instance=case["instance"])
+def domain_xml(case: dict[str, Any], folder: Path) -> str:
+    """The case's domain XML; with `mark`, carrying the mark its manifest gets when applied."""
+    if "mark" not in case:
+        return case["domain"]
+    mark = case["mark"]
+    name = domainxml.parse(case["domain"]).findtext("name")
+    document = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
+                "metadata": {"name": name}, "spec": mark["spec"]}
+    (folder / "applied.yaml").write_text(yaml.safe_dump(document))
+    (want,) = pipeline.load_desired(folder).vms
+    (folder / "applied.yaml").unlink()
+    root = domainxml.parse(case["domain"])
+    metadata = etree.Element("metadata")
+    metadata.append(domainxml.mark_element(Mark(mark["manifest"], want.spec_hash, None,
+                                                want.applied, mark["instance"])))
+    root.find("name").addnext(metadata)
+    return etree.tostring(root, encoding="unicode")
+
+
+def _exported(case: dict[str, Any], xml: str) -> export.Exported:
+    return export.export_manifest(xml, running=case["running"], autostart=case["autostart"],
+                                  volumes=_volumes(case["volumes"]), instance=case["instance"])
 
 
 @pytest.mark.parametrize("case", EXPORT_CASES, ids=[c["name"] for c in EXPORT_CASES])
-def test_export_gives_exactly_this_manifest(case: dict[str, Any]) -> None:
-    assert export.to_yaml(_exported(case)) == case["expect"]
+def test_export_gives_exactly_this_manifest(case: dict[str, Any], tmp_path: Path) -> None:
+    assert export.to_yaml(_exported(case, domain_xml(case, tmp_path))) == case["expect"]
 
 
 @pytest.mark.parametrize("case", EXPORT_CASES, ids=[c["name"] for c in EXPORT_CASES])
 def test_the_exported_manifest_is_valid_and_plans_as_expected(case: dict[str, Any],
                                                               tmp_path: Path) -> None:
-    exported = _exported(case)
-    live = live_vm(case["domain"], running=case["running"], autostart=case["autostart"],
+    xml = domain_xml(case, tmp_path)
+    exported = _exported(case, xml)
+    live = live_vm(xml, running=case["running"], autostart=case["autostart"],
                    volumes=_volumes(case["volumes"]), instance=case["instance"])
     # A managed domain's manifest goes where its mark says it came from.
     relative = live.mark.manifest if live.mark else f"{exported.name}.yaml"
