@@ -193,11 +193,12 @@ def _scalar_changes(d: VMSpec, have: LiveVM, *, running: bool) -> list[Change]:
         elif live_differs:
             out.append(Change(field, show(live), show(desired), Mode.PENDING))
     live_rows = (
-        ("vcpus", cfg.vcpus, have.live_vcpus, d.vcpus, "maxVcpus", hold and hold.vcpus, str),
+        ("vcpus", cfg.vcpus, have.live_vcpus, d.vcpus, "maxVcpus", hold and hold.vcpus,
+         hold and hold.seen_vcpus, str),
         ("memory", cfg.memory, have.live_memory, d.memory, "maxMemory", hold and hold.memory,
-         format_bytes),
+         hold and hold.seen_memory, format_bytes),
     )
-    for field, config, live, desired, limit, held, show in live_rows:
+    for field, config, live, desired, limit, held, seen, show in live_rows:
         if not running or live is None:
             if config != desired:
                 out.append(Change(field, show(config), show(desired), Mode.CONFIG))
@@ -213,7 +214,9 @@ def _scalar_changes(d: VMSpec, have: LiveVM, *, running: bool) -> list[Change]:
         if live == desired:
             if config != desired:
                 out.append(Change(field, show(config), show(desired), Mode.CONFIG))
-        elif held == desired and config == desired:
+        elif held == desired and config == desired and seen in (None, live):
+            # Not taken up, and the VM still runs with what it had then: waits for a restart.
+            # (A live value that moved since - taken up late, changed by hand - is diffed again.)
             note = hold.reason if hold else ""
             out.append(Change(field, show(live), show(desired), Mode.PENDING, note))
         else:

@@ -58,6 +58,10 @@ def hold_xml(hold: LiveHold) -> str:
         attrs["vcpus"] = str(hold.vcpus)
     if hold.memory is not None:
         attrs["memory"] = str(hold.memory)
+    if hold.seen_vcpus is not None:
+        attrs["seen-vcpus"] = str(hold.seen_vcpus)
+    if hold.seen_memory is not None:
+        attrs["seen-memory"] = str(hold.seen_memory)
     return etree.tostring(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}),
                           encoding="unicode")
 
@@ -249,9 +253,13 @@ def read_hold(root: etree._Element) -> LiveHold | None:
     element = root.find(f"metadata/{{{HOLD_NS}}}hold")
     if element is None:
         return None
-    vcpus, memory = element.get("vcpus"), element.get("memory")
-    return LiveHold(vcpus=int(vcpus) if vcpus else None, memory=int(memory) if memory else None,
-                    reason=element.get("reason", ""))
+    def number(key: str) -> int | None:
+        value = element.get(key)
+        return int(value) if value else None
+
+    return LiveHold(vcpus=number("vcpus"), memory=number("memory"),
+                    reason=element.get("reason", ""), seen_vcpus=number("seen-vcpus"),
+                    seen_memory=number("seen-memory"))
 
 
 def parse(xml: str) -> etree._Element:

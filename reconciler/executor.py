@@ -164,10 +164,11 @@ class _Runner:
         if spec.memory >= spec.max_memory:
             return []
         root = domainxml.parse(self.hv.domain_xml(spec.name, inactive=False))
-        if domainxml._kib(root.find("currentMemory")) == spec.memory:
+        live = domainxml._kib(root.find("currentMemory"))
+        if live == spec.memory:
             return []
         reason = _BALLOON_NOT_TAKEN
-        self.hv.set_hold(spec.name, LiveHold(None, spec.memory, reason))
+        self.hv.set_hold(spec.name, LiveHold(None, spec.memory, reason, seen_memory=live))
         return [reason]
 
     def _ensure_volume(self, vm: str, disk: Disk) -> None:
@@ -358,13 +359,17 @@ class _Runner:
             "vcpus": old.vcpus if old and old.vcpus == spec.vcpus else None,
             "memory": old.memory if old and old.memory == spec.memory else None,
         }
+        seen: dict[str, int | None] = {
+            "vcpus": old.seen_vcpus if held["vcpus"] is not None and old else None,
+            "memory": old.seen_memory if held["memory"] is not None and old else None,
+        }
         reasons: list[str] = []
         if _live(action.changes, "vcpus"):
             held["vcpus"] = None
             try:
                 self.hv.set_vcpus_live(name, spec.vcpus)
             except ReconcilerError as exc:
-                held["vcpus"] = spec.vcpus
+                held["vcpus"], seen["vcpus"] = spec.vcpus, self._live_value(name, "vcpus")
                 reasons.append(f"vcpus {have.live_vcpus} -> {spec.vcpus} not applied live "
                                f"({_short(exc)})")
         if _live(action.changes, "memory"):
@@ -372,22 +377,31 @@ class _Runner:
             try:
                 self.hv.set_memory_live(name, spec.memory)
                 if not self._balloon_reached(name, spec.memory):
-                    held["memory"] = spec.memory
+                    held["memory"], seen["memory"] = spec.memory, self._live_value(name, "memory")
                     reasons.append(_BALLOON_NOT_TAKEN)
             except ReconcilerError as exc:
-                held["memory"] = spec.memory
+                held["memory"], seen["memory"] = spec.memory, self._live_value(name, "memory")
                 reasons.append(f"memory not applied live ({_short(exc)})")
         touched = {f for f in ("vcpus", "memory") if _live(action.changes, f)}
         kept = [r for r in (old.reason.split("; ") if old and old.reason else [])
                 if (field := r.split(" ", 1)[0].rstrip(":")) not in touched
                 and held.get(field) is not None]
         if held["vcpus"] is not None or held["memory"] is not None:
-            hold = LiveHold(held["vcpus"], held["memory"], "; ".join(kept + reasons))
+            hold = LiveHold(held["vcpus"], held["memory"], "; ".join(kept + reasons),
+                            seen["vcpus"], seen["memory"])
             if hold != old:
                 self.hv.set_hold(name, hold)
         elif old is not None:
             self.hv.set_hold(name, None)
         return reasons
+
+    def _live_value(self, name: str, field: str) -> int | None:
+        """The running VM's vCPU count or memory (bytes), as libvirt reports it now."""
+        root = domainxml.parse(self.hv.domain_xml(name, inactive=False))
+        if field == "memory":
+            return domainxml._kib(root.find("currentMemory")) or None
+        vcpu = root.find("vcpu")
+        return int(vcpu.get("current", vcpu.text)) if vcpu is not None else None
 
     def _balloon_reached(self, name: str, target: int) -> bool:
         deadline = self.settings.clock() + self.settings.balloon_wait

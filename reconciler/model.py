@@ -119,6 +119,10 @@ class LiveHold:
     vcpus: int | None = None
     memory: int | None = None
     reason: str = ""
+    # The running values when it was recorded: it holds only while the VM still has them. Once
+    # the guest moves (a balloon taken up late, a change by hand), the live value is diffed again.
+    seen_vcpus: int | None = None
+    seen_memory: int | None = None
 
 
 @dataclass(frozen=True)
