@@ -403,6 +403,7 @@ def test_disk_grows_live_and_shrink_is_refused(host, tmp_path):
     assert r.code == 0
     assert result_line(r.stdout, name) == f"{name}: update converged"
     assert capacity(host, f"{name}-root") == 32 * MiB
+    assert host.domain(name).blockInfo("vda")[0] == 32 * MiB  # what QEMU shows the guest
     assert domain_id(host, name) == first_id
     assert_converged(host, folder)
 
