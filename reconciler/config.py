@@ -41,6 +41,24 @@ def load(path: Path | None) -> Config:
     if unknown:
         raise PermanentError(f"{target}: unknown key(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
+    problems = [f"{key} must be {what}" for key, what, ok in (
+        ("connect", "a libvirt URI (a string)", isinstance(data.get("connect", ""), str)),
+        ("instance", "a name (a string)", isinstance(data.get("instance", ""), str)),
+        ("manifestDir", "a path (a string)", isinstance(data.get("manifestDir", ""), str)),
+        ("stateDir", "a path (a string)", isinstance(data.get("stateDir", ""), str)),
+        ("maxDestroy", "a whole number >= 0", _count(data.get("maxDestroy", 0), 0)),
+        ("parallel", "a whole number >= 1", _count(data.get("parallel", 1), 1)),
+        ("storageRoots", "a list of absolute paths",
+         isinstance(data.get("storageRoots", []), list)
+         and all(isinstance(r, str) and r.startswith("/") and r.rstrip("/")
+                 for r in data.get("storageRoots", []))),
+    ) if not ok]
+    if problems:
+        raise PermanentError(f"{target}: {'; '.join(problems)}")
     if "storageRoots" in data:
         data["storageRoots"] = tuple(data["storageRoots"])
     return Config(**data)
+
+
+def _count(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least

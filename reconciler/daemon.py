@@ -235,6 +235,10 @@ class Daemon:
             log.error("reconcile failed", error=str(exc))
             self.metrics.runs.labels("error").inc()
             return
+        except Exception:  # a bug must not take the host's reconciler down: log, go on
+            log.exception("reconcile crashed; will try again at the next wake-up")
+            self.metrics.runs.labels("error").inc()
+            return
         seconds = time.monotonic() - started
         self.metrics.duration.observe(seconds)
         failed = [r for r in results if r.outcome == Outcome.FAILED]
@@ -278,7 +282,8 @@ class Daemon:
         state = pipeline.read_state(self.hv, self.options.instance)
         live = state.vms
         guards = diff.Guards(problems=len(inputs.problems), max_destroy=self.options.max_destroy,
-                             allow_empty=self.options.allow_empty)
+                             allow_empty=self.options.allow_empty,
+                             hold_destroys=pipeline.partial_reason(self.options.path))
         plan = pipeline.compute(inputs, state, guards, self.options.instance)
         for problem in inputs.problems:
             log.error("manifest problem", problem=str(problem))

@@ -12,11 +12,16 @@ from reconciler.plan import Action, Change, Kind, Mode, Plan, fingerprint
 from reconciler.units import format_bytes, format_duration
 
 
+def _size(size: int) -> str:
+    return "missing" if size < 0 else format_bytes(size)
+
+
 @dataclass(frozen=True)
 class Guards:
     """What keeps a run from destroying what it should not."""
 
     problems: int = 0  # manifest problems in this run: nothing is destroyed
+    hold_destroys: str = ""  # any other reason to destroy nothing this run
     max_destroy: int = 5
     allow_empty: bool = False
 
@@ -83,20 +88,28 @@ def _difference(change: Change) -> str:
 
 
 def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
-    held_back = ""
-    if guards.problems:
+    held_back = guards.hold_destroys
+    if held_back:
+        pass
+    elif guards.problems:
         held_back = (f"not destroyed: {guards.problems} manifest problem(s) in this run; "
                      "nothing is destroyed until every manifest is valid")
     elif desired_empty and not guards.allow_empty:
         held_back = ("not destroyed: the manifest set is empty; pass --allow-empty to remove "
                      "every managed VM")
-    unprotected = [vm for vm in orphans if not _protected(vm)]
+    unprotected = [vm for vm in orphans
+                   if not _protected(vm) and not (vm.mark and vm.mark.corrupt)]
     if not held_back and len(unprotected) > guards.max_destroy:
         held_back = (f"not destroyed: {len(unprotected)} VMs would be destroyed, more than "
                      f"--max-destroy {guards.max_destroy}; raise it if this is intended")
     actions = []
     for vm in orphans:
-        if _protected(vm):
+        if vm.mark and vm.mark.corrupt:
+            actions.append(Action(Kind.BLOCKED, vm.name, live=vm,
+                                  reason="not destroyed: its reconciler metadata is unreadable "
+                                         "(edited by hand?); remove the domain by hand if "
+                                         "intended"))
+        elif _protected(vm):
             actions.append(Action(Kind.BLOCKED, vm.name, live=vm,
                                   reason="not destroyed: protect is true in its last applied "
                                          "spec; apply a manifest with protect: false first"))
@@ -232,18 +245,23 @@ def _disk_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
         old = have.pop(disk.name, None)
         label = f"disk {disk.name}"
         if old is None:
-            out.append(Change(label, None, format_bytes(disk.size), hot, "add"))
+            out.append(Change(label, None, _size(disk.size), hot, "add"))
+            continue
+        if old.size < 0:
+            out.append(Change(label, "missing", _size(disk.size), Mode.REFUSED,
+                              f"volume {disk.volume(d.name)} not found in pool {old.pool}; "
+                              "restore it, or remove the disk from the manifest"))
             continue
         if (old.pool, old.format) != (disk.pool, disk.format):
             out.append(Change(label, f"{old.pool}/{old.format}", f"{disk.pool}/{disk.format}",
                               Mode.REFUSED, "a disk cannot move to another pool or format; "
                               "add a new disk instead"))
         if disk.size < old.size:
-            out.append(Change(label, format_bytes(old.size), format_bytes(disk.size),
+            out.append(Change(label, _size(old.size), _size(disk.size),
                               Mode.REFUSED, "shrinking a disk would lose data; "
                               "keep the size or add a new disk"))
         elif disk.size > old.size:
-            out.append(Change(label, format_bytes(old.size), format_bytes(disk.size), hot,
+            out.append(Change(label, _size(old.size), _size(disk.size), hot,
                               "grow"))
         if old.bus != disk.bus:
             out.append(Change(f"{label} bus", old.bus, disk.bus,
@@ -252,7 +270,7 @@ def _disk_changes(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Change]:
             out.append(Change(f"{label} reclaim", old.reclaim, disk.reclaim, Mode.CONFIG))
     for old in have.values():
         fate = "volume deleted" if old.reclaim == "delete" else "volume retained"
-        out.append(Change(f"disk {old.name}", format_bytes(old.size), None, hot,
+        out.append(Change(f"disk {old.name}", _size(old.size), None, hot,
                           f"remove, {fate}"))
     return out
 
@@ -297,10 +315,10 @@ def _live_device_gaps(d: VMSpec, have: LiveVM) -> list[Change]:
         in_config = {disk.name for disk in cfg.disks}
         live = {disk.name: disk for disk in have.live_disks}
         wanted = {disk.name for disk in d.disks}
-        out += [Change(f"disk {disk.name}", None, format_bytes(disk.size), Mode.LIVE,
+        out += [Change(f"disk {disk.name}", None, _size(disk.size), Mode.LIVE,
                        "add: not plugged into the running VM")
                 for disk in d.disks if disk.name in in_config and disk.name not in live]
-        out += [Change(f"disk {name}", format_bytes(disk.size), None, Mode.PENDING,
+        out += [Change(f"disk {name}", _size(disk.size), None, Mode.PENDING,
                        "remove: the guest has not released it")
                 for name, disk in live.items() if name not in wanted and name not in in_config]
     if have.live_nics is not None and not _nic_changes(d, cfg, running=True):

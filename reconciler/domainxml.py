@@ -213,6 +213,20 @@ def _set_graphics(devices: etree._Element, graphics: str) -> None:
         _sub(element, "listen", type="address", address="127.0.0.1")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UNKNOWN_SIZE = -1  # the volume could not be found or read
+
+
+def graphics_listen(element: etree._Element) -> str:
+    """The address a <graphics> element listens on (libvirt's default: 127.0.0.1 per qemu.conf,
+    shown here as 127.0.0.1)."""
+    address = element.find("listen[@address]")
+    listen = address.get("address", "") if address is not None else element.get("listen", "")
+    if not listen and element.find("listen[@type='socket']") is not None:
+        return "127.0.0.1"  # a UNIX socket: not on the network at all
+    return listen or "127.0.0.1"
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 
@@ -237,16 +251,27 @@ def read_mark(root: etree._Element) -> Mark | None:
     if element is None:
         return None
     try:
-        applied = json.loads(element.findtext(f"{{{NS}}}applied") or "{}")
+        applied = json.loads(element.findtext(f"{{{NS}}}applied") or "")
     except ValueError:
-        applied = {}
+        applied = None
+    corrupt = not isinstance(applied, dict) or not _plausible(applied)
     return Mark(
         manifest=element.findtext(f"{{{NS}}}manifest") or "",
         spec_hash=element.findtext(f"{{{NS}}}spec-hash") or "",
         commit=element.findtext(f"{{{NS}}}commit"),
-        applied=applied if isinstance(applied, dict) else {},
-        instance=element.findtext(f"{{{NS}}}instance") or "default",
+        applied=applied if isinstance(applied, dict) and not corrupt else {},
+        # No instance: not provably ours. It then looks like another instance's domain.
+        instance=element.findtext(f"{{{NS}}}instance") or "",
+        corrupt=corrupt,
     )
+
+
+def _plausible(applied: dict) -> bool:
+    """The applied record has the types the tool wrote (it may have been edited by hand)."""
+    checks = (("protect", bool), ("shutdownTimeout", int), ("updatePolicy", str),
+              ("disks", list), ("networks", list))
+    return all(isinstance(applied.get(key), kind) for key, kind in checks if key in applied) and (
+        all(isinstance(d, dict) for d in applied.get("disks", [])))
 
 
 def read_hold(root: etree._Element) -> LiveHold | None:
@@ -293,6 +318,9 @@ def read_spec(
         element = devices.find("graphics")
         if element is not None:
             graphics = element.get("type", "none")
+            listen = graphics_listen(element)
+            if listen not in LOOPBACK:
+                graphics = f"{graphics}@{listen}"  # differs from any manifest: diffed and fixed
         cloud_init = _read_seed(name, devices, volumes, applied)
     applied_disks = {d.get("name"): d for d in applied.get("disks", []) if isinstance(d, dict)}
     disks = [
@@ -357,7 +385,7 @@ def _read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int
     target = element.find("target")
     return Disk(
         name=volume[len(vm) + 1:],
-        size=volumes.get((pool, volume), 0),
+        size=volumes.get((pool, volume), UNKNOWN_SIZE),
         pool=pool,
         format=driver.get("type", "raw") if driver is not None else "raw",
         bus=target.get("bus", "virtio") if target is not None else "virtio",
@@ -434,6 +462,8 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     current_graphics = devices.find("graphics")
     if (current_graphics.get("type") if current_graphics is not None else "none") != spec.graphics:
         _set_graphics(devices, spec.graphics)  # rebuilt only on change: hand-set options survive
+    elif current_graphics is not None and graphics_listen(current_graphics) not in LOOPBACK:
+        _set_graphics(devices, spec.graphics)  # never anything but 127.0.0.1
     return _to_string(root)
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 import structlog
 
 from reconciler import cloudinit, domainxml
-from reconciler.errors import NotFoundError, ReconcilerError
+from reconciler.errors import NotFoundError, PermanentError, ReconcilerError
 from reconciler.infra import apply as infra_apply
 from reconciler.libvirt_adapter import Libvirt
 from reconciler.model import (
@@ -120,15 +120,16 @@ class _Runner:
                 pending = []
             else:
                 pending = self._update(action)
-        except ReconcilerError as exc:
+        except Exception as exc:  # one VM's surprise must not stop the others
+            if isinstance(exc, ReconcilerError):
+                error, retryable = str(exc), exc.retryable
+            else:
+                log.exception("action crashed", vm=action.label)
+                error, retryable = f"internal error: {exc!r}", False
             seconds = self.settings.clock() - started
-            if action.resource != "vm":
-                return Result(action.label, action.kind, Outcome.FAILED, str(exc), seconds,
-                              exc.retryable)
-            log.error("action failed", vm=action.name, action=str(action.kind),
-                      error=str(exc), seconds=round(seconds, 3), retryable=exc.retryable)
-            return Result(action.label, action.kind, Outcome.FAILED, str(exc), seconds,
-                          exc.retryable)
+            log.error("action failed", vm=action.label, action=str(action.kind),
+                      error=error, seconds=round(seconds, 3), retryable=retryable)
+            return Result(action.label, action.kind, Outcome.FAILED, error, seconds, retryable)
         seconds = self.settings.clock() - started
         result = _pending_result(action, pending, seconds)
         log.info("action done", vm=action.name, action=str(action.kind),
@@ -292,6 +293,10 @@ class _Runner:
         return []
 
     def _grow(self, name: str, disk: Disk, *, running: bool, live_root: object) -> None:
+        current = self.hv.volume(disk.pool, disk.volume(name)).capacity
+        if disk.size < current:  # grown by hand since the plan: growing "to" it would shrink
+            raise PermanentError(f"disk {disk.name}: the volume is now {current} bytes, larger "
+                                 f"than {disk.size}; refusing to shrink it")
         if running and live_root is not None:
             target = domainxml.disk_targets(live_root).get(disk.volume(name))  # type: ignore[arg-type]
             if target:

@@ -258,7 +258,8 @@ def _boot(boot: tuple[str, ...], notes: list[str]) -> list[str]:
 
 
 def _graphics(spec: VMSpec, devices: etree._Element | None, notes: list[str]) -> str:
-    if spec.graphics not in _GRAPHICS:
+    kind = spec.graphics.split("@")[0]  # "vnc@0.0.0.0": not on loopback, noted below
+    if kind not in _GRAPHICS:
         notes.append(f"graphics {spec.graphics!r} cannot be expressed (one of "
                      f"{', '.join(_GRAPHICS)}); the domain cannot be adopted with it.")
         return "none"
@@ -267,6 +268,6 @@ def _graphics(spec: VMSpec, devices: etree._Element | None, notes: list[str]) ->
         address = element.find("listen[@address]")
         listen = address.get("address", "") if address is not None else element.get("listen", "")
         if listen not in ("", "127.0.0.1", "localhost", "::1"):
-            notes.append(f"graphics {spec.graphics} listens on {listen}, not 127.0.0.1; "
-                         "reconciler keeps the address while the graphics type stays the same.")
-    return spec.graphics
+            notes.append(f"graphics {kind} listens on {listen}, not 127.0.0.1; the domain "
+                         "cannot be adopted until it listens on 127.0.0.1 only.")
+    return kind

@@ -107,6 +107,7 @@ class Mark:
     commit: str | None
     applied: dict = field(compare=False, hash=False)  # last applied spec (protect, reclaim, ...)
     instance: str = "default"  # which reconciler instance owns the domain
+    corrupt: bool = False  # the element is there but unreadable: never destroyed on its word
 
 
 @dataclass(frozen=True)

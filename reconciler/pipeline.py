@@ -49,8 +49,10 @@ def compute(inputs: Validated, live: LiveState, guards: diff.Guards, instance: s
     # those only after every VM destroy succeeded).
     leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}
     staying = tuple(vm for vm in live.vms if vm.name not in leaving)
-    held_back = ""
-    if guards.problems:
+    held_back = guards.hold_destroys.replace("not destroyed", "not removed")
+    if held_back:
+        pass
+    elif guards.problems:
         held_back = (f"not removed: {guards.problems} manifest problem(s) in this run; "
                      "nothing is removed until every manifest is valid")
     elif not (inputs.vms or inputs.networks or inputs.pools) and not guards.allow_empty:
@@ -79,8 +81,16 @@ def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
     inputs = load_desired(path, storage_roots)
     live = read_state(hv, instance)
     guards = diff.Guards(problems=len(inputs.problems), max_destroy=max_destroy,
-                         allow_empty=allow_empty)
+                         allow_empty=allow_empty, hold_destroys=partial_reason(path))
     return Planned(compute(inputs, live, guards, instance), inputs)
+
+
+def partial_reason(path: Path) -> str:
+    """Why this manifest set cannot be the whole truth, so nothing may be destroyed."""
+    if path.is_file():
+        return ("not destroyed: PATH is a single file, not the manifest directory; only a whole "
+                "directory can remove VMs")
+    return ""
 
 
 def owned_view(live: tuple[LiveVM, ...], instance: str) -> tuple[LiveVM, ...]:

@@ -81,10 +81,12 @@ def plan_pools(desired: Iterable[DesiredPool], live: Iterable[LivePool], *, inst
         if have is None:
             actions.append(Action(Kind.CREATE, want.spec.name, resource=POOL, infra=want))
             continue
-        # An inactive pool's volumes (and so its marker) cannot be listed: the same name and
-        # path as the manifest's is taken as the declared pool, and started.
-        ours = have.owner == instance or (not have.active and have.config.path == want.spec.path)
-        if not ours:
+        if not have.active and have.owner is None:
+            actions.append(Action(Kind.BLOCKED, want.spec.name, resource=POOL, infra=want,
+                                  reason="the pool is inactive, so its owner cannot be checked; "
+                                         "start it by hand (virsh pool-start) if it is ours"))
+            continue
+        if have.owner != instance:
             actions.append(Action(Kind.BLOCKED, want.spec.name, resource=POOL, infra=want,
                                   reason="conflict: a storage pool with this name exists but "
                                          "was not created by this reconciler; it is left alone"))
