@@ -181,8 +181,31 @@ class _Runner:
             self.hv.create_volume(disk.pool, name, capacity=disk.size, fmt=disk.format,
                                   backing=disk.image)
             return
+        users = [d for d in self.hv.domains_using(disk.pool, name) if d != vm]
+        if users:
+            raise PermanentError(f"volume {name} in pool {disk.pool} already exists and is a disk "
+                                 f"of {', '.join(users)}; rename the disk or the VM")
+        if existing.format and existing.format != disk.format:
+            raise PermanentError(f"volume {name} in pool {disk.pool} already exists as "
+                                 f"{existing.format}, not {disk.format}; rename the disk, or "
+                                 "remove the old volume if it is not needed")
+        if existing.capacity > disk.size:
+            raise PermanentError(f"volume {name} in pool {disk.pool} already exists and is "
+                                 f"larger ({existing.capacity} bytes) than the manifest's "
+                                 f"{disk.size}; raise the size to reuse it, or rename the disk")
+        log.info("reusing an existing volume", vm=vm, volume=name, pool=disk.pool)
         if existing.capacity < disk.size:
             self.hv.resize_volume(disk.pool, name, disk.size)
+
+    def _delete_volume(self, vm: str, pool: str, name: str) -> None:
+        """Delete a volume per ``reclaim: delete`` unless another domain still uses it."""
+        users = [d for d in self.hv.domains_using(pool, name) if d != vm]
+        if users:
+            log.warning("volume kept: another domain uses it", vm=vm, volume=name,
+                        users=users)
+            return
+        with contextlib.suppress(NotFoundError):
+            self.hv.delete_volume(pool, name)
 
     def _upload_seed(self, spec: VMSpec) -> None:
         """Build the cloud-init seed ISO and upload it as the raw volume ``<vm>-cidata``."""
@@ -209,7 +232,7 @@ class _Runner:
         for disk in vm.config.disks:
             if disk.reclaim == "delete":
                 with contextlib.suppress(NotFoundError):
-                    self.hv.delete_volume(disk.pool, disk.volume(vm.name))
+                    self._delete_volume(vm.name, disk.pool, disk.volume(vm.name))
         if vm.config.cloud_init:
             self._remove_seed(vm.name, vm.config.cloud_init)
 
@@ -263,7 +286,7 @@ class _Runner:
         for disk in have.config.disks:
             if (_has(writes, f"disk {disk.name}", "remove") and disk.reclaim == "delete"
                     and disk.volume(name) not in still_attached):
-                self.hv.delete_volume(disk.pool, disk.volume(name))
+                self._delete_volume(name, disk.pool, disk.volume(name))
         old_seed = have.config.cloud_init
         if old_seed and _has(writes, "cloudInit", "remove"):
             if running and live_before is not None:

@@ -99,3 +99,21 @@ def test_config_types_are_checked(tmp_path):
     assert r.code == 1
     assert "maxDestroy must be a whole number >= 0" in r.stderr
     assert "storageRoots must be a list of absolute paths" in r.stderr
+
+
+def test_a_volume_of_another_vm_is_never_shared_or_deleted(testdrv, prefix, tmp_path):
+    m, state = tmp_path / "m", tmp_path / "s"
+    # `<p>web` with disk `a-b` and `<p>web-a` with disk `b` both map to volume `<p>web-a-b`.
+    write_manifest(m, "web.yaml", vm_manifest(
+        f"{prefix}web", state="stopped",
+        disks="- {name: a-b, size: 1MiB, pool: default-pool, reclaim: delete}"))
+    assert _apply(m, state).code == 0
+    write_manifest(m, "weba.yaml", vm_manifest(
+        f"{prefix}web-a", state="stopped",
+        disks="- {name: b, size: 1MiB, pool: default-pool, reclaim: delete}"))
+    r = _apply(m, state)
+    assert r.code == 1
+    assert f"volume {prefix}web-a-b in pool default-pool already exists and is a disk of " \
+           f"{prefix}web" in r.stdout
+    pool = testdrv.storagePoolLookupByName("default-pool")
+    assert pool.storageVolLookupByName(f"{prefix}web-a-b")
