@@ -12,7 +12,6 @@ import io
 import json
 from collections.abc import Mapping
 
-import pycdlib
 import yaml
 
 from reconciler.model import CloudInit, VMSpec
@@ -81,6 +80,8 @@ def digest(seed_files: Mapping[str, bytes]) -> str:
 def seed_iso(seed_files: Mapping[str, bytes]) -> bytes:
     """The NoCloud ISO image of ``seed_files``. Pure but for the build time pycdlib stamps into
     the image (the digest, not the image, is what gets compared)."""
+    import pycdlib  # only to build or read an image: `plan` does not load it
+
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, vol_ident=LABEL, joliet=3, rock_ridge="1.09")
     for name, content in seed_files.items():
@@ -94,6 +95,8 @@ def seed_iso(seed_files: Mapping[str, bytes]) -> bytes:
 
 def read_iso(image: bytes) -> tuple[str, dict[str, bytes]]:
     """(volume label, files by their Rock Ridge name) of a seed image: for tests and checks."""
+    import pycdlib
+
     iso = pycdlib.PyCdlib()
     iso.open_fp(io.BytesIO(image))
     try:

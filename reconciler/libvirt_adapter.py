@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
+from typing import TypeVar
 
 import libvirt
-import structlog
 from lxml import etree
 
 from reconciler import domainxml
@@ -38,6 +39,10 @@ _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 POOL_MARKER = ".reconciler-"  # a pool holding a volume named so was created by that instance
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 _UPLOAD_CHUNK = 256 * 1024
+_READERS = 4  # concurrent calls on one connection; libvirtd serves 5 of a client at once
+_BATCH = 16  # domains (or volumes) one reader task fetches
+VolumeKey = tuple[str, str]  # (pool, volume)
+_T = TypeVar("_T")
 
 
 def _silence(_ctx: object, _err: object) -> None:
@@ -90,32 +95,44 @@ class Libvirt:
     # --- reading -------------------------------------------------------------------------------
 
     def read_live(self) -> tuple[LiveVM, ...]:
-        """Every domain, its persistent definition and its running values, in one pass."""
+        """Every domain, its persistent definition and its running values, in one pass.
+
+        The states come in one call; a few worker threads fetch the XML (and then the volume
+        sizes) while this thread parses what has arrived."""
         with translated("listing domains"):
-            domains = self.conn.listAllDomains(0)
+            domains = self._domain_states()
             autostart = {d.name() for d in self.conn.listAllDomains(
                 libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
         parsed = []
-        wanted_volumes: set[tuple[str, str]] = set()
-        for dom in domains:
-            try:
-                with translated(f"reading domain {dom.name()}"):
-                    state, _ = dom.state()
-                    root = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-                    running = state in _RUNNING_STATES
-                    live_root = domainxml.parse(dom.XMLDesc(0)) if running else None
-            except NotFoundError:
-                continue  # undefined while we were reading
-            mark = domainxml.read_mark(root)
-            # Sizes of a managed domain's volumes, and of an unmanaged one's named like its
-            # disks would be (an adoption compares them with the manifest).
-            own = "" if mark else f"{dom.name()}-"
-            for element in (root, live_root):
-                if element is not None:
-                    wanted_volumes.update(k for k in _volume_keys(element)
-                                          if k[1].startswith(own))
-            parsed.append((dom, state, root, live_root, mark))
-        sizes = self._volume_sizes(wanted_volumes)
+        wanted: set[VolumeKey] = set()
+        batch: list[tuple[VolumeKey, libvirt.virStorageVol]] = []
+        capacities: list[Future[list[tuple[VolumeKey, int]]]] = []
+        listed: dict[str, dict[str, libvirt.virStorageVol]] = {}
+        with _readers() as workers:
+            for fetched in workers.map(_fetch_domains, _batches(domains)):
+                for dom, state, inactive, active in fetched:
+                    root = domainxml.parse(inactive)
+                    live_root = domainxml.parse(active) if active is not None else None
+                    mark = domainxml.read_mark(root)
+                    # Sizes of a managed domain's volumes, and of an unmanaged one's named like
+                    # its disks would be (an adoption compares them with the manifest).
+                    own = "" if mark else f"{dom.name()}-"
+                    for element in (root, live_root):
+                        if element is None:
+                            continue
+                        for key in _volume_keys(element):
+                            if key[1].startswith(own) and key not in wanted:
+                                wanted.add(key)
+                                vol = self._pool_volumes(listed, key[0]).get(key[1])
+                                if vol is not None:
+                                    batch.append((key, vol))
+                    if len(batch) >= _BATCH:
+                        capacities.append(workers.submit(_capacities, batch))
+                        batch = []
+                    parsed.append((dom, state, root, live_root, mark))
+            if batch:
+                capacities.append(workers.submit(_capacities, batch))
+            sizes = dict(pair for future in capacities for pair in future.result())
         out = []
         for dom, state, root, live_root, mark in parsed:
             running = live_root is not None
@@ -140,18 +157,32 @@ class Libvirt:
             ))
         return tuple(out)
 
-    def _volume_sizes(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        sizes = {}
-        for pool_name in {pool for pool, _ in keys}:
+    def _domain_states(self) -> list[tuple[libvirt.virDomain, int | None]]:
+        """Every domain with its state, from one bulk call; ``None`` (ask each domain) where the
+        driver has no bulk statistics."""
+        try:
+            stats = self.conn.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE)
+            return [(dom, int(values["state.state"])) for dom, values in stats]
+        except (libvirt.libvirtError, KeyError, TypeError, ValueError):
+            return [(dom, None) for dom in self.conn.listAllDomains(0)]
+
+    def _pool_volumes(self, listed: dict[str, dict[str, libvirt.virStorageVol]],
+                      pool_name: str) -> dict[str, libvirt.virStorageVol]:
+        """The volumes of a pool by name (listed once; none if the pool does not exist)."""
+        if pool_name not in listed:
             try:
                 with translated(f"listing volumes of pool {pool_name}"):
                     pool = self.conn.storagePoolLookupByName(pool_name)
-                    for vol in pool.listAllVolumes(0):
-                        if (pool_name, vol.name()) in keys:
-                            sizes[(pool_name, vol.name())] = vol.info()[1]
+                    listed[pool_name] = {vol.name(): vol for vol in pool.listAllVolumes(0)}
             except NotFoundError:
-                continue
-        return sizes
+                listed[pool_name] = {}
+        return listed[pool_name]
+
+    def _volume_sizes(self, keys: set[VolumeKey]) -> dict[VolumeKey, int]:
+        listed: dict[str, dict[str, libvirt.virStorageVol]] = {}
+        found = [(key, vol) for key in sorted(keys)
+                 if (vol := self._pool_volumes(listed, key[0]).get(key[1])) is not None]
+        return dict(_capacities(found))
 
     def volume(self, pool: str, name: str) -> VolumeInfo:
         with translated(f"volume {name} in pool {pool}"):
@@ -372,6 +403,8 @@ class Libvirt:
             try:
                 on_event(dom.name(), str(args[-1]) if args else "")
             except Exception:
+                import structlog
+
                 structlog.get_logger("reconciler.libvirt").exception("event callback failed")
 
         def closed(_conn: object, reason: int, _opaque: object) -> None:
@@ -432,6 +465,28 @@ class Libvirt:
                 etree.SubElement(store, "format",
                                  type=base_fmt.get("type") if base_fmt is not None else "raw")
             storage.createXML(etree.tostring(root, encoding="unicode"), 0)
+
+    def domains_using(self, pool: str, name: str) -> list[str]:
+        """Domains with the volume as a disk (by pool/volume or by its path), live or config."""
+        try:
+            path = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path()
+        except libvirt.libvirtError:
+            path = None
+        users = []
+        with translated(f"looking for users of volume {name}"):
+            for dom in self.conn.listAllDomains(0):
+                flags = [libvirt.VIR_DOMAIN_XML_INACTIVE] + ([0] if dom.isActive() else [])
+                for flag in flags:
+                    try:
+                        root = etree.fromstring(dom.XMLDesc(flag).encode())
+                    except libvirt.libvirtError:
+                        continue
+                    if any((s.get("pool") == pool and s.get("volume") == name)
+                           or (path and s.get("file") == path)
+                           for s in root.iterfind("devices/disk/source")):
+                        users.append(dom.name())
+                        break
+        return users
 
     def volume_exists(self, pool: str, name: str) -> bool:
         try:
@@ -494,6 +549,55 @@ class Libvirt:
         with translated(f"ejecting a CD-ROM of {name}"):
             self._dom(name).updateDeviceFlags(
                 device_xml, _LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
+
+
+@contextlib.contextmanager
+def _readers() -> Iterator[ThreadPoolExecutor]:
+    """Worker threads for read calls (libvirt-python lets go of the GIL while it waits). On an
+    error, what has not started yet is dropped."""
+    workers = ThreadPoolExecutor(_READERS, thread_name_prefix="libvirt-read")
+    try:
+        yield workers
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+
+
+def _batches(items: list[_T]) -> Iterator[list[_T]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start:start + _BATCH]
+
+
+def _fetch_domains(
+    batch: list[tuple[libvirt.virDomain, int | None]],
+) -> list[tuple[libvirt.virDomain, int, str, str | None]]:
+    """Each domain's state, persistent XML and, when it runs, live XML; not those undefined
+    meanwhile."""
+    out = []
+    for dom, state in batch:
+        try:
+            with translated(f"reading domain {dom.name()}"):
+                if state is None:
+                    state, _ = dom.state()
+                inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                active = dom.XMLDesc(0) if state in _RUNNING_STATES else None
+        except NotFoundError:
+            continue
+        out.append((dom, state, inactive, active))
+    return out
+
+
+def _capacities(
+    batch: list[tuple[VolumeKey, libvirt.virStorageVol]],
+) -> list[tuple[VolumeKey, int]]:
+    """Each volume's capacity in bytes; not those deleted meanwhile."""
+    out = []
+    for key, vol in batch:
+        try:
+            with translated(f"listing volumes of pool {key[0]}"):
+                out.append((key, vol.info()[1]))
+        except NotFoundError:
+            continue
+    return out
 
 
 def _bare(xml: str) -> str:

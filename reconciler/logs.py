@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
-import structlog
-
 
 def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
+    import structlog  # here: commands that log nothing do not pay for importing it
+
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"

@@ -14,7 +14,7 @@ from reconciler.libvirt_adapter import Libvirt
 from reconciler.manifests import loader
 from reconciler.manifests.validate import DEFAULT_STORAGE_ROOTS, Validated, validate
 from reconciler.model import LiveVM
-from reconciler.plan import Kind, Plan, fingerprint
+from reconciler.plan import Kind, Plan
 
 
 def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
@@ -65,7 +65,7 @@ def compute(inputs: Validated, live: LiveState, guards: diff.Guards, instance: s
     ]
     first = [a for a in infra if a.kind != Kind.DESTROY]
     last = [a for a in infra if a.kind == Kind.DESTROY]
-    digest = fingerprint(live.vms) + _infra_digest(live)
+    digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
     return Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from reconciler import __version__
 from reconciler.errors import Problem
-from reconciler.executor import Result
 from reconciler.plan import Action, Change, Kind, Mode, Plan
 from reconciler.units import format_bytes
+
+if TYPE_CHECKING:
+    from reconciler.executor import Result
 
 _SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 KINDS = {
     "VirtualMachine": "virtualmachine.v1.json",
@@ -21,8 +21,13 @@ def load(name: str) -> dict:
     filename = KINDS.get(name) or OTHER.get(name)
     if filename is None:
         raise KeyError(name)
-    text = resources.files("reconciler").joinpath("schemas", filename).read_text("utf-8")
-    return json.loads(text)
+    shipped = Path(__file__).with_name("schemas") / filename
+    if shipped.is_file():  # an installed package; importlib.resources costs ~5 ms to import
+        return json.loads(shipped.read_text("utf-8"))
+    from importlib import resources  # a package not on the file system (a zip)
+
+    return json.loads(
+        resources.files("reconciler").joinpath("schemas", filename).read_text("utf-8"))
 
 
 def with_defaults(instance: object, schema: dict, root: dict | None = None) -> object:
@@ -34,13 +39,17 @@ def with_defaults(instance: object, schema: dict, root: dict | None = None) -> o
         out = copy.copy(instance)
         for key, sub in schema.get("properties", {}).items():
             if key not in out and "default" in sub:
-                out[key] = copy.deepcopy(sub["default"])
-            if key in out:
+                default = sub["default"]
+                out[key] = default if type(default) in _IMMUTABLE else copy.deepcopy(default)
+            if key in out and isinstance(out[key], dict | list):  # nothing to fill in others
                 out[key] = with_defaults(out[key], sub, root)
         return out
     if isinstance(instance, list) and isinstance(schema.get("items"), dict):
         return [with_defaults(item, schema["items"], root) for item in instance]
     return instance
+
+
+_IMMUTABLE = {str, int, float, bool, type(None)}  # defaults used as they are, not copied
 
 
 def _resolve(root: dict, ref: str) -> dict:

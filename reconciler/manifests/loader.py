@@ -11,9 +11,30 @@ import yaml
 from reconciler.errors import Problem
 
 try:
-    _Loader: type = yaml.CSafeLoader
+    _SafeLoader: type = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _SafeLoader = yaml.SafeLoader
+
+_TAGS: dict[tuple[str, object], str] = {}  # plain scalars' resolved tags, across files
+_MAX_TAGS = 10_000
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, remembering which tag each scalar resolves to: manifests repeat the same
+    few words (field names, units, enum values), and resolving is the parser's slowest Python
+    step. A scalar's tag depends only on its text and on how it was written (no path
+    resolvers are registered on the safe loader)."""
+
+    def resolve(self, kind: type, value: object, implicit: object) -> str:
+        if kind is not yaml.ScalarNode or not isinstance(value, str) or self.yaml_path_resolvers:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = _TAGS.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_TAGS) < _MAX_TAGS and len(value) <= 64:
+                _TAGS[key] = tag
+        return tag
 
 FieldPath = tuple[str | int, ...]
 
@@ -86,14 +107,23 @@ def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
         while loader.check_node():
             node = loader.get_node()
             positions: dict[FieldPath, tuple[int, int]] = {}
+            found: list[Problem] = []
             try:
-                _index_positions(node, (), positions, shown, problems, set(), [_MAX_NODES])
-            except _Unusable as exc:
-                mark = (exc.node or node).start_mark
-                problems.append(Problem(shown, mark.line + 1, mark.column + 1, "", exc.message))
-                index += 1
-                continue
-            data = loader.construct_document(node)
+                data = _build(node, (), positions, shown, found, loader, [_MAX_NODES])
+                problems.extend(found)
+            except _Unusual:
+                # Merge keys, tags, non-string keys, recursion, huge or deep documents: index,
+                # then let PyYAML construct the document (it may also reject it).
+                positions = {}
+                try:
+                    _index_positions(node, (), positions, shown, problems, set(), [_MAX_NODES])
+                except _Unusable as exc:
+                    mark = (exc.node or node).start_mark
+                    problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
+                                            exc.message))
+                    index += 1
+                    continue
+                data = loader.construct_document(node)
             if data is not None:
                 documents.append(Document(shown, relative, index, data, positions))
             index += 1
@@ -120,6 +150,66 @@ class _Unusable(Exception):
         super().__init__(message)
         self.node = node
         self.message = message
+
+
+class _Unusual(Exception):
+    """A document the one-walk reader leaves to PyYAML's constructor."""
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+# Plain scalars YAML resolves to something else than a string; built by PyYAML's constructor.
+_SCALARS = {f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "null", "timestamp")}
+
+
+def _build(
+    node: yaml.Node, path: FieldPath, out: dict[FieldPath, tuple[int, int]], shown: str,
+    problems: list[Problem], loader: yaml.BaseLoader, budget: list[int],
+) -> object:
+    """The document's data and, in the same walk, where each field starts (as
+    ``_index_positions`` records it) and its duplicate keys. Only plain mappings with string
+    keys, lists and plain scalars are built here; anything else raises ``_Unusual``. Aliases are
+    built again each time they are used (the node budget bounds that)."""
+    out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Unusual
+    kind, tag = node.id, node.tag
+    if kind == "scalar":
+        if tag == _STR:
+            return node.value
+        if tag not in _SCALARS:
+            raise _Unusual
+        try:
+            return loader.yaml_constructors[tag](loader, node)
+        except Exception as exc:
+            raise _Unusual from exc
+    if len(path) > _MAX_DEPTH:  # also where an alias refers to a node that contains it
+        raise _Unusual
+    if kind == "mapping" and tag == _MAP:
+        data: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.id != "scalar" or key_node.tag != _STR:
+                raise _Unusual  # a merge key (<<), a number, a list as a key...
+            key = key_node.value
+            child = (*path, key)
+            position = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in data:
+                problems.append(Problem(shown, *position, dotted(child), "duplicate key"))
+            out[child] = position
+            if value_node.id == "scalar" and value_node.tag == _STR:  # most values: inline
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise _Unusual
+                data[key] = value_node.value
+            else:
+                data[key] = _build(value_node, child, out, shown, problems, loader, budget)
+        return data
+    if kind == "sequence" and tag == _SEQ:
+        return [_build(item, (*path, i), out, shown, problems, loader, budget)
+                for i, item in enumerate(node.value)]
+    raise _Unusual
 
 
 def _index_positions(

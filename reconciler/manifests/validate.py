@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
+import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import jsonschema
-from jsonschema import Draft202012Validator, FormatChecker
+from typing import TYPE_CHECKING, Any
 
 from reconciler import cloudinit
 from reconciler import schema as schemas
@@ -21,19 +21,33 @@ from reconciler.manifests.loader import Document, FieldPath, dotted
 from reconciler.model import CloudInit, DesiredVM, Disk, Nic, PowerState, Source, VMSpec
 from reconciler.units import parse_duration, parse_quantity
 
+if TYPE_CHECKING:
+    import jsonschema
+
 MIN_MEMORY = 16 << 20
 DEFAULT_STORAGE_ROOTS = ("/var/lib/libvirt/images",)
-_formats = FormatChecker()
 
 
-@_formats.checks("quantity", raises=ValueError)
 def _is_quantity(value: object) -> bool:
     return not isinstance(value, str) or parse_quantity(value) >= 0
 
 
-@_formats.checks("duration", raises=ValueError)
 def _is_duration(value: object) -> bool:
     return not isinstance(value, str) or parse_duration(value) >= 0
+
+
+def _is_ipv4(value: object) -> bool:
+    """jsonschema's ipv4 check, for jsonschema-rs."""
+    return not isinstance(value, str) or bool(ipaddress.IPv4Address(value))
+
+
+# Each format the schemas use: its check, and what the check raises for a wrong value. The fast
+# check (jsonschema-rs) runs these; jsonschema has its own ipv4.
+_FORMATS: dict[str, tuple[Callable[[object], bool], type[Exception]]] = {
+    "quantity": (_is_quantity, ValueError),
+    "duration": (_is_duration, ValueError),
+    "ipv4": (_is_ipv4, ipaddress.AddressValueError),
+}
 
 
 @dataclass(frozen=True)
@@ -48,24 +62,115 @@ class Validated:
         return not self.problems
 
 
-# YAML's 2.0 is a float: refuse it where a whole number is meant (JSON Schema would accept it).
-_Validator = jsonschema.validators.extend(
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
-    ),
-)
-
-
 def _validator(kind: str) -> jsonschema.protocols.Validator:
+    """The jsonschema validator of a kind, which explains what is wrong with a document."""
     cached = _VALIDATORS.get(kind)
     if cached is None:
-        cached = _Validator(schemas.load(kind), format_checker=_formats)
+        import jsonschema  # only needed for documents with errors
+
+        formats = jsonschema.FormatChecker()  # its own checks (ipv4) and ours
+        for name in ("quantity", "duration"):
+            check, raises = _FORMATS[name]
+            formats.checks(name, raises=raises)(check)
+        # YAML's 2.0 is a float: refuse it where a whole number is meant (JSON Schema would
+        # accept it).
+        draft = jsonschema.Draft202012Validator
+        strict = jsonschema.validators.extend(
+            draft,
+            type_checker=draft.TYPE_CHECKER.redefine(
+                "integer",
+                lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
+            ),
+        )
+        cached = strict(schemas.load(kind), format_checker=formats)
         _VALIDATORS[kind] = cached
     return cached
 
 
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+# --- the fast pass/fail check ---------------------------------------------------------------------
+# jsonschema-rs says whether a document is valid many times faster than jsonschema; only the
+# documents it does not call valid go through jsonschema, whose errors become the problems. It
+# must never call valid what jsonschema would not: the same format checks run (in Python), a
+# whole number must be an int (the ``x-reconciler-int`` keyword below), and anything it cannot
+# read (a YAML date, a key that is not a string) or any doubt sends the document to jsonschema.
+
+_STRICT_INT = "x-reconciler-int"
+
+
+class _StrictInt:
+    """``2.0`` is not a whole number here (jsonschema-rs would take it for ``integer``)."""
+
+    def __init__(self, _parent: object, _value: object, _path: object) -> None:
+        pass
+
+    def validate(self, instance: object) -> None:
+        if not isinstance(instance, int) or isinstance(instance, bool):
+            raise ValueError("expected a whole number")
+
+
+def _passes(check: Callable[[object], bool], raises: type[Exception]) -> Callable[[object], bool]:
+    def checked(value: object) -> bool:
+        try:
+            return bool(check(value))
+        except raises:
+            return False
+
+    return checked
+
+
+def _fast_schema(node: object, used: set[str]) -> object:
+    """A copy of the schema with the strict-integer keyword wherever ``integer`` is a type;
+    collects the formats it uses."""
+    if isinstance(node, list):
+        return [_fast_schema(item, used) for item in node]
+    if not isinstance(node, dict):
+        return copy.deepcopy(node)
+    out = {key: _fast_schema(value, used) for key, value in node.items()}
+    kind = node.get("type")
+    if kind == "integer" or (isinstance(kind, list) and "integer" in kind):
+        out[_STRICT_INT] = True
+    if isinstance(node.get("format"), str):
+        used.add(node["format"])
+    return out
+
+
+def _fast_validator(kind: str) -> Any:
+    """jsonschema-rs's validator of a kind, or None (not installed, or a schema it cannot be
+    trusted with): then every document goes through jsonschema."""
+    if kind not in _FAST:
+        _FAST[kind] = None
+        try:
+            import jsonschema_rs
+        except ImportError:
+            return None
+        used: set[str] = set()
+        schema = _fast_schema(schemas.load(kind), used)
+        if used - _FORMATS.keys():
+            return None  # a format whose check here might differ from jsonschema's
+        try:
+            _FAST[kind] = jsonschema_rs.validator_for(
+                schema, validate_formats=True, keywords={_STRICT_INT: _StrictInt},
+                formats={name: _passes(*_FORMATS[name]) for name in used})
+        except Exception:  # an older jsonschema-rs (no custom keywords): jsonschema only
+            return None
+    return _FAST[kind]
+
+
+_FAST: dict[str, Any] = {}
+
+
+def _fast_valid(kind: str, data: object) -> bool:
+    """True only if the document is certainly valid; False means "ask jsonschema"."""
+    fast = _fast_validator(kind)
+    if fast is None:
+        return False
+    try:
+        return bool(fast.is_valid(data))
+    except Exception:  # a value it cannot read (dates, binary, non-string keys)
+        return False
 
 
 def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (),
@@ -147,6 +252,8 @@ def _check_document(doc: Document) -> Iterable[Problem]:
         known = ", ".join(schemas.KINDS)
         what = "required field is missing" if "kind" not in data else f"unknown kind {kind!r}"
         yield doc.problem(("kind",), f"{what}; expected one of: {known}")
+        return
+    if _fast_valid(kind, data):
         return
     validator = _validator(kind)
     for error in validator.iter_errors(data):
