@@ -178,6 +178,11 @@ class _Runner:
         try:
             existing = self.hv.volume(disk.pool, name)
         except NotFoundError:
+            if disk.image:
+                users = self.hv.domains_using(disk.pool, disk.image)
+                if users:  # another VM's live disk: its data would leak, its writes corrupt
+                    raise PermanentError(f"image {disk.image} is a disk of {', '.join(users)}; "
+                                         "an image must be a volume no VM uses") from None
             self.hv.create_volume(disk.pool, name, capacity=disk.size, fmt=disk.format,
                                   backing=disk.image)
             return
@@ -213,6 +218,11 @@ class _Runner:
         assert seed is not None
         image = cloudinit.seed_iso(cloudinit.files(spec.name, seed))
         volume = cloudinit.seed_volume(spec.name)
+        users = [d for d in self.hv.domains_using(seed.pool, volume) if d != spec.name]
+        if users:  # replacing it would destroy another VM's disk
+            raise PermanentError(f"volume {volume} in pool {seed.pool} is a disk of "
+                                 f"{', '.join(users)}; it cannot become {spec.name}'s "
+                                 "cloud-init seed: rename the VM or that disk")
         self.hv.upload_volume(seed.pool, volume, image)
         # The hash only: user data is never logged.
         log.info("cloud-init seed uploaded", vm=spec.name, volume=volume, pool=seed.pool,
@@ -220,8 +230,7 @@ class _Runner:
 
     def _remove_seed(self, name: str, seed: CloudInit) -> None:
         """The seed is derived data: it goes with the VM or with its cloudInit."""
-        with contextlib.suppress(NotFoundError):
-            self.hv.delete_volume(seed.pool, cloudinit.seed_volume(name))
+        self._delete_volume(name, seed.pool, cloudinit.seed_volume(name))
 
     # --- destroy -------------------------------------------------------------------------------
 

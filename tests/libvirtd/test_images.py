@@ -51,3 +51,19 @@ def test_a_missing_image_fails_that_vm_only(host, tmp_path):
     assert r.code == 1
     assert "image 'no-such-image.qcow2' is not a volume of pool default" in r.stdout
     assert host.exists(good) and not host.exists(bad)
+
+
+def test_another_vms_disk_is_never_an_image(host, tmp_path):
+    victim, attacker = f"{host.prefix}victim", f"{host.prefix}attacker"
+    write_manifest(tmp_path, "m/v.yaml", vm_manifest(victim, state="stopped",
+                                                     disks="- {name: root, size: 16MiB}"))
+    assert run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", tmp_path / "s",
+                   tmp_path / "m").code == 0
+    write_manifest(tmp_path, "m/a.yaml", vm_manifest(
+        attacker, state="stopped", disks=f"- {{name: root, size: 16MiB, image: {victim}-root}}"))
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", tmp_path / "s",
+                tmp_path / "m")
+    assert r.code == 1
+    assert f"image {victim}-root is a disk of {victim}; an image must be a volume no VM uses" \
+        in r.stdout
+    assert host.volume(f"{attacker}-root") is None
