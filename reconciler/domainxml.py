@@ -425,9 +425,9 @@ def free_target(root: etree._Element, bus: str) -> str:
 # --- editing -----------------------------------------------------------------------------------
 
 
-def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
-    """The persistent XML edited in place to match ``spec``; other elements are kept."""
-    root = parse(xml)
+def set_mark(root: etree._Element, mark: Mark) -> None:
+    """Put the tool's element into <metadata>, replacing an old one in place (so an unchanged
+    spec leaves the XML as it was)."""
     metadata = root.find("metadata")
     if metadata is None:
         metadata = etree.Element("metadata")
@@ -436,9 +436,15 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     for old in marks[1:]:
         metadata.remove(old)
     if marks:
-        metadata.replace(marks[0], mark_element(mark))  # in place: an unchanged spec is a no-op
+        metadata.replace(marks[0], mark_element(mark))
     else:
         metadata.append(mark_element(mark))
+
+
+def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
+    """The persistent XML edited in place to match ``spec``; other elements are kept."""
+    root = parse(xml)
+    set_mark(root, mark)
     root.find("memory").text = str(spec.max_memory // 1024)
     root.find("memory").set("unit", "KiB")
     current = root.find("currentMemory")

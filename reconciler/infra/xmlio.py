@@ -6,7 +6,7 @@ import ipaddress
 
 from lxml import etree
 
-from reconciler.domainxml import NS, mark_element, parse, read_mark
+from reconciler.domainxml import mark_element, parse, read_mark, set_mark
 from reconciler.infra.model import IPv4, NetworkSpec, PoolSpec
 from reconciler.model import Mark
 
@@ -22,13 +22,7 @@ def build_network(spec: NetworkSpec, *, mark: Mark) -> str:
 def edit_network(xml: str, spec: NetworkSpec, *, mark: Mark) -> str:
     """The persistent network XML edited to match ``spec``; uuid, mac and the rest kept."""
     root = parse(xml)
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = etree.Element("metadata")
-        root.find("name").addnext(metadata)
-    for old in metadata.findall(f"{{{NS}}}vm"):
-        metadata.remove(old)
-    metadata.append(mark_element(mark))
+    set_mark(root, mark)
     _set_network(root, spec)
     return etree.tostring(root, pretty_print=True, encoding="unicode")
 
