@@ -47,3 +47,9 @@ class NotFoundError(PermanentError):
 
 class LockedError(ReconcilerError):
     """Another writer (apply or run) holds the state-directory lock."""
+
+
+def short(value: object, limit: int = 80) -> str:
+    """A value as a message shows it: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -8,7 +8,7 @@ import json
 import posixpath
 from collections.abc import Iterable, Sequence
 
-from reconciler.errors import Problem
+from reconciler.errors import Problem, short
 from reconciler.infra.model import DesiredNetwork, DesiredPool, IPv4, NetworkSpec, PoolSpec
 from reconciler.manifests.loader import Document
 from reconciler.model import Source
@@ -66,7 +66,7 @@ def pool(doc: Document, data: dict,
     if not any(path != root and path.startswith(root.rstrip("/") + "/") for root in roots):
         allowed = ", ".join(roots) or "none configured"
         return None, [doc.problem(("spec", "path"),
-                                  f"{spec['path']!r} is not below an allowed storage root "
+                                  f"{short(spec['path'])} is not below an allowed storage root "
                                   f"({allowed}); the host's config lists them in storageRoots")]
     model = PoolSpec(name=data["metadata"]["name"], path=path, autostart=spec["autostart"],
                      type=spec["type"])

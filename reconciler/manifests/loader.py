@@ -48,6 +48,9 @@ class Document:
     index: int
     data: object
     positions: dict[FieldPath, tuple[int, int]] = field(compare=False, repr=False)
+    # Reading it already found a problem (a duplicate key): its name is claimed and its fields
+    # are checked, but it never becomes a desired resource.
+    flawed: bool = field(default=False, compare=False)
 
     def position(self, path: FieldPath) -> tuple[int, int]:
         """Line and column of ``path``, or of its nearest ancestor that exists."""
@@ -68,19 +71,38 @@ def dotted(path: FieldPath) -> str:
     return out
 
 
-def manifest_files(root: Path) -> list[Path]:
-    """Every *.yaml / *.yml below root, skipping names that start with a dot. Sorted."""
+def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every *.yaml / *.yml below root, skipping names that start with a dot, and the folders
+    that could not be read (a manifest set with a hole in it must not destroy anything). Symlinked
+    folders are followed, each real folder once. Sorted."""
     if root.is_file():
-        return [root]
-    found = []
-    for folder, dirs, files in os.walk(root):
+        return [root], []
+    found: list[Path] = []
+    problems: list[Problem] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        shown = display_path(Path(exc.filename)) if exc.filename else display_path(root)
+        problems.append(Problem(shown, 0, 0, "", f"cannot read folder: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError as exc:
+            unreadable(exc)
+            dirs[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:  # a symlink loop, or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(
             Path(folder) / name
             for name in files
             if not name.startswith(".") and name.endswith((".yaml", ".yml"))
         )
-    return sorted(found)
+    return sorted(found), problems
 
 
 def display_path(path: Path) -> str:
@@ -110,13 +132,12 @@ def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
             found: list[Problem] = []
             try:
                 data = _build(node, (), positions, shown, found, loader, [_MAX_NODES])
-                problems.extend(found)
             except _Unusual:
                 # Merge keys, tags, non-string keys, recursion, huge or deep documents: index,
                 # then let PyYAML construct the document (it may also reject it).
-                positions = {}
+                positions, found = {}, []
                 try:
-                    _index_positions(node, (), positions, shown, problems, set(), [_MAX_NODES])
+                    _index_positions(node, (), positions, shown, found, set(), [_MAX_NODES])
                 except _Unusable as exc:
                     mark = (exc.node or node).start_mark
                     problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
@@ -124,9 +145,19 @@ def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
                     index += 1
                     continue
                 data = loader.construct_document(node)
-            if data is not None:
-                documents.append(Document(shown, relative, index, data, positions))
+            problems.extend(found)
+            if data is None:  # a truncated file must not read as "these VMs are gone"
+                mark = node.start_mark
+                problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
+                                        "empty document (nothing between two '---'); finish it "
+                                        "or remove a '---'"))
+            else:
+                documents.append(Document(shown, relative, index, data, positions,
+                                          flawed=bool(found)))
             index += 1
+        if index == 0:
+            problems.append(Problem(shown, 0, 0, "", "the file holds no manifest; add one or "
+                                                     "delete the file"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -254,8 +285,8 @@ def load_tree(root: Path) -> tuple[list[Document], list[Problem]]:
     if not root.exists():
         return [], [Problem(display_path(root), 0, 0, "", "no such file or directory")]
     documents: list[Document] = []
-    problems: list[Problem] = []
-    for path in manifest_files(root):
+    paths, problems = manifest_files(root)
+    for path in paths:
         docs, probs = load_file(path, root)
         documents.extend(docs)
         problems.extend(probs)

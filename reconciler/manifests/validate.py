@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler import cloudinit
 from reconciler import schema as schemas
-from reconciler.errors import Problem
+from reconciler.errors import Problem, short
 from reconciler.infra import validate as infra_validate
 from reconciler.infra.model import DesiredNetwork, DesiredPool
 from reconciler.manifests.loader import Document, FieldPath, dotted
@@ -173,22 +173,32 @@ def _fast_valid(kind: str, data: object) -> bool:
         return False
 
 
+def _shown(value: object, path: FieldPath) -> str:
+    """Values under spec.cloudInit (user data, passwords, keys) are never shown, only their
+    kind."""
+    if path[:2] != ("spec", "cloudInit"):
+        return short(value)
+    return "a number" if isinstance(value, int | float) and not isinstance(value, bool) else \
+        "a value (not shown: cloud-init data)"
+
+
 def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (),
              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
     """Check every document; collect every problem, not only the first. Pure."""
     problems = list(load_problems)
-    vms: list[DesiredVM] = []
+    built: list[tuple[Document, DesiredVM]] = []
     networks: list[DesiredNetwork] = []
     pools: list[DesiredPool] = []
-    claimed: dict[str, Document] = {}
+    claimed: dict[ClaimKey, Document] = {}
+    twice: set[ClaimKey] = set()  # names declared more than once: none of them is applied
     for doc in documents:
         doc_problems = list(_check_document(doc))
         problems.extend(doc_problems)
-        if doc_problems:
+        if doc_problems or doc.flawed:
             # The name may still be readable: keep claiming it so duplicates are reported.
             name = _name_of(doc.data)
             if name:
-                problems.extend(_claim(claimed, _claim_key(doc.data, name), doc))
+                problems.extend(_claim(claimed, twice, _claim_key(doc.data, name), doc))
             # And the cross-field checks of the parts that are well-formed: all errors at once.
             if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
                 data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
@@ -200,7 +210,7 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
             data = schemas.with_defaults(doc.data, schemas.load(kind))
             assert isinstance(data, dict)
             name = data["metadata"]["name"]
-            problems.extend(_claim(claimed, _claim_key(data, name), doc))
+            problems.extend(_claim(claimed, twice, _claim_key(data, name), doc))
             if kind == "Network":
                 net, found = infra_validate.network(doc, data)
                 networks.extend([net] if net else [])
@@ -213,17 +223,68 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
         assert isinstance(data, dict)
         semantic = list(_check_semantics(doc, data))
         problems.extend(semantic)
-        problems.extend(_claim(claimed, data["metadata"]["name"], doc))
+        problems.extend(_claim(claimed, twice, ("VirtualMachine", data["metadata"]["name"]), doc))
         if not semantic:
-            vms.append(_desired(doc, data))
+            built.append((doc, _desired(doc, data)))
     problems.extend(infra_validate.duplicate_bridges(networks))
-    return Validated(tuple(vms), tuple(sorted(set(problems))), tuple(networks), tuple(pools))
+    clashes = list(_shared_macs(built)) + list(_shared_volumes(built))
+    problems.extend(problem for problem, _ in clashes)
+    dropped = {name for kind, name in twice if kind == "VirtualMachine"}
+    dropped |= {name for _, names in clashes for name in names}
+    vms = tuple(vm for _, vm in built if vm.spec.name not in dropped)
+    networks = [n for n in networks if ("Network", n.spec.name) not in twice]
+    pools = [p for p in pools if ("StoragePool", p.spec.name) not in twice]
+    return Validated(vms, tuple(sorted(set(problems))), tuple(networks), tuple(pools))
 
 
-def _claim_key(data: object, name: str) -> str:
-    """VMs, networks and pools have separate name spaces."""
+ClaimKey = tuple[str, str]  # (kind, name): VMs, networks and pools have separate name spaces
+Clash = tuple[Problem, tuple[str, ...]]  # a problem, and the VMs it stops from being applied
+
+
+def _shared_macs(built: Sequence[tuple[Document, DesiredVM]]) -> Iterable[Clash]:
+    """One MAC on two VMs breaks both on a shared segment; neither is applied."""
+    owners: dict[str, tuple[Document, DesiredVM]] = {}
+    for doc, vm in built:
+        for i, nic in enumerate(vm.spec.nics):
+            if nic.mac is None:
+                continue
+            first_doc, first = owners.setdefault(nic.mac, (doc, vm))
+            if first is vm:
+                continue
+            line, _ = first_doc.position(("metadata", "name"))
+            yield (doc.problem(("spec", "networks", i, "mac"),
+                               f"MAC {nic.mac} is also used by VM {first.spec.name!r} "
+                               f"({first_doc.file}:{line}); give each NIC its own MAC"),
+                   (vm.spec.name, first.spec.name))
+
+
+def _shared_volumes(built: Sequence[tuple[Document, DesiredVM]]) -> Iterable[Clash]:
+    """Volumes are named ``<vm>-<disk>`` (and ``<vm>-cidata`` for a seed), so VM ``a-b`` with
+    disk ``c`` and VM ``a`` with disk ``b-c`` would share one volume; neither is applied."""
+    owners: dict[tuple[str, str], tuple[Document, DesiredVM, str]] = {}
+    for doc, vm in built:
+        spec = vm.spec
+        volumes: list[tuple[str, str, FieldPath]] = [
+            (d.pool, d.volume(vm.spec.name), ("spec", "disks", i, "name"))
+            for i, d in enumerate(spec.disks)]
+        if spec.cloud_init is not None:
+            volumes.append((spec.cloud_init.pool, cloudinit.seed_volume(vm.spec.name),
+                            ("spec", "cloudInit")))
+        for pool, volume, path in volumes:
+            first_doc, first, first_field = owners.setdefault((pool, volume), (doc, vm, path[1]))
+            if first is vm:
+                continue
+            line, _ = first_doc.position(("metadata", "name"))
+            what = "cloud-init seed" if first_field == "cloudInit" else "disk"
+            yield (doc.problem(path, f"volume {volume!r} in pool {pool!r} is also the {what} "
+                                     f"volume of VM {first.spec.name!r} ({first_doc.file}:{line}); "
+                                     "rename the disk or the VM"),
+                   (vm.spec.name, first.spec.name))
+
+
+def _claim_key(data: object, name: str) -> ClaimKey:
     kind = data.get("kind") if isinstance(data, dict) else None
-    return f"{kind} {name}" if kind in ("Network", "StoragePool") else name
+    return (kind if kind in ("Network", "StoragePool") else "VirtualMachine", name)
 
 
 def _name_of(data: object) -> str | None:
@@ -233,12 +294,15 @@ def _name_of(data: object) -> str | None:
     return None
 
 
-def _claim(claimed: dict[str, Document], name: str, doc: Document) -> list[Problem]:
-    first = claimed.setdefault(name, doc)
+def _claim(claimed: dict[ClaimKey, Document], twice: set[ClaimKey], key: ClaimKey,
+           doc: Document) -> list[Problem]:
+    first = claimed.setdefault(key, doc)
     if first is doc:
         return []
+    twice.add(key)
     line, _ = first.position(("metadata", "name"))
-    message = f"{name!r} is already declared in {first.file}:{line}; names must be unique"
+    message = (f"{short(key[1])} is already declared in {first.file}:{line}; names must be "
+               "unique, and neither is applied until one is renamed")
     return [doc.problem(("metadata", "name"), message)]
 
 
@@ -250,7 +314,7 @@ def _check_document(doc: Document) -> Iterable[Problem]:
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in schemas.KINDS:
         known = ", ".join(schemas.KINDS)
-        what = "required field is missing" if "kind" not in data else f"unknown kind {kind!r}"
+        what = "required field is missing" if "kind" not in data else f"unknown kind {short(kind)}"
         yield doc.problem(("kind",), f"{what}; expected one of: {known}")
         return
     if _fast_valid(kind, data):
@@ -279,45 +343,47 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
         line, column = doc.position(path)
         yield Problem(doc.file, line, column, dotted((*path, missing)), "required field is missing")
         return
+    shown = _shown(error.instance, path)
     fmt = schema.get("format")
     if fmt in ("quantity", "duration"):
         parse = parse_quantity if fmt == "quantity" else parse_duration
         try:
             parse(error.instance)
         except ValueError as exc:
-            yield doc.problem(path, str(exc))
+            yield doc.problem(path, str(exc).replace(repr(error.instance), shown))
             return
     if error.validator == "pattern" and path and path[-1] == "name":
         longest = 63 if path == ("metadata", "name") else 32
-        yield doc.problem(path, f"{error.instance!r} is not a valid name: use lowercase letters, "
+        yield doc.problem(path, f"{shown} is not a valid name: use lowercase letters, "
                                 "digits and '-', start and end with a letter or digit, "
                                 f"at most {longest} characters")
         return
     if error.validator == "pattern" and path and path[-1] == "mac":
-        yield doc.problem(path, f"{error.instance!r} is not a MAC address; write six hex pairs "
+        yield doc.problem(path, f"{shown} is not a MAC address; write six hex pairs "
                                 "like 52:54:00:12:34:56")
         return
     if error.validator == "type":
-        yield doc.problem(path, _type_message(error.validator_value, error.instance))
+        yield doc.problem(path, _type_message(error.validator_value, error.instance, shown))
         return
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         yield doc.problem(path, "give exactly one of 'network' or 'bridge'")
         return
     if error.validator == "enum":
         choices = ", ".join(map(str, error.validator_value))
-        yield doc.problem(path, f"{error.instance!r} is not one of: {choices}")
+        yield doc.problem(path, f"{shown} is not one of: {choices}")
         return
     if error.validator == "const":
-        yield doc.problem(path, f"{error.instance!r}: expected {error.validator_value!r}")
+        yield doc.problem(path, f"{shown}: expected {short(error.validator_value)}")
         return
-    yield doc.problem(path, error.message)
+    # jsonschema's own wording starts with the value's repr, which may be long or secret.
+    yield doc.problem(path, error.message.replace(repr(error.instance), shown))
 
 
 _TYPE_NAMES = {"integer": "a whole number", "number": "a number", "string": "a string",
                "boolean": "true or false", "object": "a mapping", "array": "a list"}
 
 
-def _type_message(expected: object, instance: object) -> str:
+def _type_message(expected: object, instance: object, shown: str) -> str:
     names = [str(name) for name in expected] if isinstance(expected, list) else [str(expected)]
     wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
     if instance is None:
@@ -329,7 +395,7 @@ def _type_message(expected: object, instance: object) -> str:
     elif isinstance(instance, list):
         got = "a list"
     else:
-        got = repr(instance)
+        got = shown
     quote = "; quote it" if "string" in names and isinstance(instance, int | float) else ""
     return f"expected {wanted}, got {got}{quote}"
 
@@ -373,7 +439,7 @@ def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
         name = disk.get("name")
         if isinstance(name, str) and name in names:
             yield doc.problem(("spec", "disks", i, "name"),
-                              f"disk {name!r} is already declared as disks[{names[name]}]")
+                              f"disk {short(name)} is already declared as disks[{names[name]}]")
         if isinstance(name, str):
             names.setdefault(name, i)
         if name == cloudinit.SEED_DISK and isinstance(spec.get("cloudInit"), dict):
@@ -447,7 +513,7 @@ def _check_adopt(doc: Document, data: dict) -> Iterable[Problem]:
     value = annotations.get(ADOPT) if isinstance(annotations, dict) else None
     if isinstance(value, str) and value not in ("true", "false"):
         yield doc.problem(("metadata", "annotations", ADOPT),
-                          f'{value!r} is not "true" or "false"')
+                          f'{short(value)} is not "true" or "false"')
 
 
 def _cloud_init(name: str, spec: dict) -> CloudInit | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,18 +38,18 @@ def test_manifest_files_skips_hidden_and_non_yaml(workdir: Path) -> None:
                  "j.json", "k.YAML", "deep/.hidden/l.yaml"]:
         write_manifest(root, name, "x: 1\n")
     (root / "empty-dir").mkdir()
-    found = [str(p.relative_to(root)) for p in manifest_files(root)]
+    found = [str(p.relative_to(root)) for p in manifest_files(root)[0]]
     assert found == ["a.yml", "b.yaml", "deep/er/c.yaml"]
 
 
 def test_manifest_files_of_one_file_is_that_file(workdir: Path) -> None:
     path = write_manifest(workdir, "vm.yaml", "x: 1\n")
-    assert manifest_files(path) == [path]
+    assert manifest_files(path) == ([path], [])
 
 
 def test_a_hidden_root_is_still_read(workdir: Path) -> None:
     write_manifest(workdir / ".manifests", "a.yaml", "x: 1\n")
-    assert [p.name for p in manifest_files(workdir / ".manifests")] == ["a.yaml"]
+    assert [p.name for p in manifest_files(workdir / ".manifests")[0]] == ["a.yaml"]
 
 
 def test_positions_in_every_document_count_from_the_top_of_the_file(workdir: Path) -> None:
@@ -63,10 +67,11 @@ def test_positions_in_every_document_count_from_the_top_of_the_file(workdir: Pat
         --- {g: 4}
         """)
     documents, problems = load_file(path, workdir / "m")
-    assert problems == []
+    assert problems == [Problem("m/multi.yaml", 4, 1, "", "empty document (nothing between two "
+                                                          "'---'); finish it or remove a '---'")]
     assert [(d.file, d.relative, d.index, d.data) for d in documents] == [
         ("m/multi.yaml", "multi.yaml", 0, {"a": 1}),
-        # the empty document (index 1) is skipped, but counted
+        # the empty document (index 1) is a problem, not a document, but counted
         ("m/multi.yaml", "multi.yaml", 2, {"b": {"c": ["x", {"d": 2, "e": [1, {"f": 3}]}]}}),
         ("m/multi.yaml", "multi.yaml", 3, {"g": 4}),
     ]
@@ -247,10 +252,84 @@ def test_unreadable_file_is_one_problem(workdir: Path) -> None:
         " byte")])
 
 
-def test_empty_and_comment_only_files_have_no_documents(workdir: Path) -> None:
+def test_empty_and_comment_only_files_are_problems(workdir: Path) -> None:
+    # A file truncated by a failed checkout must not read as "these VMs are gone".
     write_manifest(workdir / "m", "empty.yaml", "")
-    write_manifest(workdir / "m", "comments.yaml", "# nothing yet\n---\n...\n")
-    assert load_tree(workdir / "m") == ([], [])
+    write_manifest(workdir / "m", "comments.yaml", "# nothing yet\n")
+    write_manifest(workdir / "m", "separator.yaml", "# nothing yet\n---\n...\n")
+    assert load_tree(workdir / "m") == ([], [
+        Problem("m/comments.yaml", 0, 0, "", "the file holds no manifest; add one or delete "
+                                              "the file"),
+        Problem("m/empty.yaml", 0, 0, "", "the file holds no manifest; add one or delete the "
+                                           "file"),
+        Problem("m/separator.yaml", 3, 1, "", "empty document (nothing between two '---'); "
+                                               "finish it or remove a '---'"),
+    ])
+
+
+def test_symlinked_folders_are_followed_once(workdir: Path) -> None:
+    root = workdir / "m"
+    write_manifest(root, "real/a.yaml", "n: a\n")
+    (root / "linked").symlink_to(root / "real")
+    (root / "real" / "loop").symlink_to(root)
+    elsewhere = write_manifest(workdir, "shared/b.yaml", "n: b\n").parent
+    (root / "shared").symlink_to(elsewhere)
+    files, problems = manifest_files(root)
+    assert problems == []
+    names = [str(p.relative_to(root)) for p in files]
+    # "real" and "linked" are one folder: read once (whichever the walk meets first)
+    assert len(names) == 2 and names[1] == "shared/b.yaml", names
+    assert names[0] in ("linked/a.yaml", "real/a.yaml")
+
+
+def _as_nobody(work: Callable[[], object]) -> object:
+    """``work()`` in a child process with uid/gid 65534 when the tests run as root (who reads any
+    folder), so that file modes are obeyed; its result comes back as JSON."""
+    if os.geteuid() != 0:
+        return work()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, json.dumps(work()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        out = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(out)
+
+
+def test_an_unreadable_folder_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder of manifests nobody can read is a hole in the desired state, so it is a problem
+    # (and blocks every destroy), not a silently smaller set.
+    top = Path(tempfile.mkdtemp(prefix="reconciler-test-"))
+    try:
+        top.chmod(0o755)
+        monkeypatch.chdir(top)
+        write_manifest(top, "m/ok.yaml", "n: a\n")
+        write_manifest(top, "m/locked/b.yaml", "n: b\n")
+        for folder in (top / "m", top / "m" / "locked"):
+            folder.chmod(0o755)
+        (top / "m" / "locked").chmod(0)
+
+        def walk() -> object:
+            files, problems = manifest_files(Path("m"))
+            return [p.name for p in files], [str(p) for p in problems]
+
+        assert _as_nobody(walk) == [
+            ["ok.yaml"], ["m/locked: cannot read folder: Permission denied"]]
+    finally:
+        (top / "m" / "locked").chmod(0o755)
+        shutil.rmtree(top)
 
 
 def test_load_tree_of_a_missing_path(workdir: Path) -> None:

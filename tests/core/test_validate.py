@@ -78,10 +78,10 @@ def test_all_cases_in_one_run_report_every_error(workdir: Path) -> None:
     expected = [line for case in CASES for line in expected_lines(case, f"manifests/{case.name}")]
     assert result.stdout.splitlines() == expected
     assert result.code == 1
-    # the VMs that passed (after-separator-1, and duplicate-keys whose keys are only a load
-    # problem) are counted in JSON
+    # only the VM that passed (after-separator-1) is counted in JSON: duplicate-keys has no
+    # schema error, but a document with a load problem is never applied
     doc = json.loads(run_cli("validate", "--format", "json", "manifests").stdout)
-    assert (doc["valid"], doc["vms"], len(doc["problems"])) == (False, 2, len(expected))
+    assert (doc["valid"], doc["vms"], len(doc["problems"])) == (False, 1, len(expected))
 
 
 def test_json_problem_exactly(workdir: Path) -> None:
@@ -108,10 +108,10 @@ def test_same_name_in_two_files_names_the_first(workdir: Path) -> None:
     result = run_cli("validate", "manifests")
     assert result.stdout.splitlines() == [
         "manifests/sub/b.yaml:14:3: metadata.name: 'web-01' is already declared in "
-        "manifests/a.yaml:4; names must be unique",
+        "manifests/a.yaml:4; names must be unique, and neither is applied until one is renamed",
         # a duplicate is reported even when its document has other errors
         "manifests/sub/c.yaml:4:3: metadata.name: 'web-01' is already declared in "
-        "manifests/a.yaml:4; names must be unique",
+        "manifests/a.yaml:4; names must be unique, and neither is applied until one is renamed",
         "manifests/sub/c.yaml:7:3: spec.memory: '2GB' is not a quantity; write 2GiB or 2048MiB",
     ]
     assert result.code == 1
@@ -123,8 +123,107 @@ def test_same_name_twice_in_one_file(workdir: Path) -> None:
     result = run_cli("validate", "manifests")
     assert result.stdout.splitlines() == [
         "manifests/a.yaml:14:3: metadata.name: 'web-01' is already declared in "
-        "manifests/a.yaml:4; names must be unique"]
+        "manifests/a.yaml:4; names must be unique, and neither is applied until one is renamed"]
     assert result.code == 1
+
+
+def test_a_name_claimed_twice_is_applied_from_neither_file(workdir: Path) -> None:
+    # Applying either would flip the VM between the two specs on every run.
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01", vcpus=1) +
+                   "---\n" + vm_manifest("db-01"))
+    write_manifest(workdir, "manifests/b.yaml", vm_manifest("web-01", vcpus=2))
+    write_manifest(workdir, "manifests/net.yaml", NETWORK.format(name="lan", bridge="br-a") +
+                   "---\n" + NETWORK.format(name="lan", bridge="br-b"))
+    validated = load_desired(workdir / "manifests")
+    assert [vm.spec.name for vm in validated.vms] == ["db-01"]
+    assert validated.networks == ()
+    assert [(p.file, p.line, p.field) for p in validated.problems] == [
+        ("manifests/b.yaml", 4, "metadata.name"), ("manifests/net.yaml", 11, "metadata.name")]
+
+
+NETWORK = """\
+apiVersion: reconciler/v1
+kind: Network
+metadata:
+  name: {name}
+spec:
+  bridge: {bridge}
+"""
+
+
+def test_a_document_with_a_duplicate_key_is_never_applied(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01") + "  vcpus: 4\n")
+    validated = load_desired(workdir / "manifests")
+    assert validated.vms == ()
+    assert [str(p) for p in validated.problems] == [
+        "manifests/a.yaml:10:3: spec.vcpus: duplicate key"]
+
+
+def test_one_mac_on_two_vms_is_refused_and_neither_is_applied(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml",
+                   vm_manifest("web-01", networks="- {network: lan, mac: '52:54:00:AA:00:01'}"))
+    write_manifest(workdir, "manifests/b.yaml",
+                   vm_manifest("web-02", networks="- {network: lan, mac: '52:54:00:aa:00:01'}")
+                   + "---\n" + vm_manifest("web-03"))
+    result = run_cli("validate", "manifests")
+    assert result.stdout.splitlines() == [
+        "manifests/b.yaml:11:22: spec.networks[0].mac: MAC 52:54:00:aa:00:01 is also used by VM "
+        "'web-01' (manifests/a.yaml:4); give each NIC its own MAC"]
+    assert result.code == 1
+    assert [vm.spec.name for vm in load_desired(workdir / "manifests").vms] == ["web-03"]
+
+
+def test_two_vms_whose_volumes_would_share_a_name_are_refused(workdir: Path) -> None:
+    # Volumes are <vm>-<disk> and <vm>-cidata: "a" + disk "b-c" is "a-b-c", as is "a-b" + "c";
+    # "p" + disk "q-cidata" is the seed of VM "p-q".
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("a", disks="- {name: b-c, size: 1GiB}"))
+    write_manifest(workdir, "manifests/b.yaml", vm_manifest("a-b", disks="- {name: c, size: 1GiB}"))
+    write_manifest(workdir, "manifests/c.yaml", vm_manifest(
+        "p", disks="- {name: q-cidata, size: 1GiB}"))
+    write_manifest(workdir, "manifests/d.yaml", vm_manifest(
+        "p-q", extra="cloudInit: {userData: '#cloud-config'}"))
+    # the same names in different pools do not collide
+    write_manifest(workdir, "manifests/e.yaml", vm_manifest(
+        "x", disks="- {name: y-z, size: 1GiB, pool: fast}"))
+    write_manifest(workdir, "manifests/f.yaml", vm_manifest("x-y", disks="- {name: z, size: 1GiB}"))
+    result = run_cli("validate", "manifests")
+    assert result.stdout.splitlines() == [
+        "manifests/b.yaml:11:8: spec.disks[0].name: volume 'a-b-c' in pool 'default' is also the "
+        "disk volume of VM 'a' (manifests/a.yaml:4); rename the disk or the VM",
+        "manifests/d.yaml:10:3: spec.cloudInit: volume 'p-q-cidata' in pool 'default' is also the "
+        "disk volume of VM 'p' (manifests/c.yaml:4); rename the disk or the VM",
+    ]
+    assert result.code == 1
+    assert [vm.spec.name for vm in load_desired(workdir / "manifests").vms] == ["x", "x-y"]
+
+
+def test_cloud_init_values_never_appear_in_messages(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01", extra="""\
+        cloudInit:
+          userData: [ "password: hunter2" ]
+          networkConfig: 12345
+          metaData: "ssh-key AAAAsecret"
+        """))
+    result = run_cli("validate", "manifests")
+    assert result.code == 1
+    assert "hunter2" not in result.stdout and "12345" not in result.stdout
+    assert "AAAAsecret" not in result.stdout
+    assert result.stdout.splitlines() == [
+        "manifests/a.yaml:11:5: spec.cloudInit.userData: expected a string, got a list",
+        "manifests/a.yaml:12:5: spec.cloudInit.networkConfig: expected a string, got a number; "
+        "quote it",
+        "manifests/a.yaml:13:5: spec.cloudInit.metaData: expected a mapping, got a value (not "
+        "shown: cloud-init data)",
+    ]
+
+
+def test_long_values_are_cut_in_messages(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01", state="x" * 5000))
+    result = run_cli("validate", "manifests")
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("manifests/a.yaml:8:3: spec.state: 'xxxx")
+    assert line.endswith("... is not one of: running, stopped")
+    assert len(line) < 160
 
 
 def test_errors_in_several_files_are_all_reported(workdir: Path) -> None:
@@ -217,6 +316,9 @@ def test_multi_document_file(workdir: Path) -> None:
     result = run_cli("validate", "manifests")
     # 1 + 9 + 3 + 9 + 2 lines before the third document; its memory is its 7th line
     assert result.stdout.splitlines() == [
+        # an empty document could be a truncated file: a problem, so nothing is destroyed
+        "manifests/all.yaml:13:1: empty document (nothing between two '---'); finish it or "
+        "remove a '---'",
         "manifests/all.yaml:31:3: spec.memory: '1GB' is not a quantity; write 1GiB or 1024MiB"]
     assert result.code == 1
     vms = load_desired(workdir / "manifests").vms

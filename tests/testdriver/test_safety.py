@@ -105,15 +105,24 @@ def test_a_volume_of_another_vm_is_never_shared_or_deleted(testdrv, prefix, tmp_
     m, state = tmp_path / "m", tmp_path / "s"
     # `<p>web` with disk `a-b` and `<p>web-a` with disk `b` both map to volume `<p>web-a-b`.
     write_manifest(m, "web.yaml", vm_manifest(
-        f"{prefix}web", state="stopped",
+        f"{prefix}web", state="stopped", extra="protect: true",
         disks="- {name: a-b, size: 1MiB, pool: default-pool, reclaim: delete}"))
     assert _apply(m, state).code == 0
     write_manifest(m, "weba.yaml", vm_manifest(
         f"{prefix}web-a", state="stopped",
         disks="- {name: b, size: 1MiB, pool: default-pool, reclaim: delete}"))
+    # Both manifests present: validation refuses the pair.
+    r = run_cli("validate", m)
+    assert r.code == 1
+    assert (f"weba.yaml:11:8: spec.disks[0].name: volume '{prefix}web-a-b' in pool "
+            f"'default-pool' is also the disk volume of VM '{prefix}web'") in r.stdout
+    # The owner's manifest gone (it is protected, so it stays): the executor still refuses to
+    # take the volume over.
+    (m / "web.yaml").unlink()
     r = _apply(m, state)
     assert r.code == 1
     assert f"volume {prefix}web-a-b in pool default-pool already exists and is a disk of " \
            f"{prefix}web" in r.stdout
     pool = testdrv.storagePoolLookupByName("default-pool")
     assert pool.storageVolLookupByName(f"{prefix}web-a-b")
+    assert testdrv.lookupByName(f"{prefix}web")
