@@ -83,6 +83,15 @@ def _path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("path", required=False, type=click.Path(path_type=Path))(func)
 
 
+def _valid_summary(inputs: pipeline.Validated) -> str:
+    """"3 VMs, 1 network valid": every kind that is present (VMs always)."""
+    counts = [(len(inputs.vms), "VM"), (len(inputs.networks), "network"),
+              (len(inputs.pools), "storage pool")]
+    parts = [f"{n} {word}{'' if n == 1 else 's'}" for i, (n, word) in enumerate(counts)
+             if n or i == 0]
+    return ", ".join(parts)
+
+
 def _manifest_path(path: Path | None, cfg: configuration.Config) -> Path:
     return path if path is not None else Path(cfg.manifestDir)
 
@@ -124,11 +133,12 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
     inputs = pipeline.load_desired(_manifest_path(path, cfg), cfg.storageRoots)
     if fmt == "json":
         click.echo(render.dumps({"valid": inputs.ok, "vms": len(inputs.vms),
+                                 "networks": len(inputs.networks), "pools": len(inputs.pools),
                                  "problems": [p.as_dict() for p in inputs.problems]}), nl=False)
     else:
         click.echo(render.problems_text(inputs.problems), nl=False)
         if inputs.ok:
-            click.echo(f"{len(inputs.vms)} manifest(s) valid.")
+            click.echo(f"{_valid_summary(inputs)} valid.")
     return EXIT_OK if inputs.ok else EXIT_ERROR
 
 

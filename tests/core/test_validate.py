@@ -90,7 +90,7 @@ def test_json_problem_exactly(workdir: Path) -> None:
     assert result.code == 1
     assert json.loads(result.stdout) == {
         "valid": False,
-        "vms": 0,
+        "vms": 0, "networks": 0, "pools": 0,
         "problems": [{"file": "manifests/web.yaml", "line": 7, "column": 3,
                       "field": "spec.memory",
                       "message": "'2GB' is not a quantity; write 2GiB or 2048MiB"}],
@@ -149,6 +149,13 @@ metadata:
 spec:
   bridge: {bridge}
 """
+
+
+def test_validate_counts_each_kind(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01") + "---\n" +
+                   NETWORK.format(name="lan", bridge="br-lan"))
+    result = run_cli("validate", "manifests")
+    assert (result.code, result.stdout) == (0, "1 VM, 1 network valid.\n")
 
 
 def test_a_document_with_a_duplicate_key_is_never_applied(workdir: Path) -> None:
@@ -251,10 +258,11 @@ def test_valid_directory_exits_0(workdir: Path) -> None:
         networks="- network: default\n  mac: '52:54:00:12:34:56'\n- bridge: br0"))
     write_manifest(workdir, "manifests/db.yml", vm_manifest("db-01", memory="16MiB"))
     result = run_cli("validate", "manifests")
-    assert (result.code, result.stdout, result.stderr) == (0, "2 manifest(s) valid.\n", "")
+    assert (result.code, result.stdout, result.stderr) == (0, "2 VMs valid.\n", "")
     result = run_cli("validate", "--format", "json", "manifests")
     assert result.code == 0
-    assert json.loads(result.stdout) == {"valid": True, "vms": 2, "problems": []}
+    assert json.loads(result.stdout) == {"valid": True, "vms": 2, "networks": 0, "pools": 0,
+                                         "problems": []}
 
 
 def test_the_spec_example_is_valid(workdir: Path) -> None:
@@ -295,7 +303,7 @@ def test_the_spec_example_is_valid(workdir: Path) -> None:
           graphics: none
         """)
     result = run_cli("validate", "manifests")
-    assert (result.code, result.stdout, result.stderr) == (0, "1 manifest(s) valid.\n", "")
+    assert (result.code, result.stdout, result.stderr) == (0, "1 VM valid.\n", "")
 
 
 def test_hidden_and_non_yaml_files_are_skipped(workdir: Path) -> None:
@@ -306,7 +314,7 @@ def test_hidden_and_non_yaml_files_are_skipped(workdir: Path) -> None:
                  "notes.txt", "web.yaml~", "web.yaml.orig", "README.md", "schema.json"]:
         write_manifest(workdir, f"manifests/{name}", bad)
     result = run_cli("validate", "manifests")
-    assert (result.code, result.stdout, result.stderr) == (0, "2 manifest(s) valid.\n", "")
+    assert (result.code, result.stdout, result.stderr) == (0, "2 VMs valid.\n", "")
 
 
 def test_multi_document_file(workdir: Path) -> None:
@@ -329,13 +337,13 @@ def test_one_file_can_be_validated(workdir: Path) -> None:
     write_manifest(workdir, "manifests/web.yaml", vm_manifest("web-01"))
     write_manifest(workdir, "manifests/bad.yaml", "nope\n")
     result = run_cli("validate", "manifests/web.yaml")
-    assert (result.code, result.stdout) == (0, "1 manifest(s) valid.\n")
+    assert (result.code, result.stdout) == (0, "1 VM valid.\n")
 
 
 def test_empty_directory_is_valid(workdir: Path) -> None:
     (workdir / "manifests").mkdir()
     result = run_cli("validate", "manifests")
-    assert (result.code, result.stdout) == (0, "0 manifest(s) valid.\n")
+    assert (result.code, result.stdout) == (0, "0 VMs valid.\n")
 
 
 def test_missing_path(workdir: Path) -> None:
@@ -397,7 +405,7 @@ def test_limits(workdir: Path, manifest: str, problems: list[str]) -> None:
     write_manifest(workdir, "manifests/a.yaml", manifest)
     result = run_cli("validate", "manifests")
     assert result.stdout.splitlines() == (
-        [f"manifests/a.yaml:{p}" for p in problems] or ["1 manifest(s) valid."])
+        [f"manifests/a.yaml:{p}" for p in problems] or ["1 VM valid."])
     assert result.code == (1 if problems else 0)
 
 
