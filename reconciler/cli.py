@@ -16,9 +16,10 @@ from typing import Any
 
 import click
 
-from reconciler import __version__, logs, pipeline, render
+from reconciler import __version__, cache, logs, pipeline, render
 from reconciler import config as configuration
 from reconciler import schema as schemas
+from reconciler.cache import Cache
 from reconciler.errors import NotFoundError, ReconcilerError
 from reconciler.libvirt_adapter import Libvirt
 
@@ -158,7 +159,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
         planned = pipeline.make_plan(_manifest_path(path, cfg), hv,
                                      max_destroy=_max_destroy(max_destroy, cfg),
                                      allow_empty=allow_empty, instance=instance,
-                                     storage_roots=cfg.storageRoots)
+                                     storage_roots=cfg.storageRoots,
+                                     memo=Cache(cache.default_dir()))
     finally:
         hv.close()
     doc = render.plan_json(planned.plan, planned.inputs.problems)
@@ -210,7 +212,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
         try:
             planned = pipeline.make_plan(manifests, hv, max_destroy=_max_destroy(max_destroy, cfg),
                                          allow_empty=allow_empty, instance=instance,
-                                     storage_roots=cfg.storageRoots)
+                                         storage_roots=cfg.storageRoots,
+                                         memo=Cache(cache.default_dir()))
             doc = render.plan_json(planned.plan, planned.inputs.problems)
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import TypeVar
@@ -12,7 +12,9 @@ from typing import TypeVar
 import libvirt
 from lxml import etree
 
-from reconciler import domainxml
+from reconciler import cache, domainxml
+from reconciler.cache import Cache
+from reconciler.cloudinit import seed_volume
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.infra import xmlio
 from reconciler.infra.model import LiveNetwork, LivePool
@@ -94,68 +96,61 @@ class Libvirt:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def read_live(self) -> tuple[LiveVM, ...]:
+    def read_live(self, expected: Mapping[VolumeKey, int] | None = None,
+                  memo: Cache | None = None) -> tuple[LiveVM, ...]:
         """Every domain, its persistent definition and its running values, in one pass.
 
         The states come in one call; a few worker threads fetch the XML (and then the volume
-        sizes) while this thread parses what has arrived."""
+        sizes) while this thread parses what has arrived.
+
+        ``expected``: the sizes the manifests give their disks' volumes. A stopped managed
+        domain's volume whose recorded size (the last one applied) is the expected one is not
+        asked for its capacity (one libvirt call per volume; libvirt has no bulk call): nothing
+        would change it. Its existence is still checked (one listing per pool). Without
+        ``expected`` every capacity is read, as the daemon's resync does.
+
+        ``memo``: parsed domains by a digest of their XML (see ``reconciler.cache``)."""
         with translated("listing domains"):
             domains = self._domain_states()
             autostart = {d.name() for d in self.conn.listAllDomains(
                 libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
-        parsed = []
+        parsed: list[_Fetched] = []
         wanted: set[VolumeKey] = set()
         batch: list[tuple[VolumeKey, libvirt.virStorageVol]] = []
         capacities: list[Future[list[tuple[VolumeKey, int]]]] = []
         listed: dict[str, dict[str, libvirt.virStorageVol]] = {}
+        known_sizes: dict[VolumeKey, int] = {}
         with _readers() as workers:
             for fetched in workers.map(_fetch_domains, _batches(domains)):
                 for dom, state, inactive, active in fetched:
-                    root = domainxml.parse(inactive)
-                    live_root = domainxml.parse(active) if active is not None else None
-                    mark = domainxml.read_mark(root)
+                    item = _Fetched.of(dom, state, inactive, active, memo)
                     # Sizes of a managed domain's volumes, and of an unmanaged one's named like
                     # its disks would be (an adoption compares them with the manifest).
-                    own = "" if mark else f"{dom.name()}-"
-                    for element in (root, live_root):
-                        if element is None:
-                            continue
-                        for key in _volume_keys(element):
-                            if key[1].startswith(own) and key not in wanted:
-                                wanted.add(key)
-                                vol = self._pool_volumes(listed, key[0]).get(key[1])
-                                if vol is not None:
-                                    batch.append((key, vol))
+                    own = "" if item.mark else f"{dom.name()}-"
+                    seed = seed_volume(dom.name())
+                    known = (_known_sizes(dom.name(), item.mark.applied, expected)
+                             if item.mark and active is None and expected else {})
+                    for key in item.volumes:
+                        if key[1].startswith(own) and key not in wanted:
+                            wanted.add(key)
+                            vol = self._pool_volumes(listed, key[0]).get(key[1])
+                            if vol is None:
+                                continue
+                            if key in known:
+                                known_sizes[key] = known[key]
+                            elif expected is not None and key[1] == seed:
+                                known_sizes[key] = 0  # only its existence is diffed
+                            else:
+                                batch.append((key, vol))
                     if len(batch) >= _BATCH:
                         capacities.append(workers.submit(_capacities, batch))
                         batch = []
-                    parsed.append((dom, state, root, live_root, mark))
+                    parsed.append(item)
             if batch:
                 capacities.append(workers.submit(_capacities, batch))
             sizes = dict(pair for future in capacities for pair in future.result())
-        out = []
-        for dom, state, root, live_root, mark in parsed:
-            running = live_root is not None
-            applied = mark.applied if mark else {}
-            config = domainxml.read_spec(root, running=running, autostart=dom.name() in autostart,
-                                         volumes=sizes, applied=applied)
-            live_spec = (domainxml.read_spec(live_root, running=True, autostart=False,
-                                             volumes=sizes, applied=applied)
-                         if live_root is not None else None)
-            out.append(LiveVM(
-                name=dom.name(), uuid=dom.UUIDString(), running=running,
-                state=_STATE_NAMES.get(state, "unknown"),
-                domain_id=dom.ID() if running else None,
-                config=config, mark=mark,
-                live_vcpus=live_spec.vcpus if live_spec else None,
-                live_max_vcpus=live_spec.max_vcpus if live_spec else None,
-                live_memory=live_spec.memory if live_spec else None,
-                live_max_memory=live_spec.max_memory if live_spec else None,
-                hold=domainxml.read_hold(live_root) if live_root is not None else None,
-                live_disks=live_spec.disks if live_spec else None,
-                live_nics=live_spec.nics if live_spec else None,
-            ))
-        return tuple(out)
+            sizes.update(known_sizes)
+        return tuple(item.live_vm(autostart, sizes, memo) for item in parsed)
 
     def _domain_states(self) -> list[tuple[libvirt.virDomain, int | None]]:
         """Every domain with its state, from one bulk call; ``None`` (ask each domain) where the
@@ -618,6 +613,88 @@ def _inactive_xml(obj: libvirt.virNetwork | libvirt.virStoragePool, flag: int) -
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
         return obj.XMLDesc(0)
+
+
+class _Fetched:
+    """One domain as read: its XML, and what the first pass needs from it (its mark and the
+    volumes its disks name), parsed or from the cache."""
+
+    def __init__(self, dom: libvirt.virDomain, state: int, inactive: str, active: str | None,
+                 digest: bytes, mark: Mark | None, volumes: tuple[VolumeKey, ...],
+                 roots: tuple[etree._Element, etree._Element | None] | None) -> None:
+        self.dom, self.state, self.inactive, self.active = dom, state, inactive, active
+        self.digest, self.mark, self.volumes, self.roots = digest, mark, volumes, roots
+
+    @classmethod
+    def of(cls, dom: libvirt.virDomain, state: int, inactive: str, active: str | None,
+           memo: Cache | None) -> _Fetched:
+        key = cache.digest(inactive.encode(), (active or "").encode()) if memo else b""
+        head = memo.get("domain", key) if memo else None
+        if isinstance(head, tuple):
+            return cls(dom, state, inactive, active, key, *head, roots=None)
+        item = cls(dom, state, inactive, active, key, None, (), roots=None)
+        root, live_root = item.parse()
+        item.mark = domainxml.read_mark(root)
+        item.volumes = tuple(dict.fromkeys(
+            [*_volume_keys(root), *(_volume_keys(live_root) if live_root is not None else ())]))
+        if memo:
+            memo.put("domain", key, (item.mark, item.volumes))
+        return item
+
+    def parse(self) -> tuple[etree._Element, etree._Element | None]:
+        if self.roots is None:
+            self.roots = (domainxml.parse(self.inactive),
+                          domainxml.parse(self.active) if self.active is not None else None)
+        return self.roots
+
+    def live_vm(self, autostart: set[str], sizes: Mapping[VolumeKey, int],
+                memo: Cache | None) -> LiveVM:
+        dom, name = self.dom, self.dom.name()
+        running = self.active is not None
+        key = (self.digest, name in autostart, tuple(sizes.get(k) for k in self.volumes))
+        specs = memo.get("specs", key) if memo else None
+        if not isinstance(specs, tuple):
+            root, live_root = self.parse()
+            applied = self.mark.applied if self.mark else {}
+            config = domainxml.read_spec(root, running=running, autostart=name in autostart,
+                                         volumes=sizes, applied=applied)
+            live_spec = (domainxml.read_spec(live_root, running=True, autostart=False,
+                                             volumes=sizes, applied=applied)
+                         if live_root is not None else None)
+            hold = domainxml.read_hold(live_root) if live_root is not None else None
+            specs = (config, live_spec, hold)
+            if memo:
+                memo.put("specs", key, specs)
+        config, live_spec, hold = specs
+        return LiveVM(
+            name=name, uuid=dom.UUIDString(), running=running,
+            state=_STATE_NAMES.get(self.state, "unknown"),
+            domain_id=dom.ID() if running else None,
+            config=config, mark=self.mark,
+            live_vcpus=live_spec.vcpus if live_spec else None,
+            live_max_vcpus=live_spec.max_vcpus if live_spec else None,
+            live_memory=live_spec.memory if live_spec else None,
+            live_max_memory=live_spec.max_memory if live_spec else None,
+            hold=hold,
+            live_disks=live_spec.disks if live_spec else None,
+            live_nics=live_spec.nics if live_spec else None,
+        )
+
+
+def _known_sizes(vm: str, applied: Mapping[str, object],
+                 expected: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
+    """The volumes of a stopped managed domain whose size needs no reading: the size last
+    applied (recorded in its metadata) is the one the manifest asks for."""
+    out: dict[VolumeKey, int] = {}
+    disks = applied.get("disks")
+    for disk in disks if isinstance(disks, list) else []:
+        if not isinstance(disk, dict):
+            continue
+        key = (str(disk.get("pool")), f"{vm}-{disk.get('name')}")
+        size = disk.get("size")
+        if isinstance(size, int) and expected.get(key) == size:
+            out[key] = size
+    return out
 
 
 def _volume_keys(root: etree._Element) -> Iterator[tuple[str, str]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler import diff
+from reconciler.cache import Cache
 from reconciler.infra import diff as infra_diff
 from reconciler.infra.model import LiveNetwork, LivePool
 from reconciler.libvirt_adapter import Libvirt
@@ -17,10 +19,22 @@ from reconciler.model import LiveVM
 from reconciler.plan import Kind, Plan
 
 
-def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
-    """Every manifest below ``path``, validated. Needs no libvirt."""
+def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
+                 memo: Cache | None = None) -> Validated:
+    """Every manifest below ``path``, validated. Needs no libvirt. With ``memo``, the result
+    for the same file contents (and the same working directory, which the messages' paths are
+    relative to) comes from the cache."""
+    key = None
+    if memo is not None:
+        key = (loader.tree_digest(path), str(path), os.getcwd(), tuple(storage_roots))
+        hit = memo.get("manifests", key)
+        if isinstance(hit, Validated):
+            return hit
     documents, problems = loader.load_tree(path)
-    return validate(documents, problems, storage_roots)
+    validated = validate(documents, problems, storage_roots)
+    if memo is not None:
+        memo.put("manifests", key, validated)
+    return validated
 
 
 @dataclass(frozen=True)
@@ -30,9 +44,16 @@ class LiveState:
     pools: tuple[LivePool, ...] = ()
 
 
-def read_state(hv: Libvirt, instance: str) -> LiveState:
-    """Everything the diff needs, read before diffing."""
-    return LiveState(owned_view(hv.read_live(), instance), hv.read_networks(), hv.read_pools())
+def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
+               memo: Cache | None = None) -> LiveState:
+    """Everything the diff needs, read before diffing. With ``desired``, a stopped VM's volume
+    whose last applied size is the manifest's is not asked for its size (see
+    ``Libvirt.read_live``); without it (the daemon) every size is read."""
+    expected = None if desired is None else {
+        (disk.pool, disk.volume(vm.spec.name)): disk.size
+        for vm in desired.vms for disk in vm.spec.disks}
+    return LiveState(owned_view(hv.read_live(expected, memo), instance), hv.read_networks(),
+                     hv.read_pools())
 
 
 @dataclass(frozen=True)
@@ -77,9 +98,14 @@ def _infra_digest(live: LiveState) -> str:
 
 def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
               instance: str = "default",
-              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Planned:
-    inputs = load_desired(path, storage_roots)
-    live = read_state(hv, instance)
+              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
+              memo: Cache | None = None) -> Planned:
+    """``memo``: a cache of parsed manifests and domains (plan and apply; see
+    ``reconciler.cache``); saved here."""
+    inputs = load_desired(path, storage_roots, memo)
+    live = read_state(hv, instance, inputs, memo)
+    if memo is not None:
+        memo.save()
     guards = diff.Guards(problems=len(inputs.problems), max_destroy=max_destroy,
                          allow_empty=allow_empty, hold_destroys=partial_reason(path))
     return Planned(compute(inputs, live, guards, instance), inputs)

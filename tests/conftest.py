@@ -129,6 +129,15 @@ def own_instance(prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return instance
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own plan cache (so every second plan in a test runs warm), never the
+    user's."""
+    folder = tmp_path / ".reconciler-cache"
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def host(qemu_conn: libvirt.virConnect, prefix: str) -> Iterator[Host]:
     """The real libvirtd, cleaned of this test's domains, volumes and networks afterwards."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from reconciler.cache import digest
 from reconciler.errors import Problem
 
 try:
@@ -278,6 +279,21 @@ def _index_positions(
         for i, item in enumerate(node.value):
             _index_positions(item, (*path, i), out, shown, problems, ancestors, budget)
     ancestors.discard(id(node))
+
+
+def tree_digest(root: Path) -> bytes:
+    """A digest of everything ``load_tree`` reads: which files there are and their bytes."""
+    if not root.exists():
+        return b"missing"
+    paths, problems = manifest_files(root)
+    parts = [repr(problems).encode(), str(root.is_file()).encode()]
+    for path in paths:
+        parts.append(str(path).encode())
+        try:
+            parts.append(path.read_bytes())
+        except OSError as exc:
+            parts.append(repr(exc).encode())
+    return digest(*parts)
 
 
 def load_tree(root: Path) -> tuple[list[Document], list[Problem]]:

@@ -434,3 +434,21 @@ def test_stopped_vm_disk_grows_by_volume_resize(host, tmp_path):
     assert not host.domain(name).isActive()
     assert_converged(host, folder)
 
+
+def test_a_size_the_manifest_changes_is_read_from_the_volume(host, tmp_path):
+    # plan skips reading a stopped VM's volume size when the manifest asks for the size last
+    # applied; once the manifest asks for another size, the real one is read. Grown by hand
+    # meanwhile, the volume is larger than the new size: that is a shrink, refused.
+    name = f"{host.prefix}hand"
+    folder = tmp_path / "manifests"
+    write_manifest(folder, "h.yaml", vm_manifest(
+        name, state="stopped", disks="- {name: root, size: 8MiB, format: raw}"))
+    assert apply(host, folder).code == 0
+    host.volume(f"{name}-root").resize(32 * MiB, 0)
+    write_manifest(folder, "h.yaml", vm_manifest(
+        name, state="stopped", disks="- {name: root, size: 16MiB, format: raw}"))
+    r = plan(host, folder, "--detailed-exitcode")
+    assert r.code == 1
+    assert "disk root 32MiB -> 16MiB refused" in plan_line(r.stdout, name)
+    assert apply(host, folder).code == 1
+    assert capacity(host, f"{name}-root") == 32 * MiB
