@@ -12,8 +12,6 @@ import io
 import json
 from collections.abc import Mapping
 
-import yaml
-
 from reconciler.model import CloudInit, VMSpec
 
 LABEL = "cidata"
@@ -56,6 +54,8 @@ def meta_data(vm: str, overrides: Mapping[str, object]) -> dict[str, object]:
 
 def files(vm: str, seed: CloudInit) -> dict[str, bytes]:
     """The seed's files by name. ``network-config`` only when given (and not blank). Pure."""
+    import yaml  # not needed by a plan that reads everything from its cache
+
     out = {
         "user-data": (seed.user_data or "").encode(),
         "meta-data": yaml.safe_dump(meta_data(vm, seed.meta_data), sort_keys=False,

@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import cached_property
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.infra import xmlio
 from reconciler.infra.model import LiveNetwork, LivePool
 from reconciler.model import DomainDefinition, LiveHold, LiveVM, Mark, VolumeInfo
+from reconciler.plan import seen
 
 _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL,
@@ -650,23 +652,20 @@ class _Fetched:
     def live_vm(self, autostart: set[str], sizes: Mapping[VolumeKey, int],
                 memo: Cache | None) -> LiveVM:
         dom, name = self.dom, self.dom.name()
+        key = (self.digest, name in autostart, tuple(sizes.get(k) for k in self.volumes),
+               self.state)
+        cached = memo.get("live", key) if memo else None
+        if isinstance(cached, LiveVM):
+            return cached
         running = self.active is not None
-        key = (self.digest, name in autostart, tuple(sizes.get(k) for k in self.volumes))
-        specs = memo.get("specs", key) if memo else None
-        if not isinstance(specs, tuple):
-            root, live_root = self.parse()
-            applied = self.mark.applied if self.mark else {}
-            config = domainxml.read_spec(root, running=running, autostart=name in autostart,
+        root, live_root = self.parse()
+        applied = self.mark.applied if self.mark else {}
+        config = domainxml.read_spec(root, running=running, autostart=name in autostart,
+                                     volumes=sizes, applied=applied)
+        live_spec = (domainxml.read_spec(live_root, running=True, autostart=False,
                                          volumes=sizes, applied=applied)
-            live_spec = (domainxml.read_spec(live_root, running=True, autostart=False,
-                                             volumes=sizes, applied=applied)
-                         if live_root is not None else None)
-            hold = domainxml.read_hold(live_root) if live_root is not None else None
-            specs = (config, live_spec, hold)
-            if memo:
-                memo.put("specs", key, specs)
-        config, live_spec, hold = specs
-        return LiveVM(
+                     if live_root is not None else None)
+        vm = LiveVM(
             name=name, uuid=dom.UUIDString(), running=running,
             state=_STATE_NAMES.get(self.state, "unknown"),
             domain_id=dom.ID() if running else None,
@@ -675,10 +674,15 @@ class _Fetched:
             live_max_vcpus=live_spec.max_vcpus if live_spec else None,
             live_memory=live_spec.memory if live_spec else None,
             live_max_memory=live_spec.max_memory if live_spec else None,
-            hold=hold,
+            hold=domainxml.read_hold(live_root) if live_root is not None else None,
             live_disks=live_spec.disks if live_spec else None,
             live_nics=live_spec.nics if live_spec else None,
         )
+        if memo:
+            # Everything above comes from the key (name, uuid and id are in the XML).
+            vm = replace(vm, seen=seen(vm))
+            memo.put("live", key, vm)
+        return vm
 
 
 def _known_sizes(vm: str, applied: Mapping[str, object],

@@ -154,6 +154,9 @@ class LiveVM:
     live_disks: tuple[Disk, ...] | None = None  # running domains only
     live_nics: tuple[Nic, ...] | None = None
     owner: str | None = None  # the other reconciler instance that manages it (mark hidden)
+    # The plan fingerprint's share of this domain as read (before ``owner`` is set), computed
+    # once and cached with it; empty: computed from the fields (see ``plan.fingerprint``).
+    seen: str = field(default="", compare=False, repr=False)
 
     @property
     def managed(self) -> bool:

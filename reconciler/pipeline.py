@@ -13,8 +13,8 @@ from reconciler.cache import Cache
 from reconciler.infra import diff as infra_diff
 from reconciler.infra.model import LiveNetwork, LivePool
 from reconciler.libvirt_adapter import Libvirt
-from reconciler.manifests import loader
-from reconciler.manifests.validate import DEFAULT_STORAGE_ROOTS, Validated, validate
+from reconciler.manifests import files
+from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Validated
 from reconciler.model import LiveVM
 from reconciler.plan import Kind, Plan
 
@@ -26,10 +26,13 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
     relative to) comes from the cache."""
     key = None
     if memo is not None:
-        key = (loader.tree_digest(path), str(path), os.getcwd(), tuple(storage_roots))
+        key = (files.tree_digest(path), str(path), os.getcwd(), tuple(storage_roots))
         hit = memo.get("manifests", key)
         if isinstance(hit, Validated):
             return hit
+    from reconciler.manifests import loader  # YAML and JSON Schema: only when not cached
+    from reconciler.manifests.validate import validate
+
     documents, problems = loader.load_tree(path)
     validated = validate(documents, problems, storage_roots)
     if memo is not None:

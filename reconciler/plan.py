@@ -103,11 +103,15 @@ class Plan:
         return sum(1 for a in self.actions if a.blocked)
 
 
+def seen(vm: LiveVM) -> str:
+    """A digest of everything read about one domain. Pure."""
+    text = repr(vm) + (repr(sorted(vm.mark.applied.items())) if vm.mark else "")
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def fingerprint(live: tuple[LiveVM, ...]) -> str:
     """A digest of the live state. Pure."""
     digest = hashlib.sha256()
     for vm in sorted(live, key=lambda v: v.name):
-        digest.update(repr(vm).encode())
-        if vm.mark:
-            digest.update(repr(sorted(vm.mark.applied.items())).encode())
+        digest.update(f"{vm.seen or seen(vm)}\0{vm.owner}\0{vm.mark is None}\n".encode())
     return digest.hexdigest()[:16]

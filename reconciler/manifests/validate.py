@@ -9,7 +9,6 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler import cloudinit
@@ -18,6 +17,7 @@ from reconciler.errors import Problem, short
 from reconciler.infra import validate as infra_validate
 from reconciler.infra.model import DesiredNetwork, DesiredPool
 from reconciler.manifests.loader import Document, FieldPath, dotted
+from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Validated
 from reconciler.model import CloudInit, DesiredVM, Disk, Nic, PowerState, Source, VMSpec
 from reconciler.units import parse_duration, parse_quantity
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import jsonschema
 
 MIN_MEMORY = 16 << 20
-DEFAULT_STORAGE_ROOTS = ("/var/lib/libvirt/images",)
 
 
 def _is_quantity(value: object) -> bool:
@@ -48,18 +47,6 @@ _FORMATS: dict[str, tuple[Callable[[object], bool], type[Exception]]] = {
     "duration": (_is_duration, ValueError),
     "ipv4": (_is_ipv4, ipaddress.AddressValueError),
 }
-
-
-@dataclass(frozen=True)
-class Validated:
-    vms: tuple[DesiredVM, ...]
-    problems: tuple[Problem, ...]
-    networks: tuple[DesiredNetwork, ...] = ()
-    pools: tuple[DesiredPool, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _validator(kind: str) -> jsonschema.protocols.Validator:
