@@ -47,7 +47,7 @@ class Cache:
     def __init__(self, folder: Path | None) -> None:
         self.path = folder / FILE if folder else None
         self._code = code_digest() if folder else ""
-        self._old: dict[str, dict[Hashable, object]] = self._load()
+        self._loaded: dict[str, dict[Hashable, object]] | None = None  # at the first get()
         self._new: dict[str, dict[Hashable, object]] = {}
         self._changed = False
 
@@ -63,6 +63,12 @@ class Cache:
         except Exception:  # missing, unreadable, corrupt, from another version: start empty
             return {}
         return tables if code == self._code and isinstance(tables, dict) else {}
+
+    @property
+    def _old(self) -> dict[str, dict[Hashable, object]]:
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
 
     def get(self, table: str, key: Hashable) -> object | None:
         if self.path is None:
