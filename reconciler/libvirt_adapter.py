@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from typing import TypeVar
 
@@ -80,12 +80,8 @@ class Libvirt:
         with translated(f"cannot connect to {uri}"):
             self.conn = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
         self._lock = threading.Lock()
-        self._prefetched: _Fetch | None = None
 
     def close(self) -> None:
-        if self._prefetched is not None:
-            self._prefetched.workers.shutdown(wait=True, cancel_futures=True)
-            self._prefetched = None
         with contextlib.suppress(libvirt.libvirtError):
             self.conn.close()
 
@@ -116,16 +112,18 @@ class Libvirt:
         ``expected`` every capacity is read, as the daemon's resync does.
 
         ``memo``: parsed domains by a digest of their XML (see ``reconciler.cache``)."""
-        fetch, self._prefetched = self._prefetched or self._start_fetch(), None
-        autostart = fetch.autostart
+        with translated("listing domains"):
+            domains = self._domain_states()
+            autostart = {d.name() for d in self.conn.listAllDomains(
+                libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
         parsed: list[_Fetched] = []
         wanted: set[VolumeKey] = set()
         batch: list[tuple[VolumeKey, libvirt.virStorageVol]] = []
         capacities: list[Future[list[tuple[VolumeKey, int]]]] = []
         listed: dict[str, dict[str, libvirt.virStorageVol]] = {}
         known_sizes: dict[VolumeKey, int] = {}
-        with _readers(fetch.workers) as workers:
-            for fetched in fetch.results:
+        with _readers() as workers:
+            for fetched in workers.map(_fetch_domains, _batches(domains)):
                 for dom, state, inactive, active in fetched:
                     item = _Fetched.of(dom, state, inactive, active, memo)
                     # Sizes of a managed domain's volumes, and of an unmanaged one's named like
@@ -155,20 +153,6 @@ class Libvirt:
             sizes = dict(pair for future in capacities for pair in future.result())
             sizes.update(known_sizes)
         return tuple(item.live_vm(autostart, sizes, memo) for item in parsed)
-
-    def prefetch(self) -> None:
-        """Start fetching every domain's XML in the background; the next ``read_live`` takes
-        it from there (plan and apply load the manifests meanwhile)."""
-        if self._prefetched is None:
-            self._prefetched = self._start_fetch()
-
-    def _start_fetch(self) -> _Fetch:
-        with translated("listing domains"):
-            domains = self._domain_states()
-            autostart = {d.name() for d in self.conn.listAllDomains(
-                libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
-        workers = ThreadPoolExecutor(_READERS, thread_name_prefix="libvirt-read")
-        return _Fetch(autostart, workers, workers.map(_fetch_domains, _batches(domains)))
 
     def _domain_states(self) -> list[tuple[libvirt.virDomain, int | None]]:
         """Every domain with its state, from one bulk call; ``None`` (ask each domain) where the
@@ -565,23 +549,14 @@ class Libvirt:
 
 
 @contextlib.contextmanager
-def _readers(workers: ThreadPoolExecutor | None = None) -> Iterator[ThreadPoolExecutor]:
+def _readers() -> Iterator[ThreadPoolExecutor]:
     """Worker threads for read calls (libvirt-python lets go of the GIL while it waits). On an
     error, what has not started yet is dropped."""
-    workers = workers or ThreadPoolExecutor(_READERS, thread_name_prefix="libvirt-read")
+    workers = ThreadPoolExecutor(_READERS, thread_name_prefix="libvirt-read")
     try:
         yield workers
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
-
-
-@dataclass
-class _Fetch:
-    """Domain XML being fetched by reader threads."""
-
-    autostart: set[str]
-    workers: ThreadPoolExecutor
-    results: Iterator[list[tuple[libvirt.virDomain, int, str, str | None]]]
 
 
 def _batches(items: list[_T]) -> Iterator[list[_T]]:

@@ -105,7 +105,6 @@ def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
               memo: Cache | None = None) -> Planned:
     """``memo``: a cache of parsed manifests and domains (plan and apply; see
     ``reconciler.cache``); saved here."""
-    hv.prefetch()  # the domains' XML arrives while the manifests load
     inputs = load_desired(path, storage_roots, memo)
     live = read_state(hv, instance, inputs, memo)
     if memo is not None:
