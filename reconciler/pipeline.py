@@ -2,42 +2,61 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reconciler import diff
+from reconciler import cache, diff
 from reconciler.cache import Cache
+from reconciler.errors import Problem
 from reconciler.infra import diff as infra_diff
 from reconciler.infra.model import LiveNetwork, LivePool
 from reconciler.libvirt_adapter import Libvirt
 from reconciler.manifests import files
-from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Validated
+from reconciler.manifests.crossdoc import combine
+from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Checked, Validated
 from reconciler.model import LiveVM
 from reconciler.plan import Kind, Plan
 
 
 def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
                  memo: Cache | None = None) -> Validated:
-    """Every manifest below ``path``, validated. Needs no libvirt. With ``memo``, the result
-    for the same file contents (and the same working directory, which the messages' paths are
-    relative to) comes from the cache."""
-    key = None
-    if memo is not None:
-        key = (files.tree_digest(path), str(path), os.getcwd(), tuple(storage_roots))
-        hit = memo.get("manifests", key)
-        if isinstance(hit, Validated):
-            return hit
-    from reconciler.manifests import loader  # YAML and JSON Schema: only when not cached
-    from reconciler.manifests.validate import validate
+    """Every manifest below ``path``, validated. Needs no libvirt. With ``memo``, a file whose
+    bytes (and shown path) are unchanged is not parsed again: its documents' results come from
+    the cache, so an edit costs only the files it touched."""
+    if not path.exists():
+        return Validated((), (Problem(files.display_path(path), 0, 0, "",
+                                      "no such file or directory"),))
+    paths, problems = files.manifest_files(path)
+    checked: list[Checked] = []
+    for file in paths:
+        found, documents = _load_file(file, path, storage_roots, memo)
+        problems.extend(found)
+        checked.extend(documents)
+    return combine(checked, problems)
 
-    documents, problems = loader.load_tree(path)
-    validated = validate(documents, problems, storage_roots)
+
+def _load_file(file: Path, root: Path, storage_roots: Sequence[str],
+               memo: Cache | None) -> tuple[tuple[Problem, ...], tuple[Checked, ...]]:
+    data, key = None, None
     if memo is not None:
-        memo.put("manifests", key, validated)
-    return validated
+        with contextlib.suppress(OSError):  # unreadable: load_file says so
+            data = file.read_bytes()
+            key = (files.display_path(file), files.relative_path(file, root),
+                   cache.digest(data), tuple(storage_roots))
+            hit = memo.get("file", key)
+            if isinstance(hit, tuple):
+                return hit
+    from reconciler.manifests import loader  # YAML and JSON Schema: only when not cached
+    from reconciler.manifests.validate import check
+
+    documents, problems = loader.load_file(file, root, data)
+    result = (tuple(problems), tuple(check(doc, storage_roots) for doc in documents))
+    if memo is not None and key is not None:
+        memo.put("file", key, result)
+    return result
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 import json
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from reconciler.errors import Problem, short
 from reconciler.infra.model import DesiredNetwork, DesiredPool, IPv4, NetworkSpec, PoolSpec
@@ -72,18 +72,3 @@ def pool(doc: Document, data: dict,
                      type=spec["type"])
     record = {"path": path, "autostart": model.autostart, "type": model.type}
     return DesiredPool(model, _source(doc), _hash(record)), []
-
-
-def duplicate_bridges(networks: Iterable[DesiredNetwork]) -> list[Problem]:
-    seen: dict[str, DesiredNetwork] = {}
-    problems = []
-    for net in networks:
-        bridge = net.spec.bridge
-        if bridge and bridge in seen:
-            first = seen[bridge]
-            problems.append(Problem(net.source.file, net.source.line, 1, "spec.bridge",
-                                    f"bridge {bridge!r} is already used by network "
-                                    f"{first.spec.name!r} ({first.source.file})"))
-        elif bridge:
-            seen[bridge] = net
-    return problems

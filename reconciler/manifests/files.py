@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.cache import digest
 from reconciler.errors import Problem
 
 
@@ -52,16 +51,7 @@ def display_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
-def tree_digest(root: Path) -> bytes:
-    """A digest of everything ``load_tree`` reads: which files there are and their bytes."""
-    if not root.exists():
-        return b"missing"
-    paths, problems = manifest_files(root)
-    parts = [repr(problems).encode(), str(root.is_file()).encode()]
-    for path in paths:
-        parts.append(str(path).encode())
-        try:
-            parts.append(path.read_bytes())
-        except OSError as exc:
-            parts.append(repr(exc).encode())
-    return digest(*parts)
+def relative_path(path: Path, root: Path) -> str:
+    """A manifest's path as recorded in the domain's metadata: relative to the manifest
+    directory."""
+    return path.name if root.is_file() else str(path.relative_to(root))

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from reconciler.errors import Problem
-from reconciler.manifests.files import display_path, manifest_files
+from reconciler.manifests.files import display_path, manifest_files, relative_path
 
 try:
     _SafeLoader: type = yaml.CSafeLoader
@@ -71,12 +71,14 @@ def dotted(path: FieldPath) -> str:
     return out
 
 
-def load_file(path: Path, root: Path) -> tuple[list[Document], list[Problem]]:
-    """Documents of one file, or the problem that stops it from being read."""
+def load_file(path: Path, root: Path,
+              data: bytes | None = None) -> tuple[list[Document], list[Problem]]:
+    """Documents of one file (its bytes: ``data``, or read here), or the problem that stops it
+    from being read."""
     shown = display_path(path)
-    relative = path.name if root.is_file() else str(path.relative_to(root))
+    relative = relative_path(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Problem(shown, 0, 0, "", f"cannot read: {exc}")]
     documents: list[Document] = []

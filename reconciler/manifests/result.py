@@ -3,7 +3,7 @@ that a cached result (see ``reconciler.cache``) loads without YAML or JSON Schem
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.errors import Problem
 from reconciler.infra.model import DesiredNetwork, DesiredPool
@@ -22,3 +22,28 @@ class Validated:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+Position = tuple[int, int]  # line, column
+ClaimKey = tuple[str, str]  # (kind, name): VMs, networks and pools have separate name spaces
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One document checked on its own, with what the checks across documents need from it.
+    Depends on nothing but the document (and the storage roots), so it is cached per file."""
+
+    file: str
+    problems: tuple[Problem, ...]
+    claim: ClaimKey | None  # the name it declares, when readable
+    name_at: Position  # where metadata.name is
+    vm: DesiredVM | None = None  # set only for a document without problems
+    network: DesiredNetwork | None = None
+    pool: DesiredPool | None = None
+    # Where the fields that a cross-document problem names are (MACs, disk names, cloudInit,
+    # the bridge), by dotted field name.
+    where: dict[str, Position] = field(default_factory=dict, compare=False)
+
+    def problem(self, dotted: str, message: str) -> Problem:
+        line, column = self.where.get(dotted, self.name_at)
+        return Problem(self.file, line, column, dotted, message)

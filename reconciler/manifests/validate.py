@@ -15,9 +15,15 @@ from reconciler import cloudinit
 from reconciler import schema as schemas
 from reconciler.errors import Problem, short
 from reconciler.infra import validate as infra_validate
-from reconciler.infra.model import DesiredNetwork, DesiredPool
+from reconciler.manifests.crossdoc import combine
 from reconciler.manifests.loader import Document, FieldPath, dotted
-from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Validated
+from reconciler.manifests.result import (
+    DEFAULT_STORAGE_ROOTS,
+    Checked,
+    ClaimKey,
+    Position,
+    Validated,
+)
 from reconciler.model import CloudInit, DesiredVM, Disk, Nic, PowerState, Source, VMSpec
 from reconciler.units import parse_duration, parse_quantity
 
@@ -172,101 +178,49 @@ def _shown(value: object, path: FieldPath) -> str:
 def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (),
              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
     """Check every document; collect every problem, not only the first. Pure."""
-    problems = list(load_problems)
-    built: list[tuple[Document, DesiredVM]] = []
-    networks: list[DesiredNetwork] = []
-    pools: list[DesiredPool] = []
-    claimed: dict[ClaimKey, Document] = {}
-    twice: set[ClaimKey] = set()  # names declared more than once: none of them is applied
-    for doc in documents:
-        doc_problems = list(_check_document(doc))
-        problems.extend(doc_problems)
-        if doc_problems or doc.flawed:
-            # The name may still be readable: keep claiming it so duplicates are reported.
-            name = _name_of(doc.data)
-            if name:
-                problems.extend(_claim(claimed, twice, _claim_key(doc.data, name), doc))
-            # And the cross-field checks of the parts that are well-formed: all errors at once.
-            if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
-                data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
-                assert isinstance(data, dict)
-                problems.extend(_check_semantics(doc, data))
-            continue
-        kind = doc.data["kind"] if isinstance(doc.data, dict) else ""
-        if kind in ("Network", "StoragePool"):
-            data = schemas.with_defaults(doc.data, schemas.load(kind))
+    return combine([check(doc, storage_roots) for doc in documents], load_problems)
+
+
+def check(doc: Document, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Checked:
+    """One document on its own: its problems, the name it claims and, when it has no problem,
+    the resource it declares. Pure."""
+    name_at = doc.position(("metadata", "name"))
+    doc_problems = list(_check_document(doc))
+    if doc_problems or doc.flawed:
+        # The name may still be readable: it is claimed, so that duplicates are reported.
+        name = _name_of(doc.data)
+        # And the cross-field checks of the parts that are well-formed: all errors at once.
+        if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
+            data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
             assert isinstance(data, dict)
-            name = data["metadata"]["name"]
-            problems.extend(_claim(claimed, twice, _claim_key(data, name), doc))
-            if kind == "Network":
-                net, found = infra_validate.network(doc, data)
-                networks.extend([net] if net else [])
-            else:
-                pool, found = infra_validate.pool(doc, data, storage_roots)
-                pools.extend([pool] if pool else [])
-            problems.extend(found)
-            continue
-        data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
-        assert isinstance(data, dict)
-        semantic = list(_check_semantics(doc, data))
-        problems.extend(semantic)
-        problems.extend(_claim(claimed, twice, ("VirtualMachine", data["metadata"]["name"]), doc))
-        if not semantic:
-            built.append((doc, _desired(doc, data)))
-    problems.extend(infra_validate.duplicate_bridges(networks))
-    clashes = list(_shared_macs(built)) + list(_shared_volumes(built))
-    problems.extend(problem for problem, _ in clashes)
-    dropped = {name for kind, name in twice if kind == "VirtualMachine"}
-    dropped |= {name for _, names in clashes for name in names}
-    vms = tuple(vm for _, vm in built if vm.spec.name not in dropped)
-    networks = [n for n in networks if ("Network", n.spec.name) not in twice]
-    pools = [p for p in pools if ("StoragePool", p.spec.name) not in twice]
-    return Validated(vms, tuple(sorted(set(problems))), tuple(networks), tuple(pools))
+            doc_problems.extend(_check_semantics(doc, data))
+        return Checked(doc.file, tuple(doc_problems), _claim_key(doc.data, name) if name else None,
+                       name_at)
+    assert isinstance(doc.data, dict)
+    kind = doc.data["kind"]
+    data = schemas.with_defaults(doc.data, schemas.load(kind))
+    assert isinstance(data, dict)
+    claim = _claim_key(data, data["metadata"]["name"])
+    if kind == "Network":
+        net, found = infra_validate.network(doc, data)
+        return Checked(doc.file, tuple(found), claim, name_at, network=net,
+                       where=_positions(doc, [("spec", "bridge")]))
+    if kind == "StoragePool":
+        pool, found = infra_validate.pool(doc, data, storage_roots)
+        return Checked(doc.file, tuple(found), claim, name_at, pool=pool)
+    semantic = tuple(_check_semantics(doc, data))
+    if semantic:
+        return Checked(doc.file, semantic, claim, name_at)
+    spec = data["spec"]
+    paths: list[FieldPath] = [("spec", "cloudInit")]
+    paths += [("spec", "disks", i, "name") for i in range(len(spec["disks"]))]
+    paths += [("spec", "networks", i, "mac") for i in range(len(spec["networks"]))]
+    return Checked(doc.file, (), claim, name_at, vm=_desired(doc, data),
+                   where=_positions(doc, paths))
 
 
-ClaimKey = tuple[str, str]  # (kind, name): VMs, networks and pools have separate name spaces
-Clash = tuple[Problem, tuple[str, ...]]  # a problem, and the VMs it stops from being applied
-
-
-def _shared_macs(built: Sequence[tuple[Document, DesiredVM]]) -> Iterable[Clash]:
-    """One MAC on two VMs breaks both on a shared segment; neither is applied."""
-    owners: dict[str, tuple[Document, DesiredVM]] = {}
-    for doc, vm in built:
-        for i, nic in enumerate(vm.spec.nics):
-            if nic.mac is None:
-                continue
-            first_doc, first = owners.setdefault(nic.mac, (doc, vm))
-            if first is vm:
-                continue
-            line, _ = first_doc.position(("metadata", "name"))
-            yield (doc.problem(("spec", "networks", i, "mac"),
-                               f"MAC {nic.mac} is also used by VM {first.spec.name!r} "
-                               f"({first_doc.file}:{line}); give each NIC its own MAC"),
-                   (vm.spec.name, first.spec.name))
-
-
-def _shared_volumes(built: Sequence[tuple[Document, DesiredVM]]) -> Iterable[Clash]:
-    """Volumes are named ``<vm>-<disk>`` (and ``<vm>-cidata`` for a seed), so VM ``a-b`` with
-    disk ``c`` and VM ``a`` with disk ``b-c`` would share one volume; neither is applied."""
-    owners: dict[tuple[str, str], tuple[Document, DesiredVM, str]] = {}
-    for doc, vm in built:
-        spec = vm.spec
-        volumes: list[tuple[str, str, FieldPath]] = [
-            (d.pool, d.volume(vm.spec.name), ("spec", "disks", i, "name"))
-            for i, d in enumerate(spec.disks)]
-        if spec.cloud_init is not None:
-            volumes.append((spec.cloud_init.pool, cloudinit.seed_volume(vm.spec.name),
-                            ("spec", "cloudInit")))
-        for pool, volume, path in volumes:
-            first_doc, first, first_field = owners.setdefault((pool, volume), (doc, vm, path[1]))
-            if first is vm:
-                continue
-            line, _ = first_doc.position(("metadata", "name"))
-            what = "cloud-init seed" if first_field == "cloudInit" else "disk"
-            yield (doc.problem(path, f"volume {volume!r} in pool {pool!r} is also the {what} "
-                                     f"volume of VM {first.spec.name!r} ({first_doc.file}:{line}); "
-                                     "rename the disk or the VM"),
-                   (vm.spec.name, first.spec.name))
+def _positions(doc: Document, paths: Iterable[FieldPath]) -> dict[str, Position]:
+    return {dotted(path): doc.position(path) for path in paths}
 
 
 def _claim_key(data: object, name: str) -> ClaimKey:
@@ -279,18 +233,6 @@ def _name_of(data: object) -> str | None:
         name = data["metadata"].get("name")
         return name if isinstance(name, str) else None
     return None
-
-
-def _claim(claimed: dict[ClaimKey, Document], twice: set[ClaimKey], key: ClaimKey,
-           doc: Document) -> list[Problem]:
-    first = claimed.setdefault(key, doc)
-    if first is doc:
-        return []
-    twice.add(key)
-    line, _ = first.position(("metadata", "name"))
-    message = (f"{short(key[1])} is already declared in {first.file}:{line}; names must be "
-               "unique, and neither is applied until one is renamed")
-    return [doc.problem(("metadata", "name"), message)]
 
 
 def _check_document(doc: Document) -> Iterable[Problem]:

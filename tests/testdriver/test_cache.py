@@ -11,6 +11,7 @@ import libvirt
 from conftest import run_cli, vm_manifest, write_manifest
 
 from reconciler import cache
+from reconciler.manifests import loader
 
 URI = "test:///default"
 
@@ -69,7 +70,7 @@ def test_a_broken_cache_is_ignored_and_rewritten(testdrv, prefix, tmp_path, own_
     assert plan_json(m)["summary"]["create"] == 1
     with (own_cache / cache.FILE).open("rb") as file:
         code, tables = pickle.load(file)
-    assert code == cache.code_digest() and tables["manifests"]
+    assert code == cache.code_digest() and tables["file"]
 
 
 class _Boom:
@@ -100,12 +101,36 @@ def test_an_empty_cache_dir_setting_turns_it_off(testdrv, prefix, tmp_path, own_
     assert not own_cache.exists()
 
 
-def test_entries_not_used_are_dropped(testdrv, prefix, tmp_path, own_cache):
+def test_an_edit_re_reads_only_the_file_it_touched(testdrv, prefix, tmp_path, own_cache,
+                                                    monkeypatch):
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b"))
     plan_json(m)
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))
-    plan_json(m)
+    parsed: list[str] = []
+    real = loader.load_file
+
+    def spy(path, root, data=None):  # type: ignore[no-untyped-def]
+        parsed.append(path.name)
+        return real(path, root, data)
+
+    monkeypatch.setattr(loader, "load_file", spy)
+    warm = plan_json(m)
+    assert parsed == ["a.yaml"]
+    monkeypatch.setattr(loader, "load_file", real)
+    assert warm == cold_plan(m, monkeypatch)
     with (own_cache / cache.FILE).open("rb") as file:
         _, tables = pickle.load(file)
-    assert len(tables["manifests"]) == 1  # the first version's entry is gone
+    assert len(tables["file"]) == 2  # the first version of a.yaml is gone
+
+
+def test_the_same_manifests_seen_from_another_folder_name_their_files_right(
+        testdrv, prefix, tmp_path, own_cache, monkeypatch):
+    # Messages show paths relative to the working directory: not the same cache entry.
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", memory="1GB"))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("plan", "--connect", URI, "m").stderr.startswith("m/a.yaml:7:3:")
+    monkeypatch.chdir(m)
+    assert run_cli("plan", "--connect", URI, ".").stderr.startswith("a.yaml:7:3:")
