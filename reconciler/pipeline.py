@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,32 +22,59 @@ from reconciler.plan import Kind, Plan
 
 def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
                  memo: Cache | None = None) -> Validated:
-    """Every manifest below ``path``, validated. Needs no libvirt. With ``memo``, a file whose
-    bytes (and shown path) are unchanged is not parsed again: its documents' results come from
-    the cache, so an edit costs only the files it touched."""
+    """Every manifest below ``path``, validated. Needs no libvirt.
+
+    With ``memo``: a file whose bytes (and shown path) are unchanged is not parsed again (its
+    documents' results come from the cache), so an edit costs only the files it touched; and
+    when no file changed, the whole result comes from the cache."""
     if not path.exists():
         return Validated((), (Problem(files.display_path(path), 0, 0, "",
                                       "no such file or directory"),))
     paths, problems = files.manifest_files(path)
+    keyed = [(file, *_file_key(file, path, storage_roots, memo)) for file in paths]
+    whole = None
+    if memo is not None and all(key for _, _, key in keyed):
+        whole = cache.digest(repr([key for _, _, key in keyed]).encode(), repr(problems).encode())
+        hit = memo.get("manifests", whole)
+        if isinstance(hit, Validated):
+            for _, _, key in keyed:
+                memo.get("file", key)  # still in use: kept when the cache is saved
+            return hit
     checked: list[Checked] = []
-    for file in paths:
-        found, documents = _load_file(file, path, storage_roots, memo)
+    for file, data, key in keyed:
+        found, documents = _load_file(file, path, storage_roots, memo, data, key)
         problems.extend(found)
         checked.extend(documents)
-    return combine(checked, problems)
+    validated = combine(checked, problems)
+    if memo is not None and whole is not None:
+        memo.put("manifests", whole, validated)
+    return validated
 
 
-def _load_file(file: Path, root: Path, storage_roots: Sequence[str],
-               memo: Cache | None) -> tuple[tuple[Problem, ...], tuple[Checked, ...]]:
-    data, key = None, None
-    if memo is not None:
-        with contextlib.suppress(OSError):  # unreadable: load_file says so
-            data = file.read_bytes()
-            key = (files.display_path(file), files.relative_path(file, root),
-                   cache.digest(data), tuple(storage_roots))
-            hit = memo.get("file", key)
-            if isinstance(hit, tuple):
-                return hit
+FileKey = tuple[str, str, bytes, tuple[str, ...]]  # shown path, relative path, digest, roots
+
+
+def _file_key(file: Path, root: Path, storage_roots: Sequence[str],
+              memo: Cache | None) -> tuple[bytes | None, FileKey | None]:
+    """A file's bytes and its cache key; none without a cache or when it cannot be read (then
+    ``load_file`` says why)."""
+    if memo is None:
+        return None, None
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return None, None
+    return data, (files.display_path(file), files.relative_path(file, root), cache.digest(data),
+                  tuple(storage_roots))
+
+
+def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache | None,
+               data: bytes | None, key: FileKey | None,
+               ) -> tuple[tuple[Problem, ...], tuple[Checked, ...]]:
+    if memo is not None and key is not None:
+        hit = memo.get("file", key)
+        if isinstance(hit, tuple):
+            return hit
     from reconciler.manifests import loader  # YAML and JSON Schema: only when not cached
     from reconciler.manifests.validate import check
 
