@@ -18,7 +18,6 @@ import pickle
 from collections.abc import Hashable
 from pathlib import Path
 
-FILE = "plan-cache.pickle"
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -41,69 +40,76 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+def table_file(folder: Path, table: str) -> Path:
+    return folder / f"plan-cache-{table}.pickle"
+
+
 class Cache:
-    """Tables of key -> value, loaded from and saved to one file."""
+    """Tables of key -> value, each in its own file, loaded at its first use (a plan whose
+    manifests are all unchanged never loads the per-file table)."""
 
     def __init__(self, folder: Path | None) -> None:
-        self.path = folder / FILE if folder else None
+        self.folder = folder
         self._code = code_digest() if folder else ""
-        self._loaded: dict[str, dict[Hashable, object]] | None = None  # at the first get()
-        self._new: dict[str, dict[Hashable, object]] = {}
-        self._changed = False
+        self._old: dict[str, dict[Hashable, object]] = {}  # as loaded
+        self._new: dict[str, dict[Hashable, object]] = {}  # used or computed in this run
+        self._changed: set[str] = set()
 
-    def _load(self) -> dict[str, dict[Hashable, object]]:
-        if self.path is None:
-            return {}
+    def _table(self, table: str) -> dict[Hashable, object]:
+        if table not in self._old:
+            self._old[table] = self._load(table)
+            self._new[table] = {}
+        return self._old[table]
+
+    def _load(self, table: str) -> dict[Hashable, object]:
+        assert self.folder is not None
         try:
-            with self.path.open("rb") as file:
+            with table_file(self.folder, table).open("rb") as file:
                 info = os.fstat(file.fileno())
                 if info.st_uid != os.geteuid() or info.st_mode & 0o022:
                     return {}  # unpickling runs code: only a file no one else could have written
-                code, tables = pickle.load(file)
+                code, entries = pickle.load(file)
         except Exception:  # missing, unreadable, corrupt, from another version: start empty
             return {}
-        return tables if code == self._code and isinstance(tables, dict) else {}
-
-    @property
-    def _old(self) -> dict[str, dict[Hashable, object]]:
-        if self._loaded is None:
-            self._loaded = self._load()
-        return self._loaded
+        return entries if code == self._code and isinstance(entries, dict) else {}
 
     def get(self, table: str, key: Hashable) -> object | None:
-        if self.path is None:
+        if self.folder is None:
             return None
-        value = self._old.get(table, {}).get(key)
+        value = self._table(table).get(key)
         if value is not None:
-            self._new.setdefault(table, {})[key] = value
+            self._new[table][key] = value
         return value
 
     def put(self, table: str, key: Hashable, value: object) -> None:
-        if self.path is not None:
-            self._new.setdefault(table, {})[key] = value
-            self._changed = True
+        if self.folder is not None:
+            self._table(table)
+            self._new[table][key] = value
+            self._changed.add(table)
 
     def save(self) -> None:
-        """Write the entries used in this run (when something changed), atomically."""
-        if self.path is None:
+        """Write each table this run used, when it gained entries or some went unused: only
+        the entries used in this run, atomically. A table not used is left as it is."""
+        if self.folder is None:
             return
-        used = sum(len(t) for t in self._new.values())
-        if not self._changed and used == sum(len(t) for t in self._old.values()):
-            return
-        import tempfile
+        for table, entries in self._new.items():
+            if table not in self._changed and len(entries) == len(self._old[table]):
+                continue
+            import tempfile
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".plan-cache-")
             try:
-                with os.fdopen(fd, "wb") as file:
-                    pickle.dump((self._code, self._new), file, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError:
-            pass  # a read-only home, a full disk: the next run computes again
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".plan-cache-")
+                try:
+                    with os.fdopen(fd, "wb") as file:
+                        pickle.dump((self._code, entries), file,
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                    os.replace(temporary, table_file(self.folder, table))
+                except BaseException:
+                    os.unlink(temporary)
+                    raise
+            except OSError:
+                pass  # a read-only home, a full disk: the next run computes again
 
 
 def digest(*parts: bytes) -> bytes:

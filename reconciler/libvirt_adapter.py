@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
@@ -619,28 +619,32 @@ def _inactive_xml(obj: libvirt.virNetwork | libvirt.virStoragePool, flag: int) -
 
 class _Fetched:
     """One domain as read: its XML, and what the first pass needs from it (its mark and the
-    volumes its disks name), parsed or from the cache."""
+    volumes its disks name), parsed or from the cache.
+
+    The cache keeps, by a digest of the XML: the mark, the volumes, and the LiveVM last built
+    from it with the key of what else went into it (autostart, volume sizes, state)."""
 
     def __init__(self, dom: libvirt.virDomain, state: int, inactive: str, active: str | None,
                  digest: bytes, mark: Mark | None, volumes: tuple[VolumeKey, ...],
-                 roots: tuple[etree._Element, etree._Element | None] | None) -> None:
+                 built: tuple[Hashable, LiveVM] | None = None) -> None:
         self.dom, self.state, self.inactive, self.active = dom, state, inactive, active
-        self.digest, self.mark, self.volumes, self.roots = digest, mark, volumes, roots
+        self.digest, self.mark, self.volumes, self.built = digest, mark, volumes, built
+        self.roots: tuple[etree._Element, etree._Element | None] | None = None
 
     @classmethod
     def of(cls, dom: libvirt.virDomain, state: int, inactive: str, active: str | None,
            memo: Cache | None) -> _Fetched:
         key = cache.digest(inactive.encode(), (active or "").encode()) if memo else b""
-        head = memo.get("domain", key) if memo else None
-        if isinstance(head, tuple):
-            return cls(dom, state, inactive, active, key, *head, roots=None)
-        item = cls(dom, state, inactive, active, key, None, (), roots=None)
+        entry = memo.get("domain", key) if memo else None
+        if isinstance(entry, tuple) and len(entry) == 3:
+            return cls(dom, state, inactive, active, key, *entry)
+        item = cls(dom, state, inactive, active, key, None, ())
         root, live_root = item.parse()
         item.mark = domainxml.read_mark(root)
         item.volumes = tuple(dict.fromkeys(
             [*_volume_keys(root), *(_volume_keys(live_root) if live_root is not None else ())]))
         if memo:
-            memo.put("domain", key, (item.mark, item.volumes))
+            memo.put("domain", key, (item.mark, item.volumes, None))
         return item
 
     def parse(self) -> tuple[etree._Element, etree._Element | None]:
@@ -652,11 +656,10 @@ class _Fetched:
     def live_vm(self, autostart: set[str], sizes: Mapping[VolumeKey, int],
                 memo: Cache | None) -> LiveVM:
         dom, name = self.dom, self.dom.name()
-        key = (self.digest, name in autostart, tuple(sizes.get(k) for k in self.volumes),
-               self.state)
-        cached = memo.get("live", key) if memo else None
-        if isinstance(cached, LiveVM):
-            return cached
+        # Everything else the LiveVM holds comes from the XML (name, uuid and id too).
+        key = (name in autostart, tuple(sizes.get(k) for k in self.volumes), self.state)
+        if self.built is not None and self.built[0] == key:
+            return self.built[1]
         running = self.active is not None
         root, live_root = self.parse()
         applied = self.mark.applied if self.mark else {}
@@ -679,9 +682,8 @@ class _Fetched:
             live_nics=live_spec.nics if live_spec else None,
         )
         if memo:
-            # Everything above comes from the key (name, uuid and id are in the XML).
             vm = replace(vm, seen=seen(vm))
-            memo.put("live", key, vm)
+            memo.put("domain", self.digest, (self.mark, self.volumes, (key, vm)))
         return vm
 
 

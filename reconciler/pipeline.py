@@ -37,9 +37,7 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
         whole = cache.digest(repr([key for _, _, key in keyed]).encode(), repr(problems).encode())
         hit = memo.get("manifests", whole)
         if isinstance(hit, Validated):
-            for _, _, key in keyed:
-                memo.get("file", key)  # still in use: kept when the cache is saved
-            return hit
+            return hit  # the per-file table is not even loaded
     checked: list[Checked] = []
     for file, data, key in keyed:
         found, documents = _load_file(file, path, storage_roots, memo, data, key)

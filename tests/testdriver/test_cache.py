@@ -40,7 +40,7 @@ def test_a_warm_plan_is_the_cold_plan(testdrv, prefix, tmp_path, own_cache, monk
     write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b", state="stopped"))
     apply(m, state)
     first = plan_json(m)  # fills the cache
-    assert (own_cache / cache.FILE).exists()
+    assert cache.table_file(own_cache, "domain").exists()
     assert plan_json(m) == first == cold_plan(m, monkeypatch)
     assert first["summary"]["update"] == 0 and first["summary"]["create"] == 0
 
@@ -65,12 +65,13 @@ def test_a_broken_cache_is_ignored_and_rewritten(testdrv, prefix, tmp_path, own_
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     own_cache.mkdir(mode=0o700)
-    (own_cache / cache.FILE).write_bytes(b"not a pickle")
-    (own_cache / cache.FILE).chmod(0o600)
+    broken = cache.table_file(own_cache, "file")
+    broken.write_bytes(b"not a pickle")
+    broken.chmod(0o600)
     assert plan_json(m)["summary"]["create"] == 1
-    with (own_cache / cache.FILE).open("rb") as file:
-        code, tables = pickle.load(file)
-    assert code == cache.code_digest() and tables["file"]
+    with broken.open("rb") as file:
+        code, entries = pickle.load(file)
+    assert code == cache.code_digest() and len(entries) == 1
 
 
 class _Boom:
@@ -86,8 +87,9 @@ def test_a_cache_file_others_could_write_is_never_loaded(testdrv, prefix, tmp_pa
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     _Boom.witness = tmp_path / "pwned"
     own_cache.mkdir(mode=0o700)
-    (own_cache / cache.FILE).write_bytes(pickle.dumps((cache.code_digest(), _Boom())))
-    (own_cache / cache.FILE).chmod(0o666)
+    poisoned = cache.table_file(own_cache, "file")
+    poisoned.write_bytes(pickle.dumps((cache.code_digest(), _Boom())))
+    poisoned.chmod(0o666)
     assert plan_json(m)["summary"]["create"] == 1
     assert not _Boom.witness.exists()
 
@@ -120,9 +122,9 @@ def test_an_edit_re_reads_only_the_file_it_touched(testdrv, prefix, tmp_path, ow
     assert parsed == ["a.yaml"]
     monkeypatch.setattr(loader, "load_file", real)
     assert warm == cold_plan(m, monkeypatch)
-    with (own_cache / cache.FILE).open("rb") as file:
-        _, tables = pickle.load(file)
-    assert len(tables["file"]) == 2  # the first version of a.yaml is gone
+    with cache.table_file(own_cache, "file").open("rb") as file:
+        _, entries = pickle.load(file)
+    assert len(entries) == 2  # the first version of a.yaml is gone
 
 
 def test_the_same_manifests_seen_from_another_folder_name_their_files_right(
