@@ -611,7 +611,8 @@ def _bench(args: argparse.Namespace, prefix: str, instance: str, workdir: Path) 
     # The plan cache lives in the work dir too: the first plan (the warm-up) fills it.
     env = dict(os.environ, RECONCILER_INSTANCE=instance,
                PYTHONPYCACHEPREFIX=str(workdir / "pycache"),
-               RECONCILER_CACHE_DIR=str(workdir / "cache"))
+               RECONCILER_CACHE_DIR=str(workdir / "cache"),
+               XDG_STATE_HOME=str(workdir / "state-home"))  # the cache's key
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("RECONCILER_CONNECT", None)
     ctx = Context(args.connect, prefix, instance, manifests, config, state_dir, reconciler, env)

@@ -1,24 +1,36 @@
-"""A cache of pure results for `plan` and `apply`: the validated manifest set, keyed by a digest of
-every manifest file's bytes; each domain's parsed XML, keyed by a digest of the XML (and of the
-volume sizes and autostart flag read with it). A hit is exactly what a fresh computation would
-give, so a stale entry cannot exist: a changed input is a different key. Entries are also keyed by
-the code that computed them (the package's files), and those not used in a run are dropped when
-it is saved.
+"""A cache of pure results for `plan` and `apply`: each manifest file's checked documents, keyed by
+a digest of its bytes (and the whole set's result when no file changed); each domain's parsed
+XML, keyed by a digest of the XML (with the volume sizes, autostart flag and state read with it).
+A hit is exactly what a fresh computation would give, so a stale entry cannot exist: a changed
+input is a different key. Entries are also keyed by the code that computed them (the package's
+files). Each table is one file, loaded at its first use and rewritten with only the entries that
+run used.
 
 Where: ``$RECONCILER_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconciler``, else
-``~/.cache/reconciler``; ``RECONCILER_CACHE_DIR=`` (empty) turns it off. A missing, unreadable or
-corrupt cache file is the same as an empty one; failing to write it is not an error.
+``~/.cache/reconciler``; ``RECONCILER_CACHE_DIR=`` (empty) turns it off.
+
+Trust: unpickling runs code, so a cache file is loaded only when it carries a MAC made with a
+random key kept outside the cache folder (``$XDG_STATE_HOME/reconciler/cache.key``, else
+``~/.local/state/...``, mode 0600): a cache folder copied from elsewhere (a CI cache restore) or
+written by another user is ignored. Neither the folder, the key nor a cache file is used through
+a symbolic link or when another user owns it or may write it. Results holding cloud-init user
+data are never written. A missing, foreign or corrupt file is the same as an empty one; failing
+to write one is not an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import pickle
+import stat
 from collections.abc import Hashable
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+_MAGIC = b"reconciler-cache-1\n"
+_MAC_SIZE = 32
 
 
 def default_dir() -> Path | None:
@@ -28,6 +40,16 @@ def default_dir() -> Path | None:
         return Path(configured) if configured else None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "reconciler"
+
+
+def key_file() -> Path:
+    base = (os.environ.get("XDG_STATE_HOME")
+            or os.path.join(os.path.expanduser("~"), ".local", "state"))
+    return Path(base) / "reconciler" / "cache.key"
+
+
+def table_file(folder: Path, table: str) -> Path:
+    return folder / f"plan-cache-{table}.pickle"
 
 
 def code_digest() -> str:
@@ -40,8 +62,53 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def table_file(folder: Path, table: str) -> Path:
-    return folder / f"plan-cache-{table}.pickle"
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user, and no one else may write it."""
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _private_folder(folder: Path) -> bool:
+    """A real folder of this user's (made if missing), not a link another user could point."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and _private(info)
+
+
+def _read_private(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        return file.read() if _private(os.fstat(file.fileno())) else None
+
+
+def _secret_key() -> bytes | None:
+    """This user's cache key, made on first use; None if it cannot be trusted or made."""
+    path = key_file()
+    key = _read_private(path)
+    if key is not None:
+        return key if len(key) == 32 else None
+    if not _private_folder(path.parent):
+        return None
+    key = os.urandom(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:  # made meanwhile by another run
+        key = _read_private(path) or b""
+        return key if len(key) == 32 else None
+    except OSError:
+        return None
+    with os.fdopen(fd, "wb") as file:
+        file.write(key)
+    return key
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, key=key, digest_size=_MAC_SIZE).digest()
 
 
 class Cache:
@@ -49,11 +116,15 @@ class Cache:
     manifests are all unchanged never loads the per-file table)."""
 
     def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-        self._code = code_digest() if folder else ""
+        self._key = _secret_key() if folder is not None and _private_folder(folder) else None
+        self.folder = folder if self._key is not None else None
+        self._code = code_digest() if self.folder else ""
         self._old: dict[str, dict[Hashable, object]] = {}  # as loaded
         self._new: dict[str, dict[Hashable, object]] = {}  # used or computed in this run
         self._changed: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return self.folder is not None
 
     def _table(self, table: str) -> dict[Hashable, object]:
         if table not in self._old:
@@ -62,14 +133,16 @@ class Cache:
         return self._old[table]
 
     def _load(self, table: str) -> dict[Hashable, object]:
-        assert self.folder is not None
+        assert self.folder is not None and self._key is not None
+        data = _read_private(table_file(self.folder, table))
+        if data is None or not data.startswith(_MAGIC):
+            return {}
+        mac, payload = data[len(_MAGIC):][:_MAC_SIZE], data[len(_MAGIC) + _MAC_SIZE:]
+        if not hmac.compare_digest(mac, _mac(self._key, payload)):
+            return {}  # not written by this user's reconciler: never unpickled
         try:
-            with table_file(self.folder, table).open("rb") as file:
-                info = os.fstat(file.fileno())
-                if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-                    return {}  # unpickling runs code: only a file no one else could have written
-                code, entries = pickle.load(file)
-        except Exception:  # missing, unreadable, corrupt, from another version: start empty
+            code, entries = pickle.loads(payload)
+        except Exception:  # from an older reconciler, or cut short
             return {}
         return entries if code == self._code and isinstance(entries, dict) else {}
 
@@ -90,26 +163,29 @@ class Cache:
     def save(self) -> None:
         """Write each table this run used, when it gained entries or some went unused: only
         the entries used in this run, atomically. A table not used is left as it is."""
-        if self.folder is None:
+        if self.folder is None or self._key is None:
             return
         for table, entries in self._new.items():
             if table not in self._changed and len(entries) == len(self._old[table]):
                 continue
-            import tempfile
+            payload = pickle.dumps((self._code, entries), protocol=pickle.HIGHEST_PROTOCOL)
+            self._write(table_file(self.folder, table),
+                        _MAGIC + _mac(self._key, payload) + payload)
 
+    def _write(self, path: Path, data: bytes) -> None:
+        import tempfile
+
+        try:
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".plan-cache-")
             try:
-                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".plan-cache-")
-                try:
-                    with os.fdopen(fd, "wb") as file:
-                        pickle.dump((self._code, entries), file,
-                                    protocol=pickle.HIGHEST_PROTOCOL)
-                    os.replace(temporary, table_file(self.folder, table))
-                except BaseException:
-                    os.unlink(temporary)
-                    raise
-            except OSError:
-                pass  # a read-only home, a full disk: the next run computes again
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except OSError:
+            pass  # a read-only home, a full disk: the next run computes again
 
 
 def digest(*parts: bytes) -> bytes:

@@ -275,15 +275,17 @@ class _Runner:
         if spec.cloud_init and (_has(writes, "cloudInit") or _has(writes, "cloudInit pool")):
             self._upload_seed(spec)
         live_before = domainxml.parse(self.hv.domain_xml(name, inactive=False)) if running else None
+        # Grow before the new mark records the new sizes: a recorded size is trusted later (a
+        # stopped VM's volume whose manifest size is the recorded one is not read again).
+        for disk in spec.disks:
+            if _has(writes, f"disk {disk.name}", "grow"):
+                self._grow(name, disk, running=running, live_root=live_before)
         if any(c.field != "state" for c in writes):
             current = self.hv.domain_xml(name)
             self.hv.define(domainxml.edit_config(current, spec, mark=self._mark(want)))
         config_root = domainxml.parse(self.hv.domain_xml(name))
         if _has(writes, "autostart"):
             self.hv.set_autostart(name, spec.autostart)
-        for disk in spec.disks:
-            if _has(writes, f"disk {disk.name}", "grow"):
-                self._grow(name, disk, running=running, live_root=live_before)
         if running and live_before is not None:
             pending += self._hotplug(action, config_root, live_before)
             if not action.restart:

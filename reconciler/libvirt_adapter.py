@@ -140,8 +140,8 @@ class Libvirt:
                                 continue
                             if key in known:
                                 known_sizes[key] = known[key]
-                            elif expected is not None and key[1] == seed:
-                                known_sizes[key] = 0  # only its existence is diffed
+                            elif expected is not None and key[1] == seed and key in item.cdroms:
+                                known_sizes[key] = 0  # a seed: only its existence is diffed
                             else:
                                 batch.append((key, vol))
                     if len(batch) >= _BATCH:
@@ -626,9 +626,11 @@ class _Fetched:
 
     def __init__(self, dom: libvirt.virDomain, state: int, inactive: str, active: str | None,
                  digest: bytes, mark: Mark | None, volumes: tuple[VolumeKey, ...],
+                 cdroms: frozenset[VolumeKey] = frozenset(),
                  built: tuple[Hashable, LiveVM] | None = None) -> None:
         self.dom, self.state, self.inactive, self.active = dom, state, inactive, active
         self.digest, self.mark, self.volumes, self.built = digest, mark, volumes, built
+        self.cdroms = cdroms  # volumes attached as CD-ROMs (a cloud-init seed)
         self.roots: tuple[etree._Element, etree._Element | None] | None = None
 
     @classmethod
@@ -636,15 +638,16 @@ class _Fetched:
            memo: Cache | None) -> _Fetched:
         key = cache.digest(inactive.encode(), (active or "").encode()) if memo else b""
         entry = memo.get("domain", key) if memo else None
-        if isinstance(entry, tuple) and len(entry) == 3:
+        if isinstance(entry, tuple) and len(entry) == 4:
             return cls(dom, state, inactive, active, key, *entry)
         item = cls(dom, state, inactive, active, key, None, ())
         root, live_root = item.parse()
         item.mark = domainxml.read_mark(root)
-        item.volumes = tuple(dict.fromkeys(
-            [*_volume_keys(root), *(_volume_keys(live_root) if live_root is not None else ())]))
+        roots = [r for r in (root, live_root) if r is not None]
+        item.volumes = tuple(dict.fromkeys(k for r in roots for k in _volume_keys(r)))
+        item.cdroms = frozenset(k for r in roots for k in _volume_keys(r, device="cdrom"))
         if memo:
-            memo.put("domain", key, (item.mark, item.volumes, None))
+            memo.put("domain", key, (item.mark, item.volumes, item.cdroms, None))
         return item
 
     def parse(self) -> tuple[etree._Element, etree._Element | None]:
@@ -681,9 +684,9 @@ class _Fetched:
             live_disks=live_spec.disks if live_spec else None,
             live_nics=live_spec.nics if live_spec else None,
         )
+        vm = replace(vm, seen=seen(vm))  # before owned_view: the same with or without a cache
         if memo:
-            vm = replace(vm, seen=seen(vm))
-            memo.put("domain", self.digest, (self.mark, self.volumes, (key, vm)))
+            memo.put("domain", self.digest, (self.mark, self.volumes, self.cdroms, (key, vm)))
         return vm
 
 
@@ -703,9 +706,13 @@ def _known_sizes(vm: str, applied: Mapping[str, object],
     return out
 
 
-def _volume_keys(root: etree._Element) -> Iterator[tuple[str, str]]:
-    for source in root.iterfind("devices/disk/source"):
-        if source.get("pool") and source.get("volume"):
+def _volume_keys(root: etree._Element, device: str | None = None) -> Iterator[VolumeKey]:
+    """(pool, volume) of each disk (of one ``device`` kind: disk, cdrom) with a volume source."""
+    for disk in root.iterfind("devices/disk"):
+        source = disk.find("source")
+        if device is not None and disk.get("device", "disk") != device:
+            continue
+        if source is not None and source.get("pool") and source.get("volume"):
             yield source.get("pool"), source.get("volume")
 
 

@@ -44,9 +44,15 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
         problems.extend(found)
         checked.extend(documents)
     validated = combine(checked, problems)
-    if memo is not None and whole is not None:
+    if memo is not None and whole is not None and not any(_secret(c) for c in checked):
         memo.put("manifests", whole, validated)
     return validated
+
+
+def _secret(checked: Checked) -> bool:
+    """A document whose result holds cloud-init user data: never written to the cache (a CI
+    runner may upload its cache folder)."""
+    return checked.vm is not None and checked.vm.spec.cloud_init is not None
 
 
 FileKey = tuple[str, str, bytes, tuple[str, ...]]  # shown path, relative path, digest, roots
@@ -78,7 +84,7 @@ def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache
 
     documents, problems = loader.load_file(file, root, data)
     result = (tuple(problems), tuple(check(doc, storage_roots) for doc in documents))
-    if memo is not None and key is not None:
+    if memo is not None and key is not None and not any(_secret(c) for c in result[1]):
         memo.put("file", key, result)
     return result
 

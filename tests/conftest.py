@@ -131,10 +131,11 @@ def own_instance(prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test has its own plan cache (so every second plan in a test runs warm), never the
-    user's."""
+    """Each test has its own plan cache and cache key (so every second plan in a test runs
+    warm), never the user's."""
     folder = tmp_path / ".reconciler-cache"
     monkeypatch.setenv("RECONCILER_CACHE_DIR", str(folder))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / ".state"))  # where its key is kept
     return folder
 
 

@@ -26,15 +26,17 @@ def combine(checked: Iterable[Checked], load_problems: Iterable[Problem] = ()) -
     built = [doc for doc in checked if doc.vm is not None]
     networks = [doc for doc in checked if doc.network is not None]
     clashes = [*_shared_macs(built), *_shared_volumes(built)]
-    problems.extend(problem for problem, _ in clashes)
-    problems.extend(_shared_bridges(networks))
+    bridges = list(_shared_bridges(networks))
+    problems.extend(problem for problem, _ in [*clashes, *bridges])
     dropped = {name for kind, name in twice if kind == "VirtualMachine"}
     dropped |= {name for _, names in clashes for name in names}
+    dropped_networks = {name for kind, name in twice if kind == "Network"}
+    dropped_networks |= {name for _, names in bridges for name in names}
     return Validated(
         vms=tuple(doc.vm for doc in built if doc.vm and doc.vm.spec.name not in dropped),
         problems=tuple(sorted(set(problems))),
         networks=tuple(doc.network for doc in networks
-                       if doc.network and ("Network", doc.network.spec.name) not in twice),
+                       if doc.network and doc.network.spec.name not in dropped_networks),
         pools=tuple(doc.pool for doc in checked
                     if doc.pool and ("StoragePool", doc.pool.spec.name) not in twice),
     )
@@ -93,7 +95,8 @@ def _shared_volumes(built: Sequence[Checked]) -> Iterable[Clash]:
                    (spec.name, first.vm.spec.name))
 
 
-def _shared_bridges(networks: Sequence[Checked]) -> Iterable[Problem]:
+def _shared_bridges(networks: Sequence[Checked]) -> Iterable[Clash]:
+    """Two networks on one bridge: neither is applied."""
     seen: dict[str, Checked] = {}
     for doc in networks:
         assert doc.network is not None
@@ -103,5 +106,6 @@ def _shared_bridges(networks: Sequence[Checked]) -> Iterable[Problem]:
         first = seen.setdefault(bridge, doc)
         if first is not doc:
             assert first.network is not None
-            yield doc.problem("spec.bridge", f"bridge {bridge!r} is already used by network "
-                                             f"{first.network.spec.name!r} ({first.file})")
+            yield (doc.problem("spec.bridge", f"bridge {bridge!r} is already used by network "
+                                              f"{first.network.spec.name!r} ({first.file})"),
+                   (doc.network.spec.name, first.network.spec.name))

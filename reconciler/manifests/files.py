@@ -10,18 +10,34 @@ from reconciler.errors import Problem
 
 
 def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
-    """Every *.yaml / *.yml below root, skipping names that start with a dot, and the folders
-    that could not be read (a manifest set with a hole in it must not destroy anything). Symlinked
-    folders are followed, each real folder once. Sorted."""
+    """Every *.yaml / *.yml below root, skipping names that start with a dot, and the problems
+    that leave a hole in the set (a manifest set with a hole must not destroy anything): a folder
+    that cannot be read, a broken symbolic link, a link out of the manifest directory (a manifest
+    repository must not make the tool read the host's files). Links inside it are followed, each
+    real folder once. Sorted."""
     if root.is_file():
         return [root], []
     found: list[Path] = []
     problems: list[Problem] = []
     seen: set[tuple[int, int]] = set()
+    inside = os.path.realpath(root)
+
+    def problem(path: str, message: str) -> None:
+        problems.append(Problem(display_path(Path(path)), 0, 0, "", message))
 
     def unreadable(exc: OSError) -> None:
-        shown = display_path(Path(exc.filename)) if exc.filename else display_path(root)
-        problems.append(Problem(shown, 0, 0, "", f"cannot read folder: {exc.strerror or exc}"))
+        problem(exc.filename or str(root), f"cannot read folder: {exc.strerror or exc}")
+
+    def usable_link(path: str) -> bool:
+        if not os.path.exists(path):
+            problem(path, "broken symbolic link: its target cannot be read; fix or remove it")
+            return False
+        real = os.path.realpath(path)
+        if real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep):
+            problem(path, f"symbolic link to {real}, outside the manifest directory; copy the "
+                          "files in, or point the reconciler at a folder that holds them all")
+            return False
+        return True
 
     for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
         try:
@@ -34,12 +50,15 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
             dirs[:] = []
             continue
         seen.add((info.st_dev, info.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(
-            Path(folder) / name
-            for name in files
-            if not name.startswith(".") and name.endswith((".yaml", ".yml"))
-        )
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (not os.path.islink(os.path.join(folder, d))
+                              or usable_link(os.path.join(folder, d))))
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.startswith(".") or (os.path.islink(path) and not usable_link(path)):
+                continue
+            if name.endswith((".yaml", ".yml")):
+                found.append(Path(path))
     return sorted(found), problems
 
 

@@ -104,7 +104,18 @@ def load_file(path: Path, root: Path,
                                             exc.message))
                     index += 1
                     continue
-                data = loader.construct_document(node)
+                try:
+                    data = loader.construct_document(node)
+                except yaml.YAMLError:
+                    raise
+                except Exception:  # int("hunter2") under !!int: never show the value
+                    mark = node.start_mark
+                    problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
+                                            "a tagged value could not be built (a tag such as "
+                                            "!!int or !!binary on a value that is not one); "
+                                            "remove the tag or fix the value"))
+                    index += 1
+                    continue
             problems.extend(found)
             if data is None:  # a truncated file must not read as "these VMs are gone"
                 mark = node.start_mark

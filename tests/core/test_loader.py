@@ -272,14 +272,42 @@ def test_symlinked_folders_are_followed_once(workdir: Path) -> None:
     write_manifest(root, "real/a.yaml", "n: a\n")
     (root / "linked").symlink_to(root / "real")
     (root / "real" / "loop").symlink_to(root)
-    elsewhere = write_manifest(workdir, "shared/b.yaml", "n: b\n").parent
-    (root / "shared").symlink_to(elsewhere)
     files, problems = manifest_files(root)
     assert problems == []
     names = [str(p.relative_to(root)) for p in files]
     # "real" and "linked" are one folder: read once (whichever the walk meets first)
-    assert len(names) == 2 and names[1] == "shared/b.yaml", names
-    assert names[0] in ("linked/a.yaml", "real/a.yaml")
+    assert len(names) == 1 and names[0] in ("linked/a.yaml", "real/a.yaml"), names
+
+
+def test_broken_and_outside_links_are_problems(workdir: Path) -> None:
+    # A link whose target is gone (an NFS mount down, a folder renamed mid-pull) leaves a hole in
+    # the set, and a link out of the manifest directory would read the host's files.
+    root = workdir / "m"
+    write_manifest(root, "ok.yaml", "n: a\n")
+    write_manifest(workdir, "elsewhere/b.yaml", "n: b\n")
+    (root / "team-b").symlink_to(workdir / "gone")
+    (root / "c.yaml").symlink_to(workdir / "gone.yaml")
+    (root / "etc").symlink_to(workdir / "elsewhere")
+    (root / "d.yaml").symlink_to(workdir / "elsewhere" / "b.yaml")
+    files, problems = manifest_files(root)
+    assert [p.name for p in files] == ["ok.yaml"]
+    outside = str((workdir / "elsewhere").resolve())
+    assert sorted((p.file, p.message.split(";")[0]) for p in problems) == [
+        ("m/c.yaml", "broken symbolic link: its target cannot be read"),
+        ("m/d.yaml", f"symbolic link to {outside}/b.yaml, outside the manifest directory"),
+        ("m/etc", f"symbolic link to {outside}, outside the manifest directory"),
+        ("m/team-b", "broken symbolic link: its target cannot be read"),
+    ]
+
+
+def test_a_tag_on_a_wrong_value_is_a_problem_that_hides_the_value(workdir: Path) -> None:
+    path = write_manifest(workdir, "m/vm.yaml", "spec:\n  cloudInit:\n    userData: !!int hunter2\n"
+                                                "---\nn: b\n")
+    documents, problems = load_file(path, workdir / "m")
+    assert [d.data for d in documents] == [{"n": "b"}]
+    assert [str(p) for p in problems] == [
+        "m/vm.yaml:1:1: a tagged value could not be built (a tag such as !!int or !!binary on a "
+        "value that is not one); remove the tag or fix the value"]
 
 
 def _as_nobody(work: Callable[[], object]) -> object:

@@ -158,7 +158,7 @@ def test_validate_counts_each_kind(workdir: Path) -> None:
     assert (result.code, result.stdout) == (0, "1 VM, 1 network valid.\n")
 
 
-def test_two_networks_on_one_bridge(workdir: Path) -> None:
+def test_two_networks_on_one_bridge_apply_neither(workdir: Path) -> None:
     write_manifest(workdir, "manifests/a.yaml", NETWORK.format(name="lan", bridge="br0"))
     write_manifest(workdir, "manifests/b.yaml", NETWORK.format(name="dmz", bridge="br0"))
     result = run_cli("validate", "manifests")
@@ -166,6 +166,7 @@ def test_two_networks_on_one_bridge(workdir: Path) -> None:
         "manifests/b.yaml:6:3: spec.bridge: bridge 'br0' is already used by network 'lan' "
         "(manifests/a.yaml)"]
     assert result.code == 1
+    assert load_desired(workdir / "manifests").networks == ()  # neither is applied
 
 
 def test_a_document_with_a_duplicate_key_is_never_applied(workdir: Path) -> None:

@@ -452,3 +452,15 @@ def test_a_size_the_manifest_changes_is_read_from_the_volume(host, tmp_path):
     assert "disk root 32MiB -> 16MiB refused" in plan_line(r.stdout, name)
     assert apply(host, folder).code == 1
     assert capacity(host, f"{name}-root") == 32 * MiB
+
+
+def test_a_running_vm_volume_size_is_always_read(host, tmp_path):
+    # Only a stopped VM's unchanged size is taken from its record; a running VM's is read.
+    name = f"{host.prefix}live"
+    folder = tmp_path / "manifests"
+    write_manifest(folder, "l.yaml", vm_manifest(name, disks="- {name: root, size: 16MiB}"))
+    assert apply(host, folder).code == 0
+    host.domain(name).blockResize("vda", 32 * MiB, 1)  # by hand, in bytes (flag 1)
+    r = plan(host, folder, "--detailed-exitcode")
+    assert r.code == 1
+    assert "disk root 32MiB -> 16MiB refused" in plan_line(r.stdout, name)

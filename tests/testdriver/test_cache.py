@@ -16,9 +16,9 @@ from reconciler.manifests import loader
 URI = "test:///default"
 
 
-def plan_json(m: Path) -> dict:
+def plan_json(m: Path, codes: tuple[int, ...] = (0, 2)) -> dict:
     result = run_cli("plan", "--connect", URI, "--format", "json", m)
-    assert result.code in (0, 2), result.stdout + result.stderr
+    assert result.code in codes, result.stdout + result.stderr
     return json.loads(result.stdout)
 
 
@@ -27,10 +27,19 @@ def apply(m: Path, state: Path) -> None:
     assert result.code == 0, result.stdout + result.stderr
 
 
-def cold_plan(m: Path, monkeypatch) -> dict:  # type: ignore[no-untyped-def]
+def entries(path: Path) -> dict:
+    """A cache table's entries (after its header and MAC)."""
+    data = path.read_bytes()
+    assert data.startswith(cache._MAGIC)
+    code, table = pickle.loads(data[len(cache._MAGIC) + cache._MAC_SIZE:])
+    assert code == cache.code_digest()
+    return table
+
+
+def cold_plan(m: Path, monkeypatch, codes: tuple[int, ...] = (0, 2)) -> dict:  # type: ignore[no-untyped-def]
     with monkeypatch.context() as patch:
         patch.setenv("RECONCILER_CACHE_DIR", "")
-        return plan_json(m)
+        return plan_json(m, codes)
 
 
 def test_a_warm_plan_is_the_cold_plan(testdrv, prefix, tmp_path, own_cache, monkeypatch):
@@ -69,9 +78,7 @@ def test_a_broken_cache_is_ignored_and_rewritten(testdrv, prefix, tmp_path, own_
     broken.write_bytes(b"not a pickle")
     broken.chmod(0o600)
     assert plan_json(m)["summary"]["create"] == 1
-    with broken.open("rb") as file:
-        code, entries = pickle.load(file)
-    assert code == cache.code_digest() and len(entries) == 1
+    assert len(entries(broken)) == 1
 
 
 class _Boom:
@@ -81,17 +88,49 @@ class _Boom:
     witness = Path()
 
 
-def test_a_cache_file_others_could_write_is_never_loaded(testdrv, prefix, tmp_path, own_cache):
-    # Unpickling runs code: a group- or world-writable file is not trusted.
+def _poison(path: Path, mac: bytes) -> None:
+    payload = pickle.dumps((cache.code_digest(), {"x": _Boom()}))
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_bytes(cache._MAGIC + mac + payload)
+    path.chmod(0o600)
+
+
+def test_a_cache_file_this_user_did_not_write_is_never_unpickled(testdrv, prefix, tmp_path,
+                                                                 own_cache):
+    # Unpickling runs code. A file copied in (a CI cache restore) has the right owner and mode
+    # but not a MAC made with this user's key, kept outside the cache folder.
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     _Boom.witness = tmp_path / "pwned"
-    own_cache.mkdir(mode=0o700)
-    poisoned = cache.table_file(own_cache, "file")
-    poisoned.write_bytes(pickle.dumps((cache.code_digest(), _Boom())))
-    poisoned.chmod(0o666)
+    _poison(cache.table_file(own_cache, "file"), b"\0" * cache._MAC_SIZE)
     assert plan_json(m)["summary"]["create"] == 1
     assert not _Boom.witness.exists()
+
+
+def test_a_cache_file_others_could_write_is_never_loaded(testdrv, prefix, tmp_path, own_cache):
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    plan_json(m)  # makes the key
+    key = cache.key_file().read_bytes()
+    _Boom.witness = tmp_path / "pwned"
+    path = cache.table_file(own_cache, "file")
+    payload = pickle.dumps((cache.code_digest(), {"x": _Boom()}))
+    path.write_bytes(cache._MAGIC + cache._mac(key, payload) + payload)
+    path.chmod(0o666)  # a valid MAC, but anyone could have written it
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))  # a miss
+    assert plan_json(m)["summary"]["create"] == 1
+    assert not _Boom.witness.exists()
+
+
+def test_a_cache_folder_reached_through_a_link_is_not_used(testdrv, prefix, tmp_path,
+                                                           monkeypatch):
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "link"))
+    assert plan_json(m)["summary"]["create"] == 1
+    assert list((tmp_path / "real").iterdir()) == []
 
 
 def test_an_empty_cache_dir_setting_turns_it_off(testdrv, prefix, tmp_path, own_cache,
@@ -122,9 +161,7 @@ def test_an_edit_re_reads_only_the_file_it_touched(testdrv, prefix, tmp_path, ow
     assert parsed == ["a.yaml"]
     monkeypatch.setattr(loader, "load_file", real)
     assert warm == cold_plan(m, monkeypatch)
-    with cache.table_file(own_cache, "file").open("rb") as file:
-        _, entries = pickle.load(file)
-    assert len(entries) == 2  # the first version of a.yaml is gone
+    assert len(entries(cache.table_file(own_cache, "file"))) == 2  # a.yaml's old entry is gone
 
 
 def test_the_same_manifests_seen_from_another_folder_name_their_files_right(
@@ -136,3 +173,72 @@ def test_the_same_manifests_seen_from_another_folder_name_their_files_right(
     assert run_cli("plan", "--connect", URI, "m").stderr.startswith("m/a.yaml:7:3:")
     monkeypatch.chdir(m)
     assert run_cli("plan", "--connect", URI, ".").stderr.startswith("a.yaml:7:3:")
+
+
+def test_what_the_cache_is_keyed_by_shows_in_a_warm_plan(testdrv, prefix, tmp_path, monkeypatch):
+    # Each input a cached result depends on, changed in turn: the warm plan follows.
+    m, state = tmp_path / "m", tmp_path / "s"
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", disks="- {name: root, size: 1MiB, pool: default-pool}"))
+    apply(m, state)
+    before = plan_json(m)
+    assert before == cold_plan(m, monkeypatch)
+    dom = testdrv.lookupByName(f"{prefix}a")
+    dom.suspend()  # the state
+    paused = plan_json(m)
+    assert paused != before and paused == cold_plan(m, monkeypatch)
+    dom.resume()
+    assert plan_json(m) == before
+    testdrv.storagePoolLookupByName("default-pool").storageVolLookupByName(
+        f"{prefix}a-root").delete(0)  # a volume's size (here: gone)
+    gone = plan_json(m, codes=(1,))  # refused: "restore it, or remove the disk"
+    assert gone != before and gone == cold_plan(m, monkeypatch, codes=(1,))
+
+
+def test_the_storage_roots_are_part_of_the_key(testdrv, prefix, tmp_path, monkeypatch):
+    m = tmp_path / "m"
+    write_manifest(m, "p.yaml", f"""\
+        apiVersion: reconciler/v1
+        kind: StoragePool
+        metadata:
+          name: {prefix}pool
+        spec:
+          type: dir
+          path: /srv/vms/{prefix}pool
+        """)
+    config = tmp_path / "config.yaml"
+    config.write_text("storageRoots: [/srv/vms]\n")
+    assert run_cli("validate", "--config", config, m).code == 0
+    assert run_cli("plan", "--connect", URI, "--config", config, m).code == 0
+    config.write_text("storageRoots: [/var/lib/libvirt/images]\n")
+    r = run_cli("plan", "--connect", URI, "--config", config, m)
+    assert r.code == 1 and "is not below an allowed storage root" in r.stderr
+
+
+def test_a_failed_grow_is_planned_again(testdrv, prefix, tmp_path):
+    # test:///default cannot resize a volume, so every grow fails. The recorded size must not
+    # claim the new size (a stopped VM's volume whose recorded size is the manifest's is not
+    # read again): the grow stays planned.
+    m, state = tmp_path / "m", tmp_path / "s"
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", state="stopped", disks="- {name: root, size: 1MiB, pool: default-pool}"))
+    apply(m, state)
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", state="stopped", disks="- {name: root, size: 2MiB, pool: default-pool}"))
+    r = run_cli("apply", "--yes", "--connect", URI, "--state-dir", state, m)
+    assert r.code == 1
+    for _ in range(2):
+        r = run_cli("plan", "--connect", URI, "--detailed-exitcode", m)
+        assert r.code == 2 and "disk root 1MiB -> 2MiB" in r.stdout
+
+
+def test_a_disk_named_cidata_is_read_like_any_disk(testdrv, prefix, tmp_path):
+    # Only a cloud-init seed CD-ROM's size is never read; a disk of that name is a disk.
+    m, state = tmp_path / "m", tmp_path / "s"
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", state="stopped", disks="- {name: cidata, size: 2MiB, pool: default-pool}"))
+    apply(m, state)
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", state="stopped", disks="- {name: cidata, size: 1MiB, pool: default-pool}"))
+    r = run_cli("plan", "--connect", URI, "--detailed-exitcode", m)
+    assert r.code == 1 and "disk cidata 2MiB -> 1MiB refused" in r.stdout
