@@ -118,8 +118,7 @@ def load_file(path: Path, root: Path,
                     continue
             problems.extend(found)
             if data is None:  # a truncated file must not read as "these VMs are gone"
-                mark = node.start_mark
-                problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
+                problems.append(Problem(shown, _opening(text, node.start_mark.line), 1, "",
                                         "empty document (nothing between two '---'); finish it "
                                         "or remove a '---'"))
             else:
@@ -139,6 +138,16 @@ def load_file(path: Path, root: Path,
     finally:
         loader.dispose()
     return documents, problems
+
+
+def _opening(text: str, line: int) -> int:
+    """The line (1-based) of the ``---`` that opens an empty document whose node YAML places at
+    ``line`` (0-based: the next ``---``, or the end of the file)."""
+    lines = text.splitlines()
+    for index in range(min(line, len(lines)) - 1, -1, -1):
+        if lines[index].startswith("---"):
+            return index + 1
+    return line + 1
 
 
 _MAX_NODES = 100_000  # after expanding aliases: stops "billion laughs" documents

@@ -67,7 +67,7 @@ def test_positions_in_every_document_count_from_the_top_of_the_file(workdir: Pat
         --- {g: 4}
         """)
     documents, problems = load_file(path, workdir / "m")
-    assert problems == [Problem("m/multi.yaml", 4, 1, "", "empty document (nothing between two "
+    assert problems == [Problem("m/multi.yaml", 3, 1, "", "empty document (nothing between two "
                                                           "'---'); finish it or remove a '---'")]
     assert [(d.file, d.relative, d.index, d.data) for d in documents] == [
         ("m/multi.yaml", "multi.yaml", 0, {"a": 1}),
@@ -262,7 +262,7 @@ def test_empty_and_comment_only_files_are_problems(workdir: Path) -> None:
                                               "the file"),
         Problem("m/empty.yaml", 0, 0, "", "the file holds no manifest; add one or delete the "
                                            "file"),
-        Problem("m/separator.yaml", 3, 1, "", "empty document (nothing between two '---'); "
+        Problem("m/separator.yaml", 2, 1, "", "empty document (nothing between two '---'); "
                                                "finish it or remove a '---'"),
     ])
 
@@ -387,3 +387,15 @@ def test_display_path_is_relative_below_the_working_directory(workdir: Path) -> 
     assert display_path(workdir / "m" / "a.yaml") == os.path.join("m", "a.yaml")
     outside = workdir.parent / "elsewhere.yaml"
     assert display_path(outside) == str(outside)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("a: 1\n---\n", 2),  # a trailing separator: the document it opens is empty
+    ("---\n", 1),
+    ("a: 1\n---\n# only a comment\n---\nb: 2\n", 2),
+])
+def test_an_empty_document_is_reported_at_its_opening_separator(workdir: Path, text: str,
+                                                                 line: int) -> None:
+    path = write_manifest(workdir, "m/e.yaml", text)
+    _, problems = load_file(path, workdir / "m")
+    assert [(p.line, p.message.split(" (")[0]) for p in problems] == [(line, "empty document")]

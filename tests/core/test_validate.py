@@ -336,7 +336,7 @@ def test_multi_document_file(workdir: Path) -> None:
     # 1 + 9 + 3 + 9 + 2 lines before the third document; its memory is its 7th line
     assert result.stdout.splitlines() == [
         # an empty document could be a truncated file: a problem, so nothing is destroyed
-        "manifests/all.yaml:13:1: empty document (nothing between two '---'); finish it or "
+        "manifests/all.yaml:11:1: empty document (nothing between two '---'); finish it or "
         "remove a '---'",
         "manifests/all.yaml:31:3: spec.memory: '1GB' is not a quantity; write 1GiB or 1024MiB"]
     assert result.code == 1
