@@ -115,25 +115,30 @@ class Cache:
     """Tables of key -> value, each in its own file, loaded at its first use (a plan whose
     manifests are all unchanged never loads the per-file table)."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, *, memory: bool = False) -> None:
+        """``folder``: where the tables are kept (None: nowhere). ``memory``: a cache held by a
+        long-running process (the daemon) and never written; each ``save`` keeps what the last
+        run used."""
         self._key = _secret_key() if folder is not None and _private_folder(folder) else None
-        self.folder = folder if self._key is not None else None
+        self.folder = folder if self._key is not None and not memory else None
+        self.memory = memory
         self._code = code_digest() if self.folder else ""
         self._old: dict[str, dict[Hashable, object]] = {}  # as loaded
         self._new: dict[str, dict[Hashable, object]] = {}  # used or computed in this run
         self._changed: set[str] = set()
 
     def __bool__(self) -> bool:
-        return self.folder is not None
+        return self.folder is not None or self.memory
 
     def _table(self, table: str) -> dict[Hashable, object]:
         if table not in self._old:
             self._old[table] = self._load(table)
-            self._new[table] = {}
+        self._new.setdefault(table, {})
         return self._old[table]
 
     def _load(self, table: str) -> dict[Hashable, object]:
-        assert self.folder is not None and self._key is not None
+        if self.folder is None or self._key is None:
+            return {}
         data = _read_private(table_file(self.folder, table))
         if data is None or not data.startswith(_MAGIC):
             return {}
@@ -147,7 +152,7 @@ class Cache:
         return entries if code == self._code and isinstance(entries, dict) else {}
 
     def get(self, table: str, key: Hashable) -> object | None:
-        if self.folder is None:
+        if not self:
             return None
         value = self._table(table).get(key)
         if value is not None:
@@ -155,7 +160,7 @@ class Cache:
         return value
 
     def put(self, table: str, key: Hashable, value: object) -> None:
-        if self.folder is not None:
+        if self:
             self._table(table)
             self._new[table][key] = value
             self._changed.add(table)
@@ -163,6 +168,11 @@ class Cache:
     def save(self) -> None:
         """Write each table this run used, when it gained entries or some went unused: only
         the entries used in this run, atomically. A table not used is left as it is."""
+        if self.memory:  # the next run starts from what this one used; tables it did not use
+            self._old.update(self._new)  # stay as they are
+            self._new = {}
+            self._changed.clear()
+            return
         if self.folder is None or self._key is None:
             return
         for table, entries in self._new.items():

@@ -17,6 +17,7 @@ import structlog
 from reconciler import config as configuration
 from reconciler import diff, gitinfo, libvirt_adapter, lock, pipeline, status, watch
 from reconciler.backoff import Backoff
+from reconciler.cache import Cache
 from reconciler.errors import ReconcilerError, TransientError
 from reconciler.executor import Outcome, Result, Settings, execute
 from reconciler.libvirt_adapter import Libvirt
@@ -67,6 +68,7 @@ class Daemon:
         self._problems_backoff = Backoff(base=2.0, cap=options.interval)
         self._running_managed: set[str] = set()
         self._live_snapshot: dict[str, tuple[int, int, int]] = {}
+        self._memo = Cache(None, memory=True)  # parsed manifests and domains, in memory
 
     # --- wake-ups (any thread) -----------------------------------------------------------------
 
@@ -278,8 +280,11 @@ class Daemon:
 
     def _reconcile(self) -> tuple[tuple[Result, ...], Plan, list[str], int]:
         assert self.hv is not None
-        inputs = pipeline.load_desired(self.options.path, self.options.storage_roots)
-        state = pipeline.read_state(self.hv, self.options.instance)
+        # Files and domains unchanged since the last reconcile are not parsed again (every
+        # volume size is still read: no ``desired``, so drift in sizes is seen).
+        inputs = pipeline.load_desired(self.options.path, self.options.storage_roots, self._memo)
+        state = pipeline.read_state(self.hv, self.options.instance, memo=self._memo)
+        self._memo.save()
         live = state.vms
         guards = diff.Guards(problems=len(inputs.problems), max_destroy=self.options.max_destroy,
                              allow_empty=self.options.allow_empty,

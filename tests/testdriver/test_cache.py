@@ -242,3 +242,40 @@ def test_a_disk_named_cidata_is_read_like_any_disk(testdrv, prefix, tmp_path):
         f"{prefix}a", state="stopped", disks="- {name: cidata, size: 1MiB, pool: default-pool}"))
     r = run_cli("plan", "--connect", URI, "--detailed-exitcode", m)
     assert r.code == 1 and "disk cidata 2MiB -> 1MiB refused" in r.stdout
+
+
+def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp_path,
+                                                           own_cache, monkeypatch):
+    from reconciler import pipeline
+    from reconciler.libvirt_adapter import Libvirt
+
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b"))
+    memo = cache.Cache(None, memory=True)
+    parsed: list[str] = []
+    real = loader.load_file
+
+    def spy(path, root, data=None):  # type: ignore[no-untyped-def]
+        parsed.append(path.name)
+        return real(path, root, data)
+
+    monkeypatch.setattr(loader, "load_file", spy)
+    hv = Libvirt(URI)
+    try:
+        def reconcile() -> tuple:
+            inputs = pipeline.load_desired(m, memo=memo)
+            live = pipeline.read_state(hv, "default", memo=memo)
+            memo.save()
+            return inputs, live
+
+        first = reconcile()
+        second = reconcile()
+        write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))
+        third = reconcile()
+    finally:
+        hv.close()
+    assert parsed == ["a.yaml", "b.yaml", "a.yaml"]
+    assert second == first and third[0] != first[0]
+    assert [vm.spec.vcpus for vm in third[0].vms] == [2, 1]
+    assert not own_cache.exists()  # never written
