@@ -68,43 +68,61 @@ def _private(info: os.stat_result) -> bool:
 
 
 def _private_folder(folder: Path) -> bool:
-    """A real folder of this user's (made if missing), not a link another user could point."""
+    """A real folder of this user's, not a link another user could point. Made if missing, but
+    only inside a folder of this user's: root run with another user's HOME (sudo -E) must not
+    leave root-owned folders in it."""
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not folder.exists():
+            ancestor = folder.parent
+            while not ancestor.exists():
+                ancestor = ancestor.parent
+            if ancestor.stat().st_uid != os.geteuid():
+                return False
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = os.lstat(folder)
     except OSError:
         return False
     return stat.S_ISDIR(info.st_mode) and _private(info)
 
 
-def _read_private(path: Path) -> bytes | None:
+def _read_private(path: Path, *, secret: bool = False) -> bytes | None:
+    """The file's bytes if this user owns it and no one else may write it (nor read it, for a
+    ``secret``); never through a symbolic link."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as file:
-        return file.read() if _private(os.fstat(file.fileno())) else None
+        info = os.fstat(file.fileno())
+        if not _private(info) or (secret and info.st_mode & 0o077):
+            return None
+        return file.read()
 
 
 def _secret_key() -> bytes | None:
     """This user's cache key, made on first use; None if it cannot be trusted or made."""
     path = key_file()
-    key = _read_private(path)
+    key = _read_private(path, secret=True)
     if key is not None:
         return key if len(key) == 32 else None
     if not _private_folder(path.parent):
         return None
-    key = os.urandom(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    import tempfile
+
+    try:  # written whole under another name, then linked: never seen half-written
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".cache-key-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(os.urandom(32))
+            os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     except FileExistsError:  # made meanwhile by another run
-        key = _read_private(path) or b""
-        return key if len(key) == 32 else None
+        pass
     except OSError:
         return None
-    with os.fdopen(fd, "wb") as file:
-        file.write(key)
-    return key
+    key = _read_private(path, secret=True)
+    return key if key is not None and len(key) == 32 else None
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:

@@ -282,9 +282,12 @@ class Daemon:
         assert self.hv is not None
         # Files and domains unchanged since the last reconcile are not parsed again (every
         # volume size is still read: no ``desired``, so drift in sizes is seen).
-        inputs = pipeline.load_desired(self.options.path, self.options.storage_roots, self._memo)
-        state = pipeline.read_state(self.hv, self.options.instance, memo=self._memo)
-        self._memo.save()
+        try:
+            inputs = pipeline.load_desired(self.options.path, self.options.storage_roots,
+                                           self._memo)
+            state = pipeline.read_state(self.hv, self.options.instance, memo=self._memo)
+        finally:
+            self._memo.save()  # keeps what this run used, and no more
         live = state.vms
         guards = diff.Guards(problems=len(inputs.problems), max_destroy=self.options.max_destroy,
                              allow_empty=self.options.allow_empty,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,15 +44,16 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
         problems.extend(found)
         checked.extend(documents)
     validated = combine(checked, problems)
-    if memo is not None and whole is not None and not any(_secret(c) for c in checked):
+    if memo is not None and whole is not None and not _holds_secrets(memo, checked):
         memo.put("manifests", whole, validated)
     return validated
 
 
-def _secret(checked: Checked) -> bool:
-    """A document whose result holds cloud-init user data: never written to the cache (a CI
-    runner may upload its cache folder)."""
-    return checked.vm is not None and checked.vm.spec.cloud_init is not None
+def _holds_secrets(memo: Cache, checked: Iterable[Checked]) -> bool:
+    """Results holding cloud-init user data are never written to a cache on disk (a CI runner
+    may upload its cache folder); the daemon's cache in memory keeps them."""
+    return not memo.memory and any(
+        c.vm is not None and c.vm.spec.cloud_init is not None for c in checked)
 
 
 FileKey = tuple[str, str, bytes, tuple[str, ...]]  # shown path, relative path, digest, roots
@@ -84,7 +85,7 @@ def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache
 
     documents, problems = loader.load_file(file, root, data)
     result = (tuple(problems), tuple(check(doc, storage_roots) for doc in documents))
-    if memo is not None and key is not None and not any(_secret(c) for c in result[1]):
+    if memo is not None and key is not None and not _holds_secrets(memo, result[1]):
         memo.put("file", key, result)
     return result
 

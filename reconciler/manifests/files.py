@@ -54,10 +54,18 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
                          and (not os.path.islink(os.path.join(folder, d))
                               or usable_link(os.path.join(folder, d))))
         for name in files:
-            path = os.path.join(folder, name)
-            if name.startswith(".") or (os.path.islink(path) and not usable_link(path)):
+            if name.startswith("."):
                 continue
-            if name.endswith((".yaml", ".yml")):
+            path = os.path.join(folder, name)
+            manifest = name.endswith((".yaml", ".yml"))
+            if os.path.islink(path):
+                if manifest and not usable_link(path):
+                    continue
+                if not manifest and "." not in name and not os.path.exists(path):
+                    # Broken: it may have been a folder of manifests. (A link to a README or a
+                    # LICENSE elsewhere in the repository is no hole.)
+                    usable_link(path)
+            if manifest:
                 found.append(Path(path))
     return sorted(found), problems
 

@@ -108,7 +108,7 @@ def load_file(path: Path, root: Path,
                     data = loader.construct_document(node)
                 except yaml.YAMLError:
                     raise
-                except Exception:  # int("hunter2") under !!int: never show the value
+                except (ValueError, TypeError, OverflowError):  # int("hunter2") under !!int
                     mark = node.start_mark
                     problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
                                             "a tagged value could not be built (a tag such as "

@@ -289,6 +289,12 @@ def test_broken_and_outside_links_are_problems(workdir: Path) -> None:
     (root / "c.yaml").symlink_to(workdir / "gone.yaml")
     (root / "etc").symlink_to(workdir / "elsewhere")
     (root / "d.yaml").symlink_to(workdir / "elsewhere" / "b.yaml")
+    write_manifest(workdir, "m-evil/e.yaml", "n: e\n")  # a sibling whose name starts alike
+    (root / "evil").symlink_to(workdir / "m-evil")
+    # Links that are no manifests and cannot have been folders are no hole: not problems.
+    (workdir / "LICENSE").write_text("text\n")
+    (root / "LICENSE").symlink_to(workdir / "LICENSE")
+    (root / "notes.txt").symlink_to(workdir / "gone.txt")
     files, problems = manifest_files(root)
     assert [p.name for p in files] == ["ok.yaml"]
     outside = str((workdir / "elsewhere").resolve())
@@ -296,6 +302,8 @@ def test_broken_and_outside_links_are_problems(workdir: Path) -> None:
         ("m/c.yaml", "broken symbolic link: its target cannot be read"),
         ("m/d.yaml", f"symbolic link to {outside}/b.yaml, outside the manifest directory"),
         ("m/etc", f"symbolic link to {outside}, outside the manifest directory"),
+        ("m/evil", f"symbolic link to {(workdir / 'm-evil').resolve()}, outside the manifest "
+                   "directory"),
         ("m/team-b", "broken symbolic link: its target cannot be read"),
     ]
 

@@ -279,3 +279,78 @@ def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp
     assert second == first and third[0] != first[0]
     assert [vm.spec.vcpus for vm in third[0].vms] == [2, 1]
     assert not own_cache.exists()  # never written
+
+
+def test_a_domain_of_another_instance_plans_the_same_warm_or_cold(testdrv, prefix, tmp_path,
+                                                                  monkeypatch):
+    m, other, state = tmp_path / "m", tmp_path / "other", tmp_path / "s"
+    write_manifest(other, "o.yaml", vm_manifest(f"{prefix}o"))
+    with monkeypatch.context() as patch:
+        patch.setenv("RECONCILER_INSTANCE", f"{prefix}other")
+        apply(other, tmp_path / "s2")
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    apply(m, state)
+    warm = plan_json(m)
+    assert warm == plan_json(m) == cold_plan(m, monkeypatch)
+
+
+def test_cloud_init_data_is_never_written_to_the_cache(testdrv, prefix, tmp_path, own_cache):
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(
+        f"{prefix}a", extra="cloudInit: {userData: '#cloud-config password: hunter2'}"))
+    write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b"))
+    plan_json(m)
+    written = b"".join(path.read_bytes() for path in own_cache.iterdir())
+    assert b"hunter2" not in written
+    assert [key[1] for key in entries(cache.table_file(own_cache, "file"))] == ["b.yaml"]
+
+
+def test_cache_files_reached_through_links_are_not_loaded(testdrv, prefix, tmp_path, own_cache,
+                                                          monkeypatch):
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    plan_json(m)
+    for table in ("file", "manifests"):
+        path = cache.table_file(own_cache, table)
+        copy = path.with_suffix(".copy")
+        path.rename(copy)
+        path.symlink_to(copy)
+    parsed: list[str] = []
+    real = loader.load_file
+    monkeypatch.setattr(loader, "load_file",
+                        lambda path, root, data=None: parsed.append(path.name)
+                        or real(path, root, data))
+    plan_json(m)
+    assert parsed == ["a.yaml"]
+
+
+def test_a_cache_key_that_is_short_or_readable_by_others_turns_the_cache_off(
+        testdrv, prefix, tmp_path, own_cache):
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    key = cache.key_file()
+    key.parent.mkdir(parents=True, mode=0o700)
+    key.write_bytes(b"short")
+    key.chmod(0o600)
+    plan_json(m)
+    assert not own_cache.exists() or list(own_cache.iterdir()) == []
+    key.write_bytes(b"k" * 32)
+    key.chmod(0o644)
+    plan_json(m)
+    assert not own_cache.exists() or list(own_cache.iterdir()) == []
+    key.chmod(0o600)
+    plan_json(m)
+    assert cache.table_file(own_cache, "file").exists()
+
+
+def test_the_cache_is_not_made_in_another_user_s_folder(tmp_path, monkeypatch):
+    # root with a user's HOME (sudo -E): nothing root-owned is left in that home.
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(home / ".cache" / "reconciler"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    if os.geteuid() == 65534:
+        return
+    assert not cache.Cache(cache.default_dir())
+    assert list(home.iterdir()) == []
