@@ -63,7 +63,7 @@ def _file_key(file: Path, root: Path, storage_roots: Sequence[str],
               memo: Cache | None) -> tuple[bytes | None, FileKey | None]:
     """A file's bytes and its cache key; none without a cache or when it cannot be read (then
     ``load_file`` says why)."""
-    if memo is None:
+    if not memo:
         return None, None
     try:
         data = file.read_bytes()
