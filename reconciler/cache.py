@@ -20,6 +20,7 @@ to write one is not an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -27,6 +28,8 @@ import pickle
 import stat
 from collections.abc import Hashable
 from pathlib import Path
+
+from reconciler import atomic
 
 _PACKAGE = Path(__file__).resolve().parent
 _MAGIC = b"reconciler-cache-1\n"
@@ -107,16 +110,8 @@ def _secret_key() -> bytes | None:
         return key if len(key) == 32 else None
     if not _private_folder(path.parent):
         return None
-    import tempfile
-
-    try:  # written whole under another name, then linked: never seen half-written
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".cache-key-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(os.urandom(32))
-            os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
+    try:  # never seen half-written
+        atomic.write(path, os.urandom(32), keep_existing=True)
     except FileExistsError:  # made meanwhile by another run
         pass
     except OSError:
@@ -197,23 +192,9 @@ class Cache:
             if table not in self._changed and len(entries) == len(self._old[table]):
                 continue
             payload = pickle.dumps((self._code, entries), protocol=pickle.HIGHEST_PROTOCOL)
-            self._write(table_file(self.folder, table),
-                        _MAGIC + _mac(self._key, payload) + payload)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        import tempfile
-
-        try:
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".plan-cache-")
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                os.replace(temporary, path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError:
-            pass  # a read-only home, a full disk: the next run computes again
+            with contextlib.suppress(OSError):  # a read-only home, a full disk: computed again
+                atomic.write(table_file(self.folder, table),
+                             _MAGIC + _mac(self._key, payload) + payload)
 
 
 def digest(*parts: bytes) -> bytes:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reconciler import atomic
 from reconciler.executor import Outcome, Result
 from reconciler.plan import Kind, Plan
 
@@ -72,16 +71,7 @@ def write(state_dir: Path, statuses: Iterable[VMStatus], **daemon: object) -> No
         "vms": [asdict(s) for s in statuses],
     }
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".status-", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, state_dir / STATE_FILE)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic.write(state_dir / STATE_FILE, json.dumps(document, indent=2).encode(), sync=True)
 
 
 def read(state_dir: Path) -> dict | None:
