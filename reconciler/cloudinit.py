@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Mapping
 
-from reconciler.model import CloudInit, VMSpec
+from reconciler.model import CloudInit, VMSpec, volume_name
 
 LABEL = "cidata"
 SEED_DISK = "cidata"  # the seed volume is <vm>-cidata, so no disk may take this name
@@ -24,7 +24,7 @@ _NAMES = {"user-data": "USERDATA", "meta-data": "METADATA", "network-config": "N
 
 
 def seed_volume(vm: str) -> str:
-    return f"{vm}-{SEED_DISK}"
+    return volume_name(vm, SEED_DISK)
 
 
 def from_manifest(vm: str, data: Mapping[str, object], *, pool: str) -> CloudInit:

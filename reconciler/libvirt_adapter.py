@@ -19,7 +19,7 @@ from reconciler.cloudinit import seed_volume
 from reconciler.errors import NotFoundError, PermanentError, TransientError
 from reconciler.infra import xmlio
 from reconciler.infra.model import LiveNetwork, LivePool
-from reconciler.model import DomainDefinition, LiveHold, LiveVM, Mark, VolumeInfo
+from reconciler.model import DomainDefinition, LiveHold, LiveVM, Mark, VolumeInfo, volume_name
 from reconciler.plan import seen
 
 _NOT_FOUND = {
@@ -699,7 +699,7 @@ def _known_sizes(vm: str, applied: Mapping[str, object],
     for disk in disks if isinstance(disks, list) else []:
         if not isinstance(disk, dict):
             continue
-        key = (str(disk.get("pool")), f"{vm}-{disk.get('name')}")
+        key = (str(disk.get("pool")), volume_name(vm, str(disk.get("name"))))
         size = disk.get("size")
         if isinstance(size, int) and expected.get(key) == size:
             out[key] = size

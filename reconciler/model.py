@@ -15,6 +15,11 @@ class PowerState(StrEnum):
     STOPPED = "stopped"
 
 
+def volume_name(vm: str, disk: str) -> str:
+    """A VM's disk (or cloud-init seed) volume: ``<vm>-<disk>``."""
+    return f"{vm}-{disk}"
+
+
 @dataclass(frozen=True)
 class Disk:
     name: str
@@ -26,7 +31,7 @@ class Disk:
     reclaim: str = "retain"
 
     def volume(self, vm: str) -> str:
-        return f"{vm}-{self.name}"
+        return volume_name(vm, self.name)
 
 
 @dataclass(frozen=True)
