@@ -106,8 +106,6 @@ def load_file(path: Path, root: Path,
                     continue
                 try:
                     data = loader.construct_document(node)
-                except yaml.YAMLError:
-                    raise
                 except (ValueError, TypeError, OverflowError):  # int("hunter2") under !!int
                     mark = node.start_mark
                     problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
