@@ -37,6 +37,19 @@ def entries(path: Path) -> dict:
     return table
 
 
+def watch_parsing(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """From now on, the name of each manifest file parsed (not taken from the cache)."""
+    parsed: list[str] = []
+    real = loader.load_file
+
+    def spy(path, root, data=None):  # type: ignore[no-untyped-def]
+        parsed.append(path.name)
+        return real(path, root, data)
+
+    monkeypatch.setattr(loader, "load_file", spy)
+    return parsed
+
+
 def cold_plan(m: Path, monkeypatch, codes: tuple[int, ...] = (0, 2)) -> dict:  # type: ignore[no-untyped-def]
     with monkeypatch.context() as patch:
         patch.setenv("RECONCILER_CACHE_DIR", "")
@@ -150,17 +163,9 @@ def test_an_edit_re_reads_only_the_file_it_touched(testdrv, prefix, tmp_path, ow
     write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b"))
     plan_json(m)
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))
-    parsed: list[str] = []
-    real = loader.load_file
-
-    def spy(path, root, data=None):  # type: ignore[no-untyped-def]
-        parsed.append(path.name)
-        return real(path, root, data)
-
-    monkeypatch.setattr(loader, "load_file", spy)
+    parsed = watch_parsing(monkeypatch)
     warm = plan_json(m)
     assert parsed == ["a.yaml"]
-    monkeypatch.setattr(loader, "load_file", real)
     assert warm == cold_plan(m, monkeypatch)
     assert len(entries(cache.table_file(own_cache, "file"))) == 2  # a.yaml's old entry is gone
 
@@ -254,14 +259,7 @@ def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     write_manifest(m, "b.yaml", vm_manifest(f"{prefix}b"))
     memo = cache.Cache(None, memory=True)
-    parsed: list[str] = []
-    real = loader.load_file
-
-    def spy(path, root, data=None):  # type: ignore[no-untyped-def]
-        parsed.append(path.name)
-        return real(path, root, data)
-
-    monkeypatch.setattr(loader, "load_file", spy)
+    parsed = watch_parsing(monkeypatch)
     hv = Libvirt(URI)
     try:
         def reconcile() -> tuple:
@@ -316,11 +314,7 @@ def test_cache_files_reached_through_links_are_not_loaded(testdrv, prefix, tmp_p
         copy = path.with_suffix(".copy")
         path.rename(copy)
         path.symlink_to(copy)
-    parsed: list[str] = []
-    real = loader.load_file
-    monkeypatch.setattr(loader, "load_file",
-                        lambda path, root, data=None: parsed.append(path.name)
-                        or real(path, root, data))
+    parsed = watch_parsing(monkeypatch)
     plan_json(m)
     assert parsed == ["a.yaml"]
 
