@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -11,6 +10,8 @@ def write(path: Path, data: bytes, *, sync: bool = False, keep_existing: bool = 
     """Write ``data`` to a temporary file (mode 0600) beside ``path``, then move it into place.
     ``sync``: on disk before it replaces the old file. ``keep_existing``: linked instead of
     renamed, so a file already at ``path`` stays and FileExistsError is raised."""
+    import tempfile  # a slow import, and most runs write nothing
+
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "wb") as file:

@@ -1,10 +1,10 @@
 """A cache of pure results for `plan` and `apply`: each manifest file's checked documents, keyed by
 a digest of its bytes (and the whole set's result when no file changed); each domain's parsed
-XML, keyed by a digest of the XML (with the volume sizes, autostart flag and state read with it).
-A hit is exactly what a fresh computation would give, so a stale entry cannot exist: a changed
-input is a different key. Entries are also keyed by the code that computed them (the package's
-files). Each table is one file, loaded at its first use and rewritten with only the entries that
-run used.
+XML, keyed by a digest of the XML (with the volume sizes, autostart flag and state read with it);
+and a plan with nothing to do, keyed by digests of both sides (the steady state). A hit is
+exactly what a fresh computation would give, so a stale entry cannot exist: a changed input is a
+different key. Entries are also keyed by the code that computed them (the package's files). Each
+table is one file, loaded at its first use and rewritten with only the entries that run used.
 
 Where: ``$RECONCILER_CACHE_DIR``, else ``$XDG_CACHE_HOME/reconciler``, else
 ``~/.cache/reconciler``; ``RECONCILER_CACHE_DIR=`` (empty) turns it off.

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from reconciler.errors import PermanentError
 
 DEFAULT_PATH = Path("/etc/reconciler/config.yaml")
@@ -31,9 +29,10 @@ def load(path: Path | None) -> Config:
             raise PermanentError(f"{path}: config file not found")
         return Config()
     try:
-        data = yaml.safe_load(target.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = target.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise PermanentError(f"{target}: cannot read config: {exc}") from exc
+    data = _parse(text, target) if _has_content(text) else {}
     if not isinstance(data, dict):
         raise PermanentError(f"{target}: the config must be a mapping")
     known = {f.name for f in fields(Config)}
@@ -58,6 +57,20 @@ def load(path: Path | None) -> Config:
     if "storageRoots" in data:
         data["storageRoots"] = tuple(data["storageRoots"])
     return Config(**data)
+
+
+def _has_content(text: str) -> bool:
+    """Anything but blank lines and comments (those need no YAML parser, a slow import)."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def _parse(text: str, target: Path) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PermanentError(f"{target}: cannot read config: {exc}") from exc
 
 
 def _count(value: object, least: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from reconciler.manifests import files
 from reconciler.manifests.crossdoc import combine
 from reconciler.manifests.result import DEFAULT_STORAGE_ROOTS, Checked, Validated
 from reconciler.model import LiveVM
-from reconciler.plan import Kind, Plan
+from reconciler.plan import Kind, Plan, fingerprint
 
 
 def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
@@ -31,13 +32,14 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
         return Validated((), (Problem(files.display_path(path), 0, 0, "",
                                       "no such file or directory"),))
     paths, problems = files.manifest_files(path)
-    keyed = [(file, *_file_key(file, path, storage_roots, memo)) for file in paths]
+    cwd = os.getcwd()
+    keyed = [(file, *_file_key(file, path, storage_roots, memo, cwd)) for file in paths]
     whole = None
     if memo is not None and all(key for _, _, key in keyed):
         whole = cache.digest(repr([key for _, _, key in keyed]).encode(), repr(problems).encode())
         hit = memo.get("manifests", whole)
         if isinstance(hit, Validated):
-            return hit  # the per-file table is not even loaded
+            return replace(hit, digest=whole)  # the per-file table is not even loaded
     checked: list[Checked] = []
     for file, data, key in keyed:
         found, documents = _load_file(file, path, storage_roots, memo, data, key)
@@ -46,6 +48,7 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
     validated = combine(checked, problems)
     if memo is not None and whole is not None and not _holds_secrets(memo, checked):
         memo.put("manifests", whole, validated)
+        return replace(validated, digest=whole)
     return validated
 
 
@@ -60,7 +63,7 @@ FileKey = tuple[str, str, bytes, tuple[str, ...]]  # shown path, relative path, 
 
 
 def _file_key(file: Path, root: Path, storage_roots: Sequence[str],
-              memo: Cache | None) -> tuple[bytes | None, FileKey | None]:
+              memo: Cache | None, cwd: str) -> tuple[bytes | None, FileKey | None]:
     """A file's bytes and its cache key; none without a cache or when it cannot be read (then
     ``load_file`` says why)."""
     if not memo:
@@ -69,8 +72,8 @@ def _file_key(file: Path, root: Path, storage_roots: Sequence[str],
         data = file.read_bytes()
     except OSError:
         return None, None
-    return data, (files.display_path(file), files.relative_path(file, root), cache.digest(data),
-                  tuple(storage_roots))
+    return data, (files.display_path(file, cwd), files.relative_path(file, root),
+                  cache.digest(data), tuple(storage_roots))
 
 
 def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache | None,
@@ -154,14 +157,22 @@ def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
               storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
               memo: Cache | None = None) -> Planned:
     """``memo``: a cache of parsed manifests and domains (plan and apply; see
-    ``reconciler.cache``); saved here."""
+    ``reconciler.cache``), and of a plan with nothing to do, keyed by a digest of all its
+    inputs; saved here."""
     inputs = load_desired(path, storage_roots, memo)
     live = read_state(hv, instance, inputs, memo)
-    if memo is not None:
-        memo.save()
     guards = diff.Guards(problems=len(inputs.problems), max_destroy=max_destroy,
                          allow_empty=allow_empty, hold_destroys=partial_reason(path))
-    return Planned(compute(inputs, live, guards, instance), inputs)
+    key = (cache.digest(inputs.digest, fingerprint(live.vms).encode(),
+                        _infra_digest(live).encode(), repr(guards).encode(), instance.encode())
+           if memo and inputs.digest else None)
+    found = memo.get("plan", key) if memo and key else None
+    plan = found if isinstance(found, Plan) else compute(inputs, live, guards, instance)
+    if memo and key and not plan.actions:  # the steady state: nothing to do
+        memo.put("plan", key, plan)
+    if memo is not None:
+        memo.save()
+    return Planned(plan, inputs)
 
 
 def partial_reason(path: Path) -> str:

@@ -39,26 +39,33 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
             return False
         return True
 
-    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+    def walk(folder: str) -> None:
         try:
             info = os.stat(folder)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             unreadable(exc)
-            dirs[:] = []
-            continue
+            return
         if (info.st_dev, info.st_ino) in seen:  # a symlink loop, or a folder linked twice
-            dirs[:] = []
-            continue
+            return
         seen.add((info.st_dev, info.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (not os.path.islink(os.path.join(folder, d))
-                              or usable_link(os.path.join(folder, d))))
-        for name in files:
+        folders = []
+        for entry in entries:
+            name, path = entry.name, entry.path
             if name.startswith("."):
                 continue
-            path = os.path.join(folder, name)
+            link = entry.is_symlink()  # from the listing: no system call
+            try:
+                is_folder = entry.is_dir()  # follows a link
+            except OSError:
+                is_folder = False
+            if is_folder:
+                if not link or usable_link(path):
+                    folders.append(path)
+                continue
             manifest = name.endswith((".yaml", ".yml"))
-            if os.path.islink(path):
+            if link:
                 if manifest and not usable_link(path):
                     continue
                 if not manifest and "." not in name and not os.path.exists(path):
@@ -67,18 +74,29 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
                     usable_link(path)
             if manifest:
                 found.append(Path(path))
+        for path in folders:
+            walk(path)
+
+    walk(str(root))
     return sorted(found), problems
 
 
-def display_path(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
+def display_path(path: Path | str, cwd: str | None = None) -> str:
+    """``path`` relative to the working folder (``cwd``, else asked) when it lies inside it, else
+    as given."""
+    cwd = cwd or os.getcwd()
+    full = os.path.normpath(os.path.join(cwd, path))
+    if full == cwd:
+        return "."
+    inside = cwd if cwd.endswith(os.sep) else cwd + os.sep
+    return full[len(inside):] if full.startswith(inside) else str(path)
 
 
 def relative_path(path: Path, root: Path) -> str:
     """A manifest's path as recorded in the domain's metadata: relative to the manifest
-    directory."""
-    return path.name if root.is_file() else str(path.relative_to(root))
+    directory (its name when ``root`` is the file itself)."""
+    text, top = str(path), str(root)
+    if text == top:
+        return path.name
+    inside = top if top.endswith(os.sep) else top + os.sep
+    return text[len(inside):] if text.startswith(inside) else str(path.relative_to(root))

@@ -11,7 +11,7 @@ import libvirt
 import pytest
 from conftest import run_cli, vm_manifest, write_manifest
 
-from reconciler import cache
+from reconciler import cache, pipeline
 from reconciler.manifests import loader
 
 URI = "test:///default"
@@ -349,3 +349,27 @@ def test_the_cache_is_not_made_in_another_user_s_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     assert not cache.Cache(cache.default_dir())
     assert list(home.iterdir()) == []
+
+
+def test_a_plan_with_nothing_to_do_is_taken_whole_and_only_while_nothing_changed(
+        testdrv, prefix, tmp_path, own_cache, monkeypatch):
+    m, state = tmp_path / "m", tmp_path / "s"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    write_manifest(m, "n.yaml", f"apiVersion: reconciler/v1\nkind: Network\n"
+                                f"metadata:\n  name: {prefix}net\n")
+    apply(m, state)
+    steady = plan_json(m)  # computed, and kept: it has nothing to do
+    assert steady["actions"] == [] and len(entries(cache.table_file(own_cache, "plan"))) == 1
+    computed: list[int] = []
+    real = pipeline.compute
+    monkeypatch.setattr(pipeline, "compute", lambda *a: computed.append(1) or real(*a))
+    assert plan_json(m) == steady and computed == []  # taken whole
+
+    # The live side of the key, beyond the domains: a network removed by hand.
+    net = testdrv.networkLookupByName(f"{prefix}net")
+    net.destroy()
+    net.undefine()
+    gone = plan_json(m)
+    assert computed == [1]
+    assert [(a["kind"], a["name"]) for a in gone["actions"]] == [("create", f"{prefix}net")]
+    assert gone == cold_plan(m, monkeypatch)
