@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import os
 import pickle
 import stat
@@ -32,7 +33,7 @@ from pathlib import Path
 from reconciler import atomic
 
 _PACKAGE = Path(__file__).resolve().parent
-_MAGIC = b"reconciler-cache-1\n"
+_MAGIC = b"reconciler-cache-2\n"
 _MAC_SIZE = 32
 
 
@@ -124,6 +125,20 @@ def _mac(key: bytes, payload: bytes) -> bytes:
     return hashlib.blake2b(payload, key=key, digest_size=_MAC_SIZE).digest()
 
 
+def pack(code: str, entries: dict[Hashable, object]) -> bytes:
+    """A table's payload: the code that made it and its keys, then its entries (unpickled only
+    when a key is found: a miss costs no more than the keys)."""
+    return (pickle.dumps((code, tuple(entries)), protocol=pickle.HIGHEST_PROTOCOL)
+            + pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def unpack_keys(payload: bytes) -> tuple[str, tuple[Hashable, ...], int]:
+    """The code and keys of a table's payload, and where its entries start."""
+    stream = io.BytesIO(payload)
+    code, keys = pickle.load(stream)
+    return code, keys, stream.tell()
+
+
 class Cache:
     """Tables of key -> value, each in its own file, loaded at its first use (a plan whose
     manifests are all unchanged never loads the per-file table)."""
@@ -136,6 +151,8 @@ class Cache:
         self.folder = folder if self._key is not None and not memory else None
         self.memory = memory
         self._code = code_digest() if self.folder else ""
+        self._keys: dict[str, frozenset[Hashable]] = {}  # of each table as loaded
+        self._packed: dict[str, bytes] = {}  # a table's entries not unpickled yet
         self._old: dict[str, dict[Hashable, object]] = {}  # as loaded
         self._new: dict[str, dict[Hashable, object]] = {}  # used or computed in this run
         self._changed: set[str] = set()
@@ -143,31 +160,45 @@ class Cache:
     def __bool__(self) -> bool:
         return self.folder is not None or self.memory
 
-    def _table(self, table: str) -> dict[Hashable, object]:
-        if table not in self._old:
-            self._old[table] = self._load(table)
+    def _table(self, table: str) -> frozenset[Hashable]:
+        if table not in self._keys:
+            self._keys[table] = self._load(table)
         self._new.setdefault(table, {})
-        return self._old[table]
+        return self._keys[table]
 
-    def _load(self, table: str) -> dict[Hashable, object]:
+    def _load(self, table: str) -> frozenset[Hashable]:
+        """The table's keys; its entries wait in ``_packed``."""
         if self.folder is None or self._key is None:
-            return {}
+            return frozenset()
         data = _read_private(table_file(self.folder, table))
         if data is None or not data.startswith(_MAGIC):
-            return {}
+            return frozenset()
         mac, payload = data[len(_MAGIC):][:_MAC_SIZE], data[len(_MAGIC) + _MAC_SIZE:]
         if not hmac.compare_digest(mac, _mac(self._key, payload)):
-            return {}  # not written by this user's reconciler: never unpickled
+            return frozenset()  # not written by this user's reconciler: never unpickled
         try:
-            code, entries = pickle.loads(payload)
+            code, keys, start = unpack_keys(payload)
+            keys = frozenset(keys)
         except Exception:  # from an older reconciler, or cut short
-            return {}
-        return entries if code == self._code and isinstance(entries, dict) else {}
+            return frozenset()
+        if code != self._code:
+            return frozenset()
+        self._packed[table] = payload[start:]
+        return keys
+
+    def _entries(self, table: str) -> dict[Hashable, object]:
+        if table not in self._old:
+            try:
+                entries = pickle.loads(self._packed.pop(table, b""))
+            except Exception:  # cut short
+                entries = {}
+            self._old[table] = entries if isinstance(entries, dict) else {}
+        return self._old[table]
 
     def get(self, table: str, key: Hashable) -> object | None:
-        if not self:
+        if not self or key not in self._table(table):
             return None
-        value = self._table(table).get(key)
+        value = self._entries(table).get(key)
         if value is not None:
             self._new[table][key] = value
         return value
@@ -183,15 +214,16 @@ class Cache:
         the entries used in this run, atomically. A table not used is left as it is."""
         if self.memory:  # the next run starts from what this one used; tables it did not use
             self._old.update(self._new)  # stay as they are
+            self._keys.update((table, frozenset(entries)) for table, entries in self._new.items())
             self._new = {}
             self._changed.clear()
             return
         if self.folder is None or self._key is None:
             return
         for table, entries in self._new.items():
-            if table not in self._changed and len(entries) == len(self._old[table]):
+            if table not in self._changed and len(entries) == len(self._keys[table]):
                 continue
-            payload = pickle.dumps((self._code, entries), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pack(self._code, entries)
             with contextlib.suppress(OSError):  # a read-only home, a full disk: computed again
                 atomic.write(table_file(self.folder, table),
                              _MAGIC + _mac(self._key, payload) + payload)

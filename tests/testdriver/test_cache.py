@@ -32,8 +32,11 @@ def entries(path: Path) -> dict:
     """A cache table's entries (after its header and MAC)."""
     data = path.read_bytes()
     assert data.startswith(cache._MAGIC)
-    code, table = pickle.loads(data[len(cache._MAGIC) + cache._MAC_SIZE:])
+    payload = data[len(cache._MAGIC) + cache._MAC_SIZE:]
+    code, keys, start = cache.unpack_keys(payload)
     assert code == cache.code_digest()
+    table = pickle.loads(payload[start:])
+    assert tuple(table) == keys
     return table
 
 
@@ -103,7 +106,7 @@ class _Boom:
 
 
 def _poison(path: Path, mac: bytes) -> None:
-    payload = pickle.dumps((cache.code_digest(), {"x": _Boom()}))
+    payload = cache.pack(cache.code_digest(), {_Boom(): "x"})  # unpickled with the keys
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.write_bytes(cache._MAGIC + mac + payload)
     path.chmod(0o600)
@@ -128,7 +131,7 @@ def test_a_cache_file_others_could_write_is_never_loaded(testdrv, prefix, tmp_pa
     key = cache.key_file().read_bytes()
     _Boom.witness = tmp_path / "pwned"
     path = cache.table_file(own_cache, "file")
-    payload = pickle.dumps((cache.code_digest(), {"x": _Boom()}))
+    payload = cache.pack(cache.code_digest(), {_Boom(): "x"})  # unpickled with the keys
     path.write_bytes(cache._MAGIC + cache._mac(key, payload) + payload)
     path.chmod(0o666)  # a valid MAC, but anyone could have written it
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))  # a miss
@@ -373,3 +376,18 @@ def test_a_plan_with_nothing_to_do_is_taken_whole_and_only_while_nothing_changed
     assert computed == [1]
     assert [(a["kind"], a["name"]) for a in gone["actions"]] == [("create", f"{prefix}net")]
     assert gone == cold_plan(m, monkeypatch)
+
+
+def test_a_table_without_the_key_sought_is_not_unpickled(testdrv, prefix, tmp_path, own_cache):
+    # After an edit the whole-set table misses: only its keys are read, not its (large) entries.
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
+    plan_json(m)  # makes the key
+    key = cache.key_file().read_bytes()
+    _Boom.witness = tmp_path / "unpickled"
+    path = cache.table_file(own_cache, "manifests")
+    payload = cache.pack(cache.code_digest(), {b"another key": _Boom()})
+    path.write_bytes(cache._MAGIC + cache._mac(key, payload) + payload)
+    assert plan_json(m)["summary"]["create"] == 1
+    assert not _Boom.witness.exists()
+    assert len(entries(path)) == 1  # rewritten with this run's entry
