@@ -99,8 +99,13 @@ class DesiredVM:
     spec: VMSpec
     source: Source
     spec_hash: str
-    applied: dict = field(compare=False, hash=False)  # the normalised spec, JSON-ready
     adopt: bool = False  # annotation reconciler/adopt: "true": adopt a matching unmanaged domain
+
+    @property
+    def applied(self) -> dict:
+        """The normalised spec, JSON-ready, as the mark records it (derived, so a cached
+        manifest set does not carry it twice)."""
+        return applied_record(self.spec)
 
 
 @dataclass(frozen=True)
@@ -177,3 +182,20 @@ class DomainDefinition:
     running: bool
     autostart: bool
     volumes: dict = field(compare=False, hash=False)  # (pool, volume) -> capacity, its disks'
+
+
+def applied_record(vm: VMSpec) -> dict:
+    """The spec as recorded in a managed domain's metadata (what destroy later needs). Pure."""
+    return {
+        "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,
+        "maxMemory": vm.max_memory, "state": str(vm.state), "autostart": vm.autostart,
+        "updatePolicy": vm.update_policy, "shutdownTimeout": vm.shutdown_timeout,
+        "protect": vm.protect, "graphics": vm.graphics, "firmware": vm.firmware,
+        "boot": list(vm.boot),
+        "disks": [{"name": d.name, "size": d.size, "pool": d.pool, "format": d.format,
+                   "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
+        "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}
+                     for n in vm.nics],
+        # Only a short hash of the cloud-init files: user data never goes into the metadata.
+        **({"cloudInit": vm.cloud_init.digest} if vm.cloud_init else {}),
+    }

@@ -24,7 +24,16 @@ from reconciler.manifests.result import (
     Position,
     Validated,
 )
-from reconciler.model import CloudInit, DesiredVM, Disk, Nic, PowerState, Source, VMSpec
+from reconciler.model import (
+    CloudInit,
+    DesiredVM,
+    Disk,
+    Nic,
+    PowerState,
+    Source,
+    VMSpec,
+    applied_record,
+)
 from reconciler.units import parse_duration, parse_quantity
 
 if TYPE_CHECKING:
@@ -428,7 +437,6 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
         spec=vm,
         source=Source(doc.file, doc.relative, line),
         spec_hash=spec_hash(applied),
-        applied=applied,
         adopt=data["metadata"]["annotations"].get(ADOPT) == "true",
     )
 
@@ -450,23 +458,6 @@ def _cloud_init(name: str, spec: dict) -> CloudInit | None:
         return None
     pool = spec["disks"][0]["pool"] if spec["disks"] else "default"
     return cloudinit.from_manifest(name, spec["cloudInit"], pool=pool)
-
-
-def applied_record(vm: VMSpec) -> dict:
-    """The spec as recorded in a managed domain's metadata (what destroy later needs). Pure."""
-    return {
-        "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,
-        "maxMemory": vm.max_memory, "state": str(vm.state), "autostart": vm.autostart,
-        "updatePolicy": vm.update_policy, "shutdownTimeout": vm.shutdown_timeout,
-        "protect": vm.protect, "graphics": vm.graphics, "firmware": vm.firmware,
-        "boot": list(vm.boot),
-        "disks": [{"name": d.name, "size": d.size, "pool": d.pool, "format": d.format,
-                   "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
-        "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}
-                     for n in vm.nics],
-        # Only a short hash of the cloud-init files: user data never goes into the metadata.
-        **({"cloudInit": vm.cloud_init.digest} if vm.cloud_init else {}),
-    }
 
 
 def spec_hash(applied: dict) -> str:

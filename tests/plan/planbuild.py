@@ -39,8 +39,8 @@ import yaml
 
 from reconciler import diff
 from reconciler.manifests.loader import Document
-from reconciler.manifests.validate import applied_record, spec_hash, validate
-from reconciler.model import DesiredVM, LiveHold, LiveVM, Mark, PowerState, VMSpec
+from reconciler.manifests.validate import spec_hash, validate
+from reconciler.model import DesiredVM, LiveHold, LiveVM, Mark, PowerState, VMSpec, applied_record
 from reconciler.plan import Plan
 from reconciler.units import parse_quantity
 
