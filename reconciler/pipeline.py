@@ -147,9 +147,12 @@ def compute(inputs: Validated, live: LiveState, guards: diff.Guards, instance: s
 
 
 def _infra_digest(live: LiveState) -> str:
-    text = repr(sorted(live.networks, key=lambda n: n.name)) + repr(
+    return hashlib.sha256(_infra_text(live).encode()).hexdigest()[:8]
+
+
+def _infra_text(live: LiveState) -> str:
+    return repr(sorted(live.networks, key=lambda n: n.name)) + repr(
         sorted(live.pools, key=lambda p: p.name))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
@@ -163,12 +166,12 @@ def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
     live = read_state(hv, instance, inputs, memo)
     guards = diff.Guards(problems=len(inputs.problems), max_destroy=max_destroy,
                          allow_empty=allow_empty, hold_destroys=partial_reason(path))
-    key = (cache.digest(inputs.digest, fingerprint(live.vms).encode(),
-                        _infra_digest(live).encode(), repr(guards).encode(), instance.encode())
+    key = (cache.digest(inputs.digest, fingerprint(live.vms).encode(), _infra_text(live).encode(),
+                        repr(guards).encode(), instance.encode())
            if memo and inputs.digest else None)
     found = memo.get("plan", key) if memo and key else None
     plan = found if isinstance(found, Plan) else compute(inputs, live, guards, instance)
-    if memo and key and not plan.actions:  # the steady state: nothing to do
+    if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
         memo.save()

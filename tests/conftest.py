@@ -256,4 +256,9 @@ def testdrv(prefix: str) -> Iterator[libvirt.virConnect]:
     for vol in pool.listAllVolumes(0):
         if vol.name().startswith(prefix):
             vol.delete(0)
+    for net in conn.listAllNetworks(0):
+        if net.name().startswith(prefix):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
     conn.close()

@@ -39,16 +39,18 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
             return False
         return True
 
-    def walk(folder: str) -> None:
+    stack = [str(root)]  # not recursion: no depth limit
+    while stack:
+        folder = stack.pop()
         try:
             info = os.stat(folder)
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
             unreadable(exc)
-            return
+            continue
         if (info.st_dev, info.st_ino) in seen:  # a symlink loop, or a folder linked twice
-            return
+            continue
         seen.add((info.st_dev, info.st_ino))
         folders = []
         for entry in entries:
@@ -74,10 +76,9 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
                     usable_link(path)
             if manifest:
                 found.append(Path(path))
-        for path in folders:
-            walk(path)
-
-    walk(str(root))
+        # Depth first, by name: of a folder reached twice (through a link), the path first by
+        # name is the one used.
+        stack.extend(reversed(folders))
     return sorted(found), problems
 
 

@@ -275,8 +275,28 @@ def test_symlinked_folders_are_followed_once(workdir: Path) -> None:
     files, problems = manifest_files(root)
     assert problems == []
     names = [str(p.relative_to(root)) for p in files]
-    # "real" and "linked" are one folder: read once (whichever the walk meets first)
-    assert len(names) == 1 and names[0] in ("linked/a.yaml", "real/a.yaml"), names
+    # "real" and "linked" are one folder: read once, always by the path first by name (the
+    # path recorded in the domain's metadata must not flip between runs)
+    assert names == ["linked/a.yaml"]
+
+
+def test_a_deep_tree_is_walked_whole(workdir: Path) -> None:
+    # Deeper than Python's recursion limit: the walk keeps a stack, it does not recurse.
+    deepest = "m"
+    for _ in range(1201):  # os.makedirs recurses too
+        os.mkdir(deepest)
+        deepest = os.path.join(deepest, "d")
+    deepest = os.path.dirname(deepest)
+    write_manifest(Path(deepest), "a.yaml", "n: a\n")
+    try:
+        files, problems = manifest_files(workdir / "m")
+        assert (len(files), problems) == (1, [])
+        assert files[0].name == "a.yaml" and len(files[0].parts) > 1200
+    finally:  # shutil.rmtree (and so tmp_path's cleanup) recurses: remove it bottom up
+        os.remove(os.path.join(deepest, "a.yaml"))
+        while deepest:
+            os.rmdir(deepest)
+            deepest = os.path.dirname(deepest)
 
 
 def test_broken_and_outside_links_are_problems(workdir: Path) -> None:

@@ -366,7 +366,11 @@ def test_a_plan_with_nothing_to_do_is_taken_whole_and_only_while_nothing_changed
     computed: list[int] = []
     real = pipeline.compute
     monkeypatch.setattr(pipeline, "compute", lambda *a: computed.append(1) or real(*a))
+    table = cache.table_file(own_cache, "plan")
+    written = table.stat()
     assert plan_json(m) == steady and computed == []  # taken whole
+    after = table.stat()  # and not written again
+    assert (after.st_ino, after.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
 
     # The live side of the key, beyond the domains: a network removed by hand.
     net = testdrv.networkLookupByName(f"{prefix}net")
@@ -378,7 +382,8 @@ def test_a_plan_with_nothing_to_do_is_taken_whole_and_only_while_nothing_changed
     assert gone == cold_plan(m, monkeypatch)
 
 
-def test_a_table_without_the_key_sought_is_not_unpickled(testdrv, prefix, tmp_path, own_cache):
+def test_a_table_without_the_key_sought_is_not_unpickled(testdrv, prefix, tmp_path, own_cache,
+                                                         monkeypatch):
     # After an edit the whole-set table misses: only its keys are read, not its (large) entries.
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
@@ -391,3 +396,22 @@ def test_a_table_without_the_key_sought_is_not_unpickled(testdrv, prefix, tmp_pa
     assert plan_json(m)["summary"]["create"] == 1
     assert not _Boom.witness.exists()
     assert len(entries(path)) == 1  # rewritten with this run's entry
+    cache.table_file(own_cache, "file").unlink()
+    parsed = watch_parsing(monkeypatch)
+    assert plan_json(m)["summary"]["create"] == 1
+    assert parsed == []  # that entry is found: the whole set comes from it
+
+
+def test_another_instance_is_not_given_the_owner_s_cached_plan(testdrv, prefix, tmp_path,
+                                                               own_cache):
+    # A network-only set: no domain, so only the instance tells the two plans apart.
+    m = tmp_path / "m"
+    write_manifest(m, "n.yaml", f"apiVersion: reconciler/v1\nkind: Network\n"
+                                f"metadata:\n  name: {prefix}net\n")
+    apply(m, tmp_path / "s")
+    assert plan_json(m)["actions"] == []  # cached: nothing to do
+    result = run_cli("plan", "--connect", URI, "--format", "json", "--instance",
+                     f"{prefix}other", m)
+    assert result.code == 1, result.stderr  # a conflict
+    other = json.loads(result.stdout)["actions"]
+    assert [(a["kind"], a["name"]) for a in other] == [("blocked", f"{prefix}net")]
