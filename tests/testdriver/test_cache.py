@@ -112,6 +112,12 @@ def _poison(path: Path, mac: bytes) -> None:
     path.chmod(0o600)
 
 
+def _signed(path: Path, entries: dict) -> None:
+    """A table file with a valid MAC, as this user's reconciler would write it."""
+    payload = cache.pack(cache.code_digest(), entries)
+    path.write_bytes(cache._MAGIC + cache._mac(cache.key_file().read_bytes(), payload) + payload)
+
+
 def test_a_cache_file_this_user_did_not_write_is_never_unpickled(testdrv, prefix, tmp_path,
                                                                  own_cache):
     # Unpickling runs code. A file copied in (a CI cache restore) has the right owner and mode
@@ -128,11 +134,9 @@ def test_a_cache_file_others_could_write_is_never_loaded(testdrv, prefix, tmp_pa
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     plan_json(m)  # makes the key
-    key = cache.key_file().read_bytes()
     _Boom.witness = tmp_path / "pwned"
     path = cache.table_file(own_cache, "file")
-    payload = cache.pack(cache.code_digest(), {_Boom(): "x"})  # unpickled with the keys
-    path.write_bytes(cache._MAGIC + cache._mac(key, payload) + payload)
+    _signed(path, {_Boom(): "x"})  # unpickled with the keys
     path.chmod(0o666)  # a valid MAC, but anyone could have written it
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a", vcpus=2, max_vcpus=2))  # a miss
     assert plan_json(m)["summary"]["create"] == 1
@@ -388,11 +392,9 @@ def test_a_table_without_the_key_sought_is_not_unpickled(testdrv, prefix, tmp_pa
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
     plan_json(m)  # makes the key
-    key = cache.key_file().read_bytes()
     _Boom.witness = tmp_path / "unpickled"
     path = cache.table_file(own_cache, "manifests")
-    payload = cache.pack(cache.code_digest(), {b"another key": _Boom()})
-    path.write_bytes(cache._MAGIC + cache._mac(key, payload) + payload)
+    _signed(path, {b"another key": _Boom()})
     assert plan_json(m)["summary"]["create"] == 1
     assert not _Boom.witness.exists()
     assert len(entries(path)) == 1  # rewritten with this run's entry
