@@ -218,17 +218,19 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR
             _show_plan(planned, fmt, doc)
-            if not planned.plan.has_changes:
-                return _exit_for(planned, ())
-            if not yes and not _confirm():
+            if planned.plan.has_changes and not yes and not _confirm():
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
             settings = Settings(parallel=parallel or cfg.parallel,
                                 commit=gitinfo.head_commit(manifests), instance=instance)
+            # Without changes this writes nothing: each action's result (blocked, pending
+            # restart, suspended) still goes to the status file.
             results = execute(planned.plan, hv, settings)
         finally:
             hv.close()
         _write_status(state_dir or Path(cfg.stateDir), planned, results)
+    if not planned.plan.has_changes:
+        return _exit_for(planned, results)
     if fmt == "json":
         click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
     else:
@@ -246,13 +248,15 @@ def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple) ->
 
 
 def _exit_for(planned: pipeline.Planned, results: tuple) -> int:
-    if planned.inputs.problems or any(a.kind == "blocked" or a.refused
+    """1 unless everything converged; a VM suspended on purpose is no failure."""
+    suspended = {a.label for a in planned.plan.actions if a.suspended}
+    if planned.inputs.problems or any((a.kind == "blocked" and not a.suspended) or a.refused
                                       for a in planned.plan.actions):
         return EXIT_ERROR
     from reconciler.executor import Outcome
 
     return EXIT_ERROR if any(r.outcome in (Outcome.FAILED, Outcome.BLOCKED)
-                             for r in results) else EXIT_OK
+                             and r.name not in suspended for r in results) else EXIT_OK
 
 
 def _same_plan(saved: Path, doc: dict) -> bool:
@@ -322,7 +326,8 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
 @_common
 def status_command(*, cfg: configuration.Config, fmt: str, connect: str,
                    state_dir: Path | None) -> int:
-    """Each managed VM: in sync, pending, pending restart, failed, blocked or conflict."""
+    """Each managed VM: in sync, pending, pending restart, failed, blocked, conflict or
+    suspended."""
     from reconciler import status
 
     folder = state_dir or Path(cfg.stateDir)

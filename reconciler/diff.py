@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from reconciler.cloudinit import seed_volume
 from reconciler.domainxml import match_nics
 from reconciler.model import DesiredVM, LiveVM, PowerState, VMSpec
-from reconciler.plan import Action, Change, Kind, Mode, Plan, fingerprint
+from reconciler.plan import SUSPENDED, Action, Change, Kind, Mode, Plan, fingerprint
 from reconciler.units import format_bytes, format_duration
 
 
@@ -35,18 +35,31 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM], guards: Guards = 
     for want in sorted(desired, key=lambda d: d.spec.name):
         have = live_by_name.get(want.spec.name)
         if have is None:
-            actions.append(Action(Kind.CREATE, want.spec.name, desired=want))
+            action = Action(Kind.CREATE, want.spec.name, desired=want)
         elif not have.managed:
-            actions.append(_unmanaged(want, have))
+            action = _unmanaged(want, have)
         else:
             action = update(want, have)
-            if action.changes or action.restart:
-                actions.append(action)
+            if not (action.changes or action.restart):
+                continue
+        actions.append(_suspended(action) if want.suspend else action)
     wanted = {d.spec.name for d in desired}
     orphans = sorted((vm for vm in live if vm.managed and vm.name not in wanted),
                      key=lambda v: v.name)
     actions.extend(_destroys(orphans, guards, desired_empty=not desired))
     return Plan(tuple(actions), fingerprint(live), guards.problems)
+
+
+def _suspended(action: Action) -> Action:
+    """What a suspended VM's manifest asks for, shown and not done (an operator at work on the
+    VM: no create, update, restart or drift repair). What writes nothing (a conflict, a pending
+    restart, a refusal) stays as it is. Pure."""
+    if not action.writes:
+        return action
+    what = "not created" if action.kind == Kind.CREATE else "left as it is"
+    return Action(Kind.BLOCKED, action.name, action.changes, desired=action.desired,
+                  live=action.live,
+                  reason=f"{SUSPENDED}: {what} until the annotation is removed")
 
 
 def _unmanaged(want: DesiredVM, have: LiveVM) -> Action:

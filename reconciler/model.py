@@ -100,6 +100,7 @@ class DesiredVM:
     source: Source
     spec_hash: str
     adopt: bool = False  # annotation reconciler/adopt: "true": adopt a matching unmanaged domain
+    suspend: bool = False  # annotation reconciler/suspend: "true": leave the VM as it is
 
     @property
     def applied(self) -> dict:

@@ -25,6 +25,7 @@ class Mode(StrEnum):
 
 
 WRITES = (Mode.LIVE, Mode.CONFIG, Mode.RESTART)
+SUSPENDED = "suspended (annotation reconciler/suspend)"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Action:
         """Whether apply changes anything for this action."""
         if self.kind in (Kind.CREATE, Kind.DESTROY):
             return True
+        if self.kind == Kind.BLOCKED:  # a suspended VM's changes are shown, not made
+            return False
         if any(c.mode == Mode.REFUSED for c in self.changes):
             return False
         return self.restart or any(c.mode in WRITES for c in self.changes)
@@ -68,6 +71,11 @@ class Action:
         """A domain with the manifest's name exists and is not this tool's to change (nor to
         adopt as it is)."""
         return self.kind == Kind.BLOCKED and self.reason.startswith(("conflict", "adopt refused"))
+
+    @property
+    def suspended(self) -> bool:
+        """Left as it is on purpose (annotation reconciler/suspend): not a failure."""
+        return self.kind == Kind.BLOCKED and self.reason.startswith(SUSPENDED)
 
     @property
     def refused(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from reconciler import __version__
@@ -77,6 +78,10 @@ def describe(action: Action) -> str:
         return ", ".join(parts)
     if action.kind == Kind.DESTROY:
         return f"destroy ({action.reason})"
+    if action.suspended and action.changes:  # and what it would do
+        return f"{action.reason} -- would change: {describe(replace(action, kind=Kind.UPDATE))}"
+    if action.suspended and action.live is None:
+        return f"{action.reason} -- would create: {describe(replace(action, kind=Kind.CREATE))}"
     if action.kind == Kind.BLOCKED:
         return action.reason
     policy = action.desired.spec.update_policy if action.desired else "live"

@@ -18,7 +18,7 @@ STATE_FILE = "status.json"
 @dataclass(frozen=True)
 class VMStatus:
     name: str
-    status: str  # in sync | pending | pending restart | failed | blocked | conflict
+    status: str  # in sync | pending | pending restart | failed | blocked | conflict | suspended
     detail: str = ""
     manifest: str | None = None
     last_error: str | None = None
@@ -42,6 +42,8 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
                                         error, _iso(retry_at))
         elif action.conflict:
             out[action.label] = VMStatus(action.label, "conflict", action.reason, manifest)
+        elif action.suspended:
+            out[action.label] = VMStatus(action.label, "suspended", action.reason, manifest)
         elif result is None:
             out[action.label] = VMStatus(action.label, "pending", "not applied yet", manifest)
         elif result.outcome == Outcome.FAILED:

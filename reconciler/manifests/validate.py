@@ -355,7 +355,7 @@ def _size(value: object) -> int | None:
 def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
     """Checks across fields. Also run on a document with schema errors, so each check skips
     what is malformed (the schema has already said so)."""
-    yield from _check_adopt(doc, data)
+    yield from _check_annotations(doc, data)
     spec = data.get("spec")
     if not isinstance(spec, dict):
         return
@@ -438,19 +438,23 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
         source=Source(doc.file, doc.relative, line),
         spec_hash=spec_hash(applied),
         adopt=data["metadata"]["annotations"].get(ADOPT) == "true",
+        suspend=data["metadata"]["annotations"].get(SUSPEND) == "true",
     )
 
 
 ADOPT = "reconciler/adopt"
+SUSPEND = "reconciler/suspend"
 
 
-def _check_adopt(doc: Document, data: dict) -> Iterable[Problem]:
+def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
+    """The tool's own annotations take "true" or "false" (a typo must not read as "false")."""
     metadata = data.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    value = annotations.get(ADOPT) if isinstance(annotations, dict) else None
-    if isinstance(value, str) and value not in ("true", "false"):
-        yield doc.problem(("metadata", "annotations", ADOPT),
-                          f'{short(value)} is not "true" or "false"')
+    for name in (ADOPT, SUSPEND):
+        value = annotations.get(name) if isinstance(annotations, dict) else None
+        if isinstance(value, str) and value not in ("true", "false"):
+            yield doc.problem(("metadata", "annotations", name),
+                              f'{short(value)} is not "true" or "false"')
 
 
 def _cloud_init(name: str, spec: dict) -> CloudInit | None:

@@ -63,6 +63,37 @@ def test_virsh_destroy_is_repaired(host, tmp_path, daemon_factory):
     assert daemon.stop() == 0
 
 
+def test_a_suspended_vm_is_not_repaired_until_resumed(host, tmp_path, daemon_factory):
+    manifests = tmp_path / "manifests"
+    name = f"{host.prefix}s"
+    write_manifest(manifests, "s.yaml", vm_manifest(name))
+    daemon = daemon_factory(manifests, host.uri)
+    daemon.wait_ready()
+    assert host.domain(name).isActive()
+
+    runs = daemon.metric("reconciler_reconcile_runs_total")
+    suspended = vm_manifest(name).replace(
+        "metadata:\n", 'metadata:\n  annotations:\n    reconciler/suspend: "true"\n', 1)
+    write_manifest(manifests, "s.yaml", suspended)
+    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
+    runs = daemon.metric("reconciler_reconcile_runs_total")
+    subprocess.run(["virsh", "-c", host.uri, "destroy", name], check=True, capture_output=True)
+    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
+
+    def status() -> list[tuple[str, str]]:
+        doc = json.loads(run_cli("status", "--state-dir", daemon.state_dir, "--format",
+                                 "json").stdout)
+        return [(v["name"], v["status"]) for v in doc["vms"]]
+
+    assert wait_for(lambda: status() == [(name, "suspended")], 5), daemon.output()
+    assert not wait_for(lambda: host.domain(name).isActive(), 2)  # left off
+    assert daemon.metric("reconciler_drift_repairs_total") == 0
+
+    write_manifest(manifests, "s.yaml", vm_manifest(name))  # resumed
+    assert wait_for(lambda: host.domain(name).isActive(), 10), daemon.output()
+    assert daemon.stop() == 0
+
+
 def test_second_writer_is_refused_with_the_holder_named(host, tmp_path, daemon_factory):
     manifests = tmp_path / "manifests"
     write_manifest(manifests, "a.yaml", vm_manifest(f"{host.prefix}l", state="stopped"))

@@ -3,7 +3,7 @@
 A case is one YAML document:
 
     name: what the case shows
-    desired:                # manifests, as written by users: name + spec fields
+    desired:                # manifests, as written by users: name (+ annotations) + spec fields
       - {name: web, vcpus: 4, maxVcpus: 8, memory: 2GiB}
     live:                   # domains libvirt reports
       - name: web
@@ -58,9 +58,10 @@ def load_cases() -> list[tuple[str, dict[str, Any]]]:
 
 def desired_vm(entry: dict[str, Any]) -> DesiredVM:
     """A manifest through the real validator: defaults, spec hash and applied record included."""
-    spec = {k: v for k, v in entry.items() if k != "name"}
-    data = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
-            "metadata": {"name": entry["name"]}, "spec": spec}
+    spec = {k: v for k, v in entry.items() if k not in ("name", "annotations")}
+    metadata = {"name": entry["name"], "annotations": entry.get("annotations", {})}
+    data = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine", "metadata": metadata,
+            "spec": spec}
     name = entry["name"]
     doc = Document(f"manifests/{name}.yaml", f"{name}.yaml", 0, data, positions={})
     validated = validate([doc])

@@ -503,3 +503,45 @@ def test_apply_results_as_json(testdrv, prefix, manifests, state_dir) -> None:
     results = json.loads(docs[docs.index('{\n  "results"'):])["results"]
     assert [(x["name"], x["kind"], x["outcome"]) for x in results] == [
         (name, "create", "converged")]
+
+
+def _suspended(manifest: str, value: str = "true") -> str:
+    """The manifest with the annotation reconciler/suspend."""
+    return manifest.replace("metadata:\n", f'metadata:\n  annotations:\n    reconciler/suspend: '
+                                           f'"{value}"\n', 1)
+
+
+def test_a_suspended_vm_is_shown_and_left_as_it_is(testdrv, prefix, manifests, state_dir):
+    name = f"{prefix}db"
+    write_manifest(manifests, "db.yaml", vm_manifest(name, max_vcpus=2))
+    assert apply(manifests, state_dir).code == 0
+    # An operator at work: the VM stopped by hand, the manifest edited and suspended.
+    testdrv.lookupByName(name).destroy()
+    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name, vcpus=2, max_vcpus=2)))
+    result = plan(manifests, "--detailed-exitcode")
+    assert result.code == 0, result.stdout + result.stderr  # no changes, no error
+    assert result.stdout.splitlines()[0] == (
+        f"! {name}   suspended (annotation reconciler/suspend): left as it is until the "
+        "annotation is removed -- would change: vcpus 1 -> 2, state stopped -> running")
+    result = apply(manifests, state_dir)
+    assert result.code == 0, result.stdout + result.stderr
+    dom = testdrv.lookupByName(name)
+    assert not dom.isActive()
+    assert xml(testdrv, name, inactive=True).find("vcpu").get("current") == "1"
+    status = json.loads(run_cli("status", "--state-dir", state_dir, "--format", "json").stdout)
+    assert [(v["name"], v["status"]) for v in status["vms"]] == [(name, "suspended")]
+
+    # "false" resumes it: the next apply converges.
+    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name, vcpus=2, max_vcpus=2),
+                                                    "false"))
+    assert apply(manifests, state_dir).code == 0
+    assert testdrv.lookupByName(name).isActive()
+    assert xml(testdrv, name, inactive=True).find("vcpu").get("current") in ("2", None)
+    assert plan(manifests, "--detailed-exitcode").code == 0
+
+
+def test_a_suspended_vm_is_not_created(testdrv, prefix, manifests, state_dir):
+    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(f"{prefix}db")))
+    result = apply(manifests, state_dir)
+    assert result.code == 0, result.stdout + result.stderr
+    assert f"{prefix}db" not in [d.name() for d in testdrv.listAllDomains(0)]
