@@ -210,6 +210,10 @@ def check(doc: Document, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -
     data = schemas.with_defaults(doc.data, schemas.load(kind))
     assert isinstance(data, dict)
     claim = _claim_key(data, data["metadata"]["name"])
+    if kind in ("Network", "StoragePool"):
+        misplaced = list(_vm_annotations(doc, data))
+        if misplaced:
+            return Checked(doc.file, tuple(misplaced), claim, name_at)
     if kind == "Network":
         net, found = infra_validate.network(doc, data)
         return Checked(doc.file, tuple(found), claim, name_at, network=net,
@@ -455,6 +459,15 @@ def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
         if isinstance(value, str) and value not in ("true", "false"):
             yield doc.problem(("metadata", "annotations", name),
                               f'{short(value)} is not "true" or "false"')
+
+
+def _vm_annotations(doc: Document, data: dict) -> Iterable[Problem]:
+    """The tool's annotations on a network or pool would be ignored: say so."""
+    for name in (ADOPT, SUSPEND):
+        if name in data["metadata"].get("annotations", {}):
+            yield doc.problem(("metadata", "annotations", name),
+                              f"only a VirtualMachine reads {name}; remove it from this "
+                              f"{data['kind']}")
 
 
 def _cloud_init(name: str, spec: dict) -> CloudInit | None:
