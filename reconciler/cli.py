@@ -243,7 +243,8 @@ def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple) ->
 
     acted = {a.name for a in planned.plan.actions}
     in_sync = [d.spec.name for d in planned.inputs.vms if d.spec.name not in acted]
-    statuses = status.vm_statuses(planned.plan, results, in_sync)
+    statuses = status.vm_statuses(planned.plan, results, in_sync, suspended=[
+        d.spec.name for d in planned.inputs.vms if d.suspend])
     status.write(state_dir, statuses, command="apply", problems=len(planned.inputs.problems))
 
 

@@ -65,6 +65,7 @@ class Daemon:
         self._reconnect = Backoff(base=1.0, cap=30.0)
         self._reconnect_at = 0.0
         self._managed_before: dict[str, str] = {}  # name -> applied spec hash, last cycle
+        self._suspended: list[str] = []  # VMs whose manifest says reconciler/suspend
         self._problems_backoff = Backoff(base=2.0, cap=options.interval)
         self._running_managed: set[str] = set()
         self._live_snapshot: dict[str, tuple[int, int, int]] = {}
@@ -315,6 +316,7 @@ class Daemon:
         self._running_managed = {vm.name for vm in live if vm.mark and vm.running}
         self._live_snapshot = {}  # re-baseline after our own changes
         self._plan, self._results, self._in_sync = plan, results, in_sync
+        self._suspended = [d.spec.name for d in inputs.vms if d.suspend]
         return results, plan, in_sync, len(inputs.problems)
 
     def _account(self, action: Action, result: Result, now: float) -> None:
@@ -332,7 +334,8 @@ class Daemon:
         plan = getattr(self, "_plan", None)
         if plan is None:
             return []
-        return status.vm_statuses(plan, self._results, self._in_sync, self._waiting())
+        return status.vm_statuses(plan, self._results, self._in_sync, self._waiting(),
+                                  self._suspended)
 
     def _waiting(self) -> dict[str, tuple[str, float]]:
         now, wall = time.monotonic(), time.time()
@@ -341,7 +344,8 @@ class Daemon:
 
     def _report(self, plan: Plan, results: tuple[Result, ...], in_sync: list[str],
                 problems: int, reason: str, seconds: float) -> None:
-        statuses = status.vm_statuses(plan, results, in_sync, self._waiting())
+        statuses = status.vm_statuses(plan, results, in_sync, self._waiting(),
+                                      self._suspended)
         self.metrics.record(results, statuses)
         self.metrics.problems.set(problems)
         counts: dict[str, int] = {}

@@ -57,8 +57,8 @@ def _suspended(action: Action) -> Action:
     if not action.writes:
         return action
     what = "not created" if action.kind == Kind.CREATE else "left as it is"
-    return Action(Kind.BLOCKED, action.name, action.changes, desired=action.desired,
-                  live=action.live,
+    return Action(Kind.BLOCKED, action.name, action.changes, restart=action.restart,
+                  desired=action.desired, live=action.live,
                   reason=f"{SUSPENDED}: {what} until the annotation is removed")
 
 

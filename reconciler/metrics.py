@@ -18,7 +18,8 @@ from reconciler.executor import Result
 from reconciler.status import VMStatus
 
 disable_created_metrics()  # no *_created series: they only add noise here
-STATUSES = ("in sync", "pending", "pending restart", "failed", "blocked", "conflict")
+STATUSES = ("in sync", "pending", "pending restart", "failed", "blocked", "conflict",
+            "suspended")
 
 
 class Metrics:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from reconciler import __version__
 from reconciler.errors import Problem
-from reconciler.plan import Action, Change, Kind, Mode, Plan
+from reconciler.plan import SUSPENDED, Action, Change, Kind, Mode, Plan
 from reconciler.units import format_bytes
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def describe(action: Action) -> str:
         return ", ".join(parts)
     if action.kind == Kind.DESTROY:
         return f"destroy ({action.reason})"
-    if action.suspended and action.changes:  # and what it would do
+    if action.suspended and action.changes:  # and what it would do (restart included)
         return f"{action.reason} -- would change: {describe(replace(action, kind=Kind.UPDATE))}"
     if action.suspended and action.live is None:
         return f"{action.reason} -- would create: {describe(replace(action, kind=Kind.CREATE))}"
@@ -149,11 +149,13 @@ def results_text(results: Iterable[Result]) -> str:
         what = str(r.outcome) if r.kind == Kind.BLOCKED else f"{r.kind} {r.outcome}"
         lines.append(f"{r.name}: {what}{tail}")
     failed = sum(1 for r in results if r.outcome == "failed")
-    blocked = sum(1 for r in results if r.outcome == "blocked")
+    held = [r for r in results if r.outcome == "blocked"]
+    suspended = sum(1 for r in held if r.message.startswith(SUSPENDED))
     pending = sum(1 for r in results if r.outcome == "pending restart")
-    done = len(results) - failed - blocked
+    done = len(results) - failed - len(held)
     lines.append(f"Apply: {done} done ({pending} pending restart), {failed} failed, "
-                 f"{blocked} blocked.")
+                 f"{len(held) - suspended} blocked"
+                 + (f", {suspended} suspended." if suspended else "."))
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reconciler import atomic
 from reconciler.executor import Outcome, Result
-from reconciler.plan import Kind, Plan
+from reconciler.plan import SUSPENDED, Kind, Plan
 
 STATE_FILE = "status.json"
 
@@ -26,9 +26,12 @@ class VMStatus:
 
 
 def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
-                waiting: Mapping[str, tuple[str, float]] = {}) -> list[VMStatus]:
+                waiting: Mapping[str, tuple[str, float]] = {},
+                suspended: Iterable[str] = ()) -> list[VMStatus]:
     """Each managed or declared VM's status after a run. ``waiting``: name -> (last error,
-    wall-clock time of the next retry) for VMs held back by backoff. Pure."""
+    wall-clock time of the next retry) for VMs held back by backoff. ``suspended``: VMs whose
+    manifest has reconciler/suspend: "true" (suspended whether or not they differ, unless a
+    conflict or a refusal says more). Pure."""
     by_name = {r.name: r for r in results}
     out = {name: VMStatus(name, "in sync") for name in in_sync}
     for action in plan.actions:
@@ -58,6 +61,10 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
             out.pop(action.label, None)
         else:
             out[action.label] = VMStatus(action.label, "in sync", "", manifest)
+    for name in suspended:
+        now = out.get(name)
+        if now is None or now.status not in ("conflict", "blocked", "suspended"):
+            out[name] = VMStatus(name, "suspended", SUSPENDED, now.manifest if now else None)
     return sorted(out.values(), key=lambda s: s.name)
 
 

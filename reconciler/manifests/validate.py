@@ -210,17 +210,15 @@ def check(doc: Document, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -
     data = schemas.with_defaults(doc.data, schemas.load(kind))
     assert isinstance(data, dict)
     claim = _claim_key(data, data["metadata"]["name"])
-    if kind in ("Network", "StoragePool"):
-        misplaced = list(_vm_annotations(doc, data))
-        if misplaced:
-            return Checked(doc.file, tuple(misplaced), claim, name_at)
     if kind == "Network":
         net, found = infra_validate.network(doc, data)
-        return Checked(doc.file, tuple(found), claim, name_at, network=net,
+        found = [*_vm_annotations(doc, data), *found]
+        return Checked(doc.file, tuple(found), claim, name_at, network=None if found else net,
                        where=_positions(doc, [("spec", "bridge")]))
     if kind == "StoragePool":
         pool, found = infra_validate.pool(doc, data, storage_roots)
-        return Checked(doc.file, tuple(found), claim, name_at, pool=pool)
+        found = [*_vm_annotations(doc, data), *found]
+        return Checked(doc.file, tuple(found), claim, name_at, pool=None if found else pool)
     semantic = tuple(_check_semantics(doc, data))
     if semantic:
         return Checked(doc.file, semantic, claim, name_at)

@@ -74,18 +74,19 @@ def test_a_suspended_vm_is_not_repaired_until_resumed(host, tmp_path, daemon_fac
     runs = daemon.metric("reconciler_reconcile_runs_total")
     suspended = vm_manifest(name).replace(
         "metadata:\n", 'metadata:\n  annotations:\n    reconciler/suspend: "true"\n', 1)
-    write_manifest(manifests, "s.yaml", suspended)
-    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
-    runs = daemon.metric("reconciler_reconcile_runs_total")
-    subprocess.run(["virsh", "-c", host.uri, "destroy", name], check=True, capture_output=True)
-    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
-
     def status() -> list[tuple[str, str]]:
         doc = json.loads(run_cli("status", "--state-dir", daemon.state_dir, "--format",
                                  "json").stdout)
         return [(v["name"], v["status"]) for v in doc["vms"]]
 
-    assert wait_for(lambda: status() == [(name, "suspended")], 5), daemon.output()
+    write_manifest(manifests, "s.yaml", suspended)
+    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
+    assert wait_for(lambda: status() == [(name, "suspended")], 5), daemon.output()  # in sync
+    assert daemon.metric('reconciler_managed_vms{status="suspended"}') == 1
+    runs = daemon.metric("reconciler_reconcile_runs_total")
+    subprocess.run(["virsh", "-c", host.uri, "destroy", name], check=True, capture_output=True)
+    assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
+    assert status() == [(name, "suspended")]
     assert not wait_for(lambda: host.domain(name).isActive(), 2)  # left off
     assert daemon.metric("reconciler_drift_repairs_total") == 0
 

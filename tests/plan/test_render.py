@@ -8,7 +8,7 @@ from planbuild import load_cases, run_case
 from reconciler import render, schema
 from reconciler.errors import Problem
 from reconciler.executor import Outcome, Result
-from reconciler.plan import Kind
+from reconciler.plan import SUSPENDED, Kind
 
 # SPEC section 3, verbatim.
 SPEC_LINES = [
@@ -82,3 +82,13 @@ def test_apply_results_text() -> None:
         "old-01: blocked: not destroyed: protect\n"
         "Apply: 2 done (1 pending restart), 1 failed, 1 blocked.\n"
     )
+
+
+def test_apply_results_count_suspended_vms_apart() -> None:
+    reason = f"{SUSPENDED}: left as it is until the annotation is removed"
+    results = [
+        Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
+        Result("db-01", Kind.BLOCKED, Outcome.BLOCKED, reason),
+    ]
+    assert render.results_text(results).splitlines()[-1] == (
+        "Apply: 1 done (0 pending restart), 0 failed, 0 blocked, 1 suspended.")

@@ -545,3 +545,14 @@ def test_a_suspended_vm_is_not_created(testdrv, prefix, manifests, state_dir):
     result = apply(manifests, state_dir)
     assert result.code == 0, result.stdout + result.stderr
     assert f"{prefix}db" not in [d.name() for d in testdrv.listAllDomains(0)]
+
+
+def test_a_suspended_vm_in_sync_is_reported_suspended(testdrv, prefix, manifests, state_dir):
+    name = f"{prefix}db"
+    write_manifest(manifests, "db.yaml", vm_manifest(name))
+    assert apply(manifests, state_dir).code == 0
+    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name)))
+    assert plan(manifests).stdout.startswith("No changes.")
+    assert apply(manifests, state_dir).code == 0
+    status = run_cli("status", "--state-dir", state_dir)
+    assert f"{name}  suspended  suspended (annotation reconciler/suspend)" in status.stdout
