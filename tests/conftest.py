@@ -74,6 +74,12 @@ def vm_manifest(name: str, *, vcpus: int = 1, max_vcpus: int | None = None,
     return "\n".join(lines) + "\n"
 
 
+def suspended(manifest: str, value: str = "true") -> str:
+    """The manifest with the annotation reconciler/suspend."""
+    return manifest.replace("metadata:\n", f'metadata:\n  annotations:\n    reconciler/suspend: '
+                                           f'"{value}"\n', 1)
+
+
 # --- the real libvirtd ---------------------------------------------------------------------------
 
 

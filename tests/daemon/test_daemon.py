@@ -10,7 +10,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import run_cli, vm_manifest, write_manifest
+from conftest import run_cli, suspended, vm_manifest, write_manifest
 from daemonproc import RECONCILER, daemons, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +49,19 @@ def test_file_changes_create_resize_and_destroy(host, tmp_path, daemon_factory):
     assert daemon.stop() == 0
 
 
-def test_virsh_destroy_is_repaired(host, tmp_path, daemon_factory):
+def _one_running_vm(host, tmp_path, daemon_factory):  # type: ignore[no-untyped-def]
+    """A daemon over one manifest, its VM running: (manifests, VM name, daemon)."""
     manifests = tmp_path / "manifests"
     name = f"{host.prefix}d"
     write_manifest(manifests, "d.yaml", vm_manifest(name))
     daemon = daemon_factory(manifests, host.uri)
     daemon.wait_ready()
     assert host.domain(name).isActive()
+    return manifests, name, daemon
 
+
+def test_virsh_destroy_is_repaired(host, tmp_path, daemon_factory):
+    _, name, daemon = _one_running_vm(host, tmp_path, daemon_factory)
     subprocess.run(["virsh", "-c", host.uri, "destroy", name], check=True, capture_output=True)
     assert wait_for(lambda: host.domain(name).isActive(), 5), daemon.output()
     assert wait_for(lambda: daemon.metric("reconciler_drift_repairs_total") >= 1, 5)
@@ -64,22 +69,14 @@ def test_virsh_destroy_is_repaired(host, tmp_path, daemon_factory):
 
 
 def test_a_suspended_vm_is_not_repaired_until_resumed(host, tmp_path, daemon_factory):
-    manifests = tmp_path / "manifests"
-    name = f"{host.prefix}s"
-    write_manifest(manifests, "s.yaml", vm_manifest(name))
-    daemon = daemon_factory(manifests, host.uri)
-    daemon.wait_ready()
-    assert host.domain(name).isActive()
-
+    manifests, name, daemon = _one_running_vm(host, tmp_path, daemon_factory)
     runs = daemon.metric("reconciler_reconcile_runs_total")
-    suspended = vm_manifest(name).replace(
-        "metadata:\n", 'metadata:\n  annotations:\n    reconciler/suspend: "true"\n', 1)
     def status() -> list[tuple[str, str]]:
         doc = json.loads(run_cli("status", "--state-dir", daemon.state_dir, "--format",
                                  "json").stdout)
         return [(v["name"], v["status"]) for v in doc["vms"]]
 
-    write_manifest(manifests, "s.yaml", suspended)
+    write_manifest(manifests, "d.yaml", suspended(vm_manifest(name)))
     assert wait_for(lambda: daemon.metric("reconciler_reconcile_runs_total") > runs, 10)
     assert wait_for(lambda: status() == [(name, "suspended")], 5), daemon.output()  # in sync
     assert daemon.metric('reconciler_managed_vms{status="suspended"}') == 1
@@ -90,7 +87,7 @@ def test_a_suspended_vm_is_not_repaired_until_resumed(host, tmp_path, daemon_fac
     assert not wait_for(lambda: host.domain(name).isActive(), 2)  # left off
     assert daemon.metric("reconciler_drift_repairs_total") == 0
 
-    write_manifest(manifests, "s.yaml", vm_manifest(name))  # resumed
+    write_manifest(manifests, "d.yaml", vm_manifest(name))  # resumed
     assert wait_for(lambda: host.domain(name).isActive(), 10), daemon.output()
     assert daemon.stop() == 0
 

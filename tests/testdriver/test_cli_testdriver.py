@@ -14,7 +14,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import TEST_URI, CliResult, run_cli, vm_manifest, write_manifest
+from conftest import TEST_URI, CliResult, run_cli, suspended, vm_manifest, write_manifest
 from jsonschema import Draft202012Validator
 from lxml import etree
 
@@ -505,19 +505,13 @@ def test_apply_results_as_json(testdrv, prefix, manifests, state_dir) -> None:
         (name, "create", "converged")]
 
 
-def _suspended(manifest: str, value: str = "true") -> str:
-    """The manifest with the annotation reconciler/suspend."""
-    return manifest.replace("metadata:\n", f'metadata:\n  annotations:\n    reconciler/suspend: '
-                                           f'"{value}"\n', 1)
-
-
 def test_a_suspended_vm_is_shown_and_left_as_it_is(testdrv, prefix, manifests, state_dir):
     name = f"{prefix}db"
     write_manifest(manifests, "db.yaml", vm_manifest(name, max_vcpus=2))
     assert apply(manifests, state_dir).code == 0
     # An operator at work: the VM stopped by hand, the manifest edited and suspended.
     testdrv.lookupByName(name).destroy()
-    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name, vcpus=2, max_vcpus=2)))
+    write_manifest(manifests, "db.yaml", suspended(vm_manifest(name, vcpus=2, max_vcpus=2)))
     result = plan(manifests, "--detailed-exitcode")
     assert result.code == 0, result.stdout + result.stderr  # no changes, no error
     assert result.stdout.splitlines()[0] == (
@@ -532,7 +526,7 @@ def test_a_suspended_vm_is_shown_and_left_as_it_is(testdrv, prefix, manifests, s
     assert [(v["name"], v["status"]) for v in status["vms"]] == [(name, "suspended")]
 
     # "false" resumes it: the next apply converges.
-    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name, vcpus=2, max_vcpus=2),
+    write_manifest(manifests, "db.yaml", suspended(vm_manifest(name, vcpus=2, max_vcpus=2),
                                                     "false"))
     assert apply(manifests, state_dir).code == 0
     assert testdrv.lookupByName(name).isActive()
@@ -541,17 +535,17 @@ def test_a_suspended_vm_is_shown_and_left_as_it_is(testdrv, prefix, manifests, s
 
 
 def test_a_suspended_vm_is_not_created(testdrv, prefix, manifests, state_dir):
-    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(f"{prefix}db")))
+    write_manifest(manifests, "db.yaml", suspended(vm_manifest(f"{prefix}db")))
     result = apply(manifests, state_dir)
     assert result.code == 0, result.stdout + result.stderr
     assert f"{prefix}db" not in [d.name() for d in testdrv.listAllDomains(0)]
 
 
-def test_a_suspended_vm_in_sync_is_reported_suspended(testdrv, prefix, manifests, state_dir):
+def test_a_suspended_vm_in_sync_is_reportedsuspended(testdrv, prefix, manifests, state_dir):
     name = f"{prefix}db"
     write_manifest(manifests, "db.yaml", vm_manifest(name))
     assert apply(manifests, state_dir).code == 0
-    write_manifest(manifests, "db.yaml", _suspended(vm_manifest(name)))
+    write_manifest(manifests, "db.yaml", suspended(vm_manifest(name)))
     assert plan(manifests).stdout.startswith("No changes.")
     assert apply(manifests, state_dir).code == 0
     status = run_cli("status", "--state-dir", state_dir)
