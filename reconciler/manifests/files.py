@@ -20,7 +20,7 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
     found: list[Path] = []
     problems: list[Problem] = []
     seen: set[tuple[int, int]] = set()
-    inside = os.path.realpath(root)
+    real_root = os.path.realpath(root)
 
     def problem(path: str, message: str) -> None:
         problems.append(Problem(display_path(Path(path)), 0, 0, "", message))
@@ -33,7 +33,7 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
             problem(path, "broken symbolic link: its target cannot be read; fix or remove it")
             return False
         real = os.path.realpath(path)
-        if real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep):
+        if real != real_root and _below(real, real_root) is None:
             problem(path, f"symbolic link to {real}, outside the manifest directory; copy the "
                           "files in, or point the reconciler at a folder that holds them all")
             return False
@@ -89,15 +89,21 @@ def display_path(path: Path | str, cwd: str | None = None) -> str:
     full = os.path.normpath(os.path.join(cwd, path))
     if full == cwd:
         return "."
-    inside = cwd if cwd.endswith(os.sep) else cwd + os.sep
-    return full[len(inside):] if full.startswith(inside) else str(path)
+    below = _below(full, cwd)
+    return str(path) if below is None else below
 
 
 def relative_path(path: Path, root: Path) -> str:
     """A manifest's path as recorded in the domain's metadata: relative to the manifest
     directory (its name when ``root`` is the file itself)."""
-    text, top = str(path), str(root)
-    if text == top:
+    if str(path) == str(root):
         return path.name
-    inside = top if top.endswith(os.sep) else top + os.sep
-    return text[len(inside):] if text.startswith(inside) else str(path.relative_to(root))
+    below = _below(str(path), str(root))
+    return str(path.relative_to(root)) if below is None else below
+
+
+def _below(path: str, folder: str) -> str | None:
+    """``path`` relative to ``folder`` when it lies strictly below it (as text: both normalised
+    alike), else None."""
+    inside = folder if folder.endswith(os.sep) else folder + os.sep
+    return path[len(inside):] if path.startswith(inside) else None

@@ -446,13 +446,14 @@ def _desired(doc: Document, data: dict) -> DesiredVM:
 
 ADOPT = "reconciler/adopt"
 SUSPEND = "reconciler/suspend"
+_OWN_ANNOTATIONS = (ADOPT, SUSPEND)  # read on VirtualMachine manifests only
 
 
 def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
     """The tool's own annotations take "true" or "false" (a typo must not read as "false")."""
     metadata = data.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    for name in (ADOPT, SUSPEND):
+    for name in _OWN_ANNOTATIONS:
         value = annotations.get(name) if isinstance(annotations, dict) else None
         if isinstance(value, str) and value not in ("true", "false"):
             yield doc.problem(("metadata", "annotations", name),
@@ -461,7 +462,7 @@ def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
 
 def _vm_annotations(doc: Document, data: dict) -> Iterable[Problem]:
     """The tool's annotations on a network or pool would be ignored: say so."""
-    for name in (ADOPT, SUSPEND):
+    for name in _OWN_ANNOTATIONS:
         if name in data["metadata"].get("annotations", {}):
             yield doc.problem(("metadata", "annotations", name),
                               f"only a VirtualMachine reads {name}; remove it from this "
