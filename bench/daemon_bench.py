@@ -155,6 +155,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT,
         time.sleep(step)
 
 
+def print_cycles(daemon: DaemonProcess, reason: str, label: str) -> None:
+    """p50/p95 of the daemon's own reconcile cycles started for ``reason`` (from its log)."""
+    cycles = [e["seconds"] for e in daemon.events()
+              if e.get("event") == "reconciled" and e.get("reason") == reason]
+    if cycles:
+        print(f"   {label}: p50 {ms(percentile(cycles, 50))}  p95 {ms(percentile(cycles, 95))}  "
+              f"(n={len(cycles)})")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -425,12 +434,8 @@ class Bench:
         self.report("autostart toggles", autostart, target)
         self.report("vCPU hot-plug 1->4", vcpus, target)
         self.report("all edits", every, target)
-        cycles = [e["seconds"] for e in daemon.events()
-                  if e.get("event") == "reconciled" and e.get("reason") == "files changed"]
-        if cycles:
-            print(f"   of which the reconcile cycle itself (daemon log, 'files changed'): "
-                  f"p50 {ms(percentile(cycles, 50))}  p95 {ms(percentile(cycles, 95))}  "
-                  f"(n={len(cycles)})")
+        print_cycles(daemon, "files changed",
+                     "of which the reconcile cycle itself (daemon log, 'files changed')")
         self.foreign_events(section, daemon)
 
         print(f"\n== 2. drift repair latency (dom.destroy() of a managed running VM)\n"
@@ -527,12 +532,7 @@ class Bench:
         repairs = daemon.metric("reconciler_drift_repairs_total")
         print(f"   reconciler_drift_repairs_total: {repairs:g} "
               f"(was {repairs_before:g}; {len(after_call)} power-offs made)")
-        drift_cycles = [e["seconds"] for e in daemon.events()
-                        if e.get("event") == "reconciled" and e.get("reason") == "libvirt event"]
-        if drift_cycles:
-            print(f"   reconcile cycles on libvirt events (daemon log): "
-                  f"p50 {ms(percentile(drift_cycles, 50))}  "
-                  f"p95 {ms(percentile(drift_cycles, 95))}  (n={len(drift_cycles)})")
+        print_cycles(daemon, "libvirt event", "reconcile cycles on libvirt events (daemon log)")
 
     @staticmethod
     def report(label: str, values: list[float], target: float) -> None:
