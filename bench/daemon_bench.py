@@ -67,7 +67,7 @@ for line in open('/proc/self/status'):
 """
 # What the daemon's imports alone cost (no connection, no threads).
 IMPORTS_SCRIPT = """\
-import reconciler.cli, reconciler.daemon  # noqa: F401
+import reconciler.shells.cli, reconciler.shells.daemon  # noqa: F401
 for line in open('/proc/self/status'):
     if line.startswith('VmRSS:'):
         print(line.split()[1])
@@ -256,7 +256,7 @@ class EventCounter:
 def time_read_live(uri: str, repeat: int = 3) -> tuple[float, int]:
     """The median time of the reconciler's own read of the whole host (what every daemon cycle
     does first), in this process, and the number of domains it read."""
-    from reconciler.libvirt_adapter import Libvirt  # the code under test, for attribution only
+    from reconciler.adapters.libvirt.hypervisor import Libvirt
 
     hv = Libvirt(uri)
     try:
@@ -601,7 +601,8 @@ class Bench:
                                  text=True, check=True).stdout.split()
         print(f"   baseline: bare python + libvirt.open + listAllDomains ({bare[0]} domains): "
               f"RSS {int(bare[1]) / 1024:.1f} MiB")
-        print(f"   baseline: python importing reconciler.cli + reconciler.daemon only: "
+        print("   baseline: python importing reconciler.shells.cli + reconciler.shells.daemon "
+              "only: "
               f"RSS {int(imports[0]) / 1024:.1f} MiB")
 
     # --- cleanup -------------------------------------------------------------------------------

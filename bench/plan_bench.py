@@ -61,11 +61,13 @@ PHASES_SCRIPT = """\
 import json, sys, time
 t = [time.perf_counter()]
 from pathlib import Path
-import reconciler.cli  # noqa: F401  (what the console script imports)
-from reconciler import diff, pipeline, render
-from reconciler.libvirt_adapter import Libvirt
-from reconciler.manifests import loader
-from reconciler.manifests.validate import validate
+import reconciler.shells.cli  # noqa: F401  (what the console script imports)
+from reconciler.core.diff import vm as diff
+from reconciler import pipeline
+from reconciler.core import render
+from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters import manifests as loader
+from reconciler.core.validate.checks import validate
 t.append(time.perf_counter())
 uri, folder, instance = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 documents, problems = loader.load_tree(folder)
@@ -77,7 +79,7 @@ t.append(time.perf_counter())
 live = pipeline.read_state(hv, instance, inputs).vms  # no cache: the cold path
 t.append(time.perf_counter())
 hv.close()
-plan = diff.plan(inputs.vms, live, diff.Guards(problems=len(inputs.problems)))
+plan = diff.plan(inputs.vms, live, Guards(problems=len(inputs.problems)))
 t.append(time.perf_counter())
 render.plan_json(plan, inputs.problems)
 text = render.plan_text(plan)
@@ -434,7 +436,7 @@ def startup_costs(ctx: Context, repeat: int) -> dict[str, float]:
 
 def profile(ctx: Context, out: Path, top: int) -> None:
     """One `reconciler plan` under cProfile; the top functions by own time and by cumulative."""
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "reconciler.cli", "plan",
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "reconciler.shells.cli", "plan",
            "--connect", ctx.uri, "--config", str(ctx.config), str(ctx.manifests.folder)]
     run = run_timed(cmd, ctx.env)
     check_plan(run)

@@ -19,7 +19,7 @@ import libvirt
 import pytest
 from click.testing import CliRunner
 
-from reconciler.cli import main
+from reconciler.shells.cli import main
 
 QEMU_URI = "qemu:///system"
 TEST_URI = "test:///default"

@@ -16,7 +16,7 @@ import libvirt
 from conftest import TEST_URI, CliResult, run_cli, vm_manifest, write_manifest
 from lxml import etree
 
-from reconciler import cloudinit
+from reconciler.core import cloudinit
 
 SECRET = "TOP-SECRET-c1oud"
 

@@ -10,11 +10,15 @@ import pycdlib
 import pytest
 import yaml
 
-from reconciler import cloudinit, diff, domainxml, render
-from reconciler.manifests.loader import Document
-from reconciler.manifests.validate import validate
-from reconciler.model import DesiredVM, LiveVM, Mark
-from reconciler.plan import Mode
+from reconciler.core import cloudinit, render
+from reconciler.core.diff import vm as diff
+from reconciler.core.diff.guards import Guards
+from reconciler.core.model.common import Mark
+from reconciler.core.model.vm import DesiredVM, LiveVM
+from reconciler.core.plan import Mode
+from reconciler.core.validate.checks import validate
+from reconciler.core.validate.document import Document
+from reconciler.core.xml import domain as domainxml
 
 USER_DATA = "#cloud-config\nusers:\n  - name: ops\n    passwd: TOP-SECRET-123\n"
 NETWORK = "version: 2\nethernets:\n  eth0: {dhcp4: true}\n"
@@ -286,6 +290,6 @@ def test_added_removed_unknown_and_moved_seeds() -> None:
 
 def test_destroy_says_the_seed_volume_goes_with_the_vm() -> None:
     want = desired(disks=[{"name": "root", "size": "1GiB"}], cloudInit=NEW)
-    plan = diff.plan([], [live(want)], diff.Guards(allow_empty=True))
+    plan = diff.plan([], [live(want)], Guards(allow_empty=True))
     assert plan.actions[0].reason == ("volumes retained: web-01-root; "
                                       "seed volume deleted: web-01-cidata")

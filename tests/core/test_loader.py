@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import vm_manifest, write_manifest
 
-from reconciler.errors import Problem
-from reconciler.manifests.loader import (
-    Document,
-    display_path,
-    dotted,
-    load_file,
-    load_tree,
-    manifest_files,
-)
+from reconciler.adapters.files import display_path, manifest_files
+from reconciler.adapters.manifests import load_file, load_tree
+from reconciler.core.errors import Problem
+from reconciler.core.validate.document import Document, dotted
 
 
 @pytest.fixture

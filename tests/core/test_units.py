@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.units import (
+from reconciler.core.units import (
     MAX_VALUE,
     format_bytes,
     format_duration,

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, vm_manifest, write_manifest
 
-from reconciler.errors import Problem
-from reconciler.manifests import loader
-from reconciler.manifests.validate import validate
-from reconciler.model import DesiredVM, Disk, Nic, PowerState, Source, VMSpec
-from reconciler.pipeline import load_desired
+from reconciler.adapters import manifests as loader
+from reconciler.adapters.manifests import load_desired
+from reconciler.core.errors import Problem
+from reconciler.core.model.common import Source
+from reconciler.core.model.vm import DesiredVM, Disk, Nic, PowerState, VMSpec
+from reconciler.core.validate.checks import validate
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(INVALID.glob("*.yaml"))

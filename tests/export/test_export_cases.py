@@ -14,9 +14,13 @@ import yaml
 from jsonschema import Draft202012Validator
 from lxml import etree
 
-from reconciler import diff, domainxml, export, pipeline, render, schema
-from reconciler.model import LiveVM, Mark
-from reconciler.units import parse_quantity
+from reconciler.adapters import manifests
+from reconciler.core import export, planner, render, schema
+from reconciler.core.diff import vm as diff
+from reconciler.core.model.common import Mark
+from reconciler.core.model.vm import LiveVM
+from reconciler.core.units import parse_quantity
+from reconciler.core.xml import domain as domainxml
 
 HERE = Path(__file__).parent
 EXPORT_CASES = list(yaml.safe_load_all((HERE / "export-cases.yaml").read_text()))
@@ -45,11 +49,11 @@ def live_vm(xml: str, *, running: bool, autostart: bool, volumes: dict[tuple[str
     vm = LiveVM(name=config.name, uuid="uuid", running=running,
                 state="running" if running else "shut off", domain_id=1 if running else None,
                 config=config, mark=mark, **{**live, **(now or {})})
-    return pipeline.owned_view((vm,), instance)[0]
+    return planner.owned_view((vm,), instance)[0]
 
 
 def plan_text(folder: Path, live: LiveVM) -> str:
-    inputs = pipeline.load_desired(folder)
+    inputs = manifests.load_desired(folder)
     assert inputs.ok, [str(p) for p in inputs.problems]
     return render.plan_text(diff.plan(inputs.vms, [live]))
 
@@ -63,7 +67,7 @@ def domain_xml(case: dict[str, Any], folder: Path) -> str:
     document = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
                 "metadata": {"name": name}, "spec": mark["spec"]}
     (folder / "applied.yaml").write_text(yaml.safe_dump(document))
-    (want,) = pipeline.load_desired(folder).vms
+    (want,) = manifests.load_desired(folder).vms
     (folder / "applied.yaml").unlink()
     root = domainxml.parse(case["domain"])
     metadata = etree.Element("metadata")
@@ -96,7 +100,7 @@ def test_the_exported_manifest_is_valid_and_plans_as_expected(case: dict[str, An
     (tmp_path / relative).write_text(export.to_yaml(exported))
     assert plan_text(tmp_path, live) == case["plan"]
     if live.mark:
-        assert pipeline.load_desired(tmp_path).vms[0].applied == live.mark.applied
+        assert manifests.load_desired(tmp_path).vms[0].applied == live.mark.applied
 
 
 def test_a_domain_name_a_manifest_cannot_use_is_refused() -> None:
@@ -122,7 +126,7 @@ def _adopt_live(case: dict[str, Any]) -> LiveVM:
                    volumes=_volumes(ADOPT["volumes"]), instance="default", now=case.get("now"))
     if case.get("owner"):
         mark = Mark("hand.yaml", "0" * 16, None, {}, instance=case["owner"])
-        live = pipeline.owned_view((dataclasses.replace(live, mark=mark),), "default")[0]
+        live = planner.owned_view((dataclasses.replace(live, mark=mark),), "default")[0]
     return live
 
 
@@ -135,7 +139,7 @@ def test_adoption_plan(case: dict[str, Any], tmp_path: Path) -> None:
 def test_adoption_in_json_is_a_change_of_field_adopt(tmp_path: Path) -> None:
     case = ADOPT["cases"][0]
     _write(tmp_path, case["annotations"], case["spec"])
-    inputs = pipeline.load_desired(tmp_path)
+    inputs = manifests.load_desired(tmp_path)
     plan = diff.plan(inputs.vms, [_adopt_live(case)])
     document = json.loads(render.dumps(render.plan_json(plan)))
     Draft202012Validator(schema.load("plan")).validate(document)
@@ -149,13 +153,13 @@ def test_adoption_in_json_is_a_change_of_field_adopt(tmp_path: Path) -> None:
 def test_a_refused_adoption_makes_plan_exit_1_like_a_conflict(tmp_path: Path) -> None:
     case = next(c for c in ADOPT["cases"] if c["plan"].startswith("! hand   adopt refused"))
     _write(tmp_path, case["annotations"], case["spec"])
-    plan = diff.plan(pipeline.load_desired(tmp_path).vms, [_adopt_live(case)])
+    plan = diff.plan(manifests.load_desired(tmp_path).vms, [_adopt_live(case)])
     (action,) = plan.actions
     assert action.conflict and not action.writes and not plan.has_changes
 
 
 def test_the_adopt_annotation_is_true_or_false(tmp_path: Path) -> None:
     _write(tmp_path, {"reconciler/adopt": "yes"}, ADOPT["base"])
-    inputs = pipeline.load_desired(tmp_path)
+    inputs = manifests.load_desired(tmp_path)
     assert [p.field for p in inputs.problems] == ["metadata.annotations.reconciler/adopt"]
     assert 'is not "true" or "false"' in inputs.problems[0].message

@@ -16,7 +16,7 @@ import yaml
 from conftest import TEST_URI, CliResult, run_cli
 from lxml import etree
 
-from reconciler import pipeline
+from reconciler.adapters import manifests
 
 EXAMPLES = Path(__file__).parents[2] / "manifests"
 NS = "https://reconciler.dev/xmlns/domain/v1"
@@ -80,8 +80,8 @@ def test_each_example_vm_exports_to_a_manifest_that_plans_no_changes(testdrv, pr
     r = run_cli("validate", exported)
     assert r.code == 0, r.stdout + r.stderr
     # The same specs (labels aside: the domain does not keep them) ...
-    before = {vm.spec.name: vm.spec_hash for vm in pipeline.load_desired(original).vms}
-    after = {vm.spec.name: vm.spec_hash for vm in pipeline.load_desired(exported).vms}
+    before = {vm.spec.name: vm.spec_hash for vm in manifests.load_desired(original).vms}
+    after = {vm.spec.name: vm.spec_hash for vm in manifests.load_desired(exported).vms}
     assert after == before
     # ... so applied, they change nothing.
     r = cli("plan", "--detailed-exitcode", exported)

@@ -37,12 +37,21 @@ from typing import Any
 
 import yaml
 
-from reconciler import diff
-from reconciler.manifests.loader import Document
-from reconciler.manifests.validate import spec_hash, validate
-from reconciler.model import DesiredVM, LiveHold, LiveVM, Mark, PowerState, VMSpec, applied_record
-from reconciler.plan import Plan
-from reconciler.units import parse_quantity
+from reconciler.core.diff import vm as diff
+from reconciler.core.diff.guards import Guards
+from reconciler.core.model.common import Mark
+from reconciler.core.model.vm import (
+    DesiredVM,
+    LiveHold,
+    LiveVM,
+    PowerState,
+    VMSpec,
+    applied_record,
+)
+from reconciler.core.plan import Plan
+from reconciler.core.units import parse_quantity
+from reconciler.core.validate.checks import spec_hash, validate
+from reconciler.core.validate.document import Document
 
 CASES = Path(__file__).parent / "cases"
 
@@ -119,4 +128,4 @@ def run_case(case: dict[str, Any]) -> Plan:
     by_name = {e["name"]: e for e in entries}
     desired = [desired_vm(e) for e in entries]
     live = [live_vm(e, by_name) for e in case.get("live", [])]
-    return diff.plan(desired, live, diff.Guards(**case.get("guards", {})))
+    return diff.plan(desired, live, Guards(**case.get("guards", {})))

@@ -8,8 +8,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from planbuild import load_cases, run_case
 
-from reconciler import render, schema
-from reconciler.plan import Action
+from reconciler.core import render, schema
+from reconciler.core.plan import Action
 
 CASES = load_cases()
 IDS = [case_id for case_id, _ in CASES]

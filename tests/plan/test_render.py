@@ -5,10 +5,10 @@ from __future__ import annotations
 from jsonschema import Draft202012Validator
 from planbuild import load_cases, run_case
 
-from reconciler import render, schema
-from reconciler.errors import Problem
-from reconciler.executor import Outcome, Result
-from reconciler.plan import SUSPENDED, Kind
+from reconciler.core import render, schema
+from reconciler.core.errors import Problem
+from reconciler.core.plan import SUSPENDED, Kind
+from reconciler.core.result import Outcome, Result
 
 # SPEC section 3, verbatim.
 SPEC_LINES = [

@@ -11,8 +11,9 @@ import libvirt
 import pytest
 from conftest import run_cli, vm_manifest, write_manifest
 
-from reconciler import cache, pipeline
-from reconciler.manifests import loader
+from reconciler import pipeline
+from reconciler.adapters import cache
+from reconciler.adapters import manifests as loader
 
 URI = "test:///default"
 
@@ -260,7 +261,7 @@ def test_a_disk_named_cidata_is_read_like_any_disk(testdrv, prefix, tmp_path):
 def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp_path,
                                                            own_cache, monkeypatch):
     from reconciler import pipeline
-    from reconciler.libvirt_adapter import Libvirt
+    from reconciler.adapters.libvirt.hypervisor import Libvirt
 
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))
@@ -270,7 +271,7 @@ def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp
     hv = Libvirt(URI)
     try:
         def reconcile() -> tuple:
-            inputs = pipeline.load_desired(m, memo=memo)
+            inputs = loader.load_desired(m, memo=memo)
             live = pipeline.read_state(hv, "default", memo=memo)
             memo.save()
             return inputs, live

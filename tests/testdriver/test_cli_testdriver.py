@@ -18,7 +18,8 @@ from conftest import TEST_URI, CliResult, run_cli, suspended, vm_manifest, write
 from jsonschema import Draft202012Validator
 from lxml import etree
 
-from reconciler import lock, schema
+from reconciler.adapters import lock
+from reconciler.core import schema
 
 MiB = 1 << 20
 

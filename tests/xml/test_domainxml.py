@@ -11,9 +11,10 @@ import pytest
 import yaml
 from lxml import etree
 
-from reconciler import domainxml
-from reconciler.model import Disk, LiveHold, Mark, Nic, PowerState, VMSpec
-from reconciler.units import parse_quantity
+from reconciler.core.model.common import Mark
+from reconciler.core.model.vm import Disk, LiveHold, Nic, PowerState, VMSpec
+from reconciler.core.units import parse_quantity
+from reconciler.core.xml import domain as domainxml
 
 HERE = Path(__file__).parent
 GiB = 1 << 30

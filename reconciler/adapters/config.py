@@ -1,0 +1,77 @@
+"""The host's config file (/etc/reconciler/config.yaml): optional, every key has a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from reconciler.core.errors import PermanentError
+
+DEFAULT_PATH = Path("/etc/reconciler/config.yaml")
+
+
+@dataclass(frozen=True)
+class Config:
+    connect: str = "qemu:///system"
+    instance: str = "default"  # several reconcilers on one host: each owns only its own domains
+    manifestDir: str = "/etc/reconciler/manifests"
+    stateDir: str = "/var/lib/reconciler"
+    maxDestroy: int = 5
+    parallel: int = 4
+    storageRoots: tuple[str, ...] = field(default=("/var/lib/libvirt/images",))
+
+
+def load(path: Path | None) -> Config:
+    """The config at ``path``; a missing default file is fine, a missing named one is not."""
+    target = path or DEFAULT_PATH
+    if not target.exists():
+        if path is not None:
+            raise PermanentError(f"{path}: config file not found")
+        return Config()
+    try:
+        text = target.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PermanentError(f"{target}: cannot read config: {exc}") from exc
+    data = _parse(text, target) if _has_content(text) else {}
+    if not isinstance(data, dict):
+        raise PermanentError(f"{target}: the config must be a mapping")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PermanentError(f"{target}: unknown key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+    problems = [f"{key} must be {what}" for key, what, ok in (
+        ("connect", "a libvirt URI (a string)", isinstance(data.get("connect", ""), str)),
+        ("instance", "a name (a string)", isinstance(data.get("instance", ""), str)),
+        ("manifestDir", "a path (a string)", isinstance(data.get("manifestDir", ""), str)),
+        ("stateDir", "a path (a string)", isinstance(data.get("stateDir", ""), str)),
+        ("maxDestroy", "a whole number >= 0", _count(data.get("maxDestroy", 0), 0)),
+        ("parallel", "a whole number >= 1", _count(data.get("parallel", 1), 1)),
+        ("storageRoots", "a list of absolute paths",
+         isinstance(data.get("storageRoots", []), list)
+         and all(isinstance(r, str) and r.startswith("/") and r.rstrip("/")
+                 for r in data.get("storageRoots", []))),
+    ) if not ok]
+    if problems:
+        raise PermanentError(f"{target}: {'; '.join(problems)}")
+    if "storageRoots" in data:
+        data["storageRoots"] = tuple(data["storageRoots"])
+    return Config(**data)
+
+
+def _has_content(text: str) -> bool:
+    """Anything but blank lines and comments (those need no YAML parser, a slow import)."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def _parse(text: str, target: Path) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PermanentError(f"{target}: cannot read config: {exc}") from exc
+
+
+def _count(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least

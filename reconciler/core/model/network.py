@@ -1,0 +1,41 @@
+"""The desired and live models of a network. Frozen values, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.core.model.common import Mark, Source
+
+
+@dataclass(frozen=True)
+class IPv4:
+    address: str
+    prefix: int
+    dhcp_start: str | None = None
+    dhcp_end: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    bridge: str | None = None  # None: libvirt picks one, never diffed
+    forward: str = "none"
+    autostart: bool = True
+    ipv4: IPv4 | None = None
+
+
+@dataclass(frozen=True)
+class DesiredNetwork:
+    spec: NetworkSpec
+    source: Source
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class LiveNetwork:
+    name: str
+    active: bool
+    config: NetworkSpec
+    mark: Mark | None  # None: not created by this tool (or another instance's)
+
+

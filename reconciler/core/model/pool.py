@@ -1,0 +1,31 @@
+"""The desired and live models of a storage pool. Frozen values, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.core.model.common import Source
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    path: str
+    autostart: bool = True
+    type: str = "dir"
+
+
+@dataclass(frozen=True)
+class DesiredPool:
+    spec: PoolSpec
+    source: Source
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class LivePool:
+    name: str
+    active: bool
+    config: PoolSpec
+    owner: str | None  # the reconciler instance whose marker volume is in the pool
+

@@ -1,0 +1,183 @@
+"""The desired and live models of a virtual machine. Frozen values, no I/O.
+
+Sizes are bytes, durations seconds. The manifest loader and the domain-XML parser both produce a
+``VMSpec``, so desired and live state compare field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from reconciler.core.model.common import Mark, Source
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def volume_name(vm: str, disk: str) -> str:
+    """A VM's disk (or cloud-init seed) volume: ``<vm>-<disk>``."""
+    return f"{vm}-{disk}"
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    size: int
+    pool: str = "default"
+    format: str = "qcow2"
+    image: str | None = None
+    bus: str = "virtio"
+    reclaim: str = "retain"
+
+    def volume(self, vm: str) -> str:
+        return volume_name(vm, self.name)
+
+
+@dataclass(frozen=True)
+class Nic:
+    network: str | None = None
+    bridge: str | None = None
+    mac: str | None = None
+    model: str = "virtio"
+
+    @property
+    def source(self) -> str:
+        return f"network {self.network}" if self.network else f"bridge {self.bridge}"
+
+
+@dataclass(frozen=True)
+class CloudInit:
+    """A NoCloud seed: a short hash of its files and the pool of its volume ``<vm>-cidata``.
+
+    The content is carried on the desired side only (a domain's XML holds the hash, from the
+    applied record), never compared and never shown in a repr: user data stays out of logs.
+    An empty ``digest`` on the live side means the content is unknown (the seed volume is gone).
+    """
+
+    digest: str
+    pool: str = "default"
+    user_data: str | None = field(default=None, repr=False, compare=False)
+    meta_data: dict = field(default_factory=dict, repr=False, compare=False)  # overrides
+    network_config: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """What a manifest asks for (or what a domain's persistent definition says)."""
+
+    name: str
+    vcpus: int
+    memory: int
+    max_vcpus: int
+    max_memory: int
+    state: PowerState = PowerState.RUNNING
+    autostart: bool = False
+    update_policy: str = "live"
+    shutdown_timeout: int = 60
+    protect: bool = False
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    graphics: str = "none"
+    firmware: str = "bios"
+    boot: tuple[str, ...] = ("hd",)
+    labels: tuple[tuple[str, str], ...] = ()
+    cloud_init: CloudInit | None = None
+
+
+@dataclass(frozen=True)
+class DesiredVM:
+    spec: VMSpec
+    source: Source
+    spec_hash: str
+    adopt: bool = False  # annotation reconciler/adopt: "true": adopt a matching unmanaged domain
+    suspend: bool = False  # annotation reconciler/suspend: "true": leave the VM as it is
+
+    @property
+    def applied(self) -> dict:
+        """The normalised spec, JSON-ready, as the mark records it (derived, so a cached
+        manifest set does not carry it twice)."""
+        return applied_record(self.spec)
+
+
+@dataclass(frozen=True)
+class LiveHold:
+    """A live change the hypervisor or guest did not take up, recorded on the running domain only.
+
+    It disappears when the domain stops, so a restart clears it by itself.
+    """
+
+    vcpus: int | None = None
+    memory: int | None = None
+    reason: str = ""
+    # The running values when it was recorded: it holds only while the VM still has them. Once
+    # the guest moves (a balloon taken up late, a change by hand), the live value is diffed again.
+    seen_vcpus: int | None = None
+    seen_memory: int | None = None
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    pool: str
+    name: str
+    capacity: int
+    format: str | None = None
+    backing: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveVM:
+    """A domain as libvirt reports it: its persistent definition, and the running values."""
+
+    name: str
+    uuid: str
+    running: bool
+    state: str  # libvirt's word: running, paused, shut off, ...
+    domain_id: int | None
+    config: VMSpec  # parsed from the persistent (inactive) XML
+    mark: Mark | None  # None: not created by this tool
+    live_vcpus: int | None = None  # running domains only
+    live_max_vcpus: int | None = None
+    live_memory: int | None = None
+    live_max_memory: int | None = None
+    hold: LiveHold | None = None
+    live_disks: tuple[Disk, ...] | None = None  # running domains only
+    live_nics: tuple[Nic, ...] | None = None
+    owner: str | None = None  # the other reconciler instance that manages it (mark hidden)
+    # The plan fingerprint's share of this domain as read (before ``owner`` is set), computed
+    # once and cached with it; empty: computed from the fields (see ``plan.fingerprint``).
+    seen: str = field(default="", compare=False, repr=False)
+
+    @property
+    def managed(self) -> bool:
+        return self.mark is not None
+
+
+@dataclass(frozen=True)
+class DomainDefinition:
+    """One domain as read for `reconciler export`: its persistent XML and what is not in it."""
+
+    name: str
+    xml: str  # the persistent (inactive) definition
+    running: bool
+    autostart: bool
+    volumes: dict = field(compare=False, hash=False)  # (pool, volume) -> capacity, its disks'
+
+
+def applied_record(vm: VMSpec) -> dict:
+    """The spec as recorded in a managed domain's metadata (what destroy later needs). Pure."""
+    return {
+        "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,
+        "maxMemory": vm.max_memory, "state": str(vm.state), "autostart": vm.autostart,
+        "updatePolicy": vm.update_policy, "shutdownTimeout": vm.shutdown_timeout,
+        "protect": vm.protect, "graphics": vm.graphics, "firmware": vm.firmware,
+        "boot": list(vm.boot),
+        "disks": [{"name": d.name, "size": d.size, "pool": d.pool, "format": d.format,
+                   "image": d.image, "bus": d.bus, "reclaim": d.reclaim} for d in vm.disks],
+        "networks": [{"network": n.network, "bridge": n.bridge, "mac": n.mac, "model": n.model}
+                     for n in vm.nics],
+        # Only a short hash of the cloud-init files: user data never goes into the metadata.
+        **({"cloudInit": vm.cloud_init.digest} if vm.cloud_init else {}),
+    }

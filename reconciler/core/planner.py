@@ -1,0 +1,68 @@
+"""The plan of every kind, assembled from the desired and the live models. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+from reconciler.core.diff import infra as infra_diff
+from reconciler.core.diff import vm as diff
+from reconciler.core.diff.guards import Guards
+from reconciler.core.model.network import LiveNetwork
+from reconciler.core.model.pool import LivePool
+from reconciler.core.model.vm import LiveVM
+from reconciler.core.plan import Kind, Plan
+from reconciler.core.validate.result import Validated
+
+
+@dataclass(frozen=True)
+class LiveState:
+    vms: tuple[LiveVM, ...]
+    networks: tuple[LiveNetwork, ...] = ()
+    pools: tuple[LivePool, ...] = ()
+
+
+def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+    """The whole plan: pools and networks first, then VMs, then removed pools and networks.
+    Pure."""
+    vm_plan = diff.plan(inputs.vms, live.vms, guards)
+    # VMs this run destroys no longer hold their pools and networks (the executor removes
+    # those only after every VM destroy succeeded).
+    leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}
+    staying = tuple(vm for vm in live.vms if vm.name not in leaving)
+    held_back = guards.hold_destroys.replace("not destroyed", "not removed")
+    if held_back:
+        pass
+    elif guards.problems:
+        held_back = (f"not removed: {guards.problems} manifest problem(s) in this run; "
+                     "nothing is removed until every manifest is valid")
+    elif not (inputs.vms or inputs.networks or inputs.pools) and not guards.allow_empty:
+        held_back = "not removed: the manifest set is empty; pass --allow-empty"
+    infra = [
+        *infra_diff.plan_pools(inputs.pools, live.pools, instance=instance, vms=staying,
+                               wanted_vms=inputs.vms, held_back=held_back),
+        *infra_diff.plan_networks(inputs.networks, live.networks, instance=instance,
+                                  vms=staying, wanted_vms=inputs.vms, held_back=held_back),
+    ]
+    first = [a for a in infra if a.kind != Kind.DESTROY]
+    last = [a for a in infra if a.kind == Kind.DESTROY]
+    digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
+    return Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
+
+
+def _infra_digest(live: LiveState) -> str:
+    return hashlib.sha256(infra_text(live).encode()).hexdigest()[:8]
+
+
+def infra_text(live: LiveState) -> str:
+    return repr(sorted(live.networks, key=lambda n: n.name)) + repr(
+        sorted(live.pools, key=lambda p: p.name))
+
+
+def owned_view(live: tuple[LiveVM, ...], instance: str) -> tuple[LiveVM, ...]:
+    """Domains of another reconciler instance look unmanaged to this one (and are never adopted
+    by it: ``owner`` names that instance). Pure."""
+    return tuple(vm if vm.mark is None or vm.mark.instance == instance
+                 else replace(vm, mark=None, owner=vm.mark.instance)
+                 for vm in live)
+

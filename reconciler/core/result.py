@@ -1,0 +1,30 @@
+"""What apply did to each resource, as the executor reports it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.core.plan import Kind
+
+
+class Outcome(StrEnum):
+    CONVERGED = "converged"
+    PENDING_RESTART = "pending restart"  # persisted; the running VM takes it at its next start
+    BLOCKED = "blocked"  # not attempted: conflict, refusal, destroy guard
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    kind: Kind
+    outcome: Outcome
+    message: str = ""
+    seconds: float = 0.0
+    retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.CONVERGED, Outcome.PENDING_RESTART)
+

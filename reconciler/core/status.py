@@ -1,0 +1,90 @@
+"""The state `reconciler status` reads: per-VM sync status, written atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.core.plan import SUSPENDED, Kind, Plan
+from reconciler.core.result import Outcome, Result
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    name: str
+    status: str  # in sync | pending | pending restart | failed | blocked | conflict | suspended
+    detail: str = ""
+    manifest: str | None = None
+    last_error: str | None = None
+    next_retry: str | None = None  # ISO 8601, UTC
+
+
+def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
+                waiting: Mapping[str, tuple[str, float]] = {},
+                suspended: Iterable[str] = ()) -> list[VMStatus]:
+    """Each managed or declared VM's status after a run. ``waiting``: name -> (last error,
+    wall-clock time of the next retry) for VMs held back by backoff. ``suspended``: VMs whose
+    manifest has reconciler/suspend: "true" (suspended whether or not they differ, unless a
+    conflict or a refusal says more). Pure."""
+    by_name = {r.name: r for r in results}
+    out = {name: VMStatus(name, "in sync") for name in in_sync}
+    for action in plan.actions:
+        source = action.desired.source if action.desired else getattr(action.infra, "source",
+                                                                        None)
+        manifest = source.file if source else None
+        result = by_name.get(action.label)
+        if action.label in waiting:
+            error, retry_at = waiting[action.label]
+            out[action.label] = VMStatus(action.label, "failed", "waiting to retry", manifest,
+                                        error, iso_time(retry_at))
+        elif action.conflict:
+            out[action.label] = VMStatus(action.label, "conflict", action.reason, manifest)
+        elif action.suspended:
+            out[action.label] = VMStatus(action.label, "suspended", action.reason, manifest)
+        elif result is None:
+            out[action.label] = VMStatus(action.label, "pending", "not applied yet", manifest)
+        elif result.outcome == Outcome.FAILED:
+            out[action.label] = VMStatus(action.label, "failed", str(action.kind), manifest,
+                                        result.message)
+        elif result.outcome == Outcome.BLOCKED:
+            out[action.label] = VMStatus(action.label, "blocked", result.message, manifest)
+        elif result.outcome == Outcome.PENDING_RESTART:
+            out[action.label] = VMStatus(action.label, "pending restart", result.message,
+                                        manifest)
+        elif action.kind == Kind.DESTROY:
+            out.pop(action.label, None)
+        else:
+            out[action.label] = VMStatus(action.label, "in sync", "", manifest)
+    for name in suspended:
+        now = out.get(name)
+        if now is None or now.status not in ("conflict", "blocked", "suspended"):
+            out[name] = VMStatus(name, "suspended", SUSPENDED, now.manifest if now else None)
+    return sorted(out.values(), key=lambda s: s.name)
+
+
+def iso_time(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def table(document: Mapping) -> str:
+    """The state as the `status` command prints it."""
+    rows = [("NAME", "STATUS", "DETAIL")]
+    for vm in document.get("vms", []):
+        detail = vm.get("detail") or ""
+        if vm.get("last_error"):
+            detail = f"{detail}: {vm['last_error']}" if detail else vm["last_error"]
+        if vm.get("next_retry"):
+            detail += f" (next retry {vm['next_retry']})"
+        rows.append((vm["name"], vm["status"], detail))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines = [f"{n:<{width[0]}}  {s:<{width[1]}}  {d}".rstrip() for n, s, d in rows]
+    daemon = document.get("daemon", {})
+    summary = f"Updated {document.get('updated', '?')}"
+    if daemon.get("command"):
+        summary += f" by {daemon['command']}"
+    if daemon.get("problems"):
+        summary += f"; {daemon['problems']} manifest problem(s)"
+    if daemon.get("connected") is False:
+        summary += "; libvirt unreachable"
+    return "\n".join([*lines, summary]) + "\n"

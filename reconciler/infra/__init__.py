@@ -1,1 +1,0 @@
-"""Networks and storage pools: the infrastructure VMs use, declared like VMs."""

@@ -1,1 +1,0 @@
-"""From files on disk to the desired model: loading (with source positions) and validation."""
