@@ -6,6 +6,7 @@ import copy
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 KINDS = {
     "VirtualMachine": "virtualmachine.v1.json",
@@ -16,21 +17,24 @@ OTHER = {"plan": "plan.v1.json"}
 
 
 @cache
-def load(name: str) -> dict:
+def load(name: str) -> dict[str, Any]:
     """A schema by kind (``VirtualMachine``) or by name (``plan``)."""
     filename = KINDS.get(name) or OTHER.get(name)
     if filename is None:
         raise KeyError(name)
     shipped = Path(__file__).with_name("schemas") / filename
     if shipped.is_file():  # an installed package; importlib.resources costs ~5 ms to import
-        return json.loads(shipped.read_text("utf-8"))
+        schema: dict[str, Any] = json.loads(shipped.read_text("utf-8"))
+        return schema
     from importlib import resources  # a package not on the file system (a zip)
 
-    return json.loads(
+    schema = json.loads(
         resources.files("reconciler").joinpath("schemas", filename).read_text("utf-8"))
+    return schema
 
 
-def with_defaults(instance: object, schema: dict, root: dict | None = None) -> object:
+def with_defaults(instance: object, schema: dict[str, Any],
+                  root: dict[str, Any] | None = None) -> object:
     """A copy of ``instance`` with the schema's ``default`` values filled in. Pure."""
     root = root or schema
     if "$ref" in schema:
@@ -52,8 +56,8 @@ def with_defaults(instance: object, schema: dict, root: dict | None = None) -> o
 _IMMUTABLE = {str, int, float, bool, type(None)}  # defaults used as they are, not copied
 
 
-def _resolve(root: dict, ref: str) -> dict:
-    node: dict = root
+def _resolve(root: dict[str, Any], ref: str) -> dict[str, Any]:
+    node: dict[str, Any] = root
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node

@@ -8,7 +8,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core import cloudinit
@@ -37,7 +37,9 @@ from reconciler.core.validate.result import (
 )
 
 if TYPE_CHECKING:
-    import jsonschema
+    # No stubs in the environment (types-jsonschema is not a test dependency): Any here.
+    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema_rs
 
 MIN_MEMORY = 16 << 20
 
@@ -139,7 +141,7 @@ def _fast_schema(node: object, used: set[str]) -> object:
     return out
 
 
-def _fast_validator(kind: str) -> Any:
+def _fast_validator(kind: str) -> jsonschema_rs.Validator | None:
     """jsonschema-rs's validator of a kind, or None (not installed, or a schema it cannot be
     trusted with): then every document goes through jsonschema."""
     if kind not in _FAST:
@@ -150,6 +152,7 @@ def _fast_validator(kind: str) -> Any:
             return None
         used: set[str] = set()
         schema = _fast_schema(schemas.load(kind), used)
+        assert isinstance(schema, dict)  # a schema is a mapping, and so is its copy
         if used - _FORMATS.keys():
             return None  # a format whose check here might differ from jsonschema's
         try:
@@ -161,7 +164,7 @@ def _fast_validator(kind: str) -> Any:
     return _FAST[kind]
 
 
-_FAST: dict[str, Any] = {}
+_FAST: dict[str, jsonschema_rs.Validator | None] = {}
 
 
 def _fast_valid(kind: str, data: object) -> bool:
@@ -354,7 +357,7 @@ def _size(value: object) -> int | None:
         return None
 
 
-def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
+def _check_semantics(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
     """Checks across fields. Also run on a document with schema errors, so each check skips
     what is malformed (the schema has already said so)."""
     yield from _check_annotations(doc, data)
@@ -403,7 +406,7 @@ def _check_semantics(doc: Document, data: dict) -> Iterable[Problem]:
                               "a multicast MAC cannot be used; the first byte must be even")
 
 
-def _desired(doc: Document, data: dict) -> DesiredVM:
+def _desired(doc: Document, data: dict[str, Any]) -> DesiredVM:
     spec = data["spec"]
     memory = parse_quantity(spec["memory"])
     vm = VMSpec(
@@ -449,7 +452,7 @@ SUSPEND = "reconciler/suspend"
 _OWN_ANNOTATIONS = (ADOPT, SUSPEND)  # read on VirtualMachine manifests only
 
 
-def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
+def _check_annotations(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
     """The tool's own annotations take "true" or "false" (a typo must not read as "false")."""
     metadata = data.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
@@ -460,7 +463,7 @@ def _check_annotations(doc: Document, data: dict) -> Iterable[Problem]:
                               f'{short(value)} is not "true" or "false"')
 
 
-def _vm_annotations(doc: Document, data: dict) -> Iterable[Problem]:
+def _vm_annotations(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
     """The tool's annotations on a network or pool would be ignored: say so."""
     for name in _OWN_ANNOTATIONS:
         if name in data["metadata"].get("annotations", {}):
@@ -469,13 +472,13 @@ def _vm_annotations(doc: Document, data: dict) -> Iterable[Problem]:
                               f"{data['kind']}")
 
 
-def _cloud_init(name: str, spec: dict) -> CloudInit | None:
+def _cloud_init(name: str, spec: dict[str, Any]) -> CloudInit | None:
     if "cloudInit" not in spec:
         return None
     pool = spec["disks"][0]["pool"] if spec["disks"] else "default"
     return cloudinit.from_manifest(name, spec["cloudInit"], pool=pool)
 
 
-def spec_hash(applied: dict) -> str:
+def spec_hash(applied: Mapping[str, object]) -> str:
     canonical = json.dumps(applied, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -17,7 +17,8 @@ _TAGS: dict[tuple[str, object], str] = {}  # plain scalars' resolved tags, acros
 _MAX_TAGS = 10_000
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+# The base is picked at run time, so mypy sees Any (and yaml's own resolve() is unannotated).
+class _Loader(_SafeLoader):  # type: ignore[misc]
     """The safe loader, remembering which tag each scalar resolves to: manifests repeat the same
     few words (field names, units, enum values), and resolving is the parser's slowest Python
     step. A scalar's tag depends only on its text and on how it was written (no path
@@ -25,7 +26,8 @@ class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
 
     def resolve(self, kind: type, value: object, implicit: object) -> str:
         if kind is not yaml.ScalarNode or not isinstance(value, str) or self.yaml_path_resolvers:
-            return super().resolve(kind, value, implicit)
+            resolved: str = super().resolve(kind, value, implicit)
+            return resolved
         key = (value, implicit)
         tag = _TAGS.get(key)
         if tag is None:
@@ -157,6 +159,7 @@ class _Unusual(Exception):
     """A document the one-walk reader leaves to PyYAML's constructor."""
 
 
+_Node = yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode  # what the composer makes
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -165,7 +168,7 @@ _SCALARS = {f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "float", "nu
 
 
 def _build(
-    node: yaml.Node, path: FieldPath, out: dict[FieldPath, tuple[int, int]], shown: str,
+    node: _Node, path: FieldPath, out: dict[FieldPath, tuple[int, int]], shown: str,
     problems: list[Problem], loader: yaml.BaseLoader, budget: list[int],
 ) -> object:
     """The document's data and, in the same walk, where each field starts (as

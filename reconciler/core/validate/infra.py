@@ -6,7 +6,8 @@ import hashlib
 import ipaddress
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from reconciler.core.errors import Problem, short
 from reconciler.core.model.common import Source
@@ -15,7 +16,7 @@ from reconciler.core.model.pool import DesiredPool, PoolSpec
 from reconciler.core.validate.document import Document
 
 
-def _hash(record: dict) -> str:
+def _hash(record: Mapping[str, object]) -> str:
     text = json.dumps(record, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -25,7 +26,7 @@ def _source(doc: Document) -> Source:
     return Source(doc.file, doc.relative, line)
 
 
-def network(doc: Document, data: dict) -> tuple[DesiredNetwork | None, list[Problem]]:
+def network(doc: Document, data: dict[str, Any]) -> tuple[DesiredNetwork | None, list[Problem]]:
     spec = data.get("spec") or {}
     problems: list[Problem] = []
     ipv4 = None
@@ -59,7 +60,7 @@ def network(doc: Document, data: dict) -> tuple[DesiredNetwork | None, list[Prob
     return DesiredNetwork(model, _source(doc), _hash(record)), []
 
 
-def pool(doc: Document, data: dict,
+def pool(doc: Document, data: dict[str, Any],
          storage_roots: Sequence[str]) -> tuple[DesiredPool | None, list[Problem]]:
     spec = data["spec"]
     path = posixpath.normpath(spec["path"])
