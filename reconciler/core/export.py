@@ -10,6 +10,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 from lxml import etree
@@ -34,7 +35,7 @@ _BOOT = ("hd", "cdrom", "network")
 @dataclass(frozen=True)
 class Exported:
     name: str
-    manifest: dict
+    manifest: dict[str, object]
     notes: tuple[str, ...]  # what the manifest does not (or cannot) say, and why
 
 
@@ -64,10 +65,10 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     networks = _networks(spec.nics, nic_elements, applied, managed=mark is not None, notes=notes)
     graphics = _graphics(spec, devices, notes)
 
-    metadata: dict = {"name": name}
+    metadata: dict[str, object] = {"name": name}
     if mark is None:
         metadata["annotations"] = {ADOPT: "true"}
-    body: dict = {"vcpus": spec.vcpus}
+    body: dict[str, object] = {"vcpus": spec.vcpus}
     if spec.max_vcpus != spec.vcpus:
         body["maxVcpus"] = spec.max_vcpus
     body["memory"] = format_bytes(spec.memory)
@@ -91,8 +92,8 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     boot = _boot(spec.boot, notes)
     if boot != ["hd"]:
         body["boot"] = boot
-    manifest = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine", "metadata": metadata,
-                "spec": body}
+    manifest: dict[str, object] = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
+                                   "metadata": metadata, "spec": body}
     return Exported(name, manifest, tuple(n for n in notes if n))
 
 
@@ -132,13 +133,13 @@ def _ownership(mark: Mark | None, instance: str) -> str:
     return f"Managed by reconciler (instance {instance!r}) from the manifest {mark.manifest}."
 
 
-def _disks(vm: str, spec: VMSpec, elements: list[etree._Element], applied: Mapping,
-           notes: list[str]) -> list[dict]:
+def _disks(vm: str, spec: VMSpec, elements: list[etree._Element], applied: Mapping[str, Any],
+           notes: list[str]) -> list[dict[str, object]]:
     """The volume disks named ``<vm>-<disk>``; a note for every other disk."""
     read = {d.name: d for d in spec.disks}
     images = {d.get("name"): d.get("image") for d in applied.get("disks", [])
               if isinstance(d, dict)}
-    out: list[dict] = []
+    out: list[dict[str, object]] = []
     taken: set[str] = set()
     for element in elements:
         device = element.get("device", "disk")
@@ -195,9 +196,9 @@ def _inexpressible(disk: Disk, taken: set[str]) -> str:
     return ""
 
 
-def _disk_entry(disk: Disk, image: object) -> dict:
-    entry: dict = {"name": disk.name, "size": format_bytes(disk.size), "pool": disk.pool,
-                   "format": disk.format}
+def _disk_entry(disk: Disk, image: object) -> dict[str, object]:
+    entry: dict[str, object] = {"name": disk.name, "size": format_bytes(disk.size),
+                                "pool": disk.pool, "format": disk.format}
     if isinstance(image, str) and image:
         entry["image"] = image
     if disk.bus != "virtio":
@@ -216,15 +217,16 @@ def _source_text(element: etree._Element) -> str:
     return f"{kind} {value}".strip()
 
 
-def _networks(nics: tuple[Nic, ...], elements: list[etree._Element], applied: Mapping, *,
-              managed: bool, notes: list[str]) -> list[dict]:
+def _networks(nics: tuple[Nic, ...], elements: list[etree._Element],
+              applied: Mapping[str, Any], *, managed: bool,
+              notes: list[str]) -> list[dict[str, object]]:
     """NICs on a network or bridge; a note for every other interface.
 
     A managed domain's NIC shows its MAC only when its manifest gave one (otherwise the MAC is
     libvirt's and never diffed); an unmanaged domain's NICs always show theirs."""
     recorded = {n.get("mac") for n in applied.get("networks", []) if isinstance(n, dict)}
     readable = iter(nics)
-    out: list[dict] = []
+    out: list[dict[str, object]] = []
     for element in elements:
         kind = element.get("type", "?")
         mac_element = element.find("mac")
@@ -242,7 +244,8 @@ def _networks(nics: tuple[Nic, ...], elements: list[etree._Element], applied: Ma
             continue
         if element.find("model") is None:
             notes.append(f"{label} names no model; reconciler reads that as {nic.model}.")
-        entry: dict = {"network": nic.network} if nic.network else {"bridge": nic.bridge}
+        entry: dict[str, object] = (
+            {"network": nic.network} if nic.network else {"bridge": nic.bridge})
         if nic.mac and (not managed or nic.mac in recorded):
             entry["mac"] = nic.mac
         entry["model"] = nic.model

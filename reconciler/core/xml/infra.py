@@ -17,7 +17,7 @@ def build_network(spec: NetworkSpec, *, mark: Mark) -> str:
     etree.SubElement(root, "name").text = spec.name
     etree.SubElement(root, "metadata").append(mark_element(mark))
     _set_network(root, spec)
-    return etree.tostring(root, pretty_print=True, encoding="unicode")
+    return _text(root)
 
 
 def edit_network(xml: str, spec: NetworkSpec, *, mark: Mark) -> str:
@@ -25,7 +25,12 @@ def edit_network(xml: str, spec: NetworkSpec, *, mark: Mark) -> str:
     root = parse(xml)
     set_mark(root, mark)
     _set_network(root, spec)
-    return etree.tostring(root, pretty_print=True, encoding="unicode")
+    return _text(root)
+
+
+def _text(root: etree._Element) -> str:
+    text: str = etree.tostring(root, pretty_print=True, encoding="unicode")
+    return text
 
 
 def _set_network(root: etree._Element, spec: NetworkSpec) -> None:
@@ -79,7 +84,7 @@ def build_pool(spec: PoolSpec) -> str:
     etree.SubElement(root, "name").text = spec.name
     target = etree.SubElement(root, "target")
     etree.SubElement(target, "path").text = spec.path
-    return etree.tostring(root, pretty_print=True, encoding="unicode")
+    return _text(root)
 
 
 def read_pool(xml: str, *, autostart: bool) -> PoolSpec:
