@@ -177,8 +177,8 @@ class Cache:
         if not hmac.compare_digest(mac, _mac(self._key, payload)):
             return frozenset()  # not written by this user's reconciler: never unpickled
         try:
-            code, keys, start = unpack_keys(payload)
-            keys = frozenset(keys)
+            code, stored, start = unpack_keys(payload)
+            keys = frozenset(stored)
         except Exception:  # from an older reconciler, or cut short
             return frozenset()
         if code != self._code:

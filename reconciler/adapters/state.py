@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from reconciler.adapters import atomic
 from reconciler.core.status import VMStatus, iso_time
@@ -25,9 +26,10 @@ def write(state_dir: Path, statuses: Iterable[VMStatus], **daemon: object) -> No
     atomic.write(state_dir / STATE_FILE, json.dumps(document, indent=2).encode(), sync=True)
 
 
-def read(state_dir: Path) -> dict | None:
+def read(state_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((state_dir / STATE_FILE).read_text())
+        document: dict[str, Any] = json.loads((state_dir / STATE_FILE).read_text())
+        return document
     except FileNotFoundError:
         return None
 
