@@ -19,7 +19,7 @@ class Backoff:
         self.failures: dict[str, Failure] = {}
 
     def delay(self, count: int) -> float:
-        return min(self.cap, self.base * 2 ** (count - 1))
+        return min(self.cap, self.base * 2.0 ** (count - 1))
 
     def failed(self, name: str, error: str, now: float) -> Failure:
         count = self.failures[name].count + 1 if name in self.failures else 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 
 class _Handler(FileSystemEventHandler):
@@ -34,7 +35,7 @@ def _relevant(root: Path, path: Path) -> bool:
     return not parts or path.suffix in (".yaml", ".yml") or not path.suffix
 
 
-def watch(root: Path, wake: Callable[[], None]) -> Observer | None:
+def watch(root: Path, wake: Callable[[], None]) -> BaseObserver | None:
     """Start watching ``root`` recursively; None when it cannot be watched (missing)."""
     target = root if root.is_dir() else root.parent
     if not target.is_dir():
