@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +9,11 @@ from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt.hypervisor import Libvirt
 from reconciler.adapters.manifests import load_desired
+from reconciler.core import defaults
 from reconciler.core.diff.guards import Guards
 from reconciler.core.plan import Plan, fingerprint
 from reconciler.core.planner import LiveState, compute, infra_text, owned_view
-from reconciler.core.validate.result import DEFAULT_STORAGE_ROOTS, Validated
+from reconciler.core.validate.result import Validated
 
 
 def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
@@ -29,39 +29,50 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
 
 
 @dataclass(frozen=True)
+class Source:
+    """What a plan is made from besides the host: the manifests and the run's guards."""
+
+    path: Path  # the manifest directory (or one file: then nothing is destroyed)
+    instance: str = defaults.INSTANCE
+    storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
+    max_destroy: int = defaults.MAX_DESTROY
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
 class Planned:
     plan: Plan
-    inputs: Validated
+    inputs: Validated  # the manifests, validated
+    live: LiveState  # what the plan was computed from
 
 
-def make_plan(path: Path, hv: Libvirt, *, max_destroy: int, allow_empty: bool,
-              instance: str = "default",
-              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
-              memo: Cache | None = None) -> Planned:
-    """``memo``: a cache of parsed manifests and domains (plan and apply; see
-    ``reconciler.cache``), and of a plan with nothing to do, keyed by a digest of all its
-    inputs; saved here."""
-    inputs = load_desired(path, storage_roots, memo)
-    live = read_state(hv, instance, inputs, memo)
-    guards = Guards(problems=len(inputs.problems), max_destroy=max_destroy,
-                         allow_empty=allow_empty, hold_destroys=partial_reason(path))
+def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
+              every_size: bool = False) -> Planned:
+    """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
+    the daemon: the manifests, the observation of the host, the guards, then the diff.
+
+    ``memo``: a cache of parsed manifests and domains, and of a plan with nothing to do, keyed
+    by a digest of all its inputs (see ``reconciler.adapters.cache``); saved here, also when
+    the host cannot be read. ``every_size``: read every volume's size, also those whose last
+    applied size is the manifest's (the daemon's resync: drift in sizes is seen).
+
+    Raises ``ReconcilerError`` when libvirt cannot be read."""
+    try:
+        inputs = load_desired(source.path, source.storage_roots, memo)
+        live = read_state(hv, source.instance, None if every_size else inputs, memo)
+    except BaseException:
+        if memo is not None:
+            memo.save()  # keeps what this run used (the parsed manifests), and no more
+        raise
+    guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
+                    allow_empty=source.allow_empty, single_file=source.path.is_file())
     key = (cache.digest(inputs.digest, fingerprint(live.vms).encode(), infra_text(live).encode(),
-                        repr(guards).encode(), instance.encode())
+                        repr(guards).encode(), source.instance.encode())
            if memo and inputs.digest else None)
     found = memo.get("plan", key) if memo and key else None
-    plan = found if isinstance(found, Plan) else compute(inputs, live, guards, instance)
+    plan = found if isinstance(found, Plan) else compute(inputs, live, guards, source.instance)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
         memo.save()
-    return Planned(plan, inputs)
-
-
-def partial_reason(path: Path) -> str:
-    """Why this manifest set cannot be the whole truth, so nothing may be destroyed."""
-    if path.is_file():
-        return ("not destroyed: PATH is a single file, not the manifest directory; only a whole "
-                "directory can remove VMs")
-    return ""
-
-
+    return Planned(plan, inputs, live)

@@ -5,20 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from reconciler.core import defaults
 from reconciler.core.errors import PermanentError
 
-DEFAULT_PATH = Path("/etc/reconciler/config.yaml")
+DEFAULT_PATH = Path(defaults.CONFIG_FILE)
 
 
 @dataclass(frozen=True)
 class Config:
-    connect: str = "qemu:///system"
-    instance: str = "default"  # several reconcilers on one host: each owns only its own domains
-    manifestDir: str = "/etc/reconciler/manifests"
-    stateDir: str = "/var/lib/reconciler"
-    maxDestroy: int = 5
-    parallel: int = 4
-    storageRoots: tuple[str, ...] = field(default=("/var/lib/libvirt/images",))
+    connect: str = defaults.CONNECT
+    instance: str = defaults.INSTANCE  # several reconcilers on one host: each owns its own
+    manifestDir: str = defaults.MANIFEST_DIR
+    stateDir: str = defaults.STATE_DIR
+    maxDestroy: int = defaults.MAX_DESTROY
+    parallel: int = defaults.PARALLEL
+    storageRoots: tuple[str, ...] = field(default=defaults.STORAGE_ROOTS)
 
 
 def load(path: Path | None) -> Config:

@@ -1,4 +1,15 @@
-"""The plan: what apply will do, as frozen values."""
+"""The plan: what apply will do, as values. Pure.
+
+A plan is a tuple of actions, one per resource (a VM, a network, a storage pool). An action's
+``kind`` is its plan symbol (create ``+``, update ``~``, destroy ``-``, blocked ``!``); its
+``steps`` are the operations apply carries out, in order, each an ``Op`` on a typed ``Target``
+with its old and new values and its ``Effect`` (live, config, restart; or pending, refused: not
+written). Why an action is not done is a ``Reason``: a ``Why`` code and its parameters. Only
+``reconciler.core.render`` turns any of this into words; no other code reads plan text.
+
+Values are typed: sizes in bytes, durations in seconds, booleans, tuples (boot order), a
+``Disk`` or ``Nic`` for a device, the cloud-init seed by the short hash of its files.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,9 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.core.model.vm import DesiredVM, LiveVM
+from reconciler.core.model.network import DesiredNetwork, IPv4, LiveNetwork
+from reconciler.core.model.pool import DesiredPool, LivePool
+from reconciler.core.model.vm import DesiredVM, Disk, LiveVM, Nic
 
 
 class Kind(StrEnum):
@@ -16,81 +29,232 @@ class Kind(StrEnum):
     BLOCKED = "blocked"
 
 
-class Mode(StrEnum):
-    LIVE = "live"  # changed on the running VM and persisted
-    CONFIG = "config"  # persisted only (stopped VM, or a setting of the tool's own)
-    RESTART = "restart"  # persisted now; the running VM takes it at its next start
-    PENDING = "pending"  # already persisted; the running VM still waits for a restart
-    REFUSED = "refused"  # will not be done (it would lose data)
+class Resource(StrEnum):
+    VM = "vm"
+    NETWORK = "network"
+    POOL = "pool"
 
 
-WRITES = (Mode.LIVE, Mode.CONFIG, Mode.RESTART)
-SUSPENDED = "suspended (annotation reconciler/suspend)"
+class Part(StrEnum):
+    """The part of a resource a step changes (the whole resource, or one of its devices)."""
+
+    WHOLE = ""
+    DISK = "disk"  # key: the disk's name in the manifest
+    NIC = "nic"  # key: its MAC ("" while libvirt has not given it one)
+    SEED = "seed"  # the cloud-init seed CD-ROM and its volume <vm>-cidata
 
 
 @dataclass(frozen=True)
-class Change:
-    field: str
-    old: str | None
-    new: str | None
-    mode: Mode
-    note: str = ""
+class Target:
+    resource: Resource
+    name: str
+    part: Part = Part.WHOLE
+    key: str = ""
+
+
+class Effect(StrEnum):
+    """How a step takes effect."""
+
+    LIVE = "live"  # changed on the running resource, and persisted
+    CONFIG = "config"  # persisted only (stopped VM, or a setting of the tool's own)
+    RESTART = "restart"  # persisted now; the running VM takes it at its next start
+    PENDING = "pending"  # already persisted; the running VM still waits for a restart
+    REFUSED = "refused"  # will not be done (it would lose data, or cannot be done)
+
+
+WRITES = (Effect.LIVE, Effect.CONFIG, Effect.RESTART)
+
+
+class Op(StrEnum):
+    """One operation of apply, in libvirt's terms."""
+
+    # A domain's (network's, pool's) definition and power state.
+    START = "start"
+    STOP = "stop"  # graceful ACPI shutdown, forced power-off after shutdownTimeout
+    UNDEFINE = "undefine"
+    ADOPT = "adopt"  # record the tool's mark on an existing domain; nothing else changes
+    SET_VCPUS = "set vcpus"
+    SET_MAX_VCPUS = "set max vcpus"
+    SET_MEMORY = "set memory"  # the balloon target (live), <currentMemory> (config)
+    SET_MAX_MEMORY = "set max memory"
+    SET_AUTOSTART = "set autostart"
+    SET_FIRMWARE = "set firmware"
+    SET_BOOT = "set boot order"
+    SET_GRAPHICS = "set graphics"
+    SET_DESCRIPTION = "set description"
+    SET_DISK_BUS = "set disk bus"
+    # Settings kept only in the tool's mark (the domain's <metadata>).
+    SET_UPDATE_POLICY = "set update policy"
+    SET_SHUTDOWN_TIMEOUT = "set shutdown timeout"
+    SET_PROTECT = "set protect"
+    SET_RECLAIM = "set reclaim"
+    SET_MANIFEST = "set manifest"
+    SET_SPEC_HASH = "set spec hash"
+    # Disks, NICs and their volumes.
+    ATTACH_DISK = "attach disk"  # its volume created (or a retained one reused) first
+    DETACH_DISK = "detach disk"  # its volume deleted after, if reclaim is delete
+    GROW_VOLUME = "grow volume"
+    SHRINK_VOLUME = "shrink volume"  # always refused: data would be lost
+    MOVE_VOLUME = "move volume"  # to another pool or format: always refused
+    RESTORE_VOLUME = "restore volume"  # a volume that is gone: always refused
+    DELETE_VOLUME = "delete volume"
+    KEEP_VOLUME = "keep volume"  # destroy: the volume stays (reclaim: retain)
+    ATTACH_NIC = "attach nic"
+    DETACH_NIC = "detach nic"
+    # The cloud-init seed.
+    ATTACH_SEED = "attach seed"  # build and upload it, attach it as a CD-ROM
+    WRITE_SEED = "write seed"  # build and upload new content
+    MOVE_SEED = "move seed"  # to another pool
+    DETACH_SEED = "detach seed"  # detach (eject live) and delete its volume
+    DELETE_SEED = "delete seed"  # destroy: its volume goes with the VM
+    # Networks and pools.
+    SET_BRIDGE = "set bridge"
+    SET_FORWARD = "set forward"
+    SET_IPV4 = "set ipv4"
+    MOVE_POOL = "move pool"  # always refused: a pool cannot move
+
+    @property
+    def recorded_only(self) -> bool:
+        """A setting kept in the tool's mark, not in the domain (adoption ignores it)."""
+        return self in _RECORDED_ONLY
+
+
+_RECORDED_ONLY = frozenset({Op.SET_UPDATE_POLICY, Op.SET_SHUTDOWN_TIMEOUT, Op.SET_PROTECT,
+                            Op.SET_RECLAIM})
+
+
+class Cause(StrEnum):
+    """Why a step waits or is limited (a step's note)."""
+
+    NOT_PLUGGED = "not plugged"  # persisted, but not plugged into the running VM: hot-plug
+    NOT_RELEASED = "not released"  # the guest has not released an unplugged device
+    ABOVE_RUNNING_MAX = "above running max"  # beyond the running maxVcpus / maxMemory
+    NOT_TAKEN_UP = "not taken up"  # the hypervisor or guest did not take a live change
+
+
+Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | None
+
+
+@dataclass(frozen=True)
+class Step:
+    op: Op
+    target: Target
+    old: Value = None
+    new: Value = None
+    effect: Effect = Effect.CONFIG
+    cause: Cause | None = None
+    detail: str = ""  # NOT_TAKEN_UP: what libvirt or the guest said (recorded on the domain)
+
+    @property
+    def writes(self) -> bool:
+        return self.effect in WRITES
+
+
+class Why(StrEnum):
+    """Why an action is blocked (not done)."""
+
+    CONFLICT = "conflict"  # an object with the name exists that this tool did not create
+    OTHER_INSTANCE = "other instance"  # names: (the instance that manages it,)
+    ADOPT_MISMATCH = "adopt mismatch"  # steps: what differs between manifest and domain
+    SUSPENDED = "suspended"  # annotation reconciler/suspend
+    MANIFEST_PROBLEMS = "manifest problems"  # count: problems in this run
+    EMPTY_SET = "empty set"  # the manifest set is empty and --allow-empty was not given
+    SINGLE_FILE = "single file"  # PATH is one file, not the manifest directory
+    TOO_MANY_DESTROYS = "too many destroys"  # count: destroys wanted; limit: --max-destroy
+    CORRUPT_MARK = "corrupt mark"  # the tool's metadata is unreadable
+    PROTECTED = "protected"  # protect: true in the last applied spec
+    IN_USE = "in use"  # names: the VMs still using the network or pool
+    POOL_INACTIVE = "pool inactive"  # its owner cannot be checked while it is inactive
+    DESTROY_FAILED = "destroy failed"  # apply: a VM destroy failed, so nothing is removed
+
+
+HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,
+                       Why.TOO_MANY_DESTROYS})
+
+
+@dataclass(frozen=True)
+class Reason:
+    why: Why
+    count: int = 0
+    limit: int = 0
+    names: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+
+
+Desired = DesiredVM | DesiredNetwork | DesiredPool
+Live = LiveVM | LiveNetwork | LivePool
 
 
 @dataclass(frozen=True)
 class Action:
     kind: Kind
-    name: str
-    changes: tuple[Change, ...] = ()
-    reason: str = ""  # blocked: why; destroy: what happens to the volumes
-    restart: bool = False  # apply restarts the VM to finish restart-needing changes
-    desired: DesiredVM | None = None
-    live: LiveVM | None = None
-    resource: str = "vm"  # vm | network | pool
-    infra: object | None = None  # a DesiredNetwork or DesiredPool
-    infra_live: object | None = None  # a LiveNetwork or LivePool
+    target: Target
+    steps: tuple[Step, ...] = ()
+    reason: Reason | None = None  # blocked: why
+    restart: bool = False  # apply restarts the VM to finish restart-needing steps
+    desired: Desired | None = None
+    live: Live | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def resource(self) -> Resource:
+        return self.target.resource
 
     @property
     def label(self) -> str:
         """The name as plans show it: VMs bare, others prefixed (``network/lab``)."""
-        return self.name if self.resource == "vm" else f"{self.resource}/{self.name}"
+        if self.resource == Resource.VM:
+            return self.name
+        return f"{self.resource}/{self.name}"
 
     @property
     def writes(self) -> bool:
         """Whether apply changes anything for this action."""
         if self.kind in (Kind.CREATE, Kind.DESTROY):
             return True
-        if self.kind == Kind.BLOCKED:  # a suspended VM's changes are shown, not made
+        if self.kind == Kind.BLOCKED:  # a suspended VM's steps are shown, not made
             return False
-        if any(c.mode == Mode.REFUSED for c in self.changes):
+        if self.refused:
             return False
-        return self.restart or any(c.mode in WRITES for c in self.changes)
+        return self.restart or any(s.writes for s in self.steps)
 
     @property
     def conflict(self) -> bool:
-        """A domain with the manifest's name exists and is not this tool's to change (nor to
+        """An object with the manifest's name exists and is not this tool's to change (nor to
         adopt as it is)."""
-        return self.kind == Kind.BLOCKED and self.reason.startswith(("conflict", "adopt refused"))
+        return self.reason is not None and self.reason.why in (
+            Why.CONFLICT, Why.OTHER_INSTANCE, Why.ADOPT_MISMATCH)
 
     @property
     def suspended(self) -> bool:
         """Left as it is on purpose (annotation reconciler/suspend): not a failure."""
-        return self.kind == Kind.BLOCKED and self.reason.startswith(SUSPENDED)
+        return self.reason is not None and self.reason.why == Why.SUSPENDED
 
     @property
     def refused(self) -> bool:
-        return any(c.mode == Mode.REFUSED for c in self.changes)
+        return any(s.effect == Effect.REFUSED for s in self.steps)
 
     @property
-    def pending_restart(self) -> tuple[Change, ...]:
-        """Changes the running VM will only see after a restart nobody has done yet."""
+    def pending_restart(self) -> tuple[Step, ...]:
+        """Steps the running VM will only see after a restart nobody has done yet."""
         if self.restart:
             return ()
-        return tuple(c for c in self.changes if c.mode in (Mode.RESTART, Mode.PENDING))
+        return tuple(s for s in self.steps if s.effect in (Effect.RESTART, Effect.PENDING))
 
     @property
     def blocked(self) -> bool:
         return self.kind == Kind.BLOCKED or self.refused or bool(self.pending_restart)
+
+    def has(self, *ops: Op) -> bool:
+        """Whether a step that writes carries out one of ``ops``."""
+        return any(s.op in ops and s.writes for s in self.steps)
+
+    def writing(self, *ops: Op) -> tuple[Step, ...]:
+        """The steps that write and carry out one of ``ops``, in order."""
+        return tuple(s for s in self.steps if s.op in ops and s.writes)
 
 
 @dataclass(frozen=True)
@@ -109,6 +273,10 @@ class Plan:
     @property
     def blocked_count(self) -> int:
         return sum(1 for a in self.actions if a.blocked)
+
+
+def vm_target(name: str, part: Part = Part.WHOLE, key: str = "") -> Target:
+    return Target(Resource.VM, name, part, key)
 
 
 def seen(vm: LiveVM) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
-from reconciler.core.diff import infra as infra_diff
+from reconciler.core.diff import network as network_diff
+from reconciler.core.diff import pool as pool_diff
 from reconciler.core.diff import vm as diff
-from reconciler.core.diff.guards import Guards
+from reconciler.core.diff.guards import Guards, held_back
 from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import LiveVM
@@ -30,19 +31,12 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     # those only after every VM destroy succeeded).
     leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}
     staying = tuple(vm for vm in live.vms if vm.name not in leaving)
-    held_back = guards.hold_destroys.replace("not destroyed", "not removed")
-    if held_back:
-        pass
-    elif guards.problems:
-        held_back = (f"not removed: {guards.problems} manifest problem(s) in this run; "
-                     "nothing is removed until every manifest is valid")
-    elif not (inputs.vms or inputs.networks or inputs.pools) and not guards.allow_empty:
-        held_back = "not removed: the manifest set is empty; pass --allow-empty"
+    hold = held_back(guards, desired_empty=not (inputs.vms or inputs.networks or inputs.pools))
     infra = [
-        *infra_diff.plan_pools(inputs.pools, live.pools, instance=instance, vms=staying,
-                               wanted_vms=inputs.vms, held_back=held_back),
-        *infra_diff.plan_networks(inputs.networks, live.networks, instance=instance,
-                                  vms=staying, wanted_vms=inputs.vms, held_back=held_back),
+        *pool_diff.plan(inputs.pools, live.pools, instance=instance, vms=staying,
+                        wanted_vms=inputs.vms, hold=hold),
+        *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
+                           wanted_vms=inputs.vms, hold=hold),
     ]
     first = [a for a in infra if a.kind != Kind.DESTROY]
     last = [a for a in infra if a.kind == Kind.DESTROY]

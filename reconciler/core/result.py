@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from reconciler.core.plan import Kind
+from reconciler.core.plan import Kind, Why
 
 
 class Outcome(StrEnum):
@@ -23,6 +23,7 @@ class Result:
     message: str = ""
     seconds: float = 0.0
     retryable: bool = False
+    why: Why | None = None  # blocked: the plan's reason code
 
     @property
     def ok(self) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from reconciler.core.plan import SUSPENDED, Kind, Plan
+from reconciler.core.plan import Kind, Plan
+from reconciler.core.render import SUSPENDED, reason_text
 from reconciler.core.result import Outcome, Result
 
 
@@ -30,18 +32,16 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     by_name = {r.name: r for r in results}
     out = {name: VMStatus(name, "in sync") for name in in_sync}
     for action in plan.actions:
-        source = action.desired.source if action.desired else getattr(action.infra, "source",
-                                                                        None)
-        manifest = source.file if source else None
+        manifest = action.desired.source.file if action.desired else None
         result = by_name.get(action.label)
         if action.label in waiting:
             error, retry_at = waiting[action.label]
             out[action.label] = VMStatus(action.label, "failed", "waiting to retry", manifest,
                                         error, iso_time(retry_at))
         elif action.conflict:
-            out[action.label] = VMStatus(action.label, "conflict", action.reason, manifest)
+            out[action.label] = VMStatus(action.label, "conflict", reason_text(action), manifest)
         elif action.suspended:
-            out[action.label] = VMStatus(action.label, "suspended", action.reason, manifest)
+            out[action.label] = VMStatus(action.label, "suspended", reason_text(action), manifest)
         elif result is None:
             out[action.label] = VMStatus(action.label, "pending", "not applied yet", manifest)
         elif result.outcome == Outcome.FAILED:
@@ -67,7 +67,7 @@ def iso_time(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
-def table(document: Mapping) -> str:
+def table(document: Mapping[str, Any]) -> str:
     """The state as the `status` command prints it."""
     rows = [("NAME", "STATUS", "DETAIL")]
     for vm in document.get("vms", []):

@@ -22,9 +22,10 @@ from reconciler.adapters import config as configuration
 from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt.hypervisor import Libvirt
-from reconciler.core import render
+from reconciler.core import defaults, render
 from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError, ReconcilerError
+from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
 
@@ -161,11 +162,9 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     """Show what apply would do, over a read-only connection."""
     hv = Libvirt(connect, readonly=True)
     try:
-        planned = pipeline.make_plan(_manifest_path(path, cfg), hv,
-                                     max_destroy=_max_destroy(max_destroy, cfg),
-                                     allow_empty=allow_empty, instance=instance,
-                                     storage_roots=cfg.storageRoots,
-                                     memo=Cache(cache.default_dir()))
+        planned = pipeline.make_plan(
+            _source(_manifest_path(path, cfg), cfg, instance, max_destroy, allow_empty), hv,
+            memo=Cache(cache.default_dir()))
     finally:
         hv.close()
     doc = render.plan_json(planned.plan, planned.inputs.problems)
@@ -183,7 +182,13 @@ def _max_destroy(option: int | None, cfg: configuration.Config) -> int:
     return cfg.maxDestroy if option is None else option
 
 
-def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict) -> None:
+def _source(path: Path, cfg: configuration.Config, instance: str, max_destroy: int | None,
+            allow_empty: bool) -> pipeline.Source:
+    return pipeline.Source(path, instance, tuple(cfg.storageRoots),
+                           _max_destroy(max_destroy, cfg), allow_empty)
+
+
+def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object]) -> None:
     if fmt == "json":
         click.echo(render.dumps(doc), nl=False)
         return
@@ -216,10 +221,9 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     with lock.exclusive(state_dir or Path(cfg.stateDir), command="apply"):
         hv = Libvirt(connect)
         try:
-            planned = pipeline.make_plan(folder, hv, max_destroy=_max_destroy(max_destroy, cfg),
-                                         allow_empty=allow_empty, instance=instance,
-                                         storage_roots=cfg.storageRoots,
-                                         memo=Cache(cache.default_dir()))
+            planned = pipeline.make_plan(
+                _source(folder, cfg, instance, max_destroy, allow_empty), hv,
+                memo=Cache(cache.default_dir()))
             doc = render.plan_json(planned.plan, planned.inputs.problems)
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR
@@ -244,7 +248,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     return _exit_for(planned, results)
 
 
-def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple) -> None:
+def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple[Result, ...]) -> None:
     from reconciler.core import status
 
     acted = {a.name for a in planned.plan.actions}
@@ -254,7 +258,7 @@ def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple) ->
     state_file.write(state_dir, statuses, command="apply", problems=len(planned.inputs.problems))
 
 
-def _exit_for(planned: pipeline.Planned, results: tuple) -> int:
+def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
     """1 unless everything converged; a VM suspended on purpose is no failure."""
     suspended = {a.label for a in planned.plan.actions if a.suspended}
     if planned.inputs.problems or any((a.kind == "blocked" and not a.suspended) or a.refused
@@ -266,7 +270,7 @@ def _exit_for(planned: pipeline.Planned, results: tuple) -> int:
                              and r.name not in suspended for r in results) else EXIT_OK
 
 
-def _same_plan(saved: Path, doc: dict) -> bool:
+def _same_plan(saved: Path, doc: dict[str, object]) -> bool:
     try:
         old = json.loads(saved.read_text())
     except (OSError, ValueError) as exc:
@@ -299,11 +303,11 @@ def _confirm() -> bool:
 @_path_arg
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
-@click.option("--interval", type=float, default=60.0, show_default=True,
+@click.option("--interval", type=float, default=defaults.RESYNC_INTERVAL, show_default=True,
               help="Seconds between periodic resyncs.")
-@click.option("--debounce", type=float, default=1.0, show_default=True,
+@click.option("--debounce", type=float, default=defaults.DEBOUNCE, show_default=True,
               help="Seconds of quiet after a file change before reconciling.")
-@click.option("--metrics-addr", default="127.0.0.1:9464", show_default=True,
+@click.option("--metrics-addr", default=defaults.METRICS_ADDR, show_default=True,
               help="host:port for Prometheus metrics, or `off`.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one cycle may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")

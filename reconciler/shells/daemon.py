@@ -17,15 +17,15 @@ import structlog
 from reconciler import pipeline
 from reconciler.adapters import config as configuration
 from reconciler.adapters import git as gitinfo
-from reconciler.adapters import lock, manifests
+from reconciler.adapters import lock
 from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import hypervisor as libvirt_adapter
 from reconciler.adapters.libvirt.hypervisor import Libvirt
 from reconciler.apply.executor import Settings, execute
-from reconciler.core import planner, status
-from reconciler.core.diff.guards import Guards
+from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
+from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Action, Kind, Plan
 from reconciler.core.result import Outcome, Result
 from reconciler.shells import watch
@@ -43,16 +43,21 @@ class Options:
     path: Path
     connect: str
     state_dir: Path
-    interval: float = 60.0
-    debounce: float = 1.0
-    metrics_addr: str | None = "127.0.0.1:9464"
-    max_destroy: int = 5
+    interval: float = defaults.RESYNC_INTERVAL
+    debounce: float = defaults.DEBOUNCE
+    metrics_addr: str | None = defaults.METRICS_ADDR
+    max_destroy: int = defaults.MAX_DESTROY
     allow_empty: bool = False
-    parallel: int = 4
+    parallel: int = defaults.PARALLEL
     config_file: Path | None = None
-    instance: str = "default"
-    storage_roots: tuple[str, ...] = ("/var/lib/libvirt/images",)
+    instance: str = defaults.INSTANCE
+    storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
     live_poll: float = 5.0  # seconds between polls of running VMs' vCPUs and memory; 0: off
+
+    @property
+    def source(self) -> pipeline.Source:
+        return pipeline.Source(self.path, self.instance, self.storage_roots, self.max_destroy,
+                               self.allow_empty)
 
 
 class Daemon:
@@ -290,18 +295,10 @@ class Daemon:
     def _reconcile(self) -> tuple[tuple[Result, ...], Plan, list[str], int]:
         assert self.hv is not None
         # Files and domains unchanged since the last reconcile are not parsed again (every
-        # volume size is still read: no ``desired``, so drift in sizes is seen).
-        try:
-            inputs = manifests.load_desired(self.options.path, self.options.storage_roots,
-                                           self._memo)
-            state = pipeline.read_state(self.hv, self.options.instance, memo=self._memo)
-        finally:
-            self._memo.save()  # keeps what this run used, and no more
-        live = state.vms
-        guards = Guards(problems=len(inputs.problems), max_destroy=self.options.max_destroy,
-                             allow_empty=self.options.allow_empty,
-                             hold_destroys=pipeline.partial_reason(self.options.path))
-        plan = planner.compute(inputs, state, guards, self.options.instance)
+        # volume size is still read, so drift in sizes is seen).
+        planned = pipeline.make_plan(self.options.source, self.hv, memo=self._memo,
+                                     every_size=True)
+        plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
         for problem in inputs.problems:
             log.error("manifest problem", problem=str(problem))
         if inputs.problems:
@@ -376,9 +373,9 @@ class Daemon:
 
 def _is_drift(action: Action, managed_before: dict[str, str]) -> bool:
     """A change the manifest did not ask for: the live side moved away from the applied spec."""
-    if action.desired is None:
+    if not isinstance(action.desired, DesiredVM):
         return False
-    if action.kind == Kind.UPDATE and action.live and action.live.mark:
+    if action.kind == Kind.UPDATE and isinstance(action.live, LiveVM) and action.live.mark:
         return action.live.mark.spec_hash == action.desired.spec_hash and action.writes
     if action.kind == Kind.CREATE:
         return managed_before.get(action.name) == action.desired.spec_hash

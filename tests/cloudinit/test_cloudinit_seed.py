@@ -15,7 +15,7 @@ from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Mode
+from reconciler.core.plan import Effect, Op
 from reconciler.core.validate.checks import validate
 from reconciler.core.validate.document import Document
 from reconciler.core.xml import domain as domainxml
@@ -242,27 +242,28 @@ NEW = {"userData": USER_DATA}
 
 def rows(want: DesiredVM, have: LiveVM) -> list[tuple[str, str | None, str | None, str]]:
     action = diff.update(want, have)
-    return [(c.field, c.old, c.new, str(c.mode)) for c in action.changes]
+    changes = [render.change_json(s) for s in action.steps]
+    return [(c["field"], c["old"], c["new"], c["mode"]) for c in changes]  # type: ignore[misc]
 
 
 def test_no_change_when_the_recorded_hash_matches() -> None:
     want = desired(cloudInit=NEW)
-    assert diff.update(want, live(want)).changes == ()
+    assert diff.update(want, live(want)).steps == ()
 
 
 @pytest.mark.parametrize(("running", "policy", "mode", "restart"), [
-    (True, "live", Mode.RESTART, False),
-    (True, "restart", Mode.RESTART, True),
-    (False, "live", Mode.CONFIG, False),
+    (True, "live", Effect.RESTART, False),
+    (True, "restart", Effect.RESTART, True),
+    (False, "live", Effect.CONFIG, False),
 ])
-def test_changed_content_needs_a_restart(running: bool, policy: str, mode: Mode,
+def test_changed_content_needs_a_restart(running: bool, policy: str, mode: Effect,
                                          restart: bool) -> None:
     old = desired(cloudInit=OLD, updatePolicy=policy, state="running" if running else "stopped")
     want = desired(cloudInit=NEW, updatePolicy=policy, state="running" if running else "stopped")
     have = live(old, running=running)
     action = diff.update(want, have)
-    assert [(c.field, c.old, c.new, c.mode) for c in action.changes] == [
-        ("cloudInit", old.spec.cloud_init.digest, want.spec.cloud_init.digest, mode)]  # type: ignore[union-attr]
+    assert [(c.op, c.old, c.new, c.effect) for c in action.steps] == [
+        (Op.WRITE_SEED, old.spec.cloud_init.digest, want.spec.cloud_init.digest, mode)]  # type: ignore[union-attr]
     assert action.restart is restart
     text = render.describe(action)
     assert "TOP-SECRET" not in text
@@ -291,5 +292,5 @@ def test_added_removed_unknown_and_moved_seeds() -> None:
 def test_destroy_says_the_seed_volume_goes_with_the_vm() -> None:
     want = desired(disks=[{"name": "root", "size": "1GiB"}], cloudInit=NEW)
     plan = diff.plan([], [live(want)], Guards(allow_empty=True))
-    assert plan.actions[0].reason == ("volumes retained: web-01-root; "
+    assert render.reason_text(plan.actions[0]) == ("volumes retained: web-01-root; "
                                       "seed volume deleted: web-01-cidata")

@@ -7,7 +7,8 @@ from planbuild import load_cases, run_case
 
 from reconciler.core import render, schema
 from reconciler.core.errors import Problem
-from reconciler.core.plan import SUSPENDED, Kind
+from reconciler.core.plan import Kind, Why
+from reconciler.core.render import SUSPENDED
 from reconciler.core.result import Outcome, Result
 
 # SPEC section 3, verbatim.
@@ -88,7 +89,7 @@ def test_apply_results_count_suspended_vms_apart() -> None:
     reason = f"{SUSPENDED}: left as it is until the annotation is removed"
     results = [
         Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
-        Result("db-01", Kind.BLOCKED, Outcome.BLOCKED, reason),
+        Result("db-01", Kind.BLOCKED, Outcome.BLOCKED, reason, why=Why.SUSPENDED),
     ]
     assert render.results_text(results).splitlines()[-1] == (
         "Apply: 1 done (0 pending restart), 0 failed, 0 blocked, 1 suspended.")

@@ -23,7 +23,8 @@ from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import DomainDefinition, LiveHold, LiveVM, VolumeInfo, volume_name
 from reconciler.core.plan import seen
 from reconciler.core.xml import domain as domainxml
-from reconciler.core.xml import infra as xmlio
+from reconciler.core.xml import network as networkxml
+from reconciler.core.xml import pool as poolxml
 
 _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL,
@@ -307,7 +308,7 @@ class Libvirt:
                 libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART)}
             out = []
             for net in self.conn.listAllNetworks(0):
-                config, mark = xmlio.read_network(
+                config, mark = networkxml.read(
                     _inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE),
                     autostart=net.name() in autostart)
                 out.append(LiveNetwork(net.name(), bool(net.isActive()), config, mark))
@@ -326,7 +327,7 @@ class Libvirt:
                     for name in pool.listVolumes():
                         if name.startswith(POOL_MARKER):
                             owner = name[len(POOL_MARKER):]
-                config = xmlio.read_pool(_inactive_xml(pool, libvirt.VIR_STORAGE_XML_INACTIVE),
+                config = poolxml.read(_inactive_xml(pool, libvirt.VIR_STORAGE_XML_INACTIVE),
                                          autostart=pool.name() in autostart)
                 out.append(LivePool(pool.name(), active, config, owner))
         return tuple(out)

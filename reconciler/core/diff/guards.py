@@ -1,18 +1,68 @@
-"""What keeps a run from destroying what it should not: the guards of SPEC section 5."""
+"""What keeps a run from destroying what it should not (SPEC section 5): the one held-back rule
+for VMs, networks and pools. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from reconciler.core import defaults
+from reconciler.core.model.network import LiveNetwork
+from reconciler.core.model.pool import LivePool
+from reconciler.core.model.vm import DesiredVM, LiveVM, VMSpec
+from reconciler.core.plan import Action, Effect, Kind, Op, Reason, Step, Target, Why
 
 
 @dataclass(frozen=True)
 class Guards:
-    """What keeps a run from destroying what it should not."""
-
     problems: int = 0  # manifest problems in this run: nothing is destroyed
-    hold_destroys: str = ""  # any other reason to destroy nothing this run
-    max_destroy: int = 5
+    single_file: bool = False  # PATH is one manifest file, not the whole directory
+    max_destroy: int = defaults.MAX_DESTROY
     allow_empty: bool = False
 
 
 DEFAULT_GUARDS = Guards()
+
+
+def held_back(guards: Guards, *, desired_empty: bool, destroys: int | None = None,
+              ) -> Reason | None:
+    """Why nothing may be destroyed (or removed) in this run, or None.
+
+    ``desired_empty``: the manifest set holds no resource at all. ``destroys``: how many VMs
+    the run would destroy (None: not counted, as for networks and pools, which follow the VMs).
+    Pure."""
+    if guards.single_file:
+        return Reason(Why.SINGLE_FILE)
+    if guards.problems:
+        return Reason(Why.MANIFEST_PROBLEMS, count=guards.problems)
+    if desired_empty and not guards.allow_empty:
+        return Reason(Why.EMPTY_SET)
+    if destroys is not None and destroys > guards.max_destroy:
+        return Reason(Why.TOO_MANY_DESTROYS, count=destroys, limit=guards.max_destroy)
+    return None
+
+
+def users(vms: Iterable[LiveVM], wanted: Iterable[DesiredVM],
+          refs: Callable[[VMSpec], Iterable[str]]) -> dict[str, list[str]]:
+    """Network or pool name -> the VMs (live or declared) that refer to it. Pure."""
+    found: dict[str, set[str]] = {}
+    for vm in vms:
+        for ref in refs(vm.config):
+            found.setdefault(ref, set()).add(vm.name)
+    for want in wanted:
+        for ref in refs(want.spec):
+            found.setdefault(ref, set()).add(want.spec.name)
+    return {name: sorted(names) for name, names in found.items()}
+
+
+def removal(target: Target, have: LiveNetwork | LivePool, used_by: list[str] | None,
+            hold: Reason | None) -> Action:
+    """A managed network or pool no manifest declares: removed, unless a VM still uses it or a
+    guard holds every removal back. Pure."""
+    if used_by:
+        return Action(Kind.BLOCKED, target, reason=Reason(Why.IN_USE, names=tuple(used_by)),
+                      live=have)
+    if hold is not None:
+        return Action(Kind.BLOCKED, target, reason=hold, live=have)
+    return Action(Kind.DESTROY, target, (Step(Op.UNDEFINE, target, effect=Effect.LIVE),),
+                  live=have)

@@ -4,6 +4,7 @@ the tool records on what it manages. Frozen values, no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class Mark:
     manifest: str
     spec_hash: str
     commit: str | None
-    applied: dict = field(compare=False, hash=False)  # last applied spec (protect, reclaim, ...)
+    # The last applied spec (protect, reclaim, ...), as JSON.
+    applied: dict[str, Any] = field(compare=False, hash=False)
     instance: str = "default"  # which reconciler instance owns the domain
     corrupt: bool = False  # the element is there but unreadable: never destroyed on its word
 

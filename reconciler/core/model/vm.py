@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from reconciler.core.model.common import Mark, Source
 
@@ -60,7 +61,7 @@ class CloudInit:
     digest: str
     pool: str = "default"
     user_data: str | None = field(default=None, repr=False, compare=False)
-    meta_data: dict = field(default_factory=dict, repr=False, compare=False)  # overrides
+    meta_data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # overrides
     network_config: str | None = field(default=None, repr=False, compare=False)
 
 
@@ -96,7 +97,7 @@ class DesiredVM:
     suspend: bool = False  # annotation reconciler/suspend: "true": leave the VM as it is
 
     @property
-    def applied(self) -> dict:
+    def applied(self) -> dict[str, Any]:
         """The normalised spec, JSON-ready, as the mark records it (derived, so a cached
         manifest set does not carry it twice)."""
         return applied_record(self.spec)
@@ -163,10 +164,11 @@ class DomainDefinition:
     xml: str  # the persistent (inactive) definition
     running: bool
     autostart: bool
-    volumes: dict = field(compare=False, hash=False)  # (pool, volume) -> capacity, its disks'
+    # (pool, volume) -> capacity in bytes, of its disks' volumes
+    volumes: dict[tuple[str, str], int] = field(compare=False, hash=False)
 
 
-def applied_record(vm: VMSpec) -> dict:
+def applied_record(vm: VMSpec) -> dict[str, Any]:
     """The spec as recorded in a managed domain's metadata (what destroy later needs). Pure."""
     return {
         "vcpus": vm.vcpus, "maxVcpus": vm.max_vcpus, "memory": vm.memory,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.core import defaults
 from reconciler.core.errors import Problem
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool
 from reconciler.core.model.vm import DesiredVM
 
-DEFAULT_STORAGE_ROOTS = ("/var/lib/libvirt/images",)
+DEFAULT_STORAGE_ROOTS = defaults.STORAGE_ROOTS
 
 
 @dataclass(frozen=True)

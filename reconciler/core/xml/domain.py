@@ -10,6 +10,7 @@ import copy
 import json
 import string
 from collections.abc import Mapping
+from typing import Any
 
 from lxml import etree
 
@@ -25,6 +26,7 @@ _BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
 _PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
 
 VolumeKey = tuple[str, str]  # (pool, volume)
+Element = etree._Element
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -35,7 +37,14 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
 
 
 def _to_string(root: etree._Element) -> str:
-    return etree.tostring(root, pretty_print=True, encoding="unicode")
+    text: str = etree.tostring(root, pretty_print=True, encoding="unicode")
+    return text
+
+
+def to_xml(element: etree._Element) -> str:
+    """One element (a device) as XML text, for libvirt's device calls."""
+    text: str = etree.tostring(element, encoding="unicode")
+    return text
 
 
 def mark_element(mark: Mark) -> etree._Element:
@@ -50,7 +59,7 @@ def mark_element(mark: Mark) -> etree._Element:
 
 
 def mark_xml(mark: Mark) -> str:
-    return etree.tostring(mark_element(mark), encoding="unicode")
+    return to_xml(mark_element(mark))
 
 
 def hold_xml(hold: LiveHold) -> str:
@@ -63,8 +72,7 @@ def hold_xml(hold: LiveHold) -> str:
         attrs["seen-vcpus"] = str(hold.seen_vcpus)
     if hold.seen_memory is not None:
         attrs["seen-memory"] = str(hold.seen_memory)
-    return etree.tostring(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}),
-                          encoding="unicode")
+    return to_xml(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}))
 
 
 def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
@@ -184,12 +192,12 @@ def seed_ejected_xml(root: etree._Element, vm: str) -> str | None:
         if _is_seed(vm, element):
             ejected = copy.deepcopy(element)
             ejected.remove(ejected.find("source"))
-            return etree.tostring(ejected, encoding="unicode")
+            return to_xml(ejected)
     return None
 
 
 def disk_xml(vm: str, disk: Disk, target: str) -> str:
-    return etree.tostring(disk_element(vm, disk, target), encoding="unicode")
+    return to_xml(disk_element(vm, disk, target))
 
 
 def nic_element(nic: Nic) -> etree._Element:
@@ -197,13 +205,13 @@ def nic_element(nic: Nic) -> etree._Element:
     element = etree.Element("interface", type=kind)
     if nic.mac:
         _sub(element, "mac", address=nic.mac)
-    _sub(element, "source", **{kind: nic.network or nic.bridge})
+    _sub(element, "source", **{kind: nic.network or nic.bridge or ""})
     _sub(element, "model", type=nic.model)
     return element
 
 
 def nic_xml(nic: Nic) -> str:
-    return etree.tostring(nic_element(nic), encoding="unicode")
+    return to_xml(nic_element(nic))
 
 
 def _set_graphics(devices: etree._Element, graphics: str) -> None:
@@ -240,11 +248,13 @@ _UNITS = {
 }
 
 
-def _kib(element: etree._Element | None) -> int:
+def memory_bytes(element: etree._Element | None) -> int:
     """Bytes of a libvirt memory element (its unit defaults to KiB)."""
     if element is None or not element.text:
         return 0
-    return int(element.text) * _UNITS.get(element.get("unit", "KiB"), 1024)
+    unit: str = element.get("unit", "KiB")
+    size: int = int(element.text) * _UNITS.get(unit, 1024)
+    return size
 
 
 def read_mark(root: etree._Element) -> Mark | None:
@@ -267,7 +277,7 @@ def read_mark(root: etree._Element) -> Mark | None:
     )
 
 
-def _plausible(applied: dict) -> bool:
+def _plausible(applied: dict[str, Any]) -> bool:
     """The applied record has the types the tool wrote (it may have been edited by hand)."""
     checks = (("protect", bool), ("shutdownTimeout", int), ("updatePolicy", str),
               ("disks", list), ("networks", list))
@@ -298,7 +308,7 @@ def read_spec(
     running: bool,
     autostart: bool,
     volumes: Mapping[VolumeKey, int],
-    applied: Mapping[str, object],
+    applied: Mapping[str, Any],
 ) -> VMSpec:
     """The spec a domain's XML describes. Disks are those whose volume is named ``<vm>-<disk>``;
     settings that live only in the tool (policy, protect) come from the last applied record."""
@@ -306,8 +316,8 @@ def read_spec(
     vcpu = root.find("vcpu")
     max_vcpus = int(vcpu.text) if vcpu is not None and vcpu.text else 1
     current = vcpu.get("current") if vcpu is not None else None
-    max_memory = _kib(root.find("memory"))
-    memory = _kib(root.find("currentMemory")) or max_memory
+    max_memory = memory_bytes(root.find("memory"))
+    memory = memory_bytes(root.find("currentMemory")) or max_memory
     devices = root.find("devices")
     disks: list[Disk] = []
     nics: list[Nic] = []
@@ -315,7 +325,7 @@ def read_spec(
     cloud_init = None
     if devices is not None:
         disks = [d for d in (_read_disk(name, e, volumes) for e in devices.iter("disk")) if d]
-        nics = [n for n in (_read_nic(e) for e in devices.iter("interface")) if n]
+        nics = [n for n in (read_nic(e) for e in devices.iter("interface")) if n]
         element = devices.find("graphics")
         if element is not None:
             graphics = element.get("type", "none")
@@ -339,7 +349,7 @@ def read_spec(
         state=PowerState.RUNNING if running else PowerState.STOPPED,
         autostart=autostart,
         update_policy=str(applied.get("updatePolicy", "live")),
-        shutdown_timeout=int(applied.get("shutdownTimeout", 60)),  # type: ignore[call-overload]
+        shutdown_timeout=int(applied.get("shutdownTimeout", 60)),
         protect=bool(applied.get("protect", False)),
         disks=tuple(disks),
         nics=tuple(nics),
@@ -351,7 +361,7 @@ def read_spec(
 
 
 def _read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int],
-               applied: Mapping[str, object]) -> CloudInit | None:
+               applied: Mapping[str, Any]) -> CloudInit | None:
     """The seed CD-ROM. Its content is known only by the hash in the applied record, and only
     while its volume exists (a missing volume reads as unknown content, so it is rebuilt)."""
     for element in devices.iterfind("disk"):
@@ -359,7 +369,7 @@ def _read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int
             pool = element.find("source").get("pool", "")
             recorded = applied.get("cloudInit")
             known = isinstance(recorded, str) and (pool, seed_volume(vm)) in volumes
-            return CloudInit(digest=recorded if known else "", pool=pool)  # type: ignore[arg-type]
+            return CloudInit(digest=str(recorded) if known else "", pool=pool)
     return None
 
 
@@ -393,7 +403,7 @@ def _read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int
     )
 
 
-def _read_nic(element: etree._Element) -> Nic | None:
+def read_nic(element: etree._Element) -> Nic | None:
     source = element.find("source")
     kind = element.get("type")
     if source is None or kind not in ("network", "bridge"):
@@ -537,7 +547,7 @@ def _set_bus(element: etree._Element, root: etree._Element, bus: str) -> None:
 
 
 def _edit_nics(devices: etree._Element, spec: VMSpec) -> None:
-    live = [(e, _read_nic(e)) for e in devices.findall("interface")]
+    live = [(e, read_nic(e)) for e in devices.findall("interface")]
     keep, _, add = match_nics(spec.nics, tuple(n for _, n in live if n))
     kept_ids = {id(n) for n in keep}
     for element, nic in live:
@@ -566,7 +576,7 @@ def match_nics(
     for nic in desired:
         if nic.mac:
             found = next((n for n in unmatched if n.mac == nic.mac), None)
-            if found and _same_nic(found, nic):
+            if found and same_nic(found, nic):
                 unmatched.remove(found)
                 keep.append(found)
             else:
@@ -574,7 +584,7 @@ def match_nics(
         else:
             pending.append(nic)
     for nic in pending:
-        found = next((n for n in unmatched if _same_nic(n, nic)), None)
+        found = next((n for n in unmatched if same_nic(n, nic)), None)
         if found:
             unmatched.remove(found)
             keep.append(found)
@@ -583,6 +593,6 @@ def match_nics(
     return keep, unmatched, add
 
 
-def _same_nic(live: Nic, desired: Nic) -> bool:
+def same_nic(live: Nic, desired: Nic) -> bool:
     return (live.network, live.bridge, live.model) == (desired.network, desired.bridge,
                                                        desired.model)

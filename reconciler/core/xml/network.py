@@ -1,4 +1,4 @@
-"""Network and storage pool XML: build, read back, edit in place. Pure (lxml)."""
+"""Network XML: build it from a spec, read a spec back, edit it in place. Pure (lxml)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from lxml import etree
 
 from reconciler.core.model.common import Mark
 from reconciler.core.model.network import IPv4, NetworkSpec
-from reconciler.core.model.pool import PoolSpec
 from reconciler.core.xml.domain import mark_element, parse, read_mark, set_mark
 
 
-def build_network(spec: NetworkSpec, *, mark: Mark) -> str:
+def build(spec: NetworkSpec, *, mark: Mark) -> str:
     root = etree.Element("network")
     etree.SubElement(root, "name").text = spec.name
     etree.SubElement(root, "metadata").append(mark_element(mark))
@@ -20,7 +19,7 @@ def build_network(spec: NetworkSpec, *, mark: Mark) -> str:
     return _text(root)
 
 
-def edit_network(xml: str, spec: NetworkSpec, *, mark: Mark) -> str:
+def edit(xml: str, spec: NetworkSpec, *, mark: Mark) -> str:
     """The persistent network XML edited to match ``spec``; uuid, mac and the rest kept."""
     root = parse(xml)
     set_mark(root, mark)
@@ -53,7 +52,7 @@ def _set_network(root: etree._Element, spec: NetworkSpec) -> None:
             etree.SubElement(dhcp, "range", start=spec.ipv4.dhcp_start, end=spec.ipv4.dhcp_end)
 
 
-def read_network(xml: str, *, autostart: bool) -> tuple[NetworkSpec, Mark | None]:
+def read(xml: str, *, autostart: bool) -> tuple[NetworkSpec, Mark | None]:
     root = parse(xml)
     forward = root.find("forward")
     ip = root.find("ip")
@@ -77,19 +76,3 @@ def read_network(xml: str, *, autostart: bool) -> tuple[NetworkSpec, Mark | None
         ipv4=ipv4,
     )
     return spec, read_mark(root)
-
-
-def build_pool(spec: PoolSpec) -> str:
-    root = etree.Element("pool", type=spec.type)
-    etree.SubElement(root, "name").text = spec.name
-    target = etree.SubElement(root, "target")
-    etree.SubElement(target, "path").text = spec.path
-    return _text(root)
-
-
-def read_pool(xml: str, *, autostart: bool) -> PoolSpec:
-    root = parse(xml)
-    return PoolSpec(name=root.findtext("name") or "", path=root.findtext("target/path") or "",
-                    autostart=autostart, type=root.get("type", "dir"))
-
-

@@ -1,0 +1,194 @@
+"""The running VM's side of an update: hot-plug and unplug the devices the steps name, set the
+live vCPUs and balloon target, and read back what the guest did.
+
+libvirt gives a guest a few seconds to release an unplugged device and then returns; a device
+still present afterwards waits for the guest (or a restart). A balloon target is only a request:
+the guest's balloon driver takes it up, or not (libvirt reports it in <currentMemory>).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.core.errors import ReconcilerError
+from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, Nic
+from reconciler.core.plan import Action, Effect, Op
+from reconciler.core.xml import domain as domainxml
+from reconciler.core.xml.domain import Element
+
+BALLOON_NOT_TAKEN = "memory: the guest has not taken up the balloon target (no balloon driver?)"
+
+
+def hotplug(hv: Libvirt, action: Action, config_root: Element, live_root: Element) -> list[str]:
+    """Attach the disks and NICs of the live attach steps, detach those of the live detach
+    steps; returns what the guest has not released."""
+    name = action.name
+    pending = []
+    targets = domainxml.disk_targets(config_root)
+    live_volumes = domainxml.disk_targets(live_root)
+    for step in action.writing(Op.ATTACH_DISK):
+        disk = step.new
+        assert isinstance(disk, Disk)
+        volume = disk.volume(name)
+        if step.effect == Effect.LIVE and volume not in live_volumes and volume in targets:
+            hv.attach_live(name, domainxml.disk_xml(name, disk, targets[volume]))
+    detached: list[tuple[str, str]] = []  # (what, how to find it in the live XML)
+    for step in action.writing(Op.DETACH_DISK):
+        disk = step.old
+        assert isinstance(disk, Disk)
+        volume = disk.volume(name)
+        path = f"devices/disk[@device='disk']/source[@volume='{volume}']"
+        element = live_root.find(path)
+        if step.effect != Effect.LIVE or element is None:
+            continue
+        try:
+            hv.detach_live(name, domainxml.to_xml(element.getparent()))
+            detached.append((f"disk {disk.name}", path))
+        except ReconcilerError as exc:
+            pending.append(f"disk {disk.name} not unplugged: {exc}")
+    live_nics = [(e, n) for e in live_root.iterfind("devices/interface")
+                 if (n := domainxml.read_nic(e)) is not None]
+    live_macs: set[str | None] = {n.mac for _, n in live_nics}
+    used: set[str] = set()
+    for step in action.writing(Op.ATTACH_NIC):
+        assert isinstance(step.new, Nic)
+        if step.effect == Effect.LIVE:
+            hv.attach_live(name, _nic_from_config(config_root, step.new, live_macs | used, used))
+    for step in action.writing(Op.DETACH_NIC):
+        nic = step.old
+        assert isinstance(nic, Nic)
+        found = next((e for e, n in live_nics if n.mac == nic.mac), None)
+        if step.effect != Effect.LIVE or found is None:
+            continue
+        try:
+            hv.detach_live(name, domainxml.to_xml(found))
+            detached.append((f"nic {nic.mac}", f"devices/interface/mac[@address='{nic.mac}']"))
+        except ReconcilerError as exc:
+            pending.append(f"nic {nic.mac} not unplugged: {exc}")
+    if detached:
+        after = domainxml.parse(hv.domain_xml(name, inactive=False))
+        pending += [f"{what} not unplugged: the guest has not released it"
+                    for what, path in detached if after.find(path) is not None]
+    return pending
+
+
+def _nic_from_config(config_root: Element, nic: Nic, taken: set[str | None],
+                     used: set[str]) -> str:
+    """The NIC to hot-plug, as the persistent config has it: with the MAC libvirt gave it there
+    (without one, the live NIC would get another MAC than the VM has after its next start)."""
+    for element in config_root.iterfind("devices/interface"):
+        found = domainxml.read_nic(element)
+        if found is None or not found.mac or found.mac in taken:
+            continue
+        if found.mac == nic.mac if nic.mac else domainxml.same_nic(found, nic):
+            used.add(found.mac)
+            plug = copy.deepcopy(element)
+            for address in plug.findall("address"):
+                plug.remove(address)  # libvirt picks a free slot on the running VM
+            return domainxml.to_xml(plug)
+    return domainxml.nic_xml(nic)
+
+
+def eject_seed(hv: Libvirt, name: str, live_root: Element) -> list[str]:
+    """A SATA CD-ROM cannot be unplugged live: its medium is taken out instead."""
+    ejected = domainxml.seed_ejected_xml(live_root, name)
+    if ejected is None:
+        return []
+    try:
+        hv.eject_live(name, ejected)
+    except ReconcilerError as exc:
+        return [f"cloudInit seed not ejected from the running VM: {_short(exc)}"]
+    return []
+
+
+def live_resources(hv: Libvirt, action: Action, have: LiveVM, clock: Callable[[], float],
+                   balloon_wait: float) -> list[str]:
+    """vCPUs and memory on the running VM, as the live steps say. What the guest does not take
+    up is recorded on the running domain (so it is not retried forever) and reported pending
+    restart."""
+    assert isinstance(action.desired, DesiredVM)
+    spec, name = action.desired.spec, action.name
+    old = have.hold
+    # What an earlier run recorded, and this run neither changes nor retries, still holds.
+    held: dict[Op, int | None] = {
+        Op.SET_VCPUS: old.vcpus if old and old.vcpus == spec.vcpus else None,
+        Op.SET_MEMORY: old.memory if old and old.memory == spec.memory else None,
+    }
+    seen: dict[Op, int | None] = {
+        Op.SET_VCPUS: old.seen_vcpus if held[Op.SET_VCPUS] is not None and old else None,
+        Op.SET_MEMORY: old.seen_memory if held[Op.SET_MEMORY] is not None and old else None,
+    }
+    reasons: list[str] = []
+    touched: set[Op] = set()
+    for step in action.steps:
+        if step.op not in (Op.SET_VCPUS, Op.SET_MEMORY) or step.effect != Effect.LIVE:
+            continue
+        assert isinstance(step.new, int)
+        touched.add(step.op)
+        held[step.op] = None
+        try:
+            if step.op == Op.SET_VCPUS:
+                hv.set_vcpus_live(name, step.new)
+            else:
+                hv.set_memory_live(name, step.new)
+                if not _balloon_reached(hv, name, step.new, clock, balloon_wait):
+                    held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
+                    reasons.append(BALLOON_NOT_TAKEN)
+        except ReconcilerError as exc:
+            held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
+            if step.op == Op.SET_VCPUS:
+                reasons.append(f"vcpus {have.live_vcpus} -> {step.new} not applied live "
+                               f"({_short(exc)})")
+            else:
+                reasons.append(f"memory not applied live ({_short(exc)})")
+    kept = [r for field, r in _reasons(old) if field not in touched and held[field] is not None]
+    if held[Op.SET_VCPUS] is not None or held[Op.SET_MEMORY] is not None:
+        hold = LiveHold(held[Op.SET_VCPUS], held[Op.SET_MEMORY], "; ".join(kept + reasons),
+                        seen[Op.SET_VCPUS], seen[Op.SET_MEMORY])
+        if hold != old:
+            hv.set_hold(name, hold)
+    elif old is not None:
+        hv.set_hold(name, None)
+    return reasons
+
+
+def _reasons(hold: LiveHold | None) -> list[tuple[Op, str]]:
+    """The recorded reasons of a hold, each with the field it is about (each reason this module
+    writes starts with its field's name)."""
+    if hold is None or not hold.reason:
+        return []
+    fields = {"vcpus": Op.SET_VCPUS, "memory": Op.SET_MEMORY}
+    out = []
+    for reason in hold.reason.split("; "):
+        field = fields.get(reason.split(" ", 1)[0].rstrip(":"))
+        if field is not None:
+            out.append((field, reason))
+    return out
+
+
+def live_value(hv: Libvirt, name: str, op: Op) -> int | None:
+    """The running VM's vCPU count or memory (bytes), as libvirt reports it now."""
+    root = domainxml.parse(hv.domain_xml(name, inactive=False))
+    if op == Op.SET_MEMORY:
+        return domainxml.memory_bytes(root.find("currentMemory")) or None
+    vcpu = root.find("vcpu")
+    return int(vcpu.get("current", vcpu.text)) if vcpu is not None else None
+
+
+def _balloon_reached(hv: Libvirt, name: str, target: int, clock: Callable[[], float],
+                     wait: float) -> bool:
+    deadline = clock() + wait
+    while True:
+        root = domainxml.parse(hv.domain_xml(name, inactive=False))
+        if domainxml.memory_bytes(root.find("currentMemory")) == target:
+            return True
+        if clock() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(": ", 1)[-1]

@@ -1,0 +1,68 @@
+"""Desired networks against live ones: their actions. Pure: no libvirt, no files, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.core.diff.guards import removal, users
+from reconciler.core.model.network import DesiredNetwork, LiveNetwork, NetworkSpec
+from reconciler.core.model.vm import DesiredVM, LiveVM
+from reconciler.core.plan import Action, Effect, Kind, Op, Reason, Resource, Step, Target, Why
+
+
+def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, instance: str,
+         vms: Iterable[LiveVM], wanted_vms: Iterable[DesiredVM],
+         hold: Reason | None) -> list[Action]:
+    """Create, update, remove (or block) networks. ``hold``: why nothing may be removed this
+    run (None when removing is allowed). A network is ours when its mark names ``instance``.
+    Pure."""
+    live_by_name = {n.name: n for n in live}
+    used = users(vms, wanted_vms, lambda spec: [n.network for n in spec.nics if n.network])
+    actions = []
+    for want in sorted(desired, key=lambda d: d.spec.name):
+        target = Target(Resource.NETWORK, want.spec.name)
+        have = live_by_name.pop(want.spec.name, None)
+        if have is None:
+            actions.append(create(want))
+        elif have.mark is None or have.mark.instance != instance:
+            actions.append(Action(Kind.BLOCKED, target, reason=Reason(Why.CONFLICT),
+                                  desired=want, live=have))
+        else:
+            steps = _steps(target, want.spec, have)
+            if have.mark.spec_hash != want.spec_hash and not steps:
+                steps.append(Step(Op.SET_SPEC_HASH, target, have.mark.spec_hash,
+                                  want.spec_hash))
+            if steps:
+                actions.append(Action(Kind.UPDATE, target, tuple(steps), desired=want,
+                                      live=have))
+    for have in sorted(live_by_name.values(), key=lambda n: n.name):
+        if have.mark is None or have.mark.instance != instance:
+            continue
+        actions.append(removal(Target(Resource.NETWORK, have.name), have, used.get(have.name),
+                               hold))
+    return actions
+
+
+def create(want: DesiredNetwork) -> Action:
+    """Define, set autostart, start."""
+    target = Target(Resource.NETWORK, want.spec.name)
+    steps = [Step(Op.SET_AUTOSTART, target, None, want.spec.autostart),
+             Step(Op.START, target, effect=Effect.LIVE)]
+    return Action(Kind.CREATE, target, tuple(steps), desired=want)
+
+
+def _steps(target: Target, want: NetworkSpec, have: LiveNetwork) -> list[Step]:
+    cfg = have.config
+    later = Effect.RESTART if have.active else Effect.CONFIG
+    steps = []
+    if want.bridge and want.bridge != cfg.bridge:
+        steps.append(Step(Op.SET_BRIDGE, target, cfg.bridge, want.bridge, later))
+    if want.forward != cfg.forward:
+        steps.append(Step(Op.SET_FORWARD, target, cfg.forward, want.forward, later))
+    if want.ipv4 != cfg.ipv4:
+        steps.append(Step(Op.SET_IPV4, target, cfg.ipv4, want.ipv4, later))
+    if want.autostart != cfg.autostart:
+        steps.append(Step(Op.SET_AUTOSTART, target, cfg.autostart, want.autostart))
+    if not have.active:
+        steps.append(Step(Op.START, target, effect=Effect.LIVE))
+    return steps
