@@ -16,8 +16,9 @@ from reconciler.adapters.libvirt.hypervisor import Libvirt
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, Nic
 from reconciler.core.plan import Action, Effect, Op
-from reconciler.core.xml import domain as domainxml
-from reconciler.core.xml.domain import Element
+from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import devices as devicexml
+from reconciler.core.xml.common import Element
 
 BALLOON_NOT_TAKEN = "memory: the guest has not taken up the balloon target (no balloon driver?)"
 
@@ -27,14 +28,14 @@ def hotplug(hv: Libvirt, action: Action, config_root: Element, live_root: Elemen
     steps; returns what the guest has not released."""
     name = action.name
     pending = []
-    targets = domainxml.disk_targets(config_root)
-    live_volumes = domainxml.disk_targets(live_root)
+    targets = devicexml.disk_targets(config_root)
+    live_volumes = devicexml.disk_targets(live_root)
     for step in action.writing(Op.ATTACH_DISK):
         disk = step.new
         assert isinstance(disk, Disk)
         volume = disk.volume(name)
         if step.effect == Effect.LIVE and volume not in live_volumes and volume in targets:
-            hv.attach_live(name, domainxml.disk_xml(name, disk, targets[volume]))
+            hv.attach_live(name, devicexml.disk_xml(name, disk, targets[volume]))
     detached: list[tuple[str, str]] = []  # (what, how to find it in the live XML)
     for step in action.writing(Op.DETACH_DISK):
         disk = step.old
@@ -45,12 +46,12 @@ def hotplug(hv: Libvirt, action: Action, config_root: Element, live_root: Elemen
         if step.effect != Effect.LIVE or element is None:
             continue
         try:
-            hv.detach_live(name, domainxml.to_xml(element.getparent()))
+            hv.detach_live(name, xmlcommon.to_xml(element.getparent()))
             detached.append((f"disk {disk.name}", path))
         except ReconcilerError as exc:
             pending.append(f"disk {disk.name} not unplugged: {exc}")
     live_nics = [(e, n) for e in live_root.iterfind("devices/interface")
-                 if (n := domainxml.read_nic(e)) is not None]
+                 if (n := devicexml.read_nic(e)) is not None]
     live_macs: set[str | None] = {n.mac for _, n in live_nics}
     used: set[str] = set()
     for step in action.writing(Op.ATTACH_NIC):
@@ -64,12 +65,12 @@ def hotplug(hv: Libvirt, action: Action, config_root: Element, live_root: Elemen
         if step.effect != Effect.LIVE or found is None:
             continue
         try:
-            hv.detach_live(name, domainxml.to_xml(found))
+            hv.detach_live(name, xmlcommon.to_xml(found))
             detached.append((f"nic {nic.mac}", f"devices/interface/mac[@address='{nic.mac}']"))
         except ReconcilerError as exc:
             pending.append(f"nic {nic.mac} not unplugged: {exc}")
     if detached:
-        after = domainxml.parse(hv.domain_xml(name, inactive=False))
+        after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
         pending += [f"{what} not unplugged: the guest has not released it"
                     for what, path in detached if after.find(path) is not None]
     return pending
@@ -80,21 +81,21 @@ def _nic_from_config(config_root: Element, nic: Nic, taken: set[str | None],
     """The NIC to hot-plug, as the persistent config has it: with the MAC libvirt gave it there
     (without one, the live NIC would get another MAC than the VM has after its next start)."""
     for element in config_root.iterfind("devices/interface"):
-        found = domainxml.read_nic(element)
+        found = devicexml.read_nic(element)
         if found is None or not found.mac or found.mac in taken:
             continue
-        if found.mac == nic.mac if nic.mac else domainxml.same_nic(found, nic):
+        if found.mac == nic.mac if nic.mac else devicexml.same_nic(found, nic):
             used.add(found.mac)
             plug = copy.deepcopy(element)
             for address in plug.findall("address"):
                 plug.remove(address)  # libvirt picks a free slot on the running VM
-            return domainxml.to_xml(plug)
-    return domainxml.nic_xml(nic)
+            return xmlcommon.to_xml(plug)
+    return devicexml.nic_xml(nic)
 
 
 def eject_seed(hv: Libvirt, name: str, live_root: Element) -> list[str]:
     """A SATA CD-ROM cannot be unplugged live: its medium is taken out instead."""
-    ejected = domainxml.seed_ejected_xml(live_root, name)
+    ejected = devicexml.seed_ejected_xml(live_root, name)
     if ejected is None:
         return []
     try:
@@ -171,9 +172,9 @@ def _reasons(hold: LiveHold | None) -> list[tuple[Op, str]]:
 
 def live_value(hv: Libvirt, name: str, op: Op) -> int | None:
     """The running VM's vCPU count or memory (bytes), as libvirt reports it now."""
-    root = domainxml.parse(hv.domain_xml(name, inactive=False))
+    root = xmlcommon.parse(hv.domain_xml(name, inactive=False))
     if op == Op.SET_MEMORY:
-        return domainxml.memory_bytes(root.find("currentMemory")) or None
+        return xmlcommon.memory_bytes(root.find("currentMemory")) or None
     vcpu = root.find("vcpu")
     return int(vcpu.get("current", vcpu.text)) if vcpu is not None else None
 
@@ -182,8 +183,8 @@ def _balloon_reached(hv: Libvirt, name: str, target: int, clock: Callable[[], fl
                      wait: float) -> bool:
     deadline = clock() + wait
     while True:
-        root = domainxml.parse(hv.domain_xml(name, inactive=False))
-        if domainxml.memory_bytes(root.find("currentMemory")) == target:
+        root = xmlcommon.parse(hv.domain_xml(name, inactive=False))
+        if xmlcommon.memory_bytes(root.find("currentMemory")) == target:
             return True
         if clock() >= deadline:
             return False

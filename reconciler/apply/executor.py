@@ -12,7 +12,7 @@ import structlog
 
 from reconciler.adapters.libvirt.hypervisor import Libvirt
 from reconciler.apply import network, pool, vm
-from reconciler.core import defaults, render
+from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
 from reconciler.core.result import Outcome, Result
@@ -47,7 +47,7 @@ def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[
                 for action in phase:
                     held = replace(action, kind=Kind.BLOCKED, reason=Reason(Why.DESTROY_FAILED))
                     results[id(action)] = Result(action.label, action.kind, Outcome.BLOCKED,
-                                                 render.reason_text(held),
+                                                 words.reason_text(held),
                                                  why=Why.DESTROY_FAILED)
                 break
             for action, result in zip(phase, workers.map(runner.run, phase), strict=True):
@@ -68,7 +68,7 @@ class _Runner:
             return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
                           retryable=True)
         if action.kind == Kind.BLOCKED or action.refused:
-            return Result(action.label, action.kind, Outcome.BLOCKED, render.reason_text(action),
+            return Result(action.label, action.kind, Outcome.BLOCKED, words.reason_text(action),
                           why=action.reason.why if action.reason else None)
         if not action.writes:
             return _pending_result(action, [], 0.0)
@@ -102,7 +102,7 @@ class _Runner:
 
 
 def _pending_result(action: Action, pending: list[str], seconds: float) -> Result:
-    causes = [*pending, *(render.restart_cause(s) for s in action.pending_restart)]
+    causes = [*pending, *(words.restart_cause(s) for s in action.pending_restart)]
     if causes:
         return Result(action.label, action.kind, Outcome.PENDING_RESTART, "; ".join(causes),
                       seconds)

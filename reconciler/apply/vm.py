@@ -20,6 +20,8 @@ from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerErro
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, VMSpec
 from reconciler.core.plan import Action, Op
+from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import devices as devicexml
 from reconciler.core.xml import domain as domainxml
 
 log = structlog.get_logger("reconciler.apply")
@@ -127,7 +129,7 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
         storage.ensure_volume(hv, name, step.new)
     if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
         storage.upload_seed(hv, spec)
-    live_before = domainxml.parse(hv.domain_xml(name, inactive=False)) if running else None
+    live_before = xmlcommon.parse(hv.domain_xml(name, inactive=False)) if running else None
     # Grow before the new mark records the new sizes: a recorded size is trusted later (a
     # stopped VM's volume whose manifest size is the recorded one is not read again).
     disks = {disk.name: disk for disk in spec.disks}
@@ -138,14 +140,14 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     if action.has(Op.SET_AUTOSTART):
         hv.set_autostart(name, spec.autostart)
     if running and live_before is not None:
-        config_root = domainxml.parse(hv.domain_xml(name))
+        config_root = xmlcommon.parse(hv.domain_xml(name))
         pending += devices.hotplug(hv, action, config_root, live_before)
         if not action.restart:
             pending += devices.live_resources(hv, action, have, ctx.clock, ctx.balloon_wait)
     still_attached: set[str] = set()
     if running:
-        after = domainxml.parse(hv.domain_xml(name, inactive=False))
-        still_attached = set(domainxml.disk_targets(after))
+        after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
+        still_attached = set(devicexml.disk_targets(after))
     for step in action.writing(Op.DETACH_DISK):
         disk = step.old
         assert isinstance(disk, Disk)
@@ -168,13 +170,13 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     return pending
 
 
-def _grow(hv: Libvirt, name: str, disk: Disk, *, live_root: domainxml.Element | None) -> None:
+def _grow(hv: Libvirt, name: str, disk: Disk, *, live_root: xmlcommon.Element | None) -> None:
     current = hv.volume(disk.pool, disk.volume(name)).capacity
     if disk.size < current:  # grown by hand since the plan: growing "to" it would shrink
         raise PermanentError(f"disk {disk.name}: the volume is now {current} bytes, larger "
                              f"than {disk.size}; refusing to shrink it")
     if live_root is not None:
-        target = domainxml.disk_targets(live_root).get(disk.volume(name))
+        target = devicexml.disk_targets(live_root).get(disk.volume(name))
         if target:
             hv.block_resize(name, target, disk.size)
             return

@@ -21,6 +21,8 @@ from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import Disk, Nic, VMSpec
 from reconciler.core.units import format_bytes, format_duration
 from reconciler.core.validate.checks import ADOPT
+from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import devices as devicexml
 from reconciler.core.xml import domain as domainxml
 
 _VM_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -40,20 +42,20 @@ class Exported:
 
 
 def export_manifest(xml: str, *, running: bool, autostart: bool,
-                    volumes: Mapping[domainxml.VolumeKey, int],
+                    volumes: Mapping[devicexml.VolumeKey, int],
                     instance: str = "default") -> Exported:
     """The manifest that describes the domain ``xml`` (its persistent definition). Pure.
 
     ``volumes`` holds the capacity of the volumes its disks use. An unmanaged domain's manifest
     carries the adopt annotation; a domain of this instance's gets its last applied settings.
     """
-    root = domainxml.parse(xml)
+    root = xmlcommon.parse(xml)
     name = root.findtext("name") or ""
     if not _VM_NAME.match(name):
         raise PermanentError(
             f"domain {name!r} cannot be exported: a manifest name uses lowercase letters, "
             "digits and '-' (at most 63 characters); rename the domain first (virsh domrename)")
-    mark = domainxml.read_mark(root)
+    mark = xmlcommon.read_mark(root)
     applied = mark.applied if mark else {}
     spec = domainxml.read_spec(root, running=running, autostart=autostart, volumes=volumes,
                                applied=applied)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.plan import Kind, Plan
-from reconciler.core.render import SUSPENDED, reason_text
 from reconciler.core.result import Outcome, Result
+from reconciler.core.words import SUSPENDED, reason_text
 
 
 @dataclass(frozen=True)

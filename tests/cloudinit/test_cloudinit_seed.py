@@ -10,7 +10,7 @@ import pycdlib
 import pytest
 import yaml
 
-from reconciler.core import cloudinit, render
+from reconciler.core import cloudinit, render, words
 from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards
 from reconciler.core.model.common import Mark
@@ -18,6 +18,8 @@ from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Effect, Op
 from reconciler.core.validate.checks import validate
 from reconciler.core.validate.document import Document
+from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import devices as devicexml
 from reconciler.core.xml import domain as domainxml
 
 USER_DATA = "#cloud-config\nusers:\n  - name: ops\n    passwd: TOP-SECRET-123\n"
@@ -166,7 +168,7 @@ def test_domain_gets_the_seed_as_a_read_only_sata_cdrom_and_reads_it_back() -> N
                    cloudInit={"userData": USER_DATA})
     xml = domainxml.build_domain(want.spec, domain_type="kvm", mark=_mark(want))
     assert "TOP-SECRET" not in xml
-    root = domainxml.parse(xml)
+    root = xmlcommon.parse(xml)
     (cdrom,) = _seeds(root)
     assert cdrom.get("type") == "volume"
     assert cdrom.find("source").attrib == {"pool": "default", "volume": "web-01-cidata"}
@@ -186,9 +188,9 @@ def test_domain_gets_the_seed_as_a_read_only_sata_cdrom_and_reads_it_back() -> N
 
 def test_edit_config_attaches_keeps_and_detaches_the_seed_only() -> None:
     plain = desired(disks=[{"name": "root", "size": "1GiB"}])
-    root = domainxml.parse(domainxml.build_domain(plain.spec, domain_type="kvm",
+    root = xmlcommon.parse(domainxml.build_domain(plain.spec, domain_type="kvm",
                                                   mark=_mark(plain)))
-    hand_cdrom = domainxml.parse("<disk type='file' device='cdrom'><source file='/x.iso'/>"
+    hand_cdrom = xmlcommon.parse("<disk type='file' device='cdrom'><source file='/x.iso'/>"
                                  "<target dev='sda' bus='sata'/><readonly/></disk>")
     root.find("devices").append(hand_cdrom)
     xml = domainxml._to_string(root)
@@ -196,23 +198,23 @@ def test_edit_config_attaches_keeps_and_detaches_the_seed_only() -> None:
     with_seed = desired(disks=[{"name": "root", "size": "1GiB"}],
                         cloudInit={"userData": USER_DATA})
     edited = domainxml.edit_config(xml, with_seed.spec, mark=_mark(with_seed))
-    cdroms = _seeds(domainxml.parse(edited))
+    cdroms = _seeds(xmlcommon.parse(edited))
     assert [c.find("target").get("dev") for c in cdroms] == ["sda", "sdb"]
     assert cdroms[1].find("source").get("volume") == "web-01-cidata"
     assert domainxml.edit_config(edited, with_seed.spec, mark=_mark(with_seed)) == edited
 
     removed = domainxml.edit_config(edited, plain.spec, mark=_mark(plain))
-    cdroms = _seeds(domainxml.parse(removed))
+    cdroms = _seeds(xmlcommon.parse(removed))
     assert [c.find("source").get("file") for c in cdroms] == ["/x.iso"]
-    assert [d.find("source").get("volume") for d in domainxml.parse(removed).iterfind(
+    assert [d.find("source").get("volume") for d in xmlcommon.parse(removed).iterfind(
         "devices/disk[@device='disk']")] == ["web-01-root"]
 
 
 def test_seed_ejected_xml_has_no_medium() -> None:
     want = desired(cloudInit={})
-    root = domainxml.parse(domainxml.build_domain(want.spec, domain_type="kvm",
+    root = xmlcommon.parse(domainxml.build_domain(want.spec, domain_type="kvm",
                                                   mark=_mark(want)))
-    ejected = domainxml.parse(domainxml.seed_ejected_xml(root, "web-01") or "")
+    ejected = xmlcommon.parse(devicexml.seed_ejected_xml(root, "web-01") or "")
     assert ejected.get("device") == "cdrom" and ejected.find("source") is None
     assert ejected.find("target").get("dev") == "sda"
 
@@ -292,5 +294,5 @@ def test_added_removed_unknown_and_moved_seeds() -> None:
 def test_destroy_says_the_seed_volume_goes_with_the_vm() -> None:
     want = desired(disks=[{"name": "root", "size": "1GiB"}], cloudInit=NEW)
     plan = diff.plan([], [live(want)], Guards(allow_empty=True))
-    assert render.reason_text(plan.actions[0]) == ("volumes retained: web-01-root; "
+    assert words.reason_text(plan.actions[0]) == ("volumes retained: web-01-root; "
                                       "seed volume deleted: web-01-cidata")

@@ -20,6 +20,7 @@ from reconciler.core.diff import vm as diff
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.units import parse_quantity
+from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import domain as domainxml
 
 HERE = Path(__file__).parent
@@ -36,8 +37,8 @@ def live_vm(xml: str, *, running: bool, autostart: bool, volumes: dict[tuple[str
             instance: str, now: dict[str, Any] | None = None) -> LiveVM:
     """The domain as the adapter reads it (the same XML for the running domain), then as the
     given reconciler instance sees it."""
-    root = domainxml.parse(xml)
-    mark = domainxml.read_mark(root)
+    root = xmlcommon.parse(xml)
+    mark = xmlcommon.read_mark(root)
     applied = mark.applied if mark else {}
     config = domainxml.read_spec(root, running=running, autostart=autostart, volumes=volumes,
                                  applied=applied)
@@ -63,15 +64,15 @@ def domain_xml(case: dict[str, Any], folder: Path) -> str:
     if "mark" not in case:
         return case["domain"]
     mark = case["mark"]
-    name = domainxml.parse(case["domain"]).findtext("name")
+    name = xmlcommon.parse(case["domain"]).findtext("name")
     document = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
                 "metadata": {"name": name}, "spec": mark["spec"]}
     (folder / "applied.yaml").write_text(yaml.safe_dump(document))
     (want,) = manifests.load_desired(folder).vms
     (folder / "applied.yaml").unlink()
-    root = domainxml.parse(case["domain"])
+    root = xmlcommon.parse(case["domain"])
     metadata = etree.Element("metadata")
-    metadata.append(domainxml.mark_element(Mark(mark["manifest"], want.spec_hash, None,
+    metadata.append(xmlcommon.mark_element(Mark(mark["manifest"], want.spec_hash, None,
                                                 want.applied, mark["instance"])))
     root.find("name").addnext(metadata)
     return etree.tostring(root, encoding="unicode")

@@ -8,7 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from planbuild import load_cases, run_case
 
-from reconciler.core import render, schema
+from reconciler.core import render, schema, words
 from reconciler.core.plan import Action
 
 CASES = load_cases()
@@ -42,9 +42,9 @@ def test_plan(case: dict[str, Any]) -> None:
                    for row in want.get("changes", [])]
         assert _changes(action, changes) == changes, render.describe(action)
         if "reason" in want:
-            assert render.reason_text(action) == want["reason"]
+            assert words.reason_text(action) == want["reason"]
         if "reason_has" in want:
-            assert want["reason_has"] in render.reason_text(action), render.reason_text(action)
+            assert want["reason_has"] in words.reason_text(action), words.reason_text(action)
     if "writes" in case:
         assert plan.has_changes is case["writes"], render.plan_text(plan)
     if "text" in case:

@@ -8,8 +8,8 @@ from planbuild import load_cases, run_case
 from reconciler.core import render, schema
 from reconciler.core.errors import Problem
 from reconciler.core.plan import Kind, Why
-from reconciler.core.render import SUSPENDED
 from reconciler.core.result import Outcome, Result
+from reconciler.core.words import SUSPENDED
 
 # SPEC section 3, verbatim.
 SPEC_LINES = [

@@ -14,6 +14,7 @@ from lxml import etree
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import Disk, LiveHold, Nic, PowerState, VMSpec
 from reconciler.core.units import parse_quantity
+from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import domain as domainxml
 
 HERE = Path(__file__).parent
@@ -39,7 +40,7 @@ def _spec(data: dict[str, Any]) -> VMSpec:
 
 def _read(root: etree._Element, golden: dict[str, Any]) -> VMSpec:
     volumes = {tuple(key.split("/")): _size(size) for key, size in golden["volumes"].items()}
-    mark = domainxml.read_mark(root)
+    mark = xmlcommon.read_mark(root)
     return domainxml.read_spec(root, running=golden["running"], autostart=golden["autostart"],
                                volumes=volumes, applied=mark.applied if mark else {})
 
@@ -49,10 +50,10 @@ GOLDEN = sorted(p.name.removesuffix("-in.xml") for p in HERE.glob("*-in.xml"))
 
 @pytest.mark.parametrize("name", GOLDEN)
 def test_read_golden_xml(name: str) -> None:
-    root = domainxml.parse((HERE / f"{name}-in.xml").read_text())
+    root = xmlcommon.parse((HERE / f"{name}-in.xml").read_text())
     golden = yaml.safe_load((HERE / f"{name}-spec.yaml").read_text())
     assert _read(root, golden) == _spec(golden["spec"])
-    mark = domainxml.read_mark(root)
+    mark = xmlcommon.read_mark(root)
     if golden["mark"] is None:
         assert mark is None
     else:
@@ -101,18 +102,18 @@ def _applied(spec: VMSpec) -> dict[str, Any]:
 def test_build_then_read_gives_the_spec_back(name: str) -> None:
     spec = SPECS[name]
     mark = dataclasses.replace(MARK, applied=_applied(spec))
-    root = domainxml.parse(domainxml.build_domain(spec, domain_type="kvm", mark=mark))
+    root = xmlcommon.parse(domainxml.build_domain(spec, domain_type="kvm", mark=mark))
     volumes = {(d.pool, d.volume(spec.name)): d.size for d in spec.disks}
     read_back = domainxml.read_spec(root, running=spec.state == PowerState.RUNNING,
                                     autostart=spec.autostart, volumes=volumes,
-                                    applied=domainxml.read_mark(root).applied)
+                                    applied=xmlcommon.read_mark(root).applied)
     assert read_back == spec
-    assert domainxml.read_mark(root) == mark
-    assert domainxml.read_mark(root).applied == mark.applied
+    assert xmlcommon.read_mark(root) == mark
+    assert xmlcommon.read_mark(root).applied == mark.applied
 
 
 def test_built_xml_is_safe_and_bootable_as_libvirt_expects() -> None:
-    root = domainxml.parse(domainxml.build_domain(SPECS["full"], domain_type="kvm", mark=MARK))
+    root = xmlcommon.parse(domainxml.build_domain(SPECS["full"], domain_type="kvm", mark=MARK))
     assert root.get("type") == "kvm"
     graphics = root.find("devices/graphics")
     assert graphics.get("listen") == "127.0.0.1"
@@ -125,7 +126,7 @@ def test_built_xml_is_safe_and_bootable_as_libvirt_expects() -> None:
 
 def test_names_are_escaped_not_pasted() -> None:
     spec = dataclasses.replace(SPECS["minimal"], name="a</name><evil/>")
-    root = domainxml.parse(domainxml.build_domain(spec, domain_type="kvm", mark=MARK))
+    root = xmlcommon.parse(domainxml.build_domain(spec, domain_type="kvm", mark=MARK))
     assert root.findtext("name") == "a</name><evil/>"
     assert root.find(".//evil") is None
 
@@ -140,7 +141,7 @@ def _managed() -> tuple[str, VMSpec]:
 
 
 def _edit(xml: str, spec: VMSpec, mark: Mark = MARK) -> etree._Element:
-    return domainxml.parse(domainxml.edit_config(xml, spec, mark=mark))
+    return xmlcommon.parse(domainxml.edit_config(xml, spec, mark=mark))
 
 
 def _volumes(root: etree._Element) -> list[str | None]:
@@ -150,7 +151,7 @@ def _volumes(root: etree._Element) -> list[str | None]:
 def _without_mark(root: etree._Element) -> bytes:
     """The canonical XML of a domain, its mark left out (that is checked on its own)."""
     root = copy.deepcopy(root)
-    for mark in root.iterfind(f"metadata/{{{domainxml.NS}}}vm"):
+    for mark in root.iterfind(f"metadata/{{{xmlcommon.NS}}}vm"):
         mark.getparent().replace(mark, etree.Element("mark"))
     return etree.tostring(root, method="c14n")
 
@@ -164,16 +165,16 @@ def test_edit_matches_the_golden_output() -> None:
         disks=(spec.disks[0], spec.disks[2]),
         nics=(spec.nics[0], Nic(network="isolated")))
     mark = dataclasses.replace(MARK, applied={"protect": True})
-    out = domainxml.parse(domainxml.edit_config(xml, edited, mark=mark))
-    golden = domainxml.parse((HERE / "managed-edit-out.xml").read_text())
+    out = xmlcommon.parse(domainxml.edit_config(xml, edited, mark=mark))
+    golden = xmlcommon.parse((HERE / "managed-edit-out.xml").read_text())
     assert _without_mark(out) == _without_mark(golden)
-    assert domainxml.read_mark(out) == mark
+    assert xmlcommon.read_mark(out) == mark
 
 
 def test_edit_without_changes_changes_nothing() -> None:
     xml, spec = _managed()
-    before = domainxml.parse(xml)
-    after = _edit(xml, spec, mark=domainxml.read_mark(before))
+    before = xmlcommon.parse(xml)
+    after = _edit(xml, spec, mark=xmlcommon.read_mark(before))
     assert _without_mark(after) == _without_mark(before)
     assert [e.tag for e in after.find("metadata")] == [e.tag for e in before.find("metadata")]
 
@@ -248,16 +249,16 @@ def test_edit_marks_the_metadata_once() -> None:
     xml, spec = _managed()
     mark = Mark("moved/web-01.yaml", "fedcba9876543210", "f" * 40, {"protect": False})
     root = _edit(xml, spec, mark=mark)
-    assert len(root.findall(f"metadata/{{{domainxml.NS}}}vm")) == 1
-    assert domainxml.read_mark(root) == mark
-    assert domainxml.read_mark(root).applied == {"protect": False}
+    assert len(root.findall(f"metadata/{{{xmlcommon.NS}}}vm")) == 1
+    assert xmlcommon.read_mark(root) == mark
+    assert xmlcommon.read_mark(root).applied == {"protect": False}
 
 
 def test_edit_marks_a_domain_without_metadata() -> None:
     xml = (HERE / "unmanaged-in.xml").read_text()
     spec = _spec(yaml.safe_load((HERE / "unmanaged-spec.yaml").read_text())["spec"])
     root = _edit(xml, spec)
-    assert domainxml.read_mark(root) == MARK
+    assert xmlcommon.read_mark(root) == MARK
     assert root.index(root.find("metadata")) == root.index(root.find("name")) + 1
     assert root.find("devices/disk/source").get("file") == "/guest/diskimage1"
 
@@ -275,8 +276,8 @@ def test_edit_changes_sizes_and_vcpus() -> None:
 
 def test_read_hold_of_a_running_domain() -> None:
     xml = domainxml.build_domain(SPECS["minimal"], domain_type="kvm", mark=MARK)
-    root = domainxml.parse(xml)
-    assert domainxml.read_hold(root) is None
+    root = xmlcommon.parse(xml)
+    assert xmlcommon.read_hold(root) is None
     hold = LiveHold(vcpus=4, memory=2 * GiB, reason="no balloon driver")
-    root.find("metadata").append(etree.fromstring(domainxml.hold_xml(hold)))
-    assert domainxml.read_hold(domainxml.parse(etree.tostring(root, encoding="unicode"))) == hold
+    root.find("metadata").append(etree.fromstring(xmlcommon.hold_xml(hold)))
+    assert xmlcommon.read_hold(xmlcommon.parse(etree.tostring(root, encoding="unicode"))) == hold

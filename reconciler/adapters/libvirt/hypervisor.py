@@ -22,6 +22,7 @@ from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import DomainDefinition, LiveHold, LiveVM, VolumeInfo, volume_name
 from reconciler.core.plan import seen
+from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import domain as domainxml
 from reconciler.core.xml import network as networkxml
 from reconciler.core.xml import pool as poolxml
@@ -214,7 +215,7 @@ class Libvirt:
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             state, _ = dom.state()
             autostart = bool(dom.autostart())
-        volumes = self._volume_sizes(set(_volume_keys(domainxml.parse(xml))))
+        volumes = self._volume_sizes(set(_volume_keys(xmlcommon.parse(xml))))
         return DomainDefinition(name, xml, state in _RUNNING_STATES, autostart, volumes)
 
     def _dom(self, name: str) -> libvirt.virDomain:
@@ -275,9 +276,9 @@ class Libvirt:
         with translated(f"recording live state of {name}"):
             self._dom(name).setMetadata(
                 libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                _bare(domainxml.hold_xml(hold)) if hold else None,
-                domainxml.HOLD_KEY if hold else None,
-                domainxml.HOLD_NS, _LIVE)
+                _bare(xmlcommon.hold_xml(hold)) if hold else None,
+                xmlcommon.HOLD_KEY if hold else None,
+                xmlcommon.HOLD_NS, _LIVE)
 
     def set_mark(self, name: str, mark: Mark) -> None:
         """Record the tool's mark in the persistent definition, and on the running domain if it
@@ -285,8 +286,8 @@ class Libvirt:
         with translated(f"recording metadata of {name}"):
             dom = self._dom(name)
             flags = _CONFIG | (_LIVE if dom.isActive() else 0)
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _bare(domainxml.mark_xml(mark)),
-                            domainxml.MARK_KEY, domainxml.NS, flags)
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _bare(xmlcommon.mark_xml(mark)),
+                            xmlcommon.MARK_KEY, xmlcommon.NS, flags)
 
     def attach_live(self, name: str, device_xml: str) -> None:
         with translated(f"hot-plugging a device into {name}"):
@@ -646,7 +647,7 @@ class _Fetched:
             return cls(dom, state, inactive, active, key, *entry)
         item = cls(dom, state, inactive, active, key, None, ())
         root, live_root = item.parse()
-        item.mark = domainxml.read_mark(root)
+        item.mark = xmlcommon.read_mark(root)
         roots = [r for r in (root, live_root) if r is not None]
         item.volumes = tuple(dict.fromkeys(k for r in roots for k in _volume_keys(r)))
         item.cdroms = frozenset(k for r in roots for k in _volume_keys(r, device="cdrom"))
@@ -656,8 +657,8 @@ class _Fetched:
 
     def parse(self) -> tuple[etree._Element, etree._Element | None]:
         if self.roots is None:
-            self.roots = (domainxml.parse(self.inactive),
-                          domainxml.parse(self.active) if self.active is not None else None)
+            self.roots = (xmlcommon.parse(self.inactive),
+                          xmlcommon.parse(self.active) if self.active is not None else None)
         return self.roots
 
     def live_vm(self, autostart: set[str], sizes: Mapping[VolumeKey, int],
@@ -684,7 +685,7 @@ class _Fetched:
             live_max_vcpus=live_spec.max_vcpus if live_spec else None,
             live_memory=live_spec.memory if live_spec else None,
             live_max_memory=live_spec.max_memory if live_spec else None,
-            hold=domainxml.read_hold(live_root) if live_root is not None else None,
+            hold=xmlcommon.read_hold(live_root) if live_root is not None else None,
             live_disks=live_spec.disks if live_spec else None,
             live_nics=live_spec.nics if live_spec else None,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from reconciler.core.model.vm import LiveVM, Nic, VMSpec
 from reconciler.core.plan import Cause, Effect, Op, Part, Step, Target, vm_target
-from reconciler.core.xml.domain import match_nics
+from reconciler.core.xml.devices import match_nics
 
 
 def scalars(d: VMSpec, have: LiveVM, *, running: bool) -> list[Step]:

@@ -8,7 +8,7 @@ from lxml import etree
 
 from reconciler.core.model.common import Mark
 from reconciler.core.model.network import IPv4, NetworkSpec
-from reconciler.core.xml.domain import mark_element, parse, read_mark, set_mark
+from reconciler.core.xml.common import mark_element, parse, read_mark, set_mark
 
 
 def build(spec: NetworkSpec, *, mark: Mark) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from reconciler.core.model.pool import PoolSpec
-from reconciler.core.xml.domain import parse
+from reconciler.core.xml.common import parse
 
 
 def _text(root: etree._Element) -> str:

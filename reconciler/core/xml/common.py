@@ -1,0 +1,150 @@
+"""What every libvirt XML document of the tool shares: safe parsing, the tool's mark in
+<metadata>, the live hold, libvirt's memory units. Pure (lxml)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lxml import etree
+
+from reconciler.core.model.common import Mark
+from reconciler.core.model.vm import LiveHold
+
+NS = "https://reconciler.dev/xmlns/domain/v1"
+
+
+HOLD_NS = "https://reconciler.dev/xmlns/live-hold/v1"
+
+
+MARK_KEY = "reconciler"
+
+
+HOLD_KEY = "reconciler-hold"
+
+
+_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+
+
+Element = etree._Element
+
+
+def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
+    if text is not None:
+        element.text = text
+    return element
+
+
+def to_xml(element: etree._Element) -> str:
+    """One element (a device) as XML text, for libvirt's device calls."""
+    text: str = etree.tostring(element, encoding="unicode")
+    return text
+
+
+def mark_element(mark: Mark) -> etree._Element:
+    root = etree.Element(f"{{{NS}}}vm", nsmap={MARK_KEY: NS})
+    sub(root, f"{{{NS}}}instance", mark.instance)
+    sub(root, f"{{{NS}}}manifest", mark.manifest)
+    sub(root, f"{{{NS}}}spec-hash", mark.spec_hash)
+    if mark.commit:
+        sub(root, f"{{{NS}}}commit", mark.commit)
+    sub(root, f"{{{NS}}}applied", json.dumps(mark.applied, sort_keys=True))
+    return root
+
+
+def mark_xml(mark: Mark) -> str:
+    return to_xml(mark_element(mark))
+
+
+def hold_xml(hold: LiveHold) -> str:
+    attrs = {"reason": hold.reason}
+    if hold.vcpus is not None:
+        attrs["vcpus"] = str(hold.vcpus)
+    if hold.memory is not None:
+        attrs["memory"] = str(hold.memory)
+    if hold.seen_vcpus is not None:
+        attrs["seen-vcpus"] = str(hold.seen_vcpus)
+    if hold.seen_memory is not None:
+        attrs["seen-memory"] = str(hold.seen_memory)
+    return to_xml(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}))
+
+
+# libvirt's memory units: binary (k, KiB, M, MiB, ...) and decimal (KB, MB, ...).
+_UNITS = {
+    "b": 1, "bytes": 1, "k": 1024,
+    **{unit: 1024**power for power, letter in enumerate("KMGTPE", 1)
+       for unit in (letter, f"{letter}iB")},
+    **{f"{letter}B": 1000**power for power, letter in enumerate("KMGTPE", 1)},
+}
+
+
+def memory_bytes(element: etree._Element | None) -> int:
+    """Bytes of a libvirt memory element (its unit defaults to KiB)."""
+    if element is None or not element.text:
+        return 0
+    unit: str = element.get("unit", "KiB")
+    size: int = int(element.text) * _UNITS.get(unit, 1024)
+    return size
+
+
+def read_mark(root: etree._Element) -> Mark | None:
+    element = root.find(f"metadata/{{{NS}}}vm")
+    if element is None:
+        return None
+    try:
+        applied = json.loads(element.findtext(f"{{{NS}}}applied") or "")
+    except ValueError:
+        applied = None
+    corrupt = not isinstance(applied, dict) or not _plausible(applied)
+    return Mark(
+        manifest=element.findtext(f"{{{NS}}}manifest") or "",
+        spec_hash=element.findtext(f"{{{NS}}}spec-hash") or "",
+        commit=element.findtext(f"{{{NS}}}commit"),
+        applied=applied if isinstance(applied, dict) and not corrupt else {},
+        # No instance: not provably ours. It then looks like another instance's domain.
+        instance=element.findtext(f"{{{NS}}}instance") or "",
+        corrupt=corrupt,
+    )
+
+
+def _plausible(applied: dict[str, Any]) -> bool:
+    """The applied record has the types the tool wrote (it may have been edited by hand)."""
+    checks = (("protect", bool), ("shutdownTimeout", int), ("updatePolicy", str),
+              ("disks", list), ("networks", list))
+    return all(isinstance(applied.get(key), kind) for key, kind in checks if key in applied) and (
+        all(isinstance(d, dict) for d in applied.get("disks", [])))
+
+
+def read_hold(root: etree._Element) -> LiveHold | None:
+    element = root.find(f"metadata/{{{HOLD_NS}}}hold")
+    if element is None:
+        return None
+    def number(key: str) -> int | None:
+        value = element.get(key)
+        return int(value) if value else None
+
+    return LiveHold(vcpus=number("vcpus"), memory=number("memory"),
+                    reason=element.get("reason", ""), seen_vcpus=number("seen-vcpus"),
+                    seen_memory=number("seen-memory"))
+
+
+def parse(xml: str) -> etree._Element:
+    return etree.fromstring(xml.encode(), _PARSER)
+
+
+def set_mark(root: etree._Element, mark: Mark) -> None:
+    """Put the tool's element into <metadata>, replacing an old one in place (so an unchanged
+    spec leaves the XML as it was)."""
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        root.find("name").addnext(metadata)
+    marks = metadata.findall(f"{{{NS}}}vm")
+    for old in marks[1:]:
+        metadata.remove(old)
+    if marks:
+        metadata.replace(marks[0], mark_element(mark))
+    else:
+        metadata.append(mark_element(mark))
+

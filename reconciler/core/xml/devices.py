@@ -1,0 +1,285 @@
+"""Domain devices in XML: disks, the cloud-init seed CD-ROM, NICs and graphics; build them,
+read them back, edit them in place, choose free target names. Pure (lxml).
+
+libvirt names a disk's target by its bus (``vd*`` for virtio, ``sd*`` for SATA and SCSI)."""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from lxml import etree
+
+from reconciler.core.cloudinit import seed_volume
+from reconciler.core.model.vm import CloudInit, Disk, Nic, VMSpec
+from reconciler.core.xml.common import sub, to_xml
+
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+
+
+VolumeKey = tuple[str, str]  # (pool, volume)
+
+
+def next_target(bus: str, used: set[str]) -> str:
+    prefix = _BUS_PREFIX[bus]
+    for letter in string.ascii_lowercase:
+        if prefix + letter not in used:
+            used.add(prefix + letter)
+            return prefix + letter
+    raise ValueError("too many disks")
+
+
+def disk_element(vm: str, disk: Disk, target: str) -> etree._Element:
+    element = etree.Element("disk", type="volume", device="disk")
+    sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
+    sub(element, "source", pool=disk.pool, volume=disk.volume(vm))
+    sub(element, "target", dev=target, bus=disk.bus)
+    return element
+
+
+def seed_element(vm: str, seed: CloudInit, target: str) -> etree._Element:
+    """The cloud-init seed volume as a read-only SATA CD-ROM."""
+    element = etree.Element("disk", type="volume", device="cdrom")
+    sub(element, "driver", name="qemu", type="raw")
+    sub(element, "source", pool=seed.pool, volume=seed_volume(vm))
+    sub(element, "target", dev=target, bus="sata")
+    sub(element, "readonly")
+    return element
+
+
+def is_seed(vm: str, element: etree._Element) -> bool:
+    source = element.find("source")
+    return (element.get("device") == "cdrom" and source is not None
+            and source.get("volume") == seed_volume(vm))
+
+
+def seed_ejected_xml(root: etree._Element, vm: str) -> str | None:
+    """The seed CD-ROM of ``root`` with its medium taken out (for a live eject), or None."""
+    for element in root.iterfind("devices/disk"):
+        if is_seed(vm, element):
+            ejected = copy.deepcopy(element)
+            ejected.remove(ejected.find("source"))
+            return to_xml(ejected)
+    return None
+
+
+def disk_xml(vm: str, disk: Disk, target: str) -> str:
+    return to_xml(disk_element(vm, disk, target))
+
+
+def nic_element(nic: Nic) -> etree._Element:
+    kind = "network" if nic.network else "bridge"
+    element = etree.Element("interface", type=kind)
+    if nic.mac:
+        sub(element, "mac", address=nic.mac)
+    sub(element, "source", **{kind: nic.network or nic.bridge or ""})
+    sub(element, "model", type=nic.model)
+    return element
+
+
+def nic_xml(nic: Nic) -> str:
+    return to_xml(nic_element(nic))
+
+
+def set_graphics(devices: etree._Element, graphics: str) -> None:
+    for old in devices.findall("graphics"):
+        devices.remove(old)
+    if graphics != "none":
+        element = sub(devices, "graphics", type=graphics, autoport="yes", listen="127.0.0.1")
+        sub(element, "listen", type="address", address="127.0.0.1")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+UNKNOWN_SIZE = -1  # the volume could not be found or read
+
+
+def graphics_listen(element: etree._Element) -> str:
+    """The address a <graphics> element listens on (libvirt's default: 127.0.0.1 per qemu.conf,
+    shown here as 127.0.0.1)."""
+    address = element.find("listen[@address]")
+    listen = address.get("address", "") if address is not None else element.get("listen", "")
+    if not listen and element.find("listen[@type='socket']") is not None:
+        return "127.0.0.1"  # a UNIX socket: not on the network at all
+    return listen or "127.0.0.1"
+
+
+def read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int],
+               applied: Mapping[str, Any]) -> CloudInit | None:
+    """The seed CD-ROM. Its content is known only by the hash in the applied record, and only
+    while its volume exists (a missing volume reads as unknown content, so it is rebuilt)."""
+    for element in devices.iterfind("disk"):
+        if is_seed(vm, element):
+            pool = element.find("source").get("pool", "")
+            recorded = applied.get("cloudInit")
+            known = isinstance(recorded, str) and (pool, seed_volume(vm)) in volumes
+            return CloudInit(digest=str(recorded) if known else "", pool=pool)
+    return None
+
+
+def read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]) -> Disk | None:
+    if element.get("device", "disk") != "disk":
+        return None
+    source = element.find("source")
+    if source is None or source.get("volume") is None:
+        return None
+    pool, volume = source.get("pool", ""), source.get("volume", "")
+    if not volume.startswith(f"{vm}-"):
+        return None
+    driver = element.find("driver")
+    target = element.find("target")
+    return Disk(
+        name=volume[len(vm) + 1:],
+        size=volumes.get((pool, volume), UNKNOWN_SIZE),
+        pool=pool,
+        format=driver.get("type", "raw") if driver is not None else "raw",
+        bus=target.get("bus", "virtio") if target is not None else "virtio",
+    )
+
+
+def read_nic(element: etree._Element) -> Nic | None:
+    source = element.find("source")
+    kind = element.get("type")
+    if source is None or kind not in ("network", "bridge"):
+        return None
+    mac = element.find("mac")
+    model = element.find("model")
+    return Nic(
+        network=source.get("network") if kind == "network" else None,
+        bridge=source.get("bridge") if kind == "bridge" else None,
+        mac=mac.get("address", "").lower() if mac is not None else None,
+        model=model.get("type", "virtio") if model is not None else "virtio",
+    )
+
+
+def disk_targets(root: etree._Element) -> dict[str, str]:
+    """Volume name -> target dev of each volume disk, e.g. {'web-01-root': 'vda'}."""
+    out = {}
+    for element in root.iter("disk"):
+        source, target = element.find("source"), element.find("target")
+        if source is not None and target is not None and source.get("volume"):
+            out[source.get("volume")] = target.get("dev")
+    return out
+
+
+def free_target(root: etree._Element, bus: str) -> str:
+    used = {t.get("dev") for t in root.iter("target") if t.get("dev")}
+    return next_target(bus, used)
+
+
+def edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> None:
+    wanted = {d.volume(spec.name): d for d in spec.disks}
+    present = set()
+    for element in list(devices.iter("disk")):
+        source = element.find("source")
+        volume = source.get("volume") if source is not None else None
+        if volume is None or not volume.startswith(f"{spec.name}-"):
+            continue
+        if element.get("device", "disk") != "disk":
+            continue  # a CD-ROM: the cloud-init seed is _edit_seed's
+        if volume not in wanted:
+            devices.remove(element)
+        else:
+            present.add(volume)
+            _set_bus(element, root, wanted[volume].bus)
+    anchor = devices.findall("disk")
+    for volume, disk in wanted.items():
+        if volume in present:
+            continue
+        element = disk_element(spec.name, disk, free_target(root, disk.bus))
+        if anchor:
+            anchor[-1].addnext(element)
+            anchor.append(element)
+        else:
+            devices.insert(0, element)
+            anchor = [element]
+
+
+def edit_seed(devices: etree._Element, root: etree._Element, spec: VMSpec) -> None:
+    """Attach, repoint or detach the cloud-init seed CD-ROM; other CD-ROMs are left alone."""
+    seeds = [e for e in devices.findall("disk") if is_seed(spec.name, e)]
+    if spec.cloud_init is None:
+        for element in seeds:
+            devices.remove(element)
+        return
+    if seeds:
+        seeds[0].find("source").set("pool", spec.cloud_init.pool)
+        return
+    element = seed_element(spec.name, spec.cloud_init, free_target(root, "sata"))
+    disks = devices.findall("disk")
+    if disks:
+        disks[-1].addnext(element)
+    else:
+        devices.insert(0, element)
+
+
+def _set_bus(element: etree._Element, root: etree._Element, bus: str) -> None:
+    """Move a disk to another bus: a target name of that bus, and a fresh address from libvirt."""
+    target = element.find("target")
+    if target is None:
+        target = sub(element, "target")
+    if target.get("bus") == bus and target.get("dev"):
+        return
+    dev = target.get("dev") or ""
+    if not dev.startswith(_BUS_PREFIX[bus]):
+        dev = free_target(root, bus)
+    target.set("dev", dev)
+    target.set("bus", bus)
+    for address in element.findall("address"):
+        element.remove(address)
+
+
+def edit_nics(devices: etree._Element, spec: VMSpec) -> None:
+    live = [(e, read_nic(e)) for e in devices.findall("interface")]
+    keep, _, add = match_nics(spec.nics, tuple(n for _, n in live if n))
+    kept_ids = {id(n) for n in keep}
+    for element, nic in live:
+        if nic is not None and id(nic) not in kept_ids:
+            devices.remove(element)
+    for nic in add:
+        element = nic_element(nic)
+        interfaces = devices.findall("interface")
+        if interfaces:
+            interfaces[-1].addnext(element)  # with the other NICs, as libvirt orders them
+        else:
+            devices.append(element)
+
+
+def match_nics(
+    desired: tuple[Nic, ...], live: tuple[Nic, ...]
+) -> tuple[list[Nic], list[Nic], list[Nic]]:
+    """Pair NICs by MAC, or, when the manifest gives none, by source and model.
+
+    Returns (live NICs kept, live NICs to remove, desired NICs to add). Pure.
+    """
+    unmatched = list(live)
+    keep: list[Nic] = []
+    add: list[Nic] = []
+    pending = []
+    for nic in desired:
+        if nic.mac:
+            found = next((n for n in unmatched if n.mac == nic.mac), None)
+            if found and same_nic(found, nic):
+                unmatched.remove(found)
+                keep.append(found)
+            else:
+                add.append(nic)
+        else:
+            pending.append(nic)
+    for nic in pending:
+        found = next((n for n in unmatched if same_nic(n, nic)), None)
+        if found:
+            unmatched.remove(found)
+            keep.append(found)
+        else:
+            add.append(nic)
+    return keep, unmatched, add
+
+
+def same_nic(live: Nic, desired: Nic) -> bool:
+    return (live.network, live.bridge, live.model) == (desired.network, desired.bridge,
+                                                       desired.model)
+
