@@ -8,12 +8,14 @@ from pathlib import Path
 from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt.hypervisor import Libvirt
-from reconciler.adapters.manifests import load_desired
+from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults
 from reconciler.core.diff.guards import Guards
 from reconciler.core.plan import Plan, fingerprint
 from reconciler.core.planner import LiveState, compute, infra_text, owned_view
+from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
+from reconciler.core.verify import observed
 
 
 def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
@@ -58,7 +60,7 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
 
     Raises ``ReconcilerError`` when libvirt cannot be read."""
     try:
-        inputs = load_desired(source.path, source.storage_roots, memo)
+        inputs, digest = load_keyed(source.path, source.storage_roots, memo)
         live = read_state(hv, source.instance, None if every_size else inputs, memo)
     except BaseException:
         if memo is not None:
@@ -66,9 +68,9 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
         raise
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     allow_empty=source.allow_empty, single_file=source.path.is_file())
-    key = (cache.digest(inputs.digest, fingerprint(live.vms).encode(), infra_text(live).encode(),
+    key = (cache.digest(digest, fingerprint(live.vms).encode(), infra_text(live).encode(),
                         repr(guards).encode(), source.instance.encode())
-           if memo and inputs.digest else None)
+           if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
     plan = found if isinstance(found, Plan) else compute(inputs, live, guards, source.instance)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -76,3 +78,16 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
     if memo is not None:
         memo.save()
     return Planned(plan, inputs, live)
+
+
+def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,
+           memo: Cache | None = None) -> tuple[Planned, tuple[Result, ...]]:
+    """The results of carrying out ``planned``, as a fresh read of the host shows them (see
+    ``reconciler.core.verify``), and the plan made from that read. When no action wrote
+    anything, nothing is read again.
+
+    Raises ``ReconcilerError`` when libvirt cannot be read."""
+    if not any(r.ok and a.writes for a, r in zip(planned.plan.actions, results, strict=True)):
+        return planned, results
+    fresh = make_plan(source, hv, memo=memo, every_size=True)
+    return fresh, observed(planned.plan, results, fresh.plan)

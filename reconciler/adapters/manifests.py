@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,9 +25,17 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
     With ``memo``: a file whose bytes (and shown path) are unchanged is not parsed again (its
     documents' results come from the cache), so an edit costs only the files it touched; and
     when no file changed, the whole result comes from the cache."""
+    return load_keyed(path, storage_roots, memo)[0]
+
+
+def load_keyed(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
+               memo: Cache | None = None) -> tuple[Validated, bytes]:
+    """``load_desired``, and a digest of everything the result was made from (each file's
+    bytes and paths, the storage roots, the problems finding the files), for the plan cache's
+    key; empty when not known (no cache, or a file that cannot be read)."""
     if not path.exists():
         return Validated((), (Problem(files.display_path(path), 0, 0, "",
-                                      "no such file or directory"),))
+                                      "no such file or directory"),)), b""
     paths, problems = files.manifest_files(path)
     cwd = os.getcwd()
     keyed = [(file, *_file_key(file, path, storage_roots, memo, cwd)) for file in paths]
@@ -37,7 +44,7 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
         whole = cache.digest(repr([key for _, _, key in keyed]).encode(), repr(problems).encode())
         hit = memo.get("manifests", whole)
         if isinstance(hit, Validated):
-            return replace(hit, digest=whole)  # the per-file table is not even loaded
+            return hit, whole  # the per-file table is not even loaded
     checked: list[Checked] = []
     for file, data, key in keyed:
         found, documents = _load_file(file, path, storage_roots, memo, data, key)
@@ -46,8 +53,8 @@ def load_desired(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOT
     validated = combine(checked, problems)
     if memo is not None and whole is not None and not _holds_secrets(memo, checked):
         memo.put("manifests", whole, validated)
-        return replace(validated, digest=whole)
-    return validated
+        return validated, whole
+    return validated, b""
 
 
 def _holds_secrets(memo: Cache, checked: Iterable[Checked]) -> bool:

@@ -59,7 +59,7 @@ def field_name(step: Step) -> str:
     part = {Part.DISK: f"disk {target.key}", Part.NIC: f"nic {target.key}".rstrip(),
             Part.SEED: "cloudInit"}.get(target.part)
     if part is None:
-        return _FIELD[step.op]
+        return _FIELD.get(step.op, str(step.op))
     if step.op in (Op.SET_DISK_BUS, Op.SET_RECLAIM):
         return f"{part} {_FIELD[step.op]}"
     return _FIELD.get(step.op, part) if target.part == Part.SEED else part

@@ -221,9 +221,9 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     with lock.exclusive(state_dir or Path(cfg.stateDir), command="apply"):
         hv = Libvirt(connect)
         try:
-            planned = pipeline.make_plan(
-                _source(folder, cfg, instance, max_destroy, allow_empty), hv,
-                memo=Cache(cache.default_dir()))
+            source = _source(folder, cfg, instance, max_destroy, allow_empty)
+            memo = Cache(cache.default_dir())
+            planned = pipeline.make_plan(source, hv, memo=memo)
             doc = render.plan_json(planned.plan, planned.inputs.problems)
             if plan_file and not _same_plan(plan_file, doc):
                 return EXIT_ERROR
@@ -236,6 +236,9 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             # Without changes this writes nothing: each action's result (blocked, pending
             # restart, suspended) still goes to the status file.
             results = execute(planned.plan, hv, settings)
+            # Each result as a fresh read of the host shows it: "converged" only when a new
+            # plan has nothing left to do for that resource.
+            _, results = pipeline.verify(source, hv, planned, results, memo=memo)
         finally:
             hv.close()
         _write_status(state_dir or Path(cfg.stateDir), planned, results)

@@ -311,7 +311,11 @@ class Daemon:
         settings = Settings(parallel=self.options.parallel,
                             commit=gitinfo.head_commit(self.options.path),
                             stop=self._stop.is_set, instance=self.options.instance)
-        results = execute(replace(plan, actions=runnable), self.hv, settings)
+        ran = replace(plan, actions=runnable)
+        results = execute(ran, self.hv, settings)
+        # Reported as a fresh read of the host shows it (the next cycle would find the same).
+        _, results = pipeline.verify(self.options.source, self.hv,
+                                     replace(planned, plan=ran), results, memo=self._memo)
         for action, result in zip(runnable, results, strict=True):
             self._account(action, result, now)
         self.backoff.forget_except({a.name for a in plan.actions})

@@ -20,9 +20,6 @@ class Validated:
     problems: tuple[Problem, ...]
     networks: tuple[DesiredNetwork, ...] = ()
     pools: tuple[DesiredPool, ...] = ()
-    # A digest of everything this result was made from (each file's bytes and paths, the
-    # storage roots, the problems finding the files): set when the plan cache knows it.
-    digest: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
