@@ -19,7 +19,9 @@ class Backoff:
         self.failures: dict[str, Failure] = {}
 
     def delay(self, count: int) -> float:
-        return min(self.cap, self.base * 2.0 ** (count - 1))
+        """Seconds to wait after the ``count``-th failure in a row: doubling from ``base``,
+        at most ``cap`` (the exponent stops growing once past the cap: no float overflow)."""
+        return min(self.cap, self.base * 2.0 ** min(count - 1, 64))
 
     def failed(self, name: str, error: str, now: float) -> Failure:
         count = self.failures[name].count + 1 if name in self.failures else 1
