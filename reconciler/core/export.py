@@ -18,7 +18,7 @@ from lxml import etree
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import PermanentError
 from reconciler.core.model.common import Mark
-from reconciler.core.model.vm import Disk, Nic, VMSpec
+from reconciler.core.model.vm import Disk, Nic, VMSpec, simple_fields
 from reconciler.core.units import format_bytes, format_duration
 from reconciler.core.validate.checks import ADOPT
 from reconciler.core.xml import common as xmlcommon
@@ -94,6 +94,9 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     boot = _boot(spec.boot, notes)
     if boot != ["hd"]:
         body["boot"] = boot
+    for f in simple_fields():
+        if getattr(spec, f.name) != f.default:
+            body[f.metadata["manifest"]] = getattr(spec, f.name)
     manifest: dict[str, object] = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
                                    "metadata": metadata, "spec": body}
     return Exported(name, manifest, tuple(n for n in notes if n))

@@ -42,6 +42,7 @@ class Part(StrEnum):
     DISK = "disk"  # key: the disk's name in the manifest
     NIC = "nic"  # key: its MAC ("" while libvirt has not given it one)
     SEED = "seed"  # the cloud-init seed CD-ROM and its volume <vm>-cidata
+    FIELD = "field"  # key: a simple field's name in the manifest (``description``)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Op(StrEnum):
     SET_GRAPHICS = "set graphics"
     SET_DESCRIPTION = "set description"
     SET_DISK_BUS = "set disk bus"
+    SET_FIELD = "set field"  # a simple field (see ``model.vm.simple``); target.key: its name
     # Settings kept only in the tool's mark (the domain's <metadata>).
     SET_UPDATE_POLICY = "set update policy"
     SET_SHUTDOWN_TIMEOUT = "set shutdown timeout"

@@ -3,6 +3,8 @@ status show them. With ``render`` the only code that turns plan values into text
 
 from __future__ import annotations
 
+import json
+
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.model.network import IPv4
 from reconciler.core.model.vm import Disk, Nic, volume_name
@@ -56,6 +58,8 @@ def field_name(step: Step) -> str:
     """The manifest field a step changes: ``vcpus``, ``disk root``, ``disk root bus``,
     ``nic 52:54:00:12:34:56``, ``cloudInit``."""
     target = step.target
+    if target.part == Part.FIELD:
+        return target.key
     part = {Part.DISK: f"disk {target.key}", Part.NIC: f"nic {target.key}".rstrip(),
             Part.SEED: "cloudInit"}.get(target.part)
     if part is None:
@@ -92,6 +96,8 @@ def value_text(step: Step, value: Value) -> str | None:
     """One value of a step as plans show it."""
     if step.op == Op.SET_IPV4:
         return _ipv4(value if isinstance(value, IPv4) else None)
+    if step.op == Op.SET_FIELD and isinstance(value, str):
+        return json.dumps(value)  # free text, quoted: an empty one shows, a newline stays one
     if value is None:
         return None
     if isinstance(value, bool):

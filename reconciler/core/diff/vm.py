@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from reconciler.core.diff import vm_resources as fields
 from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back
-from reconciler.core.model.vm import DesiredVM, LiveVM, PowerState
+from reconciler.core.model.vm import DesiredVM, LiveVM, PowerState, simple_fields
 from reconciler.core.plan import (
     Action,
     Effect,
@@ -149,6 +149,12 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
                           Effect.RESTART if running else Effect.CONFIG))
     if d.boot != cfg.boot:
         steps.append(Step(Op.SET_BOOT, me, cfg.boot, d.boot))
+    for f in simple_fields():
+        old, new = getattr(cfg, f.name), getattr(d, f.name)
+        if old != new:
+            effect = Effect.RESTART if running and f.metadata["restart"] else Effect.CONFIG
+            target = vm_target(d.name, Part.FIELD, f.metadata["manifest"])
+            steps.append(Step(Op.SET_FIELD, target, old, new, effect))
     if d.graphics != cfg.graphics:
         steps.append(Step(Op.SET_GRAPHICS, me, cfg.graphics, d.graphics,
                           Effect.RESTART if running else Effect.CONFIG))

@@ -6,6 +6,7 @@ Sizes are bytes, durations seconds. The manifest loader and the domain-XML parse
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,6 +64,20 @@ class CloudInit:
     user_data: str | None = field(default=None, repr=False, compare=False)
     meta_data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # overrides
     network_config: str | None = field(default=None, repr=False, compare=False)
+
+
+def simple(manifest: str, *, restart: bool = False) -> dict[str, object]:
+    """The metadata of a ``VMSpec`` field that a manifest field sets as it is and the domain XML
+    keeps as a value (``description``): validation reads it, the diff compares it
+    (``Op.SET_FIELD``), the plan shows it, export writes it and apply persists it by redefining
+    the domain, all without code of their own for it. ``manifest``: its name under ``spec``;
+    ``restart``: a running VM takes a new value only at its next start."""
+    return {"manifest": manifest, "restart": restart}
+
+
+def simple_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The ``VMSpec`` fields declared with ``simple``."""
+    return tuple(f for f in dataclasses.fields(VMSpec) if "manifest" in f.metadata)
 
 
 @dataclass(frozen=True)
@@ -182,4 +197,7 @@ def applied_record(vm: VMSpec) -> dict[str, Any]:
                      for n in vm.nics],
         # Only a short hash of the cloud-init files: user data never goes into the metadata.
         **({"cloudInit": vm.cloud_init.digest} if vm.cloud_init else {}),
+        # Simple fields only when set: a record (and its hash) without them stays as it was.
+        **{f.metadata["manifest"]: getattr(vm, f.name) for f in simple_fields()
+           if getattr(vm, f.name) != f.default},
     }
