@@ -38,8 +38,9 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
         *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
                            wanted_vms=inputs.vms, hold=hold),
     ]
-    first = [a for a in infra if a.kind != Kind.DESTROY]
-    last = [a for a in infra if a.kind == Kind.DESTROY]
+    # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
+    first = [a for a in infra if a.desired is not None]
+    last = [a for a in infra if a.desired is None]
     digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
     return Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
 

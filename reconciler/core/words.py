@@ -153,6 +153,8 @@ def describe_step(step: Step, *, policy: str = "live", restarting: bool = False)
         text = f"{field} {old} -> {new}"
     if step.effect == Effect.LIVE:
         return f"{text} (live)" if step.op not in (Op.START, Op.STOP) else text
+    if step.effect == Effect.RESTART and step.target.resource != Resource.VM:
+        return f"{text} (persisted; {why}) -- pending restart"
     if step.effect == Effect.RESTART:
         if restarting:
             return f"{text} (restart)"
@@ -225,8 +227,9 @@ def reason_text(action: Action) -> str:
         tail = " to remove every managed VM" if vm else ""
         return f"{not_done}: the manifest set is empty; pass --allow-empty{tail}"
     if why == Why.SINGLE_FILE:
+        what = "VMs" if vm else f"{action.resource}s"
         return (f"{not_done}: PATH is a single file, not the manifest directory; only a whole "
-                "directory can remove VMs")
+                f"directory can remove {what}")
     if why == Why.TOO_MANY_DESTROYS:
         return (f"not destroyed: {reason.count} VMs would be destroyed, more than "
                 f"--max-destroy {reason.limit}; raise it if this is intended")

@@ -27,6 +27,34 @@ A case is one YAML document:
     writes: true            # optional: whether apply would change anything
     text: |                 # optional: the text plan, exactly
       ...
+    bug: ...                # optional: the expectations are right but a known bug breaks
+                            # them; the test of the actions is a strict xfail until it is fixed
+
+A case with ``networks`` or ``pools`` is planned whole, as ``planner.compute`` does (pools and
+networks first, then VMs, removals last), for the reconciler instance ``instance`` (default
+``default``):
+
+    networks:
+      desired:              # Network manifests: name (+ annotations) + spec fields
+        - {name: lab, forward: nat, ipv4: {address: 10.9.0.1, prefix: 24}}
+      live:                 # networks libvirt reports
+        - name: lab
+          active: false     # default true
+          spec: {forward: none}  # its definition: the manifest of that name with these fields
+                            # changed (null removes one); a network without manifest: all
+          mark: default     # the instance in its mark (default: the case's); null: no mark
+          recorded: {bridge: null}  # the recorded spec hash is of the manifest with these
+                            # changes (default: of its definition, as applied)
+    pools:
+      desired: [{name: fast, path: /var/lib/libvirt/images/fast}]
+      live:
+        - {name: fast, active: true, spec: {path: /srv/other}, owner: default}
+                            # owner: the instance whose marker volume it holds (default: the
+                            # case's; null: none, or unknown while inactive)
+    expect:
+      - name: lab
+        label: network/lab  # optional: the name as plans show it
+        ops: [set forward, start]  # optional: every step's op, in order
 """
 
 from __future__ import annotations
@@ -37,9 +65,12 @@ from typing import Any
 
 import yaml
 
+from reconciler.core import planner
 from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards
 from reconciler.core.model.common import Mark
+from reconciler.core.model.network import DesiredNetwork, LiveNetwork
+from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.vm import (
     DesiredVM,
     LiveHold,
@@ -52,6 +83,7 @@ from reconciler.core.plan import Plan
 from reconciler.core.units import parse_quantity
 from reconciler.core.validate.checks import spec_hash, validate
 from reconciler.core.validate.document import Document
+from reconciler.core.validate.result import Validated
 
 CASES = Path(__file__).parent / "cases"
 
@@ -65,17 +97,59 @@ def load_cases() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def desired_vm(entry: dict[str, Any]) -> DesiredVM:
-    """A manifest through the real validator: defaults, spec hash and applied record included."""
+def _validated(kind: str, entry: dict[str, Any], storage_roots: tuple[str, ...] = ()
+               ) -> Validated:
+    """One manifest of ``kind`` through the real validator."""
     spec = {k: v for k, v in entry.items() if k not in ("name", "annotations")}
     metadata = {"name": entry["name"], "annotations": entry.get("annotations", {})}
-    data = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine", "metadata": metadata,
-            "spec": spec}
+    data = {"apiVersion": "reconciler/v1", "kind": kind, "metadata": metadata, "spec": spec}
     name = entry["name"]
     doc = Document(f"manifests/{name}.yaml", f"{name}.yaml", 0, data, positions={})
-    validated = validate([doc])
+    validated = validate([doc], storage_roots=storage_roots) if storage_roots else validate([doc])
     assert not validated.problems, f"bad case data: {[str(p) for p in validated.problems]}"
-    return validated.vms[0]
+    return validated
+
+
+def desired_vm(entry: dict[str, Any]) -> DesiredVM:
+    """A manifest through the real validator: defaults, spec hash and applied record included."""
+    return _validated("VirtualMachine", entry).vms[0]
+
+
+def desired_network(entry: dict[str, Any]) -> DesiredNetwork:
+    return _validated("Network", entry).networks[0]
+
+
+def desired_pool(entry: dict[str, Any], storage_roots: tuple[str, ...] = ()) -> DesiredPool:
+    return _validated("StoragePool", entry, storage_roots).pools[0]
+
+
+def _changed(manifest: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A manifest with some fields changed; a field changed to null is removed."""
+    out = {**manifest, **changes}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def live_network(entry: dict[str, Any], desired: dict[str, dict[str, Any]],
+                 instance: str) -> LiveNetwork:
+    name = entry["name"]
+    manifest = _changed(desired.get(name, {"name": name}), entry.get("spec", {}))
+    config = desired_network(manifest).spec
+    owner = entry.get("mark", instance)
+    mark = None
+    if owner is not None:
+        recorded = _changed(manifest, entry["recorded"]) if "recorded" in entry else manifest
+        mark = Mark(manifest=f"{name}.yaml", spec_hash=desired_network(recorded).spec_hash,
+                    commit=None, applied={}, instance=owner)
+    return LiveNetwork(name=name, active=entry.get("active", True), config=config, mark=mark)
+
+
+def live_pool(entry: dict[str, Any], desired: dict[str, dict[str, Any]],
+              instance: str) -> LivePool:
+    name = entry["name"]
+    manifest = _changed(desired.get(name, {"name": name}), entry.get("spec", {}))
+    config = desired_pool(manifest, storage_roots=("/",)).spec  # wherever it is
+    return LivePool(name=name, active=entry.get("active", True), config=config,
+                    owner=entry.get("owner", instance))
 
 
 def live_vm(entry: dict[str, Any], desired: dict[str, dict[str, Any]]) -> LiveVM:
@@ -124,8 +198,34 @@ def _running_values(config: VMSpec, now: dict[str, Any]) -> dict[str, int]:
 
 
 def run_case(case: dict[str, Any]) -> Plan:
+    if "networks" in case or "pools" in case:
+        return _run_whole(case)
     entries = case.get("desired", [])
     by_name = {e["name"]: e for e in entries}
     desired = [desired_vm(e) for e in entries]
     live = [live_vm(e, by_name) for e in case.get("live", [])]
     return diff.plan(desired, live, Guards(**case.get("guards", {})))
+
+
+def _run_whole(case: dict[str, Any]) -> Plan:
+    """VMs, networks and pools, planned together as the pipeline does."""
+    instance = case.get("instance", "default")
+    vm_entries = case.get("desired", [])
+    vm_by_name = {e["name"]: e for e in vm_entries}
+    networks, pools = case.get("networks", {}), case.get("pools", {})
+    net_by_name = {e["name"]: e for e in networks.get("desired", [])}
+    pool_by_name = {e["name"]: e for e in pools.get("desired", [])}
+    guards = Guards(**case.get("guards", {}))
+    inputs = Validated(
+        vms=tuple(desired_vm(e) for e in vm_entries),
+        problems=(),
+        networks=tuple(desired_network(e) for e in net_by_name.values()),
+        pools=tuple(desired_pool(e) for e in pool_by_name.values()),
+    )
+    live = planner.LiveState(
+        vms=tuple(live_vm(e, vm_by_name) for e in case.get("live", [])),
+        networks=tuple(live_network(e, net_by_name, instance)
+                       for e in networks.get("live", [])),
+        pools=tuple(live_pool(e, pool_by_name, instance) for e in pools.get("live", [])),
+    )
+    return planner.compute(inputs, live, guards, instance)

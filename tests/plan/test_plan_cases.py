@@ -13,6 +13,12 @@ from reconciler.core.plan import Action
 
 CASES = load_cases()
 IDS = [case_id for case_id, _ in CASES]
+# A case with ``bug: why`` shows a known bug: its expectations are what is right, and until the
+# bug is fixed the test of its actions is a strict xfail.
+KNOWN = [pytest.param(case, id=case_id,
+                      marks=[pytest.mark.xfail(strict=True, reason=case["bug"])]
+                      if "bug" in case else [])
+         for case_id, case in CASES]
 
 
 def _changes(action: Action, expected: list[list[str]]) -> list[list[str | None]]:
@@ -29,7 +35,7 @@ def _changes(action: Action, expected: list[list[str]]) -> list[list[str | None]
     return out
 
 
-@pytest.mark.parametrize("case", [c for _, c in CASES], ids=IDS)
+@pytest.mark.parametrize("case", KNOWN)
 def test_plan(case: dict[str, Any]) -> None:
     plan = run_case(case)
     got = [a.name for a in plan.actions]
@@ -45,6 +51,10 @@ def test_plan(case: dict[str, Any]) -> None:
             assert words.reason_text(action) == want["reason"]
         if "reason_has" in want:
             assert want["reason_has"] in words.reason_text(action), words.reason_text(action)
+        if "label" in want:
+            assert action.label == want["label"]
+        if "ops" in want:
+            assert [str(s.op) for s in action.steps] == want["ops"], action.steps
     if "writes" in case:
         assert plan.has_changes is case["writes"], render.plan_text(plan)
     if "text" in case:
@@ -60,6 +70,7 @@ def test_plan_json_follows_the_schema(case: dict[str, Any]) -> None:
     plan = run_case(case)
     doc = render.plan_json(plan)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert [a["name"] for a in doc["actions"]] == [e["name"] for e in case["expect"]]
-    assert [a["symbol"] for a in doc["actions"]] == [e["symbol"] for e in case["expect"]]
+    if "bug" not in case:
+        assert [a["name"] for a in doc["actions"]] == [e["name"] for e in case["expect"]]
+        assert [a["symbol"] for a in doc["actions"]] == [e["symbol"] for e in case["expect"]]
     assert doc["hasChanges"] is plan.has_changes

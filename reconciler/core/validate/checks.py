@@ -1,47 +1,37 @@
-"""Schema and cross-document checks: documents in, desired VMs and problems out. Pure."""
+"""Documents in, desired resources and problems out: the schema of each kind, its errors in
+words an operator can act on, and each kind's own checks (``vm``, ``network``, ``pool``) past
+it. Pure."""
 
 from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import ipaddress
-import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core import cloudinit
 from reconciler.core import schema as schemas
 from reconciler.core.errors import Problem, short
-from reconciler.core.model.common import Source
-from reconciler.core.model.vm import (
-    CloudInit,
-    DesiredVM,
-    Disk,
-    Nic,
-    PowerState,
-    VMSpec,
-    applied_record,
-)
 from reconciler.core.units import parse_duration, parse_quantity
-from reconciler.core.validate import infra as infra_validate
+from reconciler.core.validate import network, pool, vm
+from reconciler.core.validate.common import ADOPT, NAME, SUSPEND, spec_hash
 from reconciler.core.validate.crossdoc import combine
 from reconciler.core.validate.document import Document, FieldPath, dotted
 from reconciler.core.validate.result import (
     DEFAULT_STORAGE_ROOTS,
     Checked,
     ClaimKey,
-    Position,
     Validated,
 )
+
+# Where others import them from.
+__all__ = ["ADOPT", "SUSPEND", "check", "spec_hash", "validate"]
 
 if TYPE_CHECKING:
     # No stubs in the environment (types-jsonschema is not a test dependency): Any here.
     import jsonschema  # type: ignore[import-untyped]
     import jsonschema_rs
-
-MIN_MEMORY = 16 << 20
 
 
 def _is_quantity(value: object) -> bool:
@@ -193,53 +183,48 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
     return combine([check(doc, storage_roots) for doc in documents], load_problems)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """A kind's own checks: of a schema-valid document (with its defaults filled in), and the
+    ones that also run on a document with schema errors, so that all its errors show at once."""
+
+    check: Callable[[Document, dict[str, Any], Sequence[str]], Checked]
+    partial: Callable[[Document, dict[str, Any]], Iterable[Problem]] | None = None
+
+
+_KINDS: dict[str, _Kind] = {
+    vm.KIND: _Kind(lambda doc, data, _roots: vm.check(doc, data), vm.semantics),
+    network.KIND: _Kind(lambda doc, data, _roots: network.check(doc, data)),
+    pool.KIND: _Kind(pool.check),
+}
+
+
 def check(doc: Document, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Checked:
     """One document on its own: its problems, the name it claims and, when it has no problem,
     the resource it declares. Pure."""
-    name_at = doc.position(("metadata", "name"))
     doc_problems = list(_check_document(doc))
     if doc_problems or doc.flawed:
         # The name may still be readable: it is claimed, so that duplicates are reported.
         name = _name_of(doc.data)
         # And the cross-field checks of the parts that are well-formed: all errors at once.
-        if isinstance(doc.data, dict) and doc.data.get("kind") == "VirtualMachine":
-            data = schemas.with_defaults(doc.data, schemas.load("VirtualMachine"))
+        declared = doc.data.get("kind") if isinstance(doc.data, dict) else None
+        kind = _KINDS.get(declared) if isinstance(declared, str) else None
+        if kind is not None and kind.partial is not None:
+            assert isinstance(declared, str)
+            data = schemas.with_defaults(doc.data, schemas.load(declared))
             assert isinstance(data, dict)
-            doc_problems.extend(_check_semantics(doc, data))
+            doc_problems.extend(kind.partial(doc, data))
         return Checked(doc.file, tuple(doc_problems), _claim_key(doc.data, name) if name else None,
-                       name_at)
+                       doc.position(NAME))
     assert isinstance(doc.data, dict)
-    kind = doc.data["kind"]
-    data = schemas.with_defaults(doc.data, schemas.load(kind))
+    data = schemas.with_defaults(doc.data, schemas.load(doc.data["kind"]))
     assert isinstance(data, dict)
-    claim = _claim_key(data, data["metadata"]["name"])
-    if kind == "Network":
-        net, found = infra_validate.network(doc, data)
-        found = [*_vm_annotations(doc, data), *found]
-        return Checked(doc.file, tuple(found), claim, name_at, network=None if found else net,
-                       where=_positions(doc, [("spec", "bridge")]))
-    if kind == "StoragePool":
-        pool, found = infra_validate.pool(doc, data, storage_roots)
-        found = [*_vm_annotations(doc, data), *found]
-        return Checked(doc.file, tuple(found), claim, name_at, pool=None if found else pool)
-    semantic = tuple(_check_semantics(doc, data))
-    if semantic:
-        return Checked(doc.file, semantic, claim, name_at)
-    spec = data["spec"]
-    paths: list[FieldPath] = [("spec", "cloudInit")]
-    paths += [("spec", "disks", i, "name") for i in range(len(spec["disks"]))]
-    paths += [("spec", "networks", i, "mac") for i in range(len(spec["networks"]))]
-    return Checked(doc.file, (), claim, name_at, vm=_desired(doc, data),
-                   where=_positions(doc, paths))
-
-
-def _positions(doc: Document, paths: Iterable[FieldPath]) -> dict[str, Position]:
-    return {dotted(path): doc.position(path) for path in paths}
+    return _KINDS[data["kind"]].check(doc, data, storage_roots)
 
 
 def _claim_key(data: object, name: str) -> ClaimKey:
     kind = data.get("kind") if isinstance(data, dict) else None
-    return (kind if kind in ("Network", "StoragePool") else "VirtualMachine", name)
+    return (kind if kind in (network.KIND, pool.KIND) else vm.KIND, name)
 
 
 def _name_of(data: object) -> str | None:
@@ -341,144 +326,3 @@ def _type_message(expected: object, instance: object, shown: str) -> str:
         got = shown
     quote = "; quote it" if "string" in names and isinstance(instance, int | float) else ""
     return f"expected {wanted}, got {got}{quote}"
-
-
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _size(value: object) -> int | None:
-    try:
-        return parse_quantity(value)
-    except ValueError:
-        return None
-
-
-def _check_semantics(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
-    """Checks across fields. Also run on a document with schema errors, so each check skips
-    what is malformed (the schema has already said so)."""
-    yield from _check_annotations(doc, data)
-    spec = data.get("spec")
-    if not isinstance(spec, dict):
-        return
-    vcpus, max_vcpus = _count(spec.get("vcpus")), _count(spec.get("maxVcpus", spec.get("vcpus")))
-    memory = _size(spec.get("memory"))
-    max_memory = _size(spec.get("maxMemory", spec.get("memory")))
-    if vcpus is not None and max_vcpus is not None and vcpus > max_vcpus:
-        yield doc.problem(("spec", "vcpus"), f"{vcpus} exceeds maxVcpus {max_vcpus}")
-    if memory is not None and memory < MIN_MEMORY:
-        yield doc.problem(("spec", "memory"), "must be at least 16MiB")
-    if memory is not None and max_memory is not None and memory > max_memory:
-        yield doc.problem(("spec", "memory"),
-                          f"{spec['memory']} exceeds maxMemory {spec['maxMemory']}")
-    disks = spec.get("disks")
-    names: dict[str, int] = {}
-    for i, disk in enumerate(disks if isinstance(disks, list) else []):
-        if not isinstance(disk, dict):
-            continue
-        name = disk.get("name")
-        if isinstance(name, str) and name in names:
-            yield doc.problem(("spec", "disks", i, "name"),
-                              f"disk {short(name)} is already declared as disks[{names[name]}]")
-        if isinstance(name, str):
-            names.setdefault(name, i)
-        if name == cloudinit.SEED_DISK and isinstance(spec.get("cloudInit"), dict):
-            yield doc.problem(("spec", "disks", i, "name"),
-                              f"{name!r} is the cloud-init seed volume's name; rename the disk")
-        if _size(disk.get("size")) == 0:
-            yield doc.problem(("spec", "disks", i, "size"), "must be larger than 0")
-    networks = spec.get("networks")
-    macs: dict[str, int] = {}
-    for i, nic in enumerate(networks if isinstance(networks, list) else []):
-        mac = nic.get("mac") if isinstance(nic, dict) else None
-        if not isinstance(mac, str) or not _MAC.match(mac.lower()):
-            continue
-        mac = mac.lower()
-        if mac in macs:
-            yield doc.problem(("spec", "networks", i, "mac"),
-                              f"MAC {mac} is already used by networks[{macs[mac]}]")
-        macs.setdefault(mac, i)
-        if int(mac[:2], 16) & 1:
-            yield doc.problem(("spec", "networks", i, "mac"),
-                              "a multicast MAC cannot be used; the first byte must be even")
-
-
-def _desired(doc: Document, data: dict[str, Any]) -> DesiredVM:
-    spec = data["spec"]
-    memory = parse_quantity(spec["memory"])
-    vm = VMSpec(
-        name=data["metadata"]["name"],
-        vcpus=spec["vcpus"],
-        max_vcpus=spec.get("maxVcpus", spec["vcpus"]),
-        memory=memory,
-        max_memory=parse_quantity(spec["maxMemory"]) if "maxMemory" in spec else memory,
-        state=PowerState(spec["state"]),
-        autostart=spec["autostart"],
-        update_policy=spec["updatePolicy"],
-        shutdown_timeout=parse_duration(spec["shutdownTimeout"]),
-        protect=spec["protect"],
-        disks=tuple(
-            Disk(name=d["name"], size=parse_quantity(d["size"]), pool=d["pool"],
-                 format=d["format"], image=d.get("image"), bus=d["bus"], reclaim=d["reclaim"])
-            for d in spec["disks"]
-        ),
-        nics=tuple(
-            Nic(network=n.get("network"), bridge=n.get("bridge"),
-                mac=n["mac"].lower() if "mac" in n else None, model=n["model"])
-            for n in spec["networks"]
-        ),
-        graphics=spec["graphics"],
-        firmware=spec["firmware"],
-        boot=tuple(spec["boot"]),
-        labels=tuple(sorted(data["metadata"]["labels"].items())),
-        cloud_init=_cloud_init(data["metadata"]["name"], spec),
-    )
-    applied = applied_record(vm)
-    line, _ = doc.position(("metadata", "name"))
-    return DesiredVM(
-        spec=vm,
-        source=Source(doc.file, doc.relative, line),
-        spec_hash=spec_hash(applied),
-        adopt=data["metadata"]["annotations"].get(ADOPT) == "true",
-        suspend=data["metadata"]["annotations"].get(SUSPEND) == "true",
-    )
-
-
-ADOPT = "reconciler/adopt"
-SUSPEND = "reconciler/suspend"
-_OWN_ANNOTATIONS = (ADOPT, SUSPEND)  # read on VirtualMachine manifests only
-
-
-def _check_annotations(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
-    """The tool's own annotations take "true" or "false" (a typo must not read as "false")."""
-    metadata = data.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    for name in _OWN_ANNOTATIONS:
-        value = annotations.get(name) if isinstance(annotations, dict) else None
-        if isinstance(value, str) and value not in ("true", "false"):
-            yield doc.problem(("metadata", "annotations", name),
-                              f'{short(value)} is not "true" or "false"')
-
-
-def _vm_annotations(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
-    """The tool's annotations on a network or pool would be ignored: say so."""
-    for name in _OWN_ANNOTATIONS:
-        if name in data["metadata"].get("annotations", {}):
-            yield doc.problem(("metadata", "annotations", name),
-                              f"only a VirtualMachine reads {name}; remove it from this "
-                              f"{data['kind']}")
-
-
-def _cloud_init(name: str, spec: dict[str, Any]) -> CloudInit | None:
-    if "cloudInit" not in spec:
-        return None
-    pool = spec["disks"][0]["pool"] if spec["disks"] else "default"
-    return cloudinit.from_manifest(name, spec["cloudInit"], pool=pool)
-
-
-def spec_hash(applied: Mapping[str, object]) -> str:
-    canonical = json.dumps(applied, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

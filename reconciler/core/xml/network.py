@@ -1,4 +1,8 @@
-"""Network XML: build it from a spec, read a spec back, edit it in place. Pure (lxml)."""
+"""Network XML: build it from a spec, read a spec back, edit it in place. Pure (lxml).
+
+An edit changes only what a Network manifest governs (the bridge's name, the forward mode, the
+IPv4 address and its DHCP range) and keeps the rest as libvirt or a person wrote it: the uuid,
+MAC, the bridge's stp and delay, the NAT port range, DHCP host entries, DNS, IPv6 addresses."""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from lxml import etree
 from reconciler.core.model.common import Mark
 from reconciler.core.model.network import IPv4, NetworkSpec
 from reconciler.core.xml.common import mark_element, parse, read_mark, set_mark
+
+# The order in which libvirt writes a network's elements: a new one goes in its place.
+_ORDER = ("name", "uuid", "metadata", "forward", "bridge", "mtu", "mac", "domain", "dns", "ip")
 
 
 def build(spec: NetworkSpec, *, mark: Mark) -> str:
@@ -32,32 +39,99 @@ def _text(root: etree._Element) -> str:
     return text
 
 
+def _place(root: etree._Element, tag: str) -> etree._Element:
+    """A new child ``tag`` of ``root``, after the elements libvirt writes before it."""
+    element = etree.Element(tag)
+    rank = _ORDER.index(tag)
+    before = [child for child in root
+              if isinstance(child.tag, str) and child.tag in _ORDER[:rank + 1]]
+    if before:
+        before[-1].addnext(element)
+    else:
+        root.insert(0, element)
+    return element
+
+
 def _set_network(root: etree._Element, spec: NetworkSpec) -> None:
-    for tag in ("forward", "ip"):
-        for old in root.findall(tag):
-            root.remove(old)
-    if spec.bridge:
-        bridge = root.find("bridge")
-        if bridge is None:
-            bridge = etree.SubElement(root, "bridge")
-        bridge.set("name", spec.bridge)
-        bridge.set("stp", bridge.get("stp", "on"))
-    if spec.forward != "none":
-        etree.SubElement(root, "forward", mode=spec.forward)
-    if spec.ipv4:
-        netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{spec.ipv4.prefix}").netmask)
-        ip = etree.SubElement(root, "ip", address=spec.ipv4.address, netmask=netmask)
-        if spec.ipv4.dhcp_start and spec.ipv4.dhcp_end:
-            dhcp = etree.SubElement(ip, "dhcp")
-            etree.SubElement(dhcp, "range", start=spec.ipv4.dhcp_start, end=spec.ipv4.dhcp_end)
+    _set_bridge(root, spec.bridge)
+    _set_forward(root, spec.forward)
+    _set_ipv4(root, spec.ipv4)
+
+
+def _set_bridge(root: etree._Element, name: str | None) -> None:
+    if not name:
+        return  # libvirt's pick stays
+    bridge = root.find("bridge")
+    if bridge is None:
+        bridge = _place(root, "bridge")
+        bridge.set("stp", "on")
+    bridge.set("name", name)
+
+
+def _set_forward(root: etree._Element, mode: str) -> None:
+    forward = root.find("forward")
+    if mode == "none":
+        if forward is not None:
+            root.remove(forward)
+        return
+    if forward is None:
+        forward = _place(root, "forward")
+    forward.set("mode", mode)
+    if mode != "nat":  # libvirt refuses <nat> (address and port ranges) in another mode
+        for nat in forward.findall("nat"):
+            forward.remove(nat)
+
+
+def _ipv4_element(root: etree._Element) -> etree._Element | None:
+    """The first IPv4 <ip> (a network may also have IPv6 ones, in any order)."""
+    for ip in root.iterfind("ip"):
+        if ip.get("family", "ipv4") == "ipv4" and ip.get("address"):
+            return ip
+    return None
+
+
+def _set_ipv4(root: etree._Element, want: IPv4 | None) -> None:
+    ip = _ipv4_element(root)
+    if want is None:
+        if ip is not None:
+            root.remove(ip)
+        return
+    if ip is None:
+        ip = _place(root, "ip")
+    ip.set("address", want.address)
+    if ip.get("prefix") is not None:  # written by prefix: kept so
+        ip.set("prefix", str(want.prefix))
+    else:
+        ip.set("netmask", str(ipaddress.IPv4Network(f"0.0.0.0/{want.prefix}").netmask))
+    _set_dhcp_range(ip, want)
+
+
+def _set_dhcp_range(ip: etree._Element, want: IPv4) -> None:
+    """The DHCP range; the host entries (fixed addresses) stay."""
+    dhcp = ip.find("dhcp")
+    if not (want.dhcp_start and want.dhcp_end):
+        if dhcp is not None:
+            for old in dhcp.findall("range"):
+                dhcp.remove(old)
+            if len(dhcp) == 0:
+                ip.remove(dhcp)
+        return
+    if dhcp is None:
+        dhcp = etree.SubElement(ip, "dhcp")
+    rng = dhcp.find("range")
+    if rng is None:
+        rng = etree.Element("range")
+        dhcp.insert(0, rng)
+    rng.set("start", want.dhcp_start)
+    rng.set("end", want.dhcp_end)
 
 
 def read(xml: str, *, autostart: bool) -> tuple[NetworkSpec, Mark | None]:
     root = parse(xml)
     forward = root.find("forward")
-    ip = root.find("ip")
+    ip = _ipv4_element(root)
     ipv4 = None
-    if ip is not None and ip.get("family", "ipv4") == "ipv4" and ip.get("address"):
+    if ip is not None:
         if ip.get("prefix"):
             prefix = int(ip.get("prefix", "24"))
         else:

@@ -1,32 +1,37 @@
-"""Checks of Network and StoragePool manifests past the schema, and their desired model. Pure."""
+"""Checks of Network manifests past the schema, and their desired model. Pure."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
-import posixpath
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconciler.core.errors import Problem, short
-from reconciler.core.model.common import Source
+from reconciler.core.errors import Problem
 from reconciler.core.model.network import DesiredNetwork, IPv4, NetworkSpec
-from reconciler.core.model.pool import DesiredPool, PoolSpec
+from reconciler.core.validate.common import (
+    NAME,
+    claim,
+    foreign_annotations,
+    positions,
+    source,
+    spec_hash,
+)
 from reconciler.core.validate.document import Document
+from reconciler.core.validate.result import Checked
+
+KIND = "Network"
 
 
-def _hash(record: Mapping[str, object]) -> str:
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def check(doc: Document, data: dict[str, Any]) -> Checked:
+    """A schema-valid Network document (defaults filled in): its problems, or the desired
+    network with where its bridge is (two networks may not share one). Pure."""
+    net, found = desired(doc, data)
+    found = [*foreign_annotations(doc, data), *found]
+    return Checked(doc.file, tuple(found), claim(data), doc.position(NAME),
+                   network=None if found else net, where=positions(doc, [("spec", "bridge")]))
 
 
-def _source(doc: Document) -> Source:
-    line, _ = doc.position(("metadata", "name"))
-    return Source(doc.file, doc.relative, line)
-
-
-def network(doc: Document, data: dict[str, Any]) -> tuple[DesiredNetwork | None, list[Problem]]:
+def desired(doc: Document, data: dict[str, Any]) -> tuple[DesiredNetwork | None, list[Problem]]:
+    """The desired network, or the problems of its addresses. Pure."""
     spec = data.get("spec") or {}
     problems: list[Problem] = []
     ipv4 = None
@@ -57,20 +62,4 @@ def network(doc: Document, data: dict[str, Any]) -> tuple[DesiredNetwork | None,
                         forward=spec["forward"], autostart=spec["autostart"], ipv4=ipv4)
     record = {"bridge": model.bridge, "forward": model.forward, "autostart": model.autostart,
               "ipv4": ipv4.__dict__ if ipv4 else None}
-    return DesiredNetwork(model, _source(doc), _hash(record)), []
-
-
-def pool(doc: Document, data: dict[str, Any],
-         storage_roots: Sequence[str]) -> tuple[DesiredPool | None, list[Problem]]:
-    spec = data["spec"]
-    path = posixpath.normpath(spec["path"])
-    roots = [posixpath.normpath(root) for root in storage_roots]
-    if not any(path != root and path.startswith(root.rstrip("/") + "/") for root in roots):
-        allowed = ", ".join(roots) or "none configured"
-        return None, [doc.problem(("spec", "path"),
-                                  f"{short(spec['path'])} is not below an allowed storage root "
-                                  f"({allowed}); the host's config lists them in storageRoots")]
-    model = PoolSpec(name=data["metadata"]["name"], path=path, autostart=spec["autostart"],
-                     type=spec["type"])
-    record = {"path": path, "autostart": model.autostart, "type": model.type}
-    return DesiredPool(model, _source(doc), _hash(record)), []
+    return DesiredNetwork(model, source(doc), spec_hash(record)), []
