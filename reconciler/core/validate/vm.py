@@ -16,6 +16,7 @@ from reconciler.core.model.vm import (
     PowerState,
     VMSpec,
     applied_record,
+    simple_fields,
 )
 from reconciler.core.units import parse_duration, parse_quantity
 from reconciler.core.validate.common import (
@@ -164,6 +165,7 @@ def desired(doc: Document, data: dict[str, Any]) -> DesiredVM:
         boot=tuple(spec["boot"]),
         labels=tuple(sorted(data["metadata"]["labels"].items())),
         cloud_init=_cloud_init(data["metadata"]["name"], spec),
+        **{f.name: spec.get(f.metadata["manifest"], f.default) for f in simple_fields()},
     )
     applied = applied_record(vm)
     return DesiredVM(
