@@ -551,3 +551,24 @@ def test_a_suspended_vm_in_sync_is_reportedsuspended(testdrv, prefix, manifests,
     assert apply(manifests, state_dir).code == 0
     status = run_cli("status", "--state-dir", state_dir)
     assert f"{name}  suspended  suspended (annotation reconciler/suspend)" in status.stdout
+
+
+# --- a simple field: description -----------------------------------------------------------------
+
+
+def test_a_description_is_kept_in_the_domain_and_follows_the_manifest(testdrv, prefix, manifests,
+                                                                      state_dir) -> None:
+    name = f"{prefix}desc"
+    write_manifest(manifests, "d.yaml", vm_manifest(name, extra='description: "team blue"'))
+    assert apply(manifests, state_dir).code == 0
+    assert xml(testdrv, name, inactive=True).findtext("description") == "team blue"
+    assert "No changes" in plan(manifests).stdout
+    write_manifest(manifests, "d.yaml", vm_manifest(name, extra='description: "team\\nred"'))
+    r = plan(manifests, "--detailed-exitcode")
+    assert r.code == 2 and f'~ {name}   description "team blue" -> "team\\nred"' in r.stdout
+    assert apply(manifests, state_dir).code == 0
+    assert xml(testdrv, name, inactive=True).findtext("description") == "team\nred"
+    write_manifest(manifests, "d.yaml", vm_manifest(name))
+    assert apply(manifests, state_dir).code == 0
+    assert xml(testdrv, name, inactive=True).find("description") is None
+    assert "No changes" in plan(manifests).stdout

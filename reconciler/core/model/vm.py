@@ -101,6 +101,7 @@ class VMSpec:
     boot: tuple[str, ...] = ("hd",)
     labels: tuple[tuple[str, str], ...] = ()
     cloud_init: CloudInit | None = None
+    description: str = field(default="", metadata=simple("description"))
 
 
 @dataclass(frozen=True)

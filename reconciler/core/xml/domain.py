@@ -41,6 +41,7 @@ def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
     """A new domain's XML for ``spec``."""
     root = etree.Element("domain", type=domain_type)
     sub(root, "name", spec.name)
+    _set_description(root, spec.description)
     etree.SubElement(root, "metadata").append(mark_element(mark))
     sub(root, "memory", str(spec.max_memory // 1024), unit="KiB")
     sub(root, "currentMemory", str(spec.memory // 1024), unit="KiB")
@@ -173,6 +174,7 @@ def read_spec(
         firmware=_read_firmware(root),
         boot=tuple(b.get("dev", "hd") for b in root.iterfind("os/boot")) or ("hd",),
         cloud_init=cloud_init,
+        description=root.findtext("description") or "",
     )
 
 
@@ -193,6 +195,7 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     """The persistent XML edited in place to match ``spec``; other elements are kept."""
     root = parse(xml)
     set_mark(root, mark)
+    _set_description(root, spec.description)
     root.find("memory").text = str(spec.max_memory // 1024)
     root.find("memory").set("unit", "KiB")
     current = root.find("currentMemory")
@@ -221,3 +224,18 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
     return _to_string(root)
 
 
+
+
+def _set_description(root: etree._Element, text: str) -> None:
+    """<description> (``virsh desc``): where libvirt writes it, after <name>, <uuid> and
+    <title>; none when ``text`` is empty."""
+    element = root.find("description")
+    if not text:
+        if element is not None:
+            root.remove(element)
+        return
+    if element is None:
+        element = etree.Element("description")
+        anchor = next(e for tag in ("title", "uuid", "name") if (e := root.find(tag)) is not None)
+        anchor.addnext(element)
+    element.text = text
