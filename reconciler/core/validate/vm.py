@@ -33,7 +33,8 @@ from reconciler.core.validate.document import Document, FieldPath
 from reconciler.core.validate.result import Checked
 
 KIND = "VirtualMachine"
-MIN_MEMORY = 16 << 20
+MiB = 1 << 20
+MIN_MEMORY = 16 * MiB
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -83,9 +84,21 @@ def _check_sizes(doc: Document, spec: dict[str, Any]) -> Iterable[Problem]:
         yield doc.problem(("spec", "vcpus"), f"{vcpus} exceeds maxVcpus {max_vcpus}")
     if memory is not None and memory < MIN_MEMORY:
         yield doc.problem(("spec", "memory"), "must be at least 16MiB")
+    for key, size in (("memory", memory), ("maxMemory", _size(spec.get("maxMemory")))):
+        if size is not None and size >= MIN_MEMORY and size % MiB:
+            yield doc.problem(("spec", key), _whole_mib(spec[key], size))
     if memory is not None and max_memory is not None and memory > max_memory:
         yield doc.problem(("spec", "memory"),
                           f"{spec['memory']} exceeds maxMemory {spec['maxMemory']}")
+
+
+def _whole_mib(written: str, size: int) -> str:
+    """libvirt's QEMU driver aligns guest memory up to whole MiB on x86
+    (qemuDomainAlignMemorySizes): the running VM would never have the size written, and every
+    plan would show it again."""
+    up, down = -(-size // MiB), size // MiB
+    return (f"{written} is not a whole number of MiB; libvirt rounds guest memory up to whole "
+            f"MiB (the VM would run with {up}MiB): write {up}MiB or {down}MiB")
 
 
 def _check_disks(doc: Document, spec: dict[str, Any]) -> Iterable[Problem]:
