@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import infra as infra_apply
 from reconciler.core import cloudinit
 from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
