@@ -71,9 +71,6 @@ class Inventory(Connection):
         ``expected`` every capacity is read, as the daemon's resync does.
 
         ``memo``: parsed domains by a digest of their XML (see ``reconciler.adapters.cache``)."""
-        with translated("listing domains"):
-            domains = self._domain_states()
-            flags = Flags(self.conn)
         parsed: list[_Fetched] = []
         wanted: set[VolumeKey] = set()
         batch: list[tuple[VolumeKey, Any]] = []
@@ -81,6 +78,10 @@ class Inventory(Connection):
         listed: Listed = {}
         known_sizes: dict[VolumeKey, int] = {}
         with _readers() as workers:
+            with translated("listing domains"):
+                listing = workers.submit(Flags, self.conn)  # meanwhile, the states
+                domains = self._domain_states()
+                flags = listing.result()
             for fetched in workers.map(lambda b: _fetch_domains(b, flags), _batches(domains)):
                 for raw in fetched:
                     item = _Fetched.of(raw, memo)
@@ -209,8 +210,7 @@ class _Fetched:
     its disks name), parsed or from the cache.
 
     The cache keeps, by a digest of the XML: those ``DomainRefs``, and the LiveVM last built
-    from it with the key of what else went into it (the RawDomain without its XML, the volume
-    sizes)."""
+    from it with the key of what else went into it (``RawDomain.facts()``, the volume sizes)."""
 
     def __init__(self, raw: RawDomain, digest: bytes, refs: DomainRefs | None,
                  built: tuple[Hashable, LiveVM] | None = None) -> None:
@@ -237,8 +237,7 @@ class _Fetched:
 
     def live_vm(self, sizes: Mapping[VolumeKey, int], memo: Cache | None) -> LiveVM:
         # Everything else the LiveVM holds comes from the XML.
-        key = (replace(self.raw, inactive_xml="", live_xml=None),
-               tuple(sizes.get(k) for k in self.refs.volumes))
+        key = (self.raw.facts(), tuple(sizes.get(k) for k in self.refs.volumes))
         if self.built is not None and self.built[0] == key:
             return self.built[1]
         vm = observe.live_vm(self.raw, sizes, trees=self.parse(), mark=self.refs.mark)

@@ -6,24 +6,33 @@ import libvirt
 
 from reconciler.adapters.libvirt.connection import Connection, inactive_xml, translated
 from reconciler.core import observe
+from reconciler.core.errors import NotFoundError
 from reconciler.core.model.network import LiveNetwork
 from reconciler.core.observe import RawNetwork
 
 
 class Networks(Connection):
     def read_raw_networks(self) -> tuple[RawNetwork, ...]:
-        """Every network with its persistent XML: three listings and two calls per network."""
+        """Every network with its persistent XML: three listings and two calls per network.
+        A network removed meanwhile is left out."""
         with translated("listing networks"):
             autostart = _names(self.conn.listAllNetworks(
                 libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART))
             transient = _names(self.conn.listAllNetworks(
                 libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT))
-            return tuple(
-                RawNetwork(name=net.name(), active=bool(net.isActive()),
-                           persistent=net.name() not in transient,
-                           autostart=net.name() in autostart,
-                           xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE))
-                for net in self.conn.listAllNetworks(0))
+            networks = self.conn.listAllNetworks(0)
+        out = []
+        for net in networks:
+            name = net.name()
+            try:
+                with translated(f"reading network {name}"):
+                    out.append(RawNetwork(
+                        name=name, active=bool(net.isActive()), persistent=name not in transient,
+                        autostart=name in autostart,
+                        xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE)))
+            except NotFoundError:
+                continue
+        return tuple(out)
 
     def read_networks(self) -> tuple[LiveNetwork, ...]:
         return tuple(observe.live_network(raw) for raw in self.read_raw_networks())

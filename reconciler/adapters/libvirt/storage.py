@@ -67,19 +67,26 @@ class Storage(Connection):
     # --- pools ---------------------------------------------------------------------------------
 
     def read_raw_pools(self) -> tuple[RawPool, ...]:
-        """Every pool: its persistent XML, sizes, and (when active) the names of its volumes."""
+        """Every pool: its persistent XML, sizes, and (when active) the names of its volumes.
+        A pool removed meanwhile is left out."""
         with translated("listing storage pools"):
             autostart = {p.name() for p in self.conn.listAllStoragePools(
                 libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART)}
-            out = []
-            for pool in self.conn.listAllStoragePools(0):
-                active = bool(pool.isActive())
-                _state, capacity, allocation, available = _info(pool)
-                out.append(RawPool(
-                    name=pool.name(), active=active, autostart=pool.name() in autostart,
-                    xml=inactive_xml(pool, libvirt.VIR_STORAGE_XML_INACTIVE),
-                    capacity=capacity, allocation=allocation, available=available,
-                    volumes=tuple(pool.listVolumes()) if active else ()))
+            pools = self.conn.listAllStoragePools(0)
+        out = []
+        for pool in pools:
+            name = pool.name()
+            try:
+                with translated(f"reading storage pool {name}"):
+                    active = bool(pool.isActive())
+                    _state, capacity, allocation, available = _info(pool)
+                    out.append(RawPool(
+                        name=name, active=active, autostart=name in autostart,
+                        xml=inactive_xml(pool, libvirt.VIR_STORAGE_XML_INACTIVE),
+                        capacity=capacity, allocation=allocation, available=available,
+                        volumes=tuple(pool.listVolumes()) if active else ()))
+            except NotFoundError:
+                continue
         return tuple(out)
 
     def read_pools(self) -> tuple[LivePool, ...]:
