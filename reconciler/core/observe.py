@@ -63,10 +63,11 @@ class RawDomain:
     def running(self) -> bool:
         return self.state in RUNNING_STATES
 
-    def facts(self) -> tuple[str, str, int | None, str, str, bool, bool, bool]:
-        """Everything but the XML (a cache key: cheaper than the dataclass without its XML)."""
-        return (self.name, self.uuid, self.id, self.state, self.reason, self.persistent,
-                self.managed_save, self.autostart)
+    def facts(self) -> tuple[int | None, str, str, bool, bool, bool]:
+        """What the XML does not say (its name and uuid are in it): with a digest of the XML,
+        the key of the live model made from this value (``live_vm``), kept small and cheap."""
+        return (self.id, self.state, self.reason, self.persistent, self.managed_save,
+                self.autostart)
 
 
 @dataclass(frozen=True)

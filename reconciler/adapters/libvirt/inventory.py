@@ -132,7 +132,7 @@ class Inventory(Connection):
             current, reason = dom.state()
             autostart, persistent = bool(dom.autostart()), bool(dom.isPersistent())
             managed_save = bool(dom.hasManagedSaveImage(0))
-            return _raw_domain(dom, (current, reason), autostart=autostart,
+            return _raw_domain(dom, name, (current, reason), autostart=autostart,
                                persistent=persistent, managed_save=managed_save)
 
     def read_definition(self, name: str) -> DomainDefinition:
@@ -172,17 +172,23 @@ def _batches(items: list[_T]) -> Iterator[list[_T]]:
         yield items[start:start + _BATCH]
 
 
-def _raw_domain(dom: Any, state: StateReason, *, autostart: bool, persistent: bool,
+def _raw_domain(dom: Any, name: str, state: StateReason, *, autostart: bool, persistent: bool,
                 managed_save: bool) -> RawDomain:
     """Read the XML (the live one only when the domain runs) into a RawDomain."""
     word = state_word(state[0])
     running = word in observe.RUNNING_STATES
     return RawDomain(
-        name=dom.name(), uuid=dom.UUIDString(), id=dom.ID() if running else None,
+        name=name, uuid=_uuid(dom.UUID()), id=dom.ID() if running else None,
         state=word, reason=reason_word(*state), persistent=persistent,
         managed_save=managed_save, autostart=autostart,
         inactive_xml=dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE),
         live_xml=dom.XMLDesc(0) if running else None)
+
+
+def _uuid(raw: bytes) -> str:
+    """The text form of a domain's 16-byte UUID (what UUIDString gives, at half its cost)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _fetch_domains(batch: list[tuple[Any, StateReason | None]], flags: Flags) -> list[RawDomain]:
@@ -197,7 +203,7 @@ def _fetch_domains(batch: list[tuple[Any, StateReason | None]], flags: Flags) ->
                     current, reason = dom.state()
                     state = (current, reason)
                 out.append(_raw_domain(
-                    dom, state, autostart=name in flags.autostart,
+                    dom, name, state, autostart=name in flags.autostart,
                     persistent=name not in flags.transient,
                     managed_save=name in flags.managed_save))
         except NotFoundError:
