@@ -256,7 +256,7 @@ class EventCounter:
 def time_read_live(uri: str, repeat: int = 3) -> tuple[float, int]:
     """The median time of the reconciler's own read of the whole host (what every daemon cycle
     does first), in this process, and the number of domains it read."""
-    from reconciler.adapters.libvirt.hypervisor import Libvirt
+    from reconciler.adapters.libvirt import Libvirt
 
     hv = Libvirt(uri)
     try:

@@ -65,7 +65,7 @@ import reconciler.shells.cli  # noqa: F401  (what the console script imports)
 from reconciler.core.diff import vm as diff
 from reconciler import pipeline
 from reconciler.core import render
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters import manifests as loader
 from reconciler.core.validate.checks import validate
 t.append(time.perf_counter())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults
 from reconciler.core.diff.guards import Guards

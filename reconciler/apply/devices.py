@@ -12,7 +12,7 @@ import copy
 import time
 from collections.abc import Callable
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, Nic
 from reconciler.core.plan import Action, Effect, Op

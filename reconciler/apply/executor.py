@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import network, pool, vm
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError

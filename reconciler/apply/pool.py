@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.core.model.pool import DesiredPool
 from reconciler.core.plan import Action, Kind, Op
 from reconciler.core.xml import pool as poolxml

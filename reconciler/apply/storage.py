@@ -9,7 +9,7 @@ import contextlib
 
 import structlog
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import cloudinit
 from reconciler.core.errors import NotFoundError, PermanentError
 from reconciler.core.model.vm import Disk, VMSpec

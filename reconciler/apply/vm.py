@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
 from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
 from reconciler.core.model.common import Mark

@@ -21,7 +21,7 @@ from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
 from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import defaults, render
 from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError, ReconcilerError

@@ -17,11 +17,11 @@ import structlog
 from reconciler import pipeline
 from reconciler.adapters import config as configuration
 from reconciler.adapters import git as gitinfo
+from reconciler.adapters import libvirt as libvirt_adapter
 from reconciler.adapters import lock
 from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt import hypervisor as libvirt_adapter
-from reconciler.adapters.libvirt.hypervisor import Libvirt
+from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply.executor import Settings, execute
 from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError

@@ -261,7 +261,7 @@ def test_a_disk_named_cidata_is_read_like_any_disk(testdrv, prefix, tmp_path):
 def test_the_daemon_s_memory_cache_parses_only_what_changed(testdrv, prefix, tmp_path,
                                                            own_cache, monkeypatch):
     from reconciler import pipeline
-    from reconciler.adapters.libvirt.hypervisor import Libvirt
+    from reconciler.adapters.libvirt import Libvirt
 
     m = tmp_path / "m"
     write_manifest(m, "a.yaml", vm_manifest(f"{prefix}a"))

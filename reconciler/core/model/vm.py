@@ -166,6 +166,11 @@ class LiveVM:
     # The plan fingerprint's share of this domain as read (before ``owner`` is set), computed
     # once and cached with it; empty: computed from the fields (see ``plan.fingerprint``).
     seen: str = field(default="", compare=False, repr=False)
+    # Why it is in that state: booted, unpaused, user, ioerror, destroyed, saved, ... Not in the
+    # repr, hence not in the plan's fingerprint: a pause and resume changes only the reason.
+    reason: str = field(default="", repr=False)
+    persistent: bool = True  # False: a transient domain (gone once it stops)
+    managed_save: bool = False  # a managed-save image exists: a start resumes from it
 
     @property
     def managed(self) -> bool:

@@ -1,0 +1,66 @@
+"""libvirt networks: read them (raw, then the live model), define, start, remove."""
+
+from __future__ import annotations
+
+import libvirt
+
+from reconciler.adapters.libvirt.connection import Connection, inactive_xml, translated
+from reconciler.core import observe
+from reconciler.core.errors import NotFoundError
+from reconciler.core.model.network import LiveNetwork
+from reconciler.core.observe import RawNetwork
+
+
+class Networks(Connection):
+    def read_raw_networks(self) -> tuple[RawNetwork, ...]:
+        """Every network with its persistent XML: three listings and two calls per network.
+        A network removed meanwhile is left out."""
+        with translated("listing networks"):
+            autostart = _names(self.conn.listAllNetworks(
+                libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART))
+            transient = _names(self.conn.listAllNetworks(
+                libvirt.VIR_CONNECT_LIST_NETWORKS_TRANSIENT))
+            networks = self.conn.listAllNetworks(0)
+        out = []
+        for net in networks:
+            name = net.name()
+            try:
+                with translated(f"reading network {name}"):
+                    out.append(RawNetwork(
+                        name=name, active=bool(net.isActive()), persistent=name not in transient,
+                        autostart=name in autostart,
+                        xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE)))
+            except NotFoundError:
+                continue
+        return tuple(out)
+
+    def read_networks(self) -> tuple[LiveNetwork, ...]:
+        return tuple(observe.live_network(raw) for raw in self.read_raw_networks())
+
+    def define_network(self, xml: str) -> None:
+        with translated("defining network"):
+            self.conn.networkDefineXML(xml)
+
+    def start_network(self, name: str) -> None:
+        with translated(f"starting network {name}"):
+            self.conn.networkLookupByName(name).create()
+
+    def set_network_autostart(self, name: str, enabled: bool) -> None:
+        with translated(f"setting autostart of network {name}"):
+            self.conn.networkLookupByName(name).setAutostart(1 if enabled else 0)
+
+    def remove_network(self, name: str) -> None:
+        with translated(f"removing network {name}"):
+            net = self.conn.networkLookupByName(name)
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+    def network_xml(self, name: str) -> str:
+        with translated(f"reading network {name}"):
+            return inactive_xml(self.conn.networkLookupByName(name),
+                                libvirt.VIR_NETWORK_XML_INACTIVE)
+
+
+def _names(objects: list[libvirt.virNetwork]) -> set[str]:
+    return {obj.name() for obj in objects}

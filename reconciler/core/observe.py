@@ -1,0 +1,229 @@
+"""What the libvirt adapter observes, as raw values, and the functions that turn them into the
+live model (``LiveVM``, ``LiveNetwork``, ``LivePool``). Pure: no libvirt, no I/O.
+
+The adapter reads; it maps libvirt's integer constants to the words used here (a domain's state
+and the reason for it) and hands over the XML as libvirt gave it. Everything that XML means is
+decided here, so golden XML files test it without libvirt (``tests/observe/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from lxml import etree
+
+from reconciler.core.model.common import Mark
+from reconciler.core.model.network import LiveNetwork
+from reconciler.core.model.pool import LivePool
+from reconciler.core.model.vm import DomainDefinition, LiveVM, VolumeInfo
+from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import domain as domainxml
+from reconciler.core.xml import network as networkxml
+from reconciler.core.xml import pool as poolxml
+
+VolumeKey = tuple[str, str]  # (pool, volume)
+
+# A domain's state, as libvirt's virDomainState names it (lower case, words apart).
+DOMAIN_STATES = ("no state", "running", "blocked", "paused", "shutting down", "shut off",
+                 "crashed", "pmsuspended")
+# States in which the domain has a QEMU process (and live XML): a paused, blocked or
+# PM-suspended domain runs for the reconciler (it is not started again).
+RUNNING_STATES = frozenset({"running", "blocked", "paused", "pmsuspended"})
+_SHOWN_STATE = {"pmsuspended": "suspended"}  # LiveVM.state's word where it differs
+
+POOL_MARKER = ".reconciler-"  # a pool holding a volume named so was created by that instance
+
+
+@dataclass(frozen=True)
+class RawDomain:
+    """One domain as the adapter read it.
+
+    ``state``: one of ``DOMAIN_STATES`` ("unknown" for a value this code does not know).
+    ``reason``: why it is in that state, libvirt's virDomain<State>Reason name in lower case with
+    spaces (running: booted, unpaused, restored, from snapshot, ...; paused: user, ioerror,
+    migration, ...; shut off: shutdown, destroyed, saved, crashed, ...); "unknown" when libvirt
+    does not say. ``id``: the running domain's id, None when it is not running.
+    ``managed_save``: a managed-save image exists (``virsh managedsave``; start resumes it).
+    ``inactive_xml``: the persistent definition (a transient domain: its only one).
+    ``live_xml``: the running definition, None unless the state is one of ``RUNNING_STATES``.
+    """
+
+    name: str
+    uuid: str
+    id: int | None
+    state: str
+    reason: str
+    persistent: bool
+    managed_save: bool
+    autostart: bool
+    inactive_xml: str
+    live_xml: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in RUNNING_STATES
+
+    def facts(self) -> tuple[int | None, str, str, bool, bool, bool]:
+        """What the XML does not say (its name and uuid are in it): with a digest of the XML,
+        the key of the live model made from this value (``live_vm``), kept small and cheap."""
+        return (self.id, self.state, self.reason, self.persistent, self.managed_save,
+                self.autostart)
+
+
+@dataclass(frozen=True)
+class RawNetwork:
+    """One network as read. ``xml``: its persistent (inactive) definition."""
+
+    name: str
+    active: bool
+    persistent: bool
+    autostart: bool
+    xml: str
+
+
+@dataclass(frozen=True)
+class RawPool:
+    """One storage pool as read. ``xml``: its persistent (inactive) definition. Sizes in bytes
+    (libvirt's figures at the last refresh; 0 for an inactive pool). ``volumes``: the names of
+    its volumes (an inactive pool cannot be listed: empty), which tell its owner."""
+
+    name: str
+    active: bool
+    autostart: bool
+    xml: str
+    capacity: int = 0
+    allocation: int = 0
+    available: int = 0
+    volumes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RawVolume:
+    """One storage volume as read: its pool, its name and its XML (``virsh vol-dumpxml``)."""
+
+    pool: str
+    name: str
+    xml: str
+
+
+# The two values below are NamedTuples, not dataclasses: they are made once per domain read and
+# sit on the hot path of a cached plan (a dataclass costs ~0.3 ms more to define at import).
+
+
+class DomainTrees(NamedTuple):
+    """A domain's two definitions, parsed: the persistent one, and the live one when it runs."""
+
+    inactive: etree._Element
+    live: etree._Element | None
+
+
+class DomainRefs(NamedTuple):
+    """What a domain's XML says that the adapter needs before it reads the volume sizes.
+
+    ``volumes``: (pool, volume) of each disk with a volume source, persistent definition first,
+    then the live one, without repeats. ``cdroms``: those attached as CD-ROMs (a cloud-init
+    seed). ``mark``: the tool's mark, None on a domain it did not create."""
+
+    mark: Mark | None
+    volumes: tuple[VolumeKey, ...]
+    cdroms: frozenset[VolumeKey]
+
+
+def parse_domain(raw: RawDomain) -> DomainTrees:
+    """Parse the domain's XML (the live one only when it was read). Pure."""
+    return DomainTrees(
+        xmlcommon.parse(raw.inactive_xml),
+        xmlcommon.parse(raw.live_xml) if raw.live_xml is not None else None)
+
+
+def domain_refs(trees: DomainTrees) -> DomainRefs:
+    """The mark and the volumes a domain's disks name. Pure."""
+    roots = [r for r in (trees.inactive, trees.live) if r is not None]
+    return DomainRefs(
+        mark=xmlcommon.read_mark(trees.inactive),
+        volumes=tuple(dict.fromkeys(k for r in roots for k in volume_keys(r))),
+        cdroms=frozenset(k for r in roots for k in volume_keys(r, device="cdrom")))
+
+
+def volume_keys(root: etree._Element, device: str | None = None) -> Iterator[VolumeKey]:
+    """(pool, volume) of each disk (of one ``device`` kind: disk, cdrom) with a volume source,
+    in document order. Pure."""
+    for disk in root.iterfind("devices/disk"):
+        if device is not None and disk.get("device", "disk") != device:
+            continue
+        source = disk.find("source")
+        if source is not None and source.get("pool") and source.get("volume"):
+            yield source.get("pool"), source.get("volume")
+
+
+def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
+            trees: DomainTrees | None = None, mark: Mark | None = None) -> LiveVM:
+    """The live model of one domain. Pure.
+
+    ``sizes``: capacity in bytes of the volumes read, by (pool, volume); a disk whose volume is
+    missing from it reads as of unknown size. ``trees`` and ``mark``: the domain's parsed XML
+    and its mark when the caller already has them (they are parsed from ``raw`` otherwise)."""
+    if trees is None:
+        trees = parse_domain(raw)
+        mark = xmlcommon.read_mark(trees.inactive)
+    running = raw.running
+    applied = mark.applied if mark else {}
+    config = domainxml.read_spec(trees.inactive, running=running, autostart=raw.autostart,
+                                 volumes=sizes, applied=applied)
+    live_root = trees.live
+    live = (domainxml.read_spec(live_root, running=True, autostart=False, volumes=sizes,
+                                applied=applied)
+            if live_root is not None else None)
+    return LiveVM(
+        name=raw.name, uuid=raw.uuid, running=running,
+        state=_SHOWN_STATE.get(raw.state, raw.state),
+        domain_id=raw.id if running else None,
+        config=config, mark=mark,
+        live_vcpus=live.vcpus if live else None,
+        live_max_vcpus=live.max_vcpus if live else None,
+        live_memory=live.memory if live else None,
+        live_max_memory=live.max_memory if live else None,
+        hold=xmlcommon.read_hold(live_root) if live_root is not None else None,
+        live_disks=live.disks if live else None,
+        live_nics=live.nics if live else None,
+        reason=raw.reason, persistent=raw.persistent, managed_save=raw.managed_save,
+    )
+
+
+def definition(raw: RawDomain, sizes: Mapping[VolumeKey, int]) -> DomainDefinition:
+    """One domain as `reconciler export` needs it: its persistent XML, whether it runs, its
+    autostart flag and the capacity in bytes of its disks' volumes. Pure."""
+    return DomainDefinition(raw.name, raw.inactive_xml, raw.running, raw.autostart, dict(sizes))
+
+
+def live_network(raw: RawNetwork) -> LiveNetwork:
+    """The live model of one network. Pure."""
+    config, mark = networkxml.read(raw.xml, autostart=raw.autostart)
+    return LiveNetwork(raw.name, raw.active, config, mark)
+
+
+def pool_owner(volumes: tuple[str, ...]) -> str | None:
+    """The reconciler instance whose marker volume (``.reconciler-<instance>``) is among a
+    pool's volumes (the last one listed, should there be several). Pure."""
+    owner = None
+    for name in volumes:
+        if name.startswith(POOL_MARKER):
+            owner = name[len(POOL_MARKER):]
+    return owner
+
+
+def live_pool(raw: RawPool) -> LivePool:
+    """The live model of one storage pool, with its owner (see ``pool_owner``). Pure."""
+    config = poolxml.read(raw.xml, autostart=raw.autostart)
+    return LivePool(raw.name, raw.active, config, pool_owner(raw.volumes) if raw.active else None)
+
+
+def volume_info(raw: RawVolume) -> VolumeInfo:
+    """A volume's capacity (bytes), format (qcow2, raw, ...) and backing file path. Pure."""
+    root = xmlcommon.parse(raw.xml)
+    fmt = root.find("target/format")
+    return VolumeInfo(raw.pool, raw.name, int(root.findtext("capacity") or 0),
+                      fmt.get("type") if fmt is not None else None,
+                      root.findtext("backingStore/path"))
