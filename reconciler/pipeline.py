@@ -26,8 +26,8 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
     expected = None if desired is None else {
         (disk.pool, disk.volume(vm.spec.name)): disk.size
         for vm in desired.vms for disk in vm.spec.disks}
-    return LiveState(owned_view(hv.read_live(expected, memo), instance), hv.read_networks(),
-                     hv.read_pools())
+    vms, read = hv.read_observed(expected, memo)
+    return LiveState(owned_view(vms, instance), hv.read_networks(), hv.read_pools(), read)
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
         raise
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     allow_empty=source.allow_empty, single_file=source.path.is_file())
-    key = (cache.digest(digest, fingerprint(live.vms).encode(), infra_text(live).encode(),
-                        repr(guards).encode(), source.instance.encode())
+    key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
+                        infra_text(live).encode(), repr(guards).encode(),
+                        source.instance.encode())
            if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
     plan = found if isinstance(found, Plan) else compute(inputs, live, guards, source.instance)

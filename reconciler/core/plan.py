@@ -14,6 +14,7 @@ Values are typed: sizes in bytes, durations in seconds, booleans, tuples (boot o
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -281,15 +282,19 @@ def vm_target(name: str, part: Part = Part.WHOLE, key: str = "") -> Target:
     return Target(Resource.VM, name, part, key)
 
 
-def seen(vm: LiveVM) -> str:
-    """A digest of everything read about one domain. Pure."""
+def domain_digest(vm: LiveVM) -> str:
+    """A digest of everything the live model holds of one domain. Pure."""
     text = repr(vm) + (repr(sorted(vm.mark.applied.items())) if vm.mark else "")
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def fingerprint(live: tuple[LiveVM, ...]) -> str:
-    """A digest of the live state. Pure."""
+def fingerprint(live: tuple[LiveVM, ...], read: Mapping[str, str] | None = None) -> str:
+    """A digest of the live state the plan is computed from. ``read``: domain name -> a digest
+    of what was read of it (its XML, state and volume sizes, as the adapter observed them);
+    a domain without one is digested from its live model. Pure."""
+    read = read or {}
     digest = hashlib.sha256()
     for vm in sorted(live, key=lambda v: v.name):
-        digest.update(f"{vm.seen or seen(vm)}\0{vm.owner}\0{vm.mark is None}\n".encode())
+        seen = read.get(vm.name) or domain_digest(vm)
+        digest.update(f"{seen}\0{vm.owner}\0{vm.mark is None}\n".encode())
     return digest.hexdigest()[:16]

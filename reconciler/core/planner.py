@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from reconciler.core.diff import network as network_diff
 from reconciler.core.diff import pool as pool_diff
@@ -21,12 +22,14 @@ class LiveState:
     vms: tuple[LiveVM, ...]
     networks: tuple[LiveNetwork, ...] = ()
     pools: tuple[LivePool, ...] = ()
+    # Domain name -> a digest of what the adapter read of it, for the plan's fingerprint.
+    read: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
     """The whole plan: pools and networks first, then VMs, then removed pools and networks.
     Pure."""
-    vm_plan = diff.plan(inputs.vms, live.vms, guards)
+    vm_plan = diff.plan(inputs.vms, live.vms, guards, read=live.read)
     # VMs this run destroys no longer hold their pools and networks (the executor removes
     # those only after every VM destroy succeeded).
     leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}

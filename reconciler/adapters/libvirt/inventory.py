@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import libvirt
@@ -25,7 +24,6 @@ from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import NotFoundError
 from reconciler.core.model.vm import DomainDefinition, LiveVM, volume_name
 from reconciler.core.observe import DomainRefs, DomainTrees, RawDomain, VolumeKey
-from reconciler.core.plan import seen
 
 _READERS = 4  # concurrent calls on one connection; libvirtd serves 5 of a client at once
 _BATCH = 16  # domains (or volumes) one reader task fetches
@@ -58,7 +56,15 @@ class Inventory(Connection):
 
     def read_live(self, expected: Mapping[VolumeKey, int] | None = None,
                   memo: Cache | None = None) -> tuple[LiveVM, ...]:
-        """Every domain, its persistent definition and its running values, in one pass.
+        """Every domain as the live model (see ``read_observed``)."""
+        return self.read_observed(expected, memo)[0]
+
+    def read_observed(self, expected: Mapping[VolumeKey, int] | None = None,
+                      memo: Cache | None = None,
+                      ) -> tuple[tuple[LiveVM, ...], dict[str, str]]:
+        """Every domain, its persistent definition and its running values, in one pass; and
+        for each domain name a digest of what was read of it (XML, state and flags, volume
+        sizes), for the plan's fingerprint.
 
         The states and reasons come in one call, the autostart, transient and managed-save
         flags in one listing each; a few worker threads fetch the XML (and then the volume
@@ -113,7 +119,8 @@ class Inventory(Connection):
                 sized.append(workers.submit(capacities, batch))
             sizes = dict(pair for future in sized for pair in future.result())
             sizes.update(known_sizes)
-        return tuple(item.live_vm(sizes, memo) for item in parsed)
+        vms = tuple(item.live_vm(sizes, memo) for item in parsed)
+        return vms, {item.raw.name: item.seen for item in parsed}
 
     def _domain_states(self) -> list[tuple[Any, StateReason | None]]:
         """Every domain with its state and reason, from one bulk call; ``None`` (ask each
@@ -221,6 +228,7 @@ class _Fetched:
     def __init__(self, raw: RawDomain, digest: bytes, refs: DomainRefs | None,
                  built: tuple[Hashable, LiveVM] | None = None) -> None:
         self.raw, self.digest, self.built = raw, digest, built
+        self.seen = ""  # a digest of what was read (set by live_vm)
         self.trees: DomainTrees | None = None
         self.refs = refs if refs is not None else observe.domain_refs(self.parse())
 
@@ -244,10 +252,14 @@ class _Fetched:
     def live_vm(self, sizes: Mapping[VolumeKey, int], memo: Cache | None) -> LiveVM:
         # Everything else the LiveVM holds comes from the XML.
         key = (self.raw.facts(), tuple(sizes.get(k) for k in self.refs.volumes))
+        xml = self.digest or cache.digest(self.raw.inactive_xml.encode(),
+                                          (self.raw.live_xml or "").encode())
+        raw = self.raw  # the state's reason is left out: a pause and resume changes no plan
+        read = (raw.id, raw.state, raw.persistent, raw.managed_save, raw.autostart, key[1])
+        self.seen = cache.digest(xml, repr(read).encode()).hex()
         if self.built is not None and self.built[0] == key:
             return self.built[1]
         vm = observe.live_vm(self.raw, sizes, trees=self.parse(), mark=self.refs.mark)
-        vm = replace(vm, seen=seen(vm))  # before owned_view: the same with or without a cache
         if memo:
             memo.put("domain", self.digest, (self.refs, (key, vm)))
         return vm

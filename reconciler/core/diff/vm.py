@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from reconciler.core.diff import vm_resources as fields
 from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back
@@ -23,8 +23,9 @@ from reconciler.core.plan import (
 
 
 def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM],
-         guards: Guards = DEFAULT_GUARDS) -> Plan:
-    """The actions that bring ``live`` to ``desired``. Pure."""
+         guards: Guards = DEFAULT_GUARDS, *, read: Mapping[str, str] | None = None) -> Plan:
+    """The actions that bring ``live`` to ``desired``. ``read``: digests of what was read of
+    each domain, for the fingerprint (see ``plan.fingerprint``). Pure."""
     desired = tuple(desired)
     live = tuple(live)
     live_by_name = {vm.name: vm for vm in live}
@@ -44,7 +45,7 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM],
     orphans = sorted((vm for vm in live if vm.managed and vm.name not in wanted),
                      key=lambda v: v.name)
     actions.extend(_destroys(orphans, guards, desired_empty=not desired))
-    return Plan(tuple(actions), fingerprint(live), guards.problems)
+    return Plan(tuple(actions), fingerprint(live, read), guards.problems)
 
 
 def create(want: DesiredVM) -> Action:

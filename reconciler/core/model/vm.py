@@ -163,9 +163,6 @@ class LiveVM:
     live_disks: tuple[Disk, ...] | None = None  # running domains only
     live_nics: tuple[Nic, ...] | None = None
     owner: str | None = None  # the other reconciler instance that manages it (mark hidden)
-    # The plan fingerprint's share of this domain as read (before ``owner`` is set), computed
-    # once and cached with it; empty: computed from the fields (see ``plan.fingerprint``).
-    seen: str = field(default="", compare=False, repr=False)
     # Why it is in that state: booted, unpaused, user, ioerror, destroyed, saved, ... Not in the
     # repr, hence not in the plan's fingerprint: a pause and resume changes only the reason.
     reason: str = field(default="", repr=False)
