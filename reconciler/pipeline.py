@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
-from reconciler.core import defaults
+from reconciler.core import defaults, observe
 from reconciler.core.diff.guards import Guards
+from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
 from reconciler.core.planner import LiveState, compute, infra_text, owned_view
+from reconciler.core.resolve import needs
 from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
 from reconciler.core.verify import observed
@@ -26,8 +28,20 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
     expected = None if desired is None else {
         (disk.pool, disk.volume(vm.spec.name)): disk.size
         for vm in desired.vms for disk in vm.spec.disks}
-    vms, read = hv.read_observed(expected, memo)
-    return LiveState(owned_view(vms, instance), hv.read_networks(), hv.read_pools(), read)
+    seen = hv.read_observed(expected, memo)
+    pools = hv.read_raw_pools()
+    storage = StorageView({p.name: frozenset(p.volumes) for p in pools if p.active},
+                          seen.users, seen.file_users)
+    return LiveState(owned_view(seen.vms, instance), hv.read_networks(),
+                     tuple(observe.live_pool(p) for p in pools), seen.read, storage)
+
+
+def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:
+    """``live`` with every volume of ``pools`` read in detail (see ``core.resolve.needs``)."""
+    if live.storage is None or not pools:
+        return live
+    details = {pool: hv.read_volumes(pool) for pool in sorted(pools)}
+    return replace(live, storage=replace(live.storage, details=details))
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,14 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
                         source.instance.encode())
            if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
-    plan = found if isinstance(found, Plan) else compute(inputs, live, guards, source.instance)
+    if isinstance(found, Plan):
+        plan = found
+    else:
+        plan = compute(inputs, live, guards, source.instance)
+        touched = needs(plan)
+        if touched:  # volumes to create, reuse or delete: decided on their details
+            live = _with_details(hv, live, touched)
+            plan = compute(inputs, live, guards, source.instance)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:

@@ -219,7 +219,14 @@ class Host:
         for pool in self.conn.listAllStoragePools(0):
             if not pool.isActive():
                 continue
-            pool.refresh(0)
+            for attempt in range(5):  # another tenant's volume changing fails a refresh
+                try:
+                    pool.refresh(0)
+                    break
+                except libvirt.libvirtError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2)
             for vol in pool.listAllVolumes(0):
                 if vol.name().startswith(self.prefix):
                     with contextlib.suppress(libvirt.libvirtError):

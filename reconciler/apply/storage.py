@@ -1,7 +1,7 @@
 """Volumes and the cloud-init seed, as apply's steps need them.
 
-A volume is created in its pool (thin), or a retained one of an earlier VM of the same name is
-reused when nothing else uses it; a volume is deleted only when no other domain uses it."""
+The plan decides which volumes are created, reused or deleted (``core.resolve``); these
+functions carry that out and read each result back."""
 
 from __future__ import annotations
 
@@ -17,45 +17,45 @@ from reconciler.core.model.vm import Disk, VMSpec
 log = structlog.get_logger("reconciler.apply")
 
 
-def ensure_volume(hv: Libvirt, vm: str, disk: Disk) -> None:
-    """Create the disk's volume; a retained volume of an earlier VM is reused (and grown)."""
+def create_volume(hv: Libvirt, vm: str, disk: Disk) -> None:
+    """Create the disk's volume (the plan saw none of that name), then read it back."""
     name = disk.volume(vm)
-    try:
-        existing = hv.volume(disk.pool, name)
-    except NotFoundError:
-        if disk.image:
-            users = hv.domains_using(disk.pool, disk.image)
-            if users:  # another VM's live disk: its data would leak, its writes corrupt
-                raise PermanentError(f"image {disk.image} is a disk of {', '.join(users)}; "
-                                     "an image must be a volume no VM uses") from None
-        hv.create_volume(disk.pool, name, capacity=disk.size, fmt=disk.format,
-                              backing=disk.image)
-        return
-    users = [d for d in hv.domains_using(disk.pool, name) if d != vm]
-    if users:
-        raise PermanentError(f"volume {name} in pool {disk.pool} already exists and is a disk "
-                             f"of {', '.join(users)}; rename the disk or the VM")
-    if existing.format and existing.format != disk.format:
-        raise PermanentError(f"volume {name} in pool {disk.pool} already exists as "
-                             f"{existing.format}, not {disk.format}; rename the disk, or "
-                             "remove the old volume if it is not needed")
-    if existing.capacity > disk.size:
-        raise PermanentError(f"volume {name} in pool {disk.pool} already exists and is "
-                             f"larger ({existing.capacity} bytes) than the manifest's "
-                             f"{disk.size}; raise the size to reuse it, or rename the disk")
+    hv.create_volume(disk.pool, name, capacity=disk.size, fmt=disk.format, backing=disk.image)
+    _check_size(hv, disk, name)
+
+
+def reuse_volume(hv: Libvirt, vm: str, disk: Disk) -> None:
+    """Take up a retained volume of the same name (the plan found it unused, of the disk's
+    format and not larger): grown to the disk's size when smaller, then read back."""
+    name = disk.volume(vm)
+    existing = hv.volume(disk.pool, name)
+    if existing.capacity > disk.size:  # grown by hand since the plan: never shrunk
+        raise PermanentError(f"volume {name} in pool {disk.pool} is now larger "
+                             f"({existing.capacity} bytes) than the manifest's {disk.size}; "
+                             "raise the size to reuse it, or rename the disk")
     log.info("reusing an existing volume", vm=vm, volume=name, pool=disk.pool)
     if existing.capacity < disk.size:
         hv.resize_volume(disk.pool, name, disk.size)
+    _check_size(hv, disk, name)
+
+
+def _check_size(hv: Libvirt, disk: Disk, name: str) -> None:
+    capacity = hv.volume(disk.pool, name).capacity
+    if capacity < disk.size:
+        raise PermanentError(f"volume {name} in pool {disk.pool} has {capacity} bytes after "
+                             f"it was made, not {disk.size}")
+
 
 def delete_volume(hv: Libvirt, vm: str, pool: str, name: str) -> None:
-    """Delete a volume per ``reclaim: delete`` unless another domain still uses it."""
+    """Delete a volume the plan found unused. Read again first: a domain that took it up since
+    keeps it, and the step fails saying so. A volume already gone is deleted."""
     users = [d for d in hv.domains_using(pool, name) if d != vm]
     if users:
-        log.warning("volume kept: another domain uses it", vm=vm, volume=name,
-                    users=users)
-        return
-    with contextlib.suppress(NotFoundError):
+        raise PermanentError(f"volume {name} in pool {pool} is now a disk of "
+                             f"{', '.join(users)}; it was kept")
+    with contextlib.suppress(NotFoundError):  # the volume (or its pool) is gone: as wanted
         hv.delete_volume(pool, name)
+
 
 def upload_seed(hv: Libvirt, spec: VMSpec) -> None:
     """Build the cloud-init seed ISO and upload it as the raw volume ``<vm>-cidata``."""

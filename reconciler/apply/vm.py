@@ -7,7 +7,6 @@ release, a balloon target not taken up), as read back from libvirt.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import structlog
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
-from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
+from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, VMSpec
 from reconciler.core.plan import Action, Op
@@ -59,9 +58,7 @@ def carry_out(action: Action, ctx: Context) -> list[str]:
 def create(action: Action, want: DesiredVM, ctx: Context) -> list[str]:
     """Volumes, the seed, define, autostart, start."""
     spec, hv = want.spec, ctx.hv
-    for step in action.writing(Op.ATTACH_DISK):
-        assert isinstance(step.new, Disk)
-        storage.ensure_volume(hv, spec.name, step.new)
+    _prepare_volumes(action, hv)
     if action.has(Op.ATTACH_SEED):
         storage.upload_seed(hv, spec)
     hv.define(domainxml.build_domain(spec, domain_type=hv.domain_type, mark=ctx.mark(want)))
@@ -109,8 +106,7 @@ def destroy(action: Action, vm: LiveVM, ctx: Context) -> None:
     ctx.hv.undefine(vm.name)
     for step in action.writing(Op.DELETE_VOLUME):
         assert isinstance(step.old, Disk)
-        with contextlib.suppress(NotFoundError):
-            storage.delete_volume(ctx.hv, vm.name, step.old.pool, step.old.volume(vm.name))
+        storage.delete_volume(ctx.hv, vm.name, step.old.pool, step.old.volume(vm.name))
     for step in action.writing(Op.DELETE_SEED):
         storage.remove_seed(ctx.hv, vm.name, str(step.old))
 
@@ -124,9 +120,7 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     hv, spec, name = ctx.hv, want.spec, want.spec.name
     running = have.running
     pending: list[str] = []
-    for step in action.writing(Op.ATTACH_DISK):
-        assert isinstance(step.new, Disk)
-        storage.ensure_volume(hv, name, step.new)
+    _prepare_volumes(action, hv)
     if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
         storage.upload_seed(hv, spec)
     live_before = xmlcommon.parse(hv.domain_xml(name, inactive=False)) if running else None
@@ -148,10 +142,10 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     if running:
         after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
         still_attached = set(devicexml.disk_targets(after))
-    for step in action.writing(Op.DETACH_DISK):
+    for step in action.writing(Op.DELETE_VOLUME):
         disk = step.old
         assert isinstance(disk, Disk)
-        if disk.reclaim == "delete" and disk.volume(name) not in still_attached:
+        if disk.volume(name) not in still_attached:  # the guest still holds it: kept
             storage.delete_volume(hv, name, disk.pool, disk.volume(name))
     old_seed = have.config.cloud_init
     if old_seed and action.has(Op.DETACH_SEED):
@@ -168,6 +162,16 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     elif action.has(Op.START):
         pending += start(spec, ctx)
     return pending
+
+
+def _prepare_volumes(action: Action, hv: Libvirt) -> None:
+    """The volumes the plan creates or reuses, before the definition names them."""
+    for step in action.writing(Op.CREATE_VOLUME, Op.REUSE_VOLUME):
+        assert isinstance(step.new, Disk)
+        if step.op == Op.CREATE_VOLUME:
+            storage.create_volume(hv, action.name, step.new)
+        else:
+            storage.reuse_volume(hv, action.name, step.new)
 
 
 def _grow(hv: Libvirt, name: str, disk: Disk, *, live_root: xmlcommon.Element | None) -> None:

@@ -124,11 +124,26 @@ class DomainRefs(NamedTuple):
 
     ``volumes``: (pool, volume) of each disk with a volume source, persistent definition first,
     then the live one, without repeats. ``cdroms``: those attached as CD-ROMs (a cloud-init
-    seed). ``mark``: the tool's mark, None on a domain it did not create."""
+    seed). ``mark``: the tool's mark, None on a domain it did not create. ``files``: the paths
+    its disks name directly (``<source file=...>``), and every path of a backing chain the live
+    definition shows: a volume is in use by this domain under its path too."""
 
     mark: Mark | None
     volumes: tuple[VolumeKey, ...]
     cdroms: frozenset[VolumeKey]
+    files: tuple[str, ...] = ()
+
+
+class Observation(NamedTuple):
+    """Every domain as read: the live models; for each domain name a digest of what was read
+    of it (for the plan's fingerprint); and who uses which storage: (pool, volume) -> the
+    domains whose disks name it, and file path -> the domains whose disks (or their live
+    backing chains) name it."""
+
+    vms: tuple[LiveVM, ...]
+    read: dict[str, str]
+    users: dict[VolumeKey, tuple[str, ...]]
+    file_users: dict[str, tuple[str, ...]]
 
 
 def parse_domain(raw: RawDomain) -> DomainTrees:
@@ -144,7 +159,15 @@ def domain_refs(trees: DomainTrees) -> DomainRefs:
     return DomainRefs(
         mark=xmlcommon.read_mark(trees.inactive),
         volumes=tuple(dict.fromkeys(k for r in roots for k in volume_keys(r))),
-        cdroms=frozenset(k for r in roots for k in volume_keys(r, device="cdrom")))
+        cdroms=frozenset(k for r in roots for k in volume_keys(r, device="cdrom")),
+        files=tuple(dict.fromkeys(path for r in roots for path in file_paths(r))))
+
+
+def file_paths(root: etree._Element) -> Iterator[str]:
+    """The file paths a domain's disks name (``<source file>``), with the paths of the backing
+    chains libvirt shows in a running domain's XML (``<backingStore><source file>``). Pure."""
+    for source in root.iterfind("devices/disk//source[@file]"):
+        yield source.get("file")
 
 
 def volume_keys(root: etree._Element, device: str | None = None) -> Iterator[VolumeKey]:
@@ -226,4 +249,4 @@ def volume_info(raw: RawVolume) -> VolumeInfo:
     fmt = root.find("target/format")
     return VolumeInfo(raw.pool, raw.name, int(root.findtext("capacity") or 0),
                       fmt.get("type") if fmt is not None else None,
-                      root.findtext("backingStore/path"))
+                      root.findtext("backingStore/path"), root.findtext("target/path"))

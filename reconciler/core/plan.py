@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from reconciler.core.model.network import DesiredNetwork, IPv4, LiveNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
-from reconciler.core.model.vm import DesiredVM, Disk, LiveVM, Nic
+from reconciler.core.model.vm import DesiredVM, Disk, LiveVM, Nic, VolumeInfo
 
 
 class Kind(StrEnum):
@@ -94,6 +94,8 @@ class Op(StrEnum):
     SET_MANIFEST = "set manifest"
     SET_SPEC_HASH = "set spec hash"
     # Disks, NICs and their volumes.
+    CREATE_VOLUME = "create volume"  # a new volume for a disk (thin; on its image if any)
+    REUSE_VOLUME = "reuse volume"  # a retained volume of the same name, grown if smaller
     ATTACH_DISK = "attach disk"  # its volume created (or a retained one reused) first
     DETACH_DISK = "detach disk"  # its volume deleted after, if reclaim is delete
     GROW_VOLUME = "grow volume"
@@ -133,9 +135,16 @@ class Cause(StrEnum):
     NOT_RELEASED = "not released"  # the guest has not released an unplugged device
     ABOVE_RUNNING_MAX = "above running max"  # beyond the running maxVcpus / maxMemory
     NOT_TAKEN_UP = "not taken up"  # the hypervisor or guest did not take a live change
+    # Why a step is refused or changed, from what was observed before the plan:
+    POOL_MISSING = "pool missing"  # the disk's (or seed's) pool is neither on the host nor declared
+    NETWORK_MISSING = "network missing"  # the NIC's network is neither on the host nor declared
+    IN_USE = "in use"  # names: who uses the volume (domains, or volumes it backs)
+    VOLUME_FORMAT = "volume format"  # old: the existing volume, of another format
+    VOLUME_LARGER = "volume larger"  # old: the existing volume, larger than the disk
+    IMAGE_MISSING = "image missing"  # the disk's image is not a volume of its pool
 
 
-Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | None
+Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,7 @@ class Step:
     effect: Effect = Effect.CONFIG
     cause: Cause | None = None
     detail: str = ""  # NOT_TAKEN_UP: what libvirt or the guest said (recorded on the domain)
+    names: tuple[str, ...] = ()  # IN_USE: who uses the volume
 
     @property
     def writes(self) -> bool:
@@ -215,12 +225,12 @@ class Action:
 
     @property
     def writes(self) -> bool:
-        """Whether apply changes anything for this action."""
+        """Whether apply changes anything for this action (a refused step blocks it all)."""
+        if self.refused:
+            return False
         if self.kind in (Kind.CREATE, Kind.DESTROY):
             return True
         if self.kind == Kind.BLOCKED:  # a suspended VM's steps are shown, not made
-            return False
-        if self.refused:
             return False
         return self.restart or any(s.writes for s in self.steps)
 

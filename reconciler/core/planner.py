@@ -12,8 +12,10 @@ from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards, held_back
 from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
+from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.plan import Kind, Plan
+from reconciler.core.resolve import resolve
 from reconciler.core.validate.result import Validated
 
 
@@ -24,11 +26,14 @@ class LiveState:
     pools: tuple[LivePool, ...] = ()
     # Domain name -> a digest of what the adapter read of it, for the plan's fingerprint.
     read: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Volumes, who uses them, and details of the pools the plan touches; None: storage was
+    # not observed (plans computed from tables): nothing is resolved against it.
+    storage: StorageView | None = field(default=None, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
-    """The whole plan: pools and networks first, then VMs, then removed pools and networks.
-    Pure."""
+    """The whole plan: pools and networks first, then VMs, then removed pools and networks;
+    storage and references resolved against what was observed (``core.resolve``). Pure."""
     vm_plan = diff.plan(inputs.vms, live.vms, guards, read=live.read)
     # VMs this run destroys no longer hold their pools and networks (the executor removes
     # those only after every VM destroy succeeded).
@@ -45,7 +50,9 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     first = [a for a in infra if a.desired is not None]
     last = [a for a in infra if a.desired is None]
     digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
-    return Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
+    plan = Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
+    return resolve(plan, live.storage, pools=live.pools,
+                   networks=[n.name for n in live.networks if n.active])
 
 
 def _infra_digest(live: LiveState) -> str:

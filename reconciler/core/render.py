@@ -15,7 +15,9 @@ from reconciler.core.model.pool import DesiredPool
 from reconciler.core.model.vm import DesiredVM
 from reconciler.core.plan import (
     Action,
+    Effect,
     Kind,
+    Op,
     Plan,
     Step,
     Value,
@@ -23,7 +25,16 @@ from reconciler.core.plan import (
 )
 from reconciler.core.result import Result
 from reconciler.core.units import format_bytes
-from reconciler.core.words import creating, describe_step, field_name, note, reason_text, values
+from reconciler.core.words import (
+    VOLUME_OPS,
+    creating,
+    describe_step,
+    field_name,
+    note,
+    reason_text,
+    reuse_text,
+    values,
+)
 
 _SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
 
@@ -60,8 +71,12 @@ def _describe_create(action: Action) -> str:
 
 
 def describe(action: Action) -> str:
+    if action.kind == Kind.CREATE and action.refused:
+        return "blocked: " + "; ".join(note(s) for s in action.steps
+                                       if s.effect == Effect.REFUSED)
     if action.kind == Kind.CREATE:
-        return _describe_create(action)
+        reused = [reuse_text(s) for s in action.steps if s.op == Op.REUSE_VOLUME]
+        return ", ".join([_describe_create(action), *reused])
     if action.kind == Kind.DESTROY:
         return f"destroy ({reason_text(action)})"
     if action.suspended and creating(action):
@@ -72,8 +87,9 @@ def describe(action: Action) -> str:
     if action.kind == Kind.BLOCKED:
         return reason_text(action)
     policy = action.desired.spec.update_policy if isinstance(action.desired, DesiredVM) else "live"
-    text = ", ".join(describe_step(s, policy=policy, restarting=action.restart)
-                     for s in action.steps)
+    text = ", ".join(reuse_text(s) if s.op == Op.REUSE_VOLUME
+                     else describe_step(s, policy=policy, restarting=action.restart)
+                     for s in action.steps if s.op not in VOLUME_OPS or s.op == Op.REUSE_VOLUME)
     return f"{text} -- restarts the VM" if action.restart else text
 
 
@@ -93,7 +109,7 @@ def changed_fields(action: Action) -> tuple[Step, ...]:
     """The steps that change a field of an existing resource (a create or destroy has none)."""
     if action.kind in (Kind.CREATE, Kind.DESTROY) or creating(action):
         return ()
-    return action.steps
+    return tuple(s for s in action.steps if s.op not in VOLUME_OPS)
 
 
 def change_json(step: Step) -> dict[str, object]:

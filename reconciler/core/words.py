@@ -7,7 +7,7 @@ import json
 
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.model.network import IPv4
-from reconciler.core.model.vm import Disk, Nic, volume_name
+from reconciler.core.model.vm import Disk, Nic, VolumeInfo, volume_name
 from reconciler.core.plan import Action, Cause, Effect, Kind, Op, Part, Resource, Step, Value, Why
 from reconciler.core.units import format_bytes, format_duration
 
@@ -102,6 +102,8 @@ def value_text(step: Step, value: Value) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, VolumeInfo):
+        return _size(value.capacity)
     if isinstance(value, Disk):
         if step.op == Op.MOVE_VOLUME:
             return f"{value.pool}/{value.format}"
@@ -125,10 +127,14 @@ def note(step: Step) -> str:
         return f"above the running {_LIMIT[step.op]}"
     if step.cause == Cause.NOT_TAKEN_UP:
         return step.detail
+    if step.effect == Effect.REFUSED and step.cause is not None:
+        return _refusal(step)
     if step.op in _ATTACH:
         return "add: not plugged into the running VM" if step.cause == Cause.NOT_PLUGGED else "add"
     if step.cause == Cause.NOT_RELEASED:
         return "remove: the guest has not released it"
+    if step.op == Op.DETACH_DISK and step.cause == Cause.IN_USE:
+        return f"remove, volume kept: used by {', '.join(step.names)}"
     if step.op == Op.DETACH_DISK and isinstance(step.old, Disk):
         return ("remove, volume deleted" if step.old.reclaim == "delete"
                 else "remove, volume retained")
@@ -138,6 +144,63 @@ def note(step: Step) -> str:
         return (f"volume {volume_name(step.target.name, step.old.name)} not found in pool "
                 f"{step.old.pool}; restore it, or remove the disk from the manifest")
     return _NOTE.get(step.op, "")
+
+
+# Steps on volumes that the field they serve already tells of (a disk's add or removal, a
+# destroy): not listed as changes of their own.
+VOLUME_OPS = frozenset({Op.CREATE_VOLUME, Op.REUSE_VOLUME, Op.DELETE_VOLUME, Op.KEEP_VOLUME,
+                        Op.DELETE_SEED, Op.UNDEFINE})
+
+
+def reuse_text(step: Step) -> str:
+    """A retained volume taken up again by a disk (grown when smaller)."""
+    volume = volume_name(step.target.name, step.target.key)
+    old, new = step.old, step.new
+    if isinstance(old, VolumeInfo) and isinstance(new, Disk) and old.capacity < new.size:
+        return (f"volume {volume} reused, grown {format_bytes(old.capacity)} -> "
+                f"{format_bytes(new.size)}")
+    return f"volume {volume} reused"
+
+
+def _users(names: tuple[str, ...]) -> str:
+    """"is a disk of web-01", "backs volume default/child-root", or both."""
+    volumes = [n.removeprefix("volume ") for n in names if n.startswith("volume ")]
+    domains = [n for n in names if not n.startswith("volume ")]
+    parts = ([f"is a disk of {', '.join(domains)}"] if domains else []) + (
+        [f"backs volume {', '.join(volumes)}"] if volumes else [])
+    return " and ".join(parts)
+
+
+def _refusal(step: Step) -> str:
+    """Why a step cannot be done, from what was observed before the plan."""
+    new, old = step.new, step.old
+    vm = step.target.name
+    if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
+        return (f"network {new.network} does not exist; declare it (kind: Network) or create "
+                "it on the host")
+    if not isinstance(new, Disk):
+        return ""
+    volume, pool = volume_name(vm, new.name), new.pool
+    if step.cause == Cause.POOL_MISSING:
+        return (f"pool {pool} does not exist or is not active; declare it (kind: StoragePool) "
+                "or create and start it on the host")
+    if step.cause == Cause.IMAGE_MISSING:
+        return (f"image {new.image!r} is not a volume of pool {pool}; upload it first "
+                "(virsh vol-upload)")
+    if step.cause == Cause.IN_USE and not isinstance(old, VolumeInfo):
+        return (f"image {new.image} is a disk of {', '.join(step.names)}; an image must be a "
+                "volume no VM uses")
+    if step.cause == Cause.IN_USE:
+        return (f"volume {volume} in pool {pool} already exists and {_users(step.names)}; "
+                "rename the disk or the VM")
+    if step.cause == Cause.VOLUME_FORMAT and isinstance(old, VolumeInfo):
+        return (f"volume {volume} in pool {pool} already exists as {old.format}, not "
+                f"{new.format}; rename the disk, or remove the old volume if it is not needed")
+    if step.cause == Cause.VOLUME_LARGER and isinstance(old, VolumeInfo):
+        return (f"volume {volume} in pool {pool} already exists and is larger "
+                f"({format_bytes(old.capacity)}) than the manifest's {format_bytes(new.size)}; "
+                "raise the size to reuse it, or rename the disk")
+    return ""
 
 
 def describe_step(step: Step, *, policy: str = "live", restarting: bool = False) -> str:
@@ -255,8 +318,9 @@ def _fate(action: Action) -> str:
     name = action.name
 
     def volumes(op: Op) -> list[str]:
-        return [volume_name(name, s.old.name) for s in action.steps
-                if s.op == op and isinstance(s.old, Disk)]
+        return [volume_name(name, s.old.name)
+                + (f" (used by {', '.join(s.names)})" if s.cause == Cause.IN_USE else "")
+                for s in action.steps if s.op == op and isinstance(s.old, Disk)]
 
     parts = []
     if kept := volumes(Op.KEEP_VOLUME):

@@ -55,6 +55,20 @@ networks first, then VMs, removals last), for the reconciler instance ``instance
       - name: lab
         label: network/lab  # optional: the name as plans show it
         ops: [set forward, start]  # optional: every step's op, in order
+
+A case with ``storage`` is planned whole too, its storage resolved against what it gives
+(``core.resolve``); a pool named there exists and is active (and owned by nobody) unless
+``pools.live`` says otherwise:
+
+    storage:
+      volumes:              # pool -> its volumes (capacity, format, backing path, path)
+        default:
+          - {name: web-01-data, capacity: 1GiB, format: qcow2}
+          - {name: base, capacity: 1GiB, path: /img/base}
+          - {name: child-root, capacity: 2GiB, backing: /img/base}
+      users: {default/web-01-data: [other-vm]}  # domains whose disks name the volume
+      files: {/img/base: [vm-c]}                # domains whose disks name the file
+      networks: [default]   # networks on the host (active); default: [default]
 """
 
 from __future__ import annotations
@@ -69,14 +83,16 @@ from reconciler.core import planner
 from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards
 from reconciler.core.model.common import Mark
-from reconciler.core.model.network import DesiredNetwork, LiveNetwork
-from reconciler.core.model.pool import DesiredPool, LivePool
+from reconciler.core.model.network import DesiredNetwork, LiveNetwork, NetworkSpec
+from reconciler.core.model.pool import DesiredPool, LivePool, PoolSpec
+from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import (
     DesiredVM,
     LiveHold,
     LiveVM,
     PowerState,
     VMSpec,
+    VolumeInfo,
     applied_record,
 )
 from reconciler.core.plan import Plan
@@ -197,8 +213,24 @@ def _running_values(config: VMSpec, now: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def storage_view(case: dict[str, Any]) -> StorageView | None:
+    given = case.get("storage")
+    if given is None:
+        return None
+    details = {
+        pool: tuple(VolumeInfo(pool, v["name"], parse_quantity(v.get("capacity", "1GiB")),
+                               v.get("format", "qcow2"), v.get("backing"), v.get("path"))
+                    for v in volumes)
+        for pool, volumes in given.get("volumes", {}).items()}
+    return StorageView(
+        pool_volumes={pool: frozenset(v.name for v in vols) for pool, vols in details.items()},
+        users={tuple(k.split("/", 1)): tuple(v) for k, v in given.get("users", {}).items()},
+        file_users={k: tuple(v) for k, v in given.get("files", {}).items()},
+        details=details)
+
+
 def run_case(case: dict[str, Any]) -> Plan:
-    if "networks" in case or "pools" in case:
+    if "networks" in case or "pools" in case or "storage" in case:
         return _run_whole(case)
     entries = case.get("desired", [])
     by_name = {e["name"]: e for e in entries}
@@ -227,5 +259,14 @@ def _run_whole(case: dict[str, Any]) -> Plan:
         networks=tuple(live_network(e, net_by_name, instance)
                        for e in networks.get("live", [])),
         pools=tuple(live_pool(e, pool_by_name, instance) for e in pools.get("live", [])),
+        storage=storage_view(case),
     )
+    if live.storage is not None:  # the storage's pools and networks exist on the host
+        named = {p.name for p in live.pools}
+        extra = tuple(LivePool(name, True, PoolSpec(name, f"/pools/{name}"), None)
+                      for name in live.storage.pool_volumes if name not in named)
+        nets = tuple(LiveNetwork(n, True, NetworkSpec(n), None)
+                     for n in case["storage"].get("networks", ["default"]))
+        live = dataclasses.replace(live, pools=live.pools + extra,
+                                   networks=live.networks + nets)
     return planner.compute(inputs, live, guards, instance)

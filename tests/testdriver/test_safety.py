@@ -85,7 +85,7 @@ def test_one_vm_that_crashes_the_builder_does_not_stop_the_others(testdrv, prefi
     m, state = tmp_path / "m", tmp_path / "s"
     # A control character cannot go into XML: building the domain raises, for that VM only.
     write_manifest(m, "big.yaml", vm_manifest(f"{prefix}big", state="stopped",
-                                              networks='- network: "default\\x01"'))
+                                              networks='- bridge: "br0\\x01"'))
     write_manifest(m, "ok.yaml", vm_manifest(f"{prefix}ok", state="stopped"))
     r = _apply(m, state)
     assert r.code == 1

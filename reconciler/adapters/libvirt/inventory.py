@@ -23,7 +23,13 @@ from reconciler.core import observe
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import NotFoundError
 from reconciler.core.model.vm import DomainDefinition, LiveVM, volume_name
-from reconciler.core.observe import DomainRefs, DomainTrees, RawDomain, VolumeKey
+from reconciler.core.observe import (
+    DomainRefs,
+    DomainTrees,
+    Observation,
+    RawDomain,
+    VolumeKey,
+)
 
 _READERS = 4  # concurrent calls on one connection; libvirtd serves 5 of a client at once
 _BATCH = 16  # domains (or volumes) one reader task fetches
@@ -57,14 +63,13 @@ class Inventory(Connection):
     def read_live(self, expected: Mapping[VolumeKey, int] | None = None,
                   memo: Cache | None = None) -> tuple[LiveVM, ...]:
         """Every domain as the live model (see ``read_observed``)."""
-        return self.read_observed(expected, memo)[0]
+        return self.read_observed(expected, memo).vms
 
     def read_observed(self, expected: Mapping[VolumeKey, int] | None = None,
-                      memo: Cache | None = None,
-                      ) -> tuple[tuple[LiveVM, ...], dict[str, str]]:
-        """Every domain, its persistent definition and its running values, in one pass; and
-        for each domain name a digest of what was read of it (XML, state and flags, volume
-        sizes), for the plan's fingerprint.
+                      memo: Cache | None = None) -> Observation:
+        """Every domain, its persistent definition and its running values, in one pass; for
+        each domain name a digest of what was read of it (XML, state and flags, volume sizes),
+        for the plan's fingerprint; and which domains use which volumes and files.
 
         The states and reasons come in one call, the autostart, transient and managed-save
         flags in one listing each; a few worker threads fetch the XML (and then the volume
@@ -120,7 +125,16 @@ class Inventory(Connection):
             sizes = dict(pair for future in sized for pair in future.result())
             sizes.update(known_sizes)
         vms = tuple(item.live_vm(sizes, memo) for item in parsed)
-        return vms, {item.raw.name: item.seen for item in parsed}
+        users: dict[VolumeKey, list[str]] = {}
+        file_users: dict[str, list[str]] = {}
+        for item in parsed:
+            for key in item.refs.volumes:
+                users.setdefault(key, []).append(item.raw.name)
+            for path in item.refs.files:
+                file_users.setdefault(path, []).append(item.raw.name)
+        return Observation(vms, {item.raw.name: item.seen for item in parsed},
+                           {k: tuple(v) for k, v in users.items()},
+                           {k: tuple(v) for k, v in file_users.items()})
 
     def _domain_states(self) -> list[tuple[Any, StateReason | None]]:
         """Every domain with its state and reason, from one bulk call; ``None`` (ask each

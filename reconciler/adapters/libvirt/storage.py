@@ -137,6 +137,26 @@ class Storage(Connection):
             vol = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
             return RawVolume(pool, name, str(vol.XMLDesc(0)))
 
+    def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]:
+        """Every volume of a pool with its capacity, format, path and backing file (one call
+        per volume); a volume removed meanwhile is left out; none for a pool that does not
+        exist or is inactive."""
+        try:
+            with translated(f"listing volumes of pool {pool}"):
+                storage = self.conn.storagePoolLookupByName(pool)
+                volumes = storage.listAllVolumes(0) if storage.isActive() else []
+        except NotFoundError:
+            return ()
+        out = []
+        for vol in volumes:
+            try:
+                with translated(f"reading volume {vol.name()} of pool {pool}"):
+                    out.append(observe.volume_info(RawVolume(pool, vol.name(),
+                                                             str(vol.XMLDesc(0)))))
+            except NotFoundError:
+                continue
+        return tuple(out)
+
     def volume(self, pool: str, name: str) -> VolumeInfo:
         """Capacity (bytes), format and backing file of a volume; NotFoundError if missing."""
         return observe.volume_info(self.read_raw_volume(pool, name))
@@ -183,25 +203,27 @@ class Storage(Connection):
             storage.createXML(etree.tostring(root, encoding="unicode"), 0)
 
     def domains_using(self, pool: str, name: str) -> list[str]:
-        """Domains with the volume as a disk (by pool/volume or by its path), live or config."""
+        """Domains with the volume as a disk (by pool/volume or by its path, also in a live
+        backing chain), live or config. A domain undefined while it is read is no user; any
+        other error is raised (it never reads as "no users")."""
         try:
             path = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path()
         except libvirt.libvirtError:
             path = None
         users = []
         with translated(f"looking for users of volume {name}"):
-            for dom in self.conn.listAllDomains(0):
-                flags = [libvirt.VIR_DOMAIN_XML_INACTIVE] + ([0] if dom.isActive() else [])
-                for flag in flags:
-                    try:
-                        root = etree.fromstring(dom.XMLDesc(flag).encode())
-                    except libvirt.libvirtError:
-                        continue
-                    if any((s.get("pool") == pool and s.get("volume") == name)
-                           or (path and s.get("file") == path)
-                           for s in root.iterfind("devices/disk/source")):
-                        users.append(dom.name())
-                        break
+            domains = self.conn.listAllDomains(0)
+        for dom in domains:
+            try:
+                with translated(f"looking for users of volume {name}"):
+                    flags = [libvirt.VIR_DOMAIN_XML_INACTIVE] + ([0] if dom.isActive() else [])
+                    roots = [etree.fromstring(dom.XMLDesc(flag).encode()) for flag in flags]
+            except NotFoundError:
+                continue  # undefined meanwhile: it uses nothing
+            if any((s.get("pool") == pool and s.get("volume") == name)
+                   or (path and s.get("file") == path)
+                   for root in roots for s in root.iterfind("devices/disk//source")):
+                users.append(dom.name())
         return users
 
     def resize_volume(self, pool: str, name: str, capacity: int) -> None:

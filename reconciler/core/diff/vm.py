@@ -54,6 +54,8 @@ def create(want: DesiredVM) -> Action:
     me = vm_target(spec.name)
     steps = [Step(Op.ATTACH_DISK, vm_target(spec.name, Part.DISK, d.name), None, d)
              for d in spec.disks]
+    steps += [Step(Op.ATTACH_NIC, vm_target(spec.name, Part.NIC, n.mac or ""), None, n)
+              for n in spec.nics]
     if spec.cloud_init:
         steps.append(Step(Op.ATTACH_SEED, vm_target(spec.name, Part.SEED), None,
                           spec.cloud_init.digest))

@@ -88,7 +88,10 @@ def disks(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Step]:
         if old.reclaim != disk.reclaim:
             out.append(Step(Op.SET_RECLAIM, target, old.reclaim, disk.reclaim))
     for old in have.values():
-        out.append(Step(Op.DETACH_DISK, vm_target(d.name, Part.DISK, old.name), old, None, hot))
+        target = vm_target(d.name, Part.DISK, old.name)
+        out.append(Step(Op.DETACH_DISK, target, old, None, hot))
+        if old.reclaim == "delete":
+            out.append(Step(Op.DELETE_VOLUME, target, old, None, hot))
     return out
 
 

@@ -137,11 +137,15 @@ class LiveHold:
 
 @dataclass(frozen=True)
 class VolumeInfo:
+    """A storage volume as libvirt describes it: capacity in bytes, format (qcow2, raw, ...),
+    its path on the host and the path of its backing file (a copy-on-write base)."""
+
     pool: str
     name: str
     capacity: int
     format: str | None = None
     backing: str | None = None
+    path: str | None = None
 
 
 @dataclass(frozen=True)

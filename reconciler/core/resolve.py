@@ -1,0 +1,140 @@
+"""References and storage, resolved at plan time against what was observed. Pure.
+
+The diff says what each resource needs; this pass decides, from the observation, how apply gets
+it, and refuses what apply could not do, so that nothing is created for it:
+- a disk's volume is created, or a retained volume of the same name is reused (grown when
+  smaller); a volume that another domain uses, that backs another volume, of another format, or
+  larger than the disk, is refused;
+- a disk's pool, image and a NIC's network must exist on the host or be declared;
+- a volume is deleted (``reclaim: delete``, a destroy, a seed) only when nothing else uses it;
+  otherwise it is kept, and the plan says who uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from reconciler.core.model.network import DesiredNetwork
+from reconciler.core.model.pool import DesiredPool, LivePool
+from reconciler.core.model.storage import StorageView, VolumeKey
+from reconciler.core.model.vm import Disk, Nic, volume_name
+from reconciler.core.plan import (
+    Action,
+    Cause,
+    Effect,
+    Kind,
+    Op,
+    Part,
+    Plan,
+    Resource,
+    Step,
+)
+
+_SEEDS = (Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED)
+
+
+def needs(plan: Plan) -> frozenset[str]:
+    """The pools whose volumes the plan must know in detail (format, capacity, path, backing
+    file): where it creates, reuses or deletes a volume. Pure."""
+    pools: set[str] = set()
+    for action in plan.actions:
+        if action.resource != Resource.VM:
+            continue
+        for step in action.steps:
+            if step.op == Op.ATTACH_DISK and isinstance(step.new, Disk):
+                pools.add(step.new.pool)
+            elif step.op in (Op.DETACH_DISK, Op.DELETE_VOLUME) and isinstance(step.old, Disk):
+                pools.add(step.old.pool)
+            elif step.op == Op.DELETE_SEED and isinstance(step.old, str):
+                pools.add(step.old)
+    return frozenset(pools)
+
+
+def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool],
+            networks: Iterable[str]) -> Plan:
+    """``plan`` with its storage decided and its references checked against ``storage`` and
+    the live ``pools`` and ``networks`` (names); with ``storage`` None (nothing observed, as in
+    the plan case tables), ``plan`` as it is. Pure."""
+    if storage is None:
+        return plan
+    declared_pools = {a.name for a in plan.actions
+                      if isinstance(a.desired, DesiredPool) and a.kind != Kind.BLOCKED}
+    declared_nets = {a.name for a in plan.actions
+                     if isinstance(a.desired, DesiredNetwork) and a.kind != Kind.BLOCKED}
+    live_pools = {p.name: p for p in pools}
+    known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets})
+    return replace(plan, actions=tuple(known.action(a) for a in plan.actions))
+
+
+class _Known:
+    def __init__(self, storage: StorageView, pools: Mapping[str, LivePool],
+                 declared_pools: set[str], networks: set[str]) -> None:
+        self.storage, self.pools = storage, pools
+        self.declared_pools, self.networks = declared_pools, networks
+
+    def action(self, action: Action) -> Action:
+        if action.resource != Resource.VM or not action.steps:
+            return action
+        steps: list[Step] = []
+        for step in action.steps:
+            steps.extend(self.step(action.name, step))
+        for step in list(steps):  # a removed disk whose volume is kept says so
+            if step.op == Op.KEEP_VOLUME and step.cause == Cause.IN_USE:
+                steps = [replace(s, cause=Cause.IN_USE, names=step.names)
+                         if s.op == Op.DETACH_DISK and s.target == step.target else s
+                         for s in steps]
+        return replace(action, steps=tuple(steps))
+
+    def step(self, vm: str, step: Step) -> list[Step]:
+        if not step.writes and step.op != Op.ATTACH_DISK:
+            return [step]
+        if step.op == Op.ATTACH_DISK and isinstance(step.new, Disk):
+            if step.cause == Cause.NOT_PLUGGED:
+                return [step]  # in the config already: its volume is the domain's own
+            return self.attach_disk(vm, step, step.new)
+        if step.op == Op.ATTACH_NIC and isinstance(step.new, Nic):
+            network = step.new.network
+            if network is not None and network not in self.networks:
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.NETWORK_MISSING)]
+            return [step]
+        if step.op in _SEEDS and step.target.part == Part.SEED:
+            return [step]
+        if step.op == Op.DELETE_VOLUME and isinstance(step.old, Disk):
+            key: VolumeKey = (step.old.pool, volume_name(vm, step.old.name))
+            users = tuple(u for u in self.storage.using(key, self.pools) if u != vm)
+            if users:  # kept: deleting it would break who uses it
+                return [replace(step, op=Op.KEEP_VOLUME, cause=Cause.IN_USE, names=users)]
+        return [step]
+
+    def pool_exists(self, pool: str) -> bool:
+        live = self.pools.get(pool)
+        return (live is not None and live.active) or pool in self.declared_pools
+
+    def attach_disk(self, vm: str, step: Step, disk: Disk) -> list[Step]:
+        key: VolumeKey = (disk.pool, volume_name(vm, disk.name))
+        if not self.pool_exists(disk.pool):
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.POOL_MISSING)]
+        prepare = Step(Op.CREATE_VOLUME, step.target, None, disk, step.effect)
+        if self.storage.exists(key):
+            info = self.storage.info(key)
+            users = tuple(u for u in self.storage.using(key, self.pools) if u != vm)
+            if users:
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, old=info,
+                                names=users)]
+            if info is not None and info.format and info.format != disk.format:
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_FORMAT,
+                                old=info)]
+            if info is not None and info.capacity > disk.size:
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_LARGER,
+                                old=info)]
+            prepare = Step(Op.REUSE_VOLUME, step.target, info, disk, step.effect)
+        elif disk.image:
+            image: VolumeKey = (disk.pool, disk.image)
+            if disk.pool not in self.declared_pools and not self.storage.exists(image):
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_MISSING)]
+            users = tuple(u for u in self.storage.users.get(image, ()) if u != vm)
+            if users:  # another VM's live disk: its data would leak, its writes corrupt
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE,
+                                names=users)]
+        return [prepare, step]

@@ -1,0 +1,113 @@
+"""What reconciler reports is what libvirt runs (issue: observe everything, verify every result),
+against the real libvirtd. Each test is an instance found in the field, or another member of
+its kind."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CliResult, run_cli, vm_manifest, write_manifest
+
+pytestmark = pytest.mark.libvirtd
+
+
+def apply(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", folder.parent / "state",
+                *extra, folder)
+    print(f"$ apply -> {r.code} in {time.monotonic() - started:.1f}s\n{r.stdout}{r.stderr}")
+    return r
+
+
+def plan(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
+    r = run_cli("plan", "--connect", host.uri, *extra, folder)
+    print(f"$ plan {' '.join(extra)} -> {r.code}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def volumes(host, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    pool = host.conn.storagePoolLookupByName("default")
+    pool.refresh(0)
+    return sorted(v.name() for v in pool.listAllVolumes(0) if v.name().startswith(prefix))
+
+
+# --- kind 1: objects that vanish between listing and reading -------------------------------------
+
+
+def test_parallel_destroys_delete_every_reclaimed_volume(host, tmp_path):
+    m = tmp_path / "m"
+    names = [f"{host.prefix}d{i:02d}" for i in range(12)]
+    for name in names:
+        write_manifest(m, f"{name}.yaml", vm_manifest(
+            name, state="stopped", disks="- {name: root, size: 64MiB, reclaim: delete}"))
+    assert apply(host, m).code == 0
+    assert len(volumes(host, host.prefix)) == 12
+    for name in names:
+        (m / f"{name}.yaml").unlink()
+    write_manifest(m, "keep.yaml", vm_manifest(f"{host.prefix}keep", state="stopped"))
+    r = apply(host, m, "--max-destroy", "12", "--parallel", "4")
+    assert r.code == 0, r.stdout
+    assert volumes(host, host.prefix) == [], r.stdout  # every reclaimed volume is gone
+    assert not any(host.exists(n) for n in names)
+    assert r.stdout.count("destroy converged") == 12
+    assert "No changes" in plan(host, m).stdout
+
+
+# --- kind 4: a plan that approves what apply cannot do -------------------------------------------
+
+
+def test_a_missing_pool_or_network_is_blocked_and_nothing_is_created(host, tmp_path):
+    m = tmp_path / "m"
+    a, b = f"{host.prefix}a", f"{host.prefix}b"
+    write_manifest(m, "a.yaml", vm_manifest(
+        a, disks=f"- {{name: root, size: 64MiB, pool: {host.prefix}nopool}}"))
+    write_manifest(m, "b.yaml", vm_manifest(
+        b, disks="- {name: root, size: 64MiB}", networks=f"- network: {host.prefix}nonet"))
+    r = plan(host, m)
+    assert r.code == 1
+    assert (f"! {a}   blocked: pool {host.prefix}nopool does not exist or is not active"
+            in r.stdout)
+    assert f"! {b}   blocked: network {host.prefix}nonet does not exist" in r.stdout
+    assert "Plan: 0 to create, 0 to update, 0 to destroy, 2 blocked." in r.stdout
+    r = apply(host, m)
+    assert r.code == 1
+    assert not host.exists(a) and not host.exists(b)
+    assert volumes(host, host.prefix) == []  # b's disk was not made for a VM that cannot be
+
+
+# --- kind 5: identity of volumes -----------------------------------------------------------------
+
+
+def test_a_volume_that_backs_another_vm_is_never_reused_nor_deleted(host, tmp_path):
+    m = tmp_path / "m"
+    base, child = f"{host.prefix}base", f"{host.prefix}child"
+    base_vm = vm_manifest(base, state="stopped",
+                          disks="- {name: img, size: 64MiB, reclaim: delete}")
+    # 1. VM base with disk img; 2. base removed (its volume is retained: reclaim... kept by
+    # a retained copy of the manifest without reclaim: delete, as an operator would).
+    write_manifest(m, "base.yaml", vm_manifest(base, state="stopped",
+                                               disks="- {name: img, size: 64MiB}"))
+    assert apply(host, m).code == 0
+    (m / "base.yaml").unlink()
+    write_manifest(m, "keep.yaml", vm_manifest(f"{host.prefix}keep", state="stopped"))
+    assert apply(host, m).code == 0
+    assert volumes(host, base) == [f"{base}-img"]
+    # 3. VM child on image base-img.
+    write_manifest(m, "child.yaml", vm_manifest(
+        child, state="stopped", disks=f"- {{name: root, size: 128MiB, image: {base}-img}}"))
+    assert apply(host, m).code == 0
+    # 4. base comes back with reclaim: delete: its volume backs child's disk, never reused.
+    write_manifest(m, "base.yaml", base_vm)
+    r = apply(host, m)
+    assert r.code == 1
+    assert (f"! {base}   blocked: volume {base}-img in pool default already exists and backs "
+            f"volume default/{child}-root" in r.stdout)
+    assert not host.exists(base)
+    # 5. removed again: nothing to destroy; the image and child stay whole.
+    (m / "base.yaml").unlink()
+    assert apply(host, m).code == 0
+    assert volumes(host, base) == [f"{base}-img"]
+    host.domain(child).create()  # child still starts
+    assert host.domain(child).isActive()
