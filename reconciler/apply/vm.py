@@ -130,7 +130,10 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     for step in action.writing(Op.GROW_VOLUME):
         _grow(hv, name, disks[step.target.key], live_root=live_before)
     if any(s.writes and s.op not in _NOT_DEFINED for s in action.steps):
-        hv.define(domainxml.edit_config(hv.domain_xml(name), spec, mark=ctx.mark(want)))
+        targets = {s.new.volume(name): s.device for s in action.writing(Op.ATTACH_DISK)
+                   if isinstance(s.new, Disk) and s.device}
+        hv.define(domainxml.edit_config(hv.domain_xml(name), spec, mark=ctx.mark(want),
+                                        targets=targets))
     if action.has(Op.SET_AUTOSTART):
         hv.set_autostart(name, spec.autostart)
     if running and live_before is not None:

@@ -212,6 +212,8 @@ def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
         live_disks=live.disks if live else None,
         live_nics=live.nics if live else None,
         reason=raw.reason, persistent=raw.persistent, managed_save=raw.managed_save,
+        targets=frozenset(t.get("dev") for r in (trees.inactive, live_root) if r is not None
+                          for t in r.iterfind("devices/disk/target") if t.get("dev")),
     )
 
 

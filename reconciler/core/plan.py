@@ -157,6 +157,7 @@ class Step:
     cause: Cause | None = None
     detail: str = ""  # NOT_TAKEN_UP: what libvirt or the guest said (recorded on the domain)
     names: tuple[str, ...] = ()  # IN_USE: who uses the volume
+    device: str = ""  # ATTACH_DISK on an existing domain: the target the plan chose (vdc)
 
     @property
     def writes(self) -> bool:

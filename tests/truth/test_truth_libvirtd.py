@@ -111,3 +111,36 @@ def test_a_volume_that_backs_another_vm_is_never_reused_nor_deleted(host, tmp_pa
     assert volumes(host, base) == [f"{base}-img"]
     host.domain(child).create()  # child still starts
     assert host.domain(child).isActive()
+
+
+# --- kind 6: device identity on hot-plug ---------------------------------------------------------
+
+
+def test_a_disk_added_beside_a_pending_removal_gets_a_free_target(host, tmp_path):
+    m = tmp_path / "m"
+    name = f"{host.prefix}dev"
+
+    def disks(*names: str) -> str:
+        return "\n".join(f"- {{name: {n}, size: 16MiB}}" for n in names)
+
+    write_manifest(m, "v.yaml", vm_manifest(name, disks=disks("a", "b", "c")))
+    assert apply(host, m).code == 0
+    # b's unplug waits for the guest (an OS-less guest never releases it): pending restart.
+    write_manifest(m, "v.yaml", vm_manifest(name, disks=disks("a", "c")))
+    r = apply(host, m)
+    assert f"{name}: update pending restart" in r.stdout, r.stdout
+    # d must not take vdb: the running VM still has b there.
+    write_manifest(m, "v.yaml", vm_manifest(name, disks=disks("a", "c", "d")))
+    r = apply(host, m)
+    assert "duplicated" not in r.stdout + r.stderr
+    assert f"{name}: update failed" not in r.stdout, r.stdout
+    from lxml import etree
+
+    def targets(inactive: bool) -> dict[str, str]:
+        root = etree.fromstring(host.xml(name, inactive=inactive).encode())
+        return {d.find("source").get("volume"): d.find("target").get("dev")
+                for d in root.iterfind("devices/disk[@device='disk']")}
+
+    live, config = targets(False), targets(True)
+    assert live[f"{name}-d"] == config[f"{name}-d"] == "vdd"
+    assert live[f"{name}-b"] == "vdb" and f"{name}-b" not in config

@@ -140,7 +140,7 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
     running = have.running and wants_running
     steps: list[Step] = []
     steps += fields.scalars(d, have, running=running)
-    steps += fields.disks(d, cfg, running=running)
+    steps += fields.disks(d, have, running=running)
     steps += fields.nics(d, cfg, running=running)
     steps += fields.seed(d, cfg, running=running)
     if running:

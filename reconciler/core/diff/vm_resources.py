@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from reconciler.core.model.vm import LiveVM, Nic, VMSpec
 from reconciler.core.plan import Cause, Effect, Op, Part, Step, Target, vm_target
-from reconciler.core.xml.devices import match_nics
+from reconciler.core.xml.devices import match_nics, next_target
 
 
 def scalars(d: VMSpec, have: LiveVM, *, running: bool) -> list[Step]:
@@ -63,15 +63,19 @@ def scalars(d: VMSpec, have: LiveVM, *, running: bool) -> list[Step]:
     return out
 
 
-def disks(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Step]:
+def disks(d: VMSpec, vm: LiveVM, *, running: bool) -> list[Step]:
+    """Disks added (each with a target name free in both the persistent and the live
+    definition: libvirt refuses a duplicated target), removed, grown, moved to another bus."""
     out = []
-    have = {disk.name: disk for disk in cfg.disks}
+    have = {disk.name: disk for disk in vm.config.disks}
+    used = set(vm.targets)
     hot = Effect.LIVE if running else Effect.CONFIG
     for disk in d.disks:
         old = have.pop(disk.name, None)
         target = vm_target(d.name, Part.DISK, disk.name)
         if old is None:
-            out.append(Step(Op.ATTACH_DISK, target, None, disk, hot))
+            out.append(Step(Op.ATTACH_DISK, target, None, disk, hot,
+                            device=next_target(disk.bus, used)))
             continue
         if old.size < 0:
             out.append(Step(Op.RESTORE_VOLUME, target, old, disk, Effect.REFUSED))

@@ -171,7 +171,10 @@ class LiveVM:
     # repr, hence not in the plan's fingerprint: a pause and resume changes only the reason.
     reason: str = field(default="", repr=False)
     persistent: bool = True  # False: a transient domain (gone once it stops)
-    managed_save: bool = False  # a managed-save image exists: a start resumes from it
+    managed_save: bool = False
+    # Every disk target name (vda, sdb, ...) in the persistent or the live definition: a disk
+    # added gets one free in both (a disk whose unplug is pending still holds its own).
+    targets: frozenset[str] = frozenset()  # a managed-save image exists: a start resumes from it
 
     @property
     def managed(self) -> bool:

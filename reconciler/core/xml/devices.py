@@ -170,7 +170,10 @@ def free_target(root: etree._Element, bus: str) -> str:
     return next_target(bus, used)
 
 
-def edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> None:
+def edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec,
+               chosen: Mapping[str, str] | None = None) -> None:
+    """``chosen``: volume -> the target the plan chose for a disk it adds (free in the live
+    definition too); others take the first free one of the persistent definition."""
     wanted = {d.volume(spec.name): d for d in spec.disks}
     present = set()
     for element in list(devices.iter("disk")):
@@ -189,7 +192,8 @@ def edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec) -> N
     for volume, disk in wanted.items():
         if volume in present:
             continue
-        element = disk_element(spec.name, disk, free_target(root, disk.bus))
+        target = (chosen or {}).get(volume) or free_target(root, disk.bus)
+        element = disk_element(spec.name, disk, target)
         if anchor:
             anchor[-1].addnext(element)
             anchor.append(element)

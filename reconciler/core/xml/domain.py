@@ -191,8 +191,10 @@ def _read_firmware(root: etree._Element) -> str:
 # --- editing -----------------------------------------------------------------------------------
 
 
-def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
-    """The persistent XML edited in place to match ``spec``; other elements are kept."""
+def edit_config(xml: str, spec: VMSpec, *, mark: Mark,
+                targets: Mapping[str, str] | None = None) -> str:
+    """The persistent XML edited in place to match ``spec``; other elements are kept.
+    ``targets``: volume -> target device the plan chose for a disk it adds."""
     root = parse(xml)
     set_mark(root, mark)
     _set_description(root, spec.description)
@@ -213,7 +215,7 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark) -> str:
             _set_firmware(os_element, spec.firmware)
         _set_boot(os_element, spec.boot)
     devices = root.find("devices")
-    edit_disks(devices, root, spec)
+    edit_disks(devices, root, spec, targets)
     edit_seed(devices, root, spec)
     edit_nics(devices, spec)
     current_graphics = devices.find("graphics")
