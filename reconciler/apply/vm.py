@@ -120,6 +120,8 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
     hv, spec, name = ctx.hv, want.spec, want.spec.name
     running = have.running
     pending: list[str] = []
+    if action.has(Op.RESUME):  # paused by someone: running again first
+        hv.resume(name)
     _prepare_volumes(action, hv)
     if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
         storage.upload_seed(hv, spec)

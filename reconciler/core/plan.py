@@ -72,6 +72,8 @@ class Op(StrEnum):
 
     # A domain's (network's, pool's) definition and power state.
     START = "start"
+    RESUME = "resume"  # a domain paused by someone (virsh suspend)
+    DEFINE = "define"  # a running domain made persistent again (it was undefined by hand)
     STOP = "stop"  # graceful ACPI shutdown, forced power-off after shutdownTimeout
     UNDEFINE = "undefine"
     ADOPT = "adopt"  # record the tool's mark on an existing domain; nothing else changes
@@ -180,6 +182,8 @@ class Why(StrEnum):
     IN_USE = "in use"  # names: the VMs still using the network or pool
     POOL_INACTIVE = "pool inactive"  # its owner cannot be checked while it is inactive
     DESTROY_FAILED = "destroy failed"  # apply: a VM destroy failed, so nothing is removed
+    DOMAIN_STATE = "domain state"  # names: (state, reason): a state only a person resolves
+    MANAGED_SAVE = "managed save"  # its next start resumes a saved image with the old config
 
 
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,

@@ -21,7 +21,8 @@ _FIELD = {
     Op.SET_BOOT: "boot", Op.SET_GRAPHICS: "graphics", Op.SET_DESCRIPTION: "description",
     Op.SET_UPDATE_POLICY: "updatePolicy", Op.SET_SHUTDOWN_TIMEOUT: "shutdownTimeout",
     Op.SET_PROTECT: "protect", Op.SET_MANIFEST: "manifest", Op.SET_SPEC_HASH: "recorded spec",
-    Op.START: "state", Op.STOP: "state", Op.ADOPT: "adopt", Op.SET_BRIDGE: "bridge",
+    Op.START: "state", Op.STOP: "state", Op.RESUME: "state", Op.DEFINE: "definition",
+    Op.ADOPT: "adopt", Op.SET_BRIDGE: "bridge",
     Op.SET_FORWARD: "forward", Op.SET_IPV4: "ipv4", Op.MOVE_POOL: "path",
     Op.MOVE_SEED: "cloudInit pool", Op.SET_DISK_BUS: "bus", Op.SET_RECLAIM: "reclaim",
 }
@@ -83,6 +84,8 @@ def _ipv4(value: IPv4 | None) -> str:
 def values(step: Step) -> tuple[str | None, str | None]:
     """A step's old and new values as plans show them (sizes in binary units, booleans
     lowercase, a lost volume as ``missing``, the power state as a word)."""
+    if step.op == Op.RESUME:
+        return "paused", "running"
     if step.op in (Op.START, Op.STOP):
         words = ("stopped", "running") if step.target.resource == Resource.VM else (
             "inactive", "active")
@@ -215,7 +218,7 @@ def describe_step(step: Step, *, policy: str = "live", restarting: bool = False)
     else:
         text = f"{field} {old} -> {new}"
     if step.effect == Effect.LIVE:
-        return f"{text} (live)" if step.op not in (Op.START, Op.STOP) else text
+        return f"{text} (live)" if step.op not in (Op.START, Op.STOP, Op.RESUME) else text
     if step.effect == Effect.RESTART and step.target.resource != Resource.VM:
         return f"{text} (persisted; {why}) -- pending restart"
     if step.effect == Effect.RESTART:
@@ -304,10 +307,27 @@ def reason_text(action: Action) -> str:
                 "with protect: false first")
     if why == Why.IN_USE:
         return f"not removed: still used by {', '.join(sorted(reason.names))}"
+    if why == Why.DOMAIN_STATE:
+        state, cause = (*reason.names, "", "")[:2]
+        return f"the domain is {state} ({cause}): {_STATE_ADVICE.get(state, '')}"
+    if why == Why.MANAGED_SAVE:
+        return ("the domain has a managed-save image: its next start resumes it with the old "
+                "configuration; remove the image (virsh managedsave-remove) to apply the "
+                "changes, or start it as it is")
     if why == Why.DESTROY_FAILED:
         return "not removed: a VM destroy failed this run"
     return ("the pool is inactive, so its owner cannot be checked; start it by hand "
             "(virsh pool-start) if it is ours")
+
+
+_STATE_ADVICE = {
+    "paused": "QEMU paused it; find the cause (an I/O error: free the storage), then virsh "
+              "resume it; nothing is changed until then",
+    "crashed": "it crashed and is kept for inspection; virsh destroy it to let it start again",
+    "suspended": "the guest suspended itself (to RAM or disk); wake it with virsh "
+                 "dompmwakeup; nothing is changed until then",
+    "shutting down": "it is started again once it is off",
+}
 
 
 def _fate(action: Action) -> str:

@@ -15,6 +15,10 @@ A case is one YAML document:
         recorded: {}        # fields of the last applied record that differ from the definition;
                             # `manifest`: the record is the manifest's (it was applied as is)
         hold: {vcpus: 4, reason: ...}  # a live change the VM did not take up
+        domain: {state: paused, reason: ioerror, persistent: true, managed_save: false}
+                            # libvirt's state and reason (default running/booted or shut
+                            # off/shutdown, from spec.state), whether it is persistent and
+                            # has a managed-save image
     guards: {problems: 0, max_destroy: 5, allow_empty: false}
     expect:                 # every action, in plan order
       - name: web
@@ -190,9 +194,13 @@ def live_vm(entry: dict[str, Any], desired: dict[str, dict[str, Any]]) -> LiveVM
         hold = LiveHold(vcpus=held.get("vcpus"),
                         memory=parse_quantity(held["memory"]) if "memory" in held else None,
                         reason=held.get("reason", ""))
-    return LiveVM(name=name, uuid=f"uuid-{name}", running=running,
-                  state="running" if running else "shut off", domain_id=1 if running else None,
-                  config=config, mark=mark, hold=hold, **now)
+    domain = entry.get("domain", {})  # libvirt's state and reason, persistence, saved image
+    state = domain.get("state", "running" if running else "shut off")
+    return LiveVM(name=name, uuid=f"uuid-{name}", running=running, state=state,
+                  domain_id=1 if running else None, config=config, mark=mark, hold=hold,
+                  reason=domain.get("reason", "booted" if running else "shutdown"),
+                  persistent=domain.get("persistent", True),
+                  managed_save=domain.get("managed_save", False), **now)
 
 
 def _record(fields: dict[str, Any]) -> dict[str, Any]:

@@ -144,3 +144,49 @@ def test_a_disk_added_beside_a_pending_removal_gets_a_free_target(host, tmp_path
     live, config = targets(False), targets(True)
     assert live[f"{name}-d"] == config[f"{name}-d"] == "vdd"
     assert live[f"{name}-b"] == "vdb" and f"{name}-b" not in config
+
+
+# --- kind 3: domain states other than "running" and "shut off" -----------------------------------
+
+
+def test_a_vm_paused_by_virsh_suspend_is_shown_and_resumed(host, tmp_path):
+    m = tmp_path / "m"
+    name = f"{host.prefix}p"
+    write_manifest(m, "p.yaml", vm_manifest(name))
+    assert apply(host, m).code == 0
+    host.domain(name).suspend()
+    r = plan(host, m, "--detailed-exitcode")
+    assert r.code == 2 and f"~ {name}   state paused -> running" in r.stdout
+    r = apply(host, m)
+    assert r.code == 0 and f"{name}: update converged" in r.stdout
+    assert host.domain(name).state()[0] == 1  # VIR_DOMAIN_RUNNING
+    assert "No changes" in plan(host, m).stdout
+
+
+def test_a_change_to_a_vm_with_a_managed_save_image_is_never_reported_done(host, tmp_path):
+    m = tmp_path / "m"
+    name = f"{host.prefix}s"
+    write_manifest(m, "s.yaml", vm_manifest(name, vcpus=1, max_vcpus=2))
+    assert apply(host, m).code == 0
+    host.domain(name).managedSave()
+    write_manifest(m, "s.yaml", vm_manifest(name, vcpus=2, max_vcpus=2))
+    r = apply(host, m)
+    assert r.code == 1
+    assert f"! {name}   the domain has a managed-save image" in r.stdout
+    status = run_cli("status", "--state-dir", tmp_path / "state").stdout
+    assert f"{name}  blocked  the domain has a managed-save image" in status, status
+    assert host.domain(name).hasManagedSaveImage()  # left as it is
+
+
+def test_a_running_vm_undefined_by_hand_is_defined_again(host, tmp_path):
+    m = tmp_path / "m"
+    name = f"{host.prefix}t"
+    write_manifest(m, "t.yaml", vm_manifest(name))
+    assert apply(host, m).code == 0
+    host.domain(name).undefine()
+    assert not host.domain(name).isPersistent()
+    r = plan(host, m)
+    assert f"~ {name}   definition transient -> persistent" in r.stdout, r.stdout
+    assert apply(host, m).code == 0
+    assert host.domain(name).isPersistent()
+    assert "No changes" in plan(host, m).stdout

@@ -38,6 +38,11 @@ class Domains(Connection):
         with translated(f"starting {name}"):
             self._dom(name).create()
 
+    def resume(self, name: str) -> None:
+        """Resume a paused domain."""
+        with translated(f"resuming {name}"):
+            self._dom(name).resume()
+
     def shutdown(self, name: str) -> None:
         """Ask the guest to power off (ACPI). Returns at once."""
         with translated(f"shutting down {name}"):

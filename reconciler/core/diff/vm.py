@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from reconciler.core.diff import vm_resources as fields
 from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back
@@ -38,7 +39,7 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM],
             action = _unmanaged(want, have)
         else:
             action = update(want, have)
-            if not (action.steps or action.restart):
+            if not (action.steps or action.restart or action.kind == Kind.BLOCKED):
                 continue
         actions.append(_suspended(action) if want.suspend else action)
     wanted = {d.spec.name for d in desired}
@@ -183,4 +184,37 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
         and any(fields.restart_finishes(s) for s in steps)
         and not any(s.effect == Effect.REFUSED for s in steps)
     )
-    return Action(Kind.UPDATE, me, tuple(steps), restart=restart, desired=want, live=have)
+    return _in_state(Action(Kind.UPDATE, me, tuple(steps), restart=restart, desired=want,
+                            live=have))
+
+
+# Paused states that only a person should end: QEMU paused the guest for a reason (an I/O
+# error, a watchdog, a migration or snapshot in flight) that resuming would hide.
+_PAUSED_BY_USER = ("user", "unknown")
+
+
+def _in_state(action: Action) -> Action:
+    """The action as the domain's state allows (libvirt's virDomainState and its reason):
+    - paused by someone (``virsh suspend``) while the manifest wants it running: resumed;
+    - paused by QEMU (I/O error, watchdog, migration, ...), crashed, PM-suspended by the guest,
+      or shutting down: blocked, saying so; nothing is changed;
+    - shut off with a managed-save image: a start resumes the image with its old
+      configuration, so any change to the definition is blocked until the image is removed;
+    - running but transient (undefined by hand): defined again first. Pure."""
+    have, want = action.live, action.desired
+    assert isinstance(have, LiveVM) and isinstance(want, DesiredVM)
+    me = action.target
+    steps = list(action.steps)
+    wants_running = want.spec.state == PowerState.RUNNING
+    if have.state == "paused" and have.reason in _PAUSED_BY_USER:
+        if wants_running:
+            steps.insert(0, Step(Op.RESUME, me, effect=Effect.LIVE))
+    elif have.state in ("paused", "crashed", "suspended", "shutting down") and wants_running:
+        return replace(action, kind=Kind.BLOCKED,
+                       reason=Reason(Why.DOMAIN_STATE, names=(have.state, have.reason)))
+    if have.managed_save and not have.running and any(
+            s.writes and s.op not in (Op.START, Op.STOP) for s in steps):
+        return replace(action, kind=Kind.BLOCKED, reason=Reason(Why.MANAGED_SAVE))
+    if not have.persistent:
+        steps.insert(0, Step(Op.DEFINE, me, "transient", "persistent"))
+    return replace(action, steps=tuple(steps))
