@@ -190,3 +190,39 @@ def test_a_running_vm_undefined_by_hand_is_defined_again(host, tmp_path):
     assert apply(host, m).code == 0
     assert host.domain(name).isPersistent()
     assert "No changes" in plan(host, m).stdout
+
+
+# --- kind 7: parts of the domain that the manifest governs, diffed in full -----------------------
+
+
+@pytest.mark.parametrize("exposed", [
+    "<graphics type='vnc' port='-1' autoport='yes'><listen type='network' network='{net}'/>"
+    "</graphics>",
+    "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>"
+    "<listen type='address' address='127.0.0.1'/></graphics>"
+    "<graphics type='spice' port='-1' autoport='yes' listen='0.0.0.0'>"
+    "<listen type='address' address='0.0.0.0'/></graphics>",
+])
+def test_a_console_exposed_by_hand_is_drift(host, tmp_path, exposed):
+    from lxml import etree
+
+    m = tmp_path / "m"
+    name = f"{host.prefix}g"
+    net = host.network()
+    write_manifest(m, "g.yaml", vm_manifest(name, state="stopped", extra="graphics: vnc"))
+    assert apply(host, m).code == 0
+    root = etree.fromstring(host.xml(name, inactive=True).encode())
+    devices = root.find("devices")
+    for old in devices.findall("graphics"):
+        devices.remove(old)
+    for element in etree.fromstring(f"<d>{exposed.format(net=net)}</d>"):
+        devices.append(element)
+    host.conn.defineXML(etree.tostring(root, encoding="unicode"))
+    r = plan(host, m, "--detailed-exitcode")
+    assert r.code == 2 and f"~ {name}   graphics vnc" in r.stdout, r.stdout
+    assert apply(host, m).code == 0
+    root = etree.fromstring(host.xml(name, inactive=True).encode())
+    graphics = root.findall("devices/graphics")
+    assert len(graphics) == 1 and graphics[0].get("type") == "vnc"
+    assert {listen.get("address") for listen in graphics[0].iterfind("listen")} == {"127.0.0.1"}
+    assert "No changes" in plan(host, m).stdout

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lxml import etree
@@ -95,6 +95,36 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 UNKNOWN_SIZE = -1  # the volume could not be found or read
+
+
+def read_graphics(devices: etree._Element) -> str:
+    """The graphics a domain has, as a manifest names them: "none", "vnc" or "spice" for one
+    device listening on loopback only; otherwise a value no manifest has, that says what is
+    exposed ("vnc@0.0.0.0", "vnc+spice", "vnc@network default"), so the diff sees it.
+
+    Every <graphics> device counts, and every listen of each: the ``listen`` attribute and
+    each <listen> (type address: its address, none meaning qemu.conf's default 127.0.0.1;
+    type network: the network's address, exposed; socket and none: not on the network)."""
+    shown = []
+    for element in devices.findall("graphics"):
+        kind = element.get("type", "none")
+        exposed = list(dict.fromkeys(_exposed(element)))
+        shown.append(f"{kind}@{','.join(exposed)}" if exposed else kind)
+    if not shown:
+        return "none"
+    return "+".join(shown)
+
+
+def _exposed(element: etree._Element) -> Iterator[str]:
+    listen = element.get("listen")
+    if listen and listen not in LOOPBACK:
+        yield listen
+    for child in element.iterfind("listen"):
+        kind = child.get("type", "address")
+        if kind == "network":
+            yield f"network {child.get('network', '')}".rstrip()
+        elif kind == "address" and child.get("address") and child.get("address") not in LOOPBACK:
+            yield child.get("address", "")
 
 
 def graphics_listen(element: etree._Element) -> str:

@@ -15,16 +15,15 @@ from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import Disk, Nic, PowerState, VMSpec
 from reconciler.core.xml.common import mark_element, memory_bytes, parse, set_mark, sub
 from reconciler.core.xml.devices import (
-    LOOPBACK,
     VolumeKey,
     disk_element,
     edit_disks,
     edit_nics,
     edit_seed,
-    graphics_listen,
     next_target,
     nic_element,
     read_disk,
+    read_graphics,
     read_nic,
     read_seed,
     seed_element,
@@ -143,12 +142,7 @@ def read_spec(
     if devices is not None:
         disks = [d for d in (read_disk(name, e, volumes) for e in devices.iter("disk")) if d]
         nics = [n for n in (read_nic(e) for e in devices.iter("interface")) if n]
-        element = devices.find("graphics")
-        if element is not None:
-            graphics = element.get("type", "none")
-            listen = graphics_listen(element)
-            if listen not in LOOPBACK:
-                graphics = f"{graphics}@{listen}"  # differs from any manifest: diffed and fixed
+        graphics = read_graphics(devices)  # anything exposed differs from every manifest
         cloud_init = read_seed(name, devices, volumes, applied)
     applied_disks = {d.get("name"): d for d in applied.get("disks", []) if isinstance(d, dict)}
     disks = [
@@ -218,11 +212,10 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark,
     edit_disks(devices, root, spec, targets)
     edit_seed(devices, root, spec)
     edit_nics(devices, spec)
-    current_graphics = devices.find("graphics")
-    if (current_graphics.get("type") if current_graphics is not None else "none") != spec.graphics:
-        set_graphics(devices, spec.graphics)  # rebuilt only on change: hand-set options survive
-    elif current_graphics is not None and graphics_listen(current_graphics) not in LOOPBACK:
-        set_graphics(devices, spec.graphics)  # never anything but 127.0.0.1
+    if read_graphics(devices) != spec.graphics:
+        # Rebuilt (one device, on 127.0.0.1 only) when it differs, also in what it exposes;
+        # otherwise left as it is: hand-set options survive.
+        set_graphics(devices, spec.graphics)
     return _to_string(root)
 
 
