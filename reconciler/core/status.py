@@ -23,10 +23,11 @@ class VMStatus:
 
 
 def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
-                waiting: Mapping[str, tuple[str, float]] = {},
+                waiting: Mapping[str, tuple[str, float | None]] = {},
                 suspended: Iterable[str] = ()) -> list[VMStatus]:
     """Each managed or declared VM's status after a run. ``waiting``: name -> (last error,
-    wall-clock time of the next retry) for VMs held back by backoff. ``suspended``: VMs whose
+    wall-clock time of the next retry; None: a permanent error, retried once the manifest or
+    the domain changes) for VMs held back. ``suspended``: VMs whose
     manifest has reconciler/suspend: "true" (suspended whether or not they differ, unless a
     conflict or a refusal says more). Pure."""
     by_name = {r.name: r for r in results}
@@ -36,8 +37,13 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
         result = by_name.get(action.label)
         if action.label in waiting:
             error, retry_at = waiting[action.label]
-            out[action.label] = VMStatus(action.label, "failed", "waiting to retry", manifest,
-                                        error, iso_time(retry_at))
+            if retry_at is None:
+                out[action.label] = VMStatus(
+                    action.label, "failed", "not retried until its manifest or domain changes",
+                    manifest, error)
+            else:
+                out[action.label] = VMStatus(action.label, "failed", "waiting to retry",
+                                            manifest, error, iso_time(retry_at))
         elif action.conflict:
             out[action.label] = VMStatus(action.label, "conflict", reason_text(action), manifest)
         elif action.suspended:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,6 +67,10 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
         self.backoff = Backoff()
+        # A permanent failure is not retried while its inputs stay as they were: name ->
+        # (digest of the manifest and of what was read of the domain, the error).
+        self._stuck: dict[str, tuple[str, str]] = {}
+        self._inputs: dict[str, str] = {}
         self.hv: Libvirt | None = None
         self.ready = False
         self._wake = threading.Event()
@@ -307,7 +312,9 @@ class Daemon:
         else:
             self._problems_backoff.succeeded("manifests")
         now = time.monotonic()
-        runnable = tuple(a for a in plan.actions if not self.backoff.waiting(a.name, now))
+        self._inputs = {a.name: _inputs_key(a, planned.live.read) for a in plan.actions}
+        runnable = tuple(a for a in plan.actions if not self.backoff.waiting(a.name, now)
+                         and self._stuck.get(a.name, ("",))[0] != self._inputs[a.name])
         settings = Settings(parallel=self.options.parallel,
                             commit=gitinfo.head_commit(self.options.path),
                             stop=self._stop.is_set, instance=self.options.instance)
@@ -319,6 +326,8 @@ class Daemon:
         for action, result in zip(runnable, results, strict=True):
             self._account(action, result, now)
         self.backoff.forget_except({a.name for a in plan.actions})
+        self._stuck = {n: v for n, v in self._stuck.items()
+                       if n in self._inputs and v[0] == self._inputs[n]}
         acted = {a.name for a in plan.actions}
         in_sync = [d.spec.name for d in inputs.vms if d.spec.name not in acted]
         self._managed_before = {vm.name: vm.mark.spec_hash for vm in live if vm.mark}
@@ -329,6 +338,13 @@ class Daemon:
         return results, plan, in_sync, len(inputs.problems)
 
     def _account(self, action: Action, result: Result, now: float) -> None:
+        if result.outcome == Outcome.FAILED and not result.retryable:
+            # Retrying the same thing fails the same way: not until the manifest or the
+            # domain changes (then its inputs' digest does).
+            self._stuck[action.name] = (self._inputs.get(action.name, ""), result.message)
+            self.backoff.succeeded(action.name)
+            log.warning("not retried until its manifest or domain changes", vm=action.name)
+            return
         if result.outcome == Outcome.FAILED:
             failure = self.backoff.failed(action.name, result.message, now)
             log.warning("will retry", vm=action.name,
@@ -346,10 +362,14 @@ class Daemon:
         return status.vm_statuses(plan, self._results, self._in_sync, self._waiting(),
                                   self._suspended)
 
-    def _waiting(self) -> dict[str, tuple[str, float]]:
+    def _waiting(self) -> dict[str, tuple[str, float | None]]:
+        """Failed resources held back: the error, and the wall-clock time of the next retry
+        (None: a permanent error, retried once its manifest or domain changes)."""
         now, wall = time.monotonic(), time.time()
-        return {name: (f.error, wall + (f.retry_at - now))
-                for name, f in self.backoff.failures.items()}
+        waiting: dict[str, tuple[str, float | None]] = {
+            name: (f.error, wall + (f.retry_at - now)) for name, f in self.backoff.failures.items()}
+        waiting.update({name: (error, None) for name, (_, error) in self._stuck.items()})
+        return waiting
 
     def _report(self, plan: Plan, results: tuple[Result, ...], in_sync: list[str],
                 problems: int, reason: str, seconds: float) -> None:
@@ -373,6 +393,13 @@ class Daemon:
             self.notifier.send(READY=1, STATUS=summary)
         else:
             self.notifier.send(STATUS=summary)
+
+
+def _inputs_key(action: Action, read: Mapping[str, str]) -> str:
+    """What a retry depends on: the manifest (its spec hash) and what was read of the
+    resource."""
+    spec = action.desired.spec_hash if action.desired is not None else ""
+    return f"{spec}:{read.get(action.name, '')}:{action.kind}"
 
 
 def _is_drift(action: Action, managed_before: dict[str, str]) -> bool:

@@ -226,3 +226,26 @@ def test_a_console_exposed_by_hand_is_drift(host, tmp_path, exposed):
     assert len(graphics) == 1 and graphics[0].get("type") == "vnc"
     assert {listen.get("address") for listen in graphics[0].iterfind("listen")} == {"127.0.0.1"}
     assert "No changes" in plan(host, m).stdout
+
+
+# --- kind 8: storage made in a legacy format -----------------------------------------------------
+
+
+def test_a_qcow2_disk_is_made_in_the_current_format_and_grows_with_a_snapshot(host, tmp_path):
+    import subprocess
+
+    from lxml import etree
+
+    m = tmp_path / "m"
+    name = f"{host.prefix}q"
+    write_manifest(m, "q.yaml", vm_manifest(name, state="stopped",
+                                            disks="- {name: root, size: 64MiB}"))
+    assert apply(host, m).code == 0
+    vol = host.volume(f"{name}-root")
+    assert etree.fromstring(vol.XMLDesc(0).encode()).findtext("target/compat") == "1.1"
+    subprocess.run(["qemu-img", "snapshot", "-c", "before", vol.path()], check=True)
+    write_manifest(m, "q.yaml", vm_manifest(name, state="stopped",
+                                            disks="- {name: root, size: 128MiB}"))
+    r = apply(host, m)
+    assert r.code == 0, r.stdout
+    assert host.volume(f"{name}-root").info()[1] == 128 << 20

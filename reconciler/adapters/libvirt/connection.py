@@ -33,8 +33,12 @@ libvirt.registerErrorHandler(_silence, None)
 
 
 @contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn a libvirtError into NotFoundError, TransientError or PermanentError."""
+def translated(what: str, *, settled: bool = False) -> Iterator[None]:
+    """Turn a libvirtError into NotFoundError, TransientError or PermanentError.
+
+    ``settled``: an internal error is the final word (storage work: qemu-img and the file
+    system say the same again, as "Can't resize a v2 image which has snapshots"); elsewhere
+    an internal error (a busy QEMU monitor) may pass, and is retried."""
     try:
         yield
     except libvirt.libvirtError as exc:
@@ -42,6 +46,8 @@ def translated(what: str) -> Iterator[None]:
         message = f"{what}: {exc.get_error_message() or exc}"
         if code in _NOT_FOUND:
             raise NotFoundError(message) from exc
+        if settled and code == libvirt.VIR_ERR_INTERNAL_ERROR:
+            raise PermanentError(message) from exc
         if code in _TRANSIENT:
             raise TransientError(message) from exc
         raise PermanentError(message) from exc

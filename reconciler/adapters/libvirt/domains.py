@@ -110,7 +110,7 @@ class Domains(Connection):
 
     def block_resize(self, name: str, target: str, size: int) -> None:
         """Grow the running domain's disk ``target`` (vda, ...) to ``size`` bytes."""
-        with translated(f"growing disk {target} of {name}"):
+        with translated(f"growing disk {target} of {name}", settled=True):
             self._dom(name).blockResize(target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
 
     def eject_live(self, name: str, device_xml: str) -> None:

@@ -178,7 +178,9 @@ class Storage(Connection):
         etree.SubElement(root, "allocation").text = "0"  # thin: space is taken as written
         target = etree.SubElement(root, "target")
         etree.SubElement(target, "format", type=fmt)
-        with translated(f"creating volume {name} in pool {pool}"):
+        if fmt == "qcow2":  # the current format (v3): libvirt's default, 0.10 (v2), cannot
+            etree.SubElement(target, "compat").text = "1.1"  # resize with internal snapshots
+        with translated(f"creating volume {name} in pool {pool}", settled=True):
             storage = self.conn.storagePoolLookupByName(pool)
             if backing:
                 try:
@@ -228,18 +230,18 @@ class Storage(Connection):
 
     def resize_volume(self, pool: str, name: str, capacity: int) -> None:
         """Grow the volume to ``capacity`` bytes."""
-        with translated(f"resizing volume {name} in pool {pool}"):
+        with translated(f"resizing volume {name} in pool {pool}", settled=True):
             vol = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
             vol.resize(capacity, 0)
 
     def delete_volume(self, pool: str, name: str) -> None:
-        with translated(f"deleting volume {name} in pool {pool}"):
+        with translated(f"deleting volume {name} in pool {pool}", settled=True):
             self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
 
     def upload_volume(self, pool: str, name: str, data: bytes) -> None:
         """Make ``name`` a raw volume holding exactly ``data``, sent through libvirt's storage
         stream API (so it works on a remote host too). A volume of another size is replaced."""
-        with translated(f"uploading volume {name} to pool {pool}"):
+        with translated(f"uploading volume {name} to pool {pool}", settled=True):
             storage = self.conn.storagePoolLookupByName(pool)
             try:
                 vol = storage.storageVolLookupByName(name)

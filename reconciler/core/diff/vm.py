@@ -188,9 +188,10 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
                             live=have))
 
 
-# Paused states that only a person should end: QEMU paused the guest for a reason (an I/O
-# error, a watchdog, a migration or snapshot in flight) that resuming would hide.
-_PAUSED_BY_USER = ("user", "unknown")
+# The one paused state the tool ends itself: paused by someone (virsh suspend). QEMU pauses a
+# guest for reasons (an I/O error, a watchdog, a KVM internal error: "unknown", a migration or
+# snapshot in flight) that resuming would hide, or that resuming cannot end.
+_PAUSED_BY_USER = ("user",)
 
 
 def _in_state(action: Action) -> Action:
