@@ -66,6 +66,8 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     disks = _disks(name, spec, disk_elements, applied, notes)
     networks = _networks(spec.nics, nic_elements, applied, managed=mark is not None, notes=notes)
     graphics = _graphics(spec, devices, notes)
+    notes += _memory(spec)
+    notes.append(_kept(root))
 
     metadata: dict[str, object] = {"name": name}
     if mark is None:
@@ -100,6 +102,54 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     manifest: dict[str, object] = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
                                    "metadata": metadata, "spec": body}
     return Exported(name, manifest, tuple(n for n in notes if n))
+
+
+# What a manifest governs of a domain; everything else is kept as it is, and export says so.
+_GOVERNED = frozenset({"name", "uuid", "title", "description", "metadata", "memory",
+                       "currentMemory", "vcpu", "vcpus", "os", "devices"})
+_GOVERNED_DEVICES = frozenset({"disk", "interface", "graphics"})
+# Of a NIC, the manifest governs its source, MAC and model.
+_GOVERNED_NIC = frozenset({"source", "mac", "model", "target", "alias", "address", "boot"})
+
+
+def _kept(root: etree._Element) -> str:
+    """Every element of the domain a manifest does not govern: kept as it is by adoption and
+    by every later change (counted by name, in document order)."""
+    counts: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        counts[name] = counts.get(name, 0) + 1
+
+    for element in root:
+        if isinstance(element.tag, str) and element.tag not in _GOVERNED:
+            count(f"<{element.tag}>")
+    for element in root.iterfind("devices/*"):
+        if isinstance(element.tag, str) and element.tag not in _GOVERNED_DEVICES:
+            count(f"<{element.tag}>")
+    for nic in root.iterfind("devices/interface"):
+        for child in nic:
+            if isinstance(child.tag, str) and child.tag not in _GOVERNED_NIC:
+                count(f"interface <{child.tag}>")
+    if not counts:
+        return ""
+    listed = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items())
+    return f"kept as they are (a manifest does not govern them): {listed}."
+
+
+def _memory(spec: VMSpec) -> list[str]:
+    """Why a domain's memory cannot be written in a manifest, if it cannot."""
+    out = []
+    for field, size in (("memory", spec.memory), ("maxMemory", spec.max_memory)):
+        if size < 16 << 20:
+            out.append(f"{field} {format_bytes(size)} is below the 16MiB a manifest allows: the "
+                       "manifest does not validate; raise the domain's memory first, then "
+                       "export it again.")
+        elif size % (1 << 20):
+            out.append(f"{field} {format_bytes(size)} is not a whole number of MiB, which a "
+                       "manifest requires (libvirt rounds it up when the VM starts): set it to "
+                       "whole MiB first (virsh setmaxmem / setmem --config), then export "
+                       "it again.")
+    return out
 
 
 def to_yaml(exported: Exported) -> str:

@@ -249,3 +249,107 @@ def test_a_qcow2_disk_is_made_in_the_current_format_and_grows_with_a_snapshot(ho
     r = apply(host, m)
     assert r.code == 0, r.stdout
     assert host.volume(f"{name}-root").info()[1] == 128 << 20
+
+
+# --- kind 10: adoption of real-world domains -----------------------------------------------------
+
+VIRT_INSTALL = """<domain type='kvm'>
+  <name>{name}</name>
+  <metadata>
+    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+      <libosinfo:os id="http://debian.org/debian/12"/>
+    </libosinfo:libosinfo>
+  </metadata>
+  <memory unit='KiB'>65536</memory>
+  <currentMemory unit='KiB'>65536</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/><apic/><vmport state='off'/></features>
+  <cpu mode='host-passthrough' check='none' migratable='on'/>
+  <clock offset='utc'>
+    <timer name='rtc' tickpolicy='catchup'/><timer name='hpet' present='no'/>
+  </clock>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <pm><suspend-to-mem enabled='no'/><suspend-to-disk enabled='no'/></pm>
+  <devices>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2' discard='unmap'/>
+      <source pool='default' volume='{name}-root'/>
+      <target dev='vda' bus='virtio'/>
+      <boot order='2'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <target dev='sda' bus='sata'/>
+      <readonly/>
+      <boot order='1'/>
+    </disk>
+    <interface type='network'>
+      <mac address='52:54:00:6b:3c:58'/>
+      <source network='{net}'/>
+      <model type='virtio'/>
+      <mtu size='1400'/>
+      <boot order='3'/>
+    </interface>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <input type='tablet' bus='usb'/>
+    <graphics type='vnc' port='-1' autoport='yes'>
+      <listen type='address' address='127.0.0.1'/>
+    </graphics>
+    <video><model type='virtio' heads='1' primary='yes'/></video>
+    <memballoon model='virtio'/>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  </devices>
+</domain>"""
+
+
+def _comparable(xml: str, *, drop: tuple[str, ...] = ()) -> str:
+    """The domain XML without the tool's mark (and without ``drop``), canonical."""
+    from lxml import etree
+
+    root = etree.fromstring(xml.encode(), etree.XMLParser(remove_blank_text=True))
+    for mark in root.findall("metadata/{https://reconciler.dev/xmlns/domain/v1}vm"):
+        mark.getparent().remove(mark)
+    for path in drop:
+        for element in root.findall(path):
+            element.getparent().remove(element)
+    devices = root.find("devices")  # libvirt orders controllers itself on each define
+    children = sorted(devices, key=lambda e: etree.tostring(e, method="c14n"))
+    for child in children:
+        devices.append(child)
+    return etree.tostring(root, method="c14n").decode()
+
+
+def test_a_virt_install_domain_is_adopted_and_changed_touching_nothing_else(host, tmp_path):
+    name = f"{host.prefix}vi"
+    net = host.network()
+    pool = host.conn.storagePoolLookupByName("default")
+    pool.createXML(f"<volume><name>{name}-root</name><capacity>{64 << 20}</capacity>"
+                   "<target><format type='qcow2'/></target></volume>", 0)
+    host.conn.defineXML(VIRT_INSTALL.format(name=name, net=net))
+    before = host.xml(name, inactive=True)
+    r = run_cli("export", "--connect", host.uri, name)
+    assert r.code == 0, r.stderr
+    assert "kept as they are (a manifest does not govern them):" in r.stdout
+    for kept in ("<cpu>", "<clock>", "<pm>", "<channel>", "<rng>", "interface <mtu>"):
+        assert kept in r.stdout, r.stdout
+    m = tmp_path / "m"
+    write_manifest(m, "vi.yaml", r.stdout)
+    assert run_cli("validate", m).code == 0
+    r = apply(host, m)
+    assert r.code == 0 and f"~ {name}   adopt" in r.stdout, r.stdout
+    assert _comparable(host.xml(name, inactive=True)) == _comparable(before)
+    # A memory-only change touches memory only: no <os><boot> beside the per-device ones
+    # (libvirt would refuse the definition), no new vCPU layout.
+    text = (m / "vi.yaml").read_text().replace("memory: 64MiB", "memory: 128MiB")
+    write_manifest(m, "vi.yaml", text)
+    r = apply(host, m)
+    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout
+    after = host.xml(name, inactive=True)
+    assert "<memory unit='KiB'>131072</memory>" in after
+    drop = ("memory", "currentMemory")
+    import difflib
+    a, b = (_comparable(x, drop=drop).replace("><", ">\n<").splitlines() for x in (before, after))
+    assert a == b, "\n".join(difflib.unified_diff(a, b, lineterm="", n=1))

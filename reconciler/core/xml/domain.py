@@ -49,7 +49,7 @@ def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
     os_element = sub(root, "os")
     sub(os_element, "type", "hvm", arch="x86_64")
     _set_firmware(os_element, spec.firmware)
-    _set_boot(os_element, spec.boot)
+    _set_boot(root, os_element, spec.boot)
     # No boot device: halt instead of rebooting forever and burning a core.
     sub(os_element, "bios", rebootTimeout="-1")
     features = sub(root, "features")
@@ -100,10 +100,33 @@ def _set_firmware(os_element: etree._Element, firmware: str) -> None:
                 os_element.remove(old)
 
 
-def _set_boot(os_element: etree._Element, boot: tuple[str, ...]) -> None:
-    current = tuple(b.get("dev") for b in os_element.findall("boot"))
-    if current == boot:
+# A device's per-device <boot order=N/> as the boot device names of <os><boot dev=.../>.
+_BOOT_DEV = {"disk": "hd", "cdrom": "cdrom", "floppy": "fd", "interface": "network"}
+
+
+def read_boot(root: etree._Element) -> tuple[str, ...]:
+    """The boot order: <os><boot dev=...> elements, or else the devices' own <boot order=N>
+    (virt-install writes those; libvirt refuses both kinds in one domain), as boot device
+    names in order; libvirt's default ("hd") when neither is there."""
+    named = tuple(b.get("dev", "hd") for b in root.iterfind("os/boot"))
+    if named:
+        return named
+    ordered = []
+    for element in root.iterfind("devices/*[boot]"):
+        kind = element.get("device", "disk") if element.tag == "disk" else element.tag
+        order = element.find("boot").get("order", "")
+        if kind in _BOOT_DEV and order.isdigit():
+            ordered.append((int(order), _BOOT_DEV[kind]))
+    return tuple(dict.fromkeys(dev for _, dev in sorted(ordered))) or ("hd",)
+
+
+def _set_boot(root: etree._Element, os_element: etree._Element,
+              boot: tuple[str, ...]) -> None:
+    """The boot order as ``boot`` says, left as it is (per device too) when it already is."""
+    if read_boot(root) == boot:
         return
+    for element in root.iterfind("devices/*/boot"):  # never beside <os><boot> (libvirt)
+        element.getparent().remove(element)
     for old in os_element.findall("boot"):
         os_element.remove(old)
     anchor = os_element.find("nvram")
@@ -166,7 +189,7 @@ def read_spec(
         nics=tuple(nics),
         graphics=graphics,
         firmware=_read_firmware(root),
-        boot=tuple(b.get("dev", "hd") for b in root.iterfind("os/boot")) or ("hd",),
+        boot=read_boot(root),
         cloud_init=cloud_init,
         description=root.findtext("description") or "",
     )
@@ -200,14 +223,18 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark,
         root.find("memory").addnext(current)
     current.text, current.attrib["unit"] = str(spec.memory // 1024), "KiB"
     vcpu = root.find("vcpu")
-    vcpu.text = str(spec.max_vcpus)
-    vcpu.set("current", str(spec.vcpus))
-    _set_vcpus(root, spec)
+    counts = (int(vcpu.get("current", vcpu.text or "1")), int(vcpu.text or "1"))
+    if counts != (spec.vcpus, spec.max_vcpus):
+        # Only a change of the counts rewrites the vCPUs (and their hot-plug layout): an
+        # adopted domain's own <vcpus> stays as it is through any other change.
+        vcpu.text = str(spec.max_vcpus)
+        vcpu.set("current", str(spec.vcpus))
+        _set_vcpus(root, spec)
     os_element = root.find("os")
     if os_element is not None:
         if _read_firmware(root) != spec.firmware:
             _set_firmware(os_element, spec.firmware)
-        _set_boot(os_element, spec.boot)
+        _set_boot(root, os_element, spec.boot)
     devices = root.find("devices")
     edit_disks(devices, root, spec, targets)
     edit_seed(devices, root, spec)
