@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from reconciler.adapters import cache
+from reconciler.adapters import cache, files
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
@@ -81,7 +82,12 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
-                    allow_empty=source.allow_empty, single_file=source.path.is_file())
+                    allow_empty=source.allow_empty, single_file=source.path.is_file(),
+                    storage_roots=source.storage_roots)
+    if _local(hv.uri):  # the host's file system is this machine's: symbolic links resolved
+        paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
+                 *(p.config.path for p in live.pools if p.config.path)]
+        live = replace(live, real_paths=files.real_paths(paths))
     key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
                         infra_text(live).encode(), repr(guards).encode(),
                         source.instance.encode())
@@ -113,3 +119,8 @@ def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result,
         return planned, results
     fresh = make_plan(source, hv, memo=memo, every_size=True)
     return fresh, observed(planned.plan, results, fresh.plan)
+
+
+def _local(uri: str) -> bool:
+    """A URI of this machine's libvirt (no host part): qemu:///system, test:///default."""
+    return urlsplit(uri).hostname in (None, "", "localhost")

@@ -4,6 +4,7 @@ this."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.core.errors import Problem
@@ -107,3 +108,8 @@ def _below(path: str, folder: str) -> str | None:
     alike), else None."""
     inside = folder if folder.endswith(os.sep) else folder + os.sep
     return path[len(inside):] if path.startswith(inside) else None
+
+
+def real_paths(paths: Iterable[str]) -> dict[str, str]:
+    """Each path with its symbolic links resolved (as far as they exist), on this machine."""
+    return {path: os.path.realpath(path) for path in paths}

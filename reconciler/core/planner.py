@@ -29,6 +29,8 @@ class LiveState:
     # Volumes, who uses them, and details of the pools the plan touches; None: storage was
     # not observed (plans computed from tables): nothing is resolved against it.
     storage: StorageView | None = field(default=None, compare=False, repr=False)
+    # Path -> the path with its symbolic links resolved on the host (a local connection).
+    real_paths: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
@@ -42,7 +44,8 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     hold = held_back(guards, desired_empty=not (inputs.vms or inputs.networks or inputs.pools))
     infra = [
         *pool_diff.plan(inputs.pools, live.pools, instance=instance, vms=staying,
-                        wanted_vms=inputs.vms, hold=hold),
+                        wanted_vms=inputs.vms, hold=hold, roots=guards.storage_roots,
+                        real_paths=live.real_paths),
         *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
                            wanted_vms=inputs.vms, hold=hold),
     ]

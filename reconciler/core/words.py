@@ -61,6 +61,8 @@ def field_name(step: Step) -> str:
     target = step.target
     if target.part == Part.FIELD:
         return target.key
+    if step.op == Op.DEFINE and target.resource == Resource.POOL:
+        return "path"
     part = {Part.DISK: f"disk {target.key}", Part.NIC: f"nic {target.key}".rstrip(),
             Part.SEED: "cloudInit"}.get(target.part)
     if part is None:
@@ -178,6 +180,17 @@ def _refusal(step: Step) -> str:
     """Why a step cannot be done, from what was observed before the plan."""
     new, old = step.new, step.old
     vm = step.target.name
+    if step.cause == Cause.OUTSIDE_ROOTS:
+        return (f"its real path {new} is below no storage root ({', '.join(step.names)}); "
+                "a symbolic link must not lead a pool out of them: name a directory below "
+                "a root, or add a root (storageRoots in the host's config)")
+    if step.cause == Cause.PATH_TAKEN:
+        return (f"pool {step.names[0]} already has the directory {step.names[1]}; one "
+                "directory holds one pool")
+    if step.cause == Cause.PATH_NESTED:
+        return (f"{new} and the directory of pool {step.names[0]} ({step.names[1]}) lie one "
+                "inside the other: each pool would list the other's files as its volumes; "
+                "put pools side by side (see storageRoots in the README)")
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
         return (f"network {new.network} does not exist; declare it (kind: Network) or create "
                 "it on the host")

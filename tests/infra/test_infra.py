@@ -3,9 +3,11 @@ real libvirtd."""
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, vm_manifest, write_manifest
 
 
@@ -133,17 +135,30 @@ def test_a_network_made_by_hand_is_a_conflict(testdrv, prefix, tmp_path):
 # --- the real libvirtd --------------------------------------------------------------------------
 
 
-def test_network_and_pool_on_libvirtd(host, tmp_path):
+@pytest.fixture
+def pool_root(host, tmp_path):  # type: ignore[no-untyped-def]
+    """A storage root beside the `default` pool's directory (never inside it: its volumes
+    would be listed by both pools), and a config that allows it."""
+    root = Path(f"/var/lib/libvirt/{host.prefix}pools")
+    root.mkdir()
+    (tmp_path / "config.yaml").write_text(f"storageRoots: [{root}]\n")
+    yield root
+    host.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_network_and_pool_on_libvirtd(host, tmp_path, pool_root):
     m = tmp_path / "m"
     net, pool, vm = f"{host.prefix}net", f"{host.prefix}pool", f"{host.prefix}vm"
-    path = f"/var/lib/libvirt/images/{pool}"
+    path = f"{pool_root}/{pool}"
+    config = ("--config", tmp_path / "config.yaml")
     bridge = f"rb{host.prefix[1:7]}"
     write_manifest(m, "net.yaml", network_manifest(net, f"bridge: {bridge}"))
     write_manifest(m, "pool.yaml", pool_manifest(pool, path))
     write_manifest(m, "vm.yaml", vm_manifest(
         vm, networks=f"- network: {net}", disks=f"- {{name: root, size: 16MiB, pool: {pool}}}"))
     state = tmp_path / "state"
-    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
+    r = run_cli("apply", "--yes", *config, "--connect", host.uri, "--state-dir", state, m)
     assert r.code == 0, r.stdout + r.stderr
     network = host.conn.networkLookupByName(net)
     assert network.isActive() and network.autostart()
@@ -152,12 +167,12 @@ def test_network_and_pool_on_libvirtd(host, tmp_path):
     assert storage.isActive() and Path(path).is_dir()
     assert host.volume(f"{vm}-root", pool) is not None
     assert host.domain(vm).isActive()
-    r = run_cli("plan", "--detailed-exitcode", "--connect", host.uri, m)
+    r = run_cli("plan", *config, "--detailed-exitcode", "--connect", host.uri, m)
     assert r.code == 0, r.stdout
 
     # A Network used by a VM is not destroyed when its manifest goes.
     (m / "net.yaml").unlink()
-    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
+    r = run_cli("apply", "--yes", *config, "--connect", host.uri, "--state-dir", state, m)
     assert r.code == 1
     assert f"still used by {vm}" in r.stdout
     assert host.conn.networkLookupByName(net).isActive()
@@ -171,3 +186,38 @@ def test_libvirt_default_pool_is_never_claimed(host, tmp_path):
     r = run_cli("plan", "--connect", host.uri, tmp_path / "m")
     assert "! pool/default" in r.stdout and "conflict" in r.stdout
     assert host.conn.storagePoolLookupByName("default").isActive()
+
+
+def test_pool_paths_are_checked_on_the_host(host, tmp_path, pool_root):
+    """A pool inside another pool's directory, on a directory another pool has, or led out of
+    the storage roots by a symbolic link, is blocked at plan time; nothing is made for it."""
+    config = ("--config", tmp_path / "config.yaml")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (pool_root / "link").symlink_to(outside)
+    taken = f"{host.prefix}taken"
+    host.conn.storagePoolDefineXML(f"<pool type='dir'><name>{taken}</name><target><path>"
+                                   f"{pool_root}/t</path></target></pool>", 0)
+    m = tmp_path / "m"
+    write_manifest(m, "a.yaml", pool_manifest(f"{host.prefix}a", f"{pool_root}/link"))
+    write_manifest(m, "b.yaml", pool_manifest(f"{host.prefix}b", f"{pool_root}/t"))
+    write_manifest(m, "c.yaml", pool_manifest(f"{host.prefix}c", f"{pool_root}/t/inner"))
+    r = run_cli("plan", *config, "--connect", host.uri, m)
+    assert f"! pool/{host.prefix}a   blocked: its real path {outside} is below no storage root" \
+        in r.stdout, r.stdout
+    assert (f"! pool/{host.prefix}b   blocked: pool {taken} already has the directory "
+            f"{pool_root}/t" in r.stdout)
+    assert f"! pool/{host.prefix}c   blocked: {pool_root}/t/inner and the directory of pool " \
+        in r.stdout
+    r = run_cli("apply", "--yes", *config, "--connect", host.uri, "--state-dir",
+                tmp_path / "state", m)
+    assert r.code == 1
+    names = {p.name() for p in host.conn.listAllStoragePools(0)}
+    assert not names & {f"{host.prefix}a", f"{host.prefix}b", f"{host.prefix}c"}
+    # The default configuration's root is the `default` pool's own directory: a pool in it
+    # would be nested, and says so.
+    write_manifest(tmp_path, "d/d.yaml", pool_manifest(f"{host.prefix}d",
+                                                       f"/var/lib/libvirt/images/{host.prefix}d"))
+    r = run_cli("plan", "--connect", host.uri, tmp_path / "d")
+    assert "and the directory of pool default (/var/lib/libvirt/images) lie one inside" \
+        in r.stdout, r.stdout

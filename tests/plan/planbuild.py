@@ -73,6 +73,7 @@ A case with ``storage`` is planned whole too, its storage resolved against what 
       users: {default/web-01-data: [other-vm]}  # domains whose disks name the volume
       files: {/img/base: [vm-c]}                # domains whose disks name the file
       networks: [default]   # networks on the host (active); default: [default]
+    real_paths: {/var/lib/libvirt/pools/link: /tmp/x}  # paths with symbolic links resolved
 """
 
 from __future__ import annotations
@@ -255,12 +256,15 @@ def _run_whole(case: dict[str, Any]) -> Plan:
     networks, pools = case.get("networks", {}), case.get("pools", {})
     net_by_name = {e["name"]: e for e in networks.get("desired", [])}
     pool_by_name = {e["name"]: e for e in pools.get("desired", [])}
-    guards = Guards(**case.get("guards", {}))
+    given = dict(case.get("guards", {}))
+    if "storage_roots" in given:
+        given["storage_roots"] = tuple(given["storage_roots"])
+    guards = Guards(**given)
     inputs = Validated(
         vms=tuple(desired_vm(e) for e in vm_entries),
         problems=(),
         networks=tuple(desired_network(e) for e in net_by_name.values()),
-        pools=tuple(desired_pool(e) for e in pool_by_name.values()),
+        pools=tuple(desired_pool(e, guards.storage_roots) for e in pool_by_name.values()),
     )
     live = planner.LiveState(
         vms=tuple(live_vm(e, vm_by_name) for e in case.get("live", [])),
@@ -268,6 +272,7 @@ def _run_whole(case: dict[str, Any]) -> Plan:
                        for e in networks.get("live", [])),
         pools=tuple(live_pool(e, pool_by_name, instance) for e in pools.get("live", [])),
         storage=storage_view(case),
+        real_paths=case.get("real_paths", {}),
     )
     if live.storage is not None:  # the storage's pools and networks exist on the host
         named = {p.name for p in live.pools}

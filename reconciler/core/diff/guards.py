@@ -19,6 +19,9 @@ class Guards:
     single_file: bool = False  # PATH is one manifest file, not the whole directory
     max_destroy: int = defaults.MAX_DESTROY
     allow_empty: bool = False
+    # Where StoragePool paths may lie (the host's config), checked again at plan time on the
+    # real paths (symbolic links resolved).
+    storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
 
 
 DEFAULT_GUARDS = Guards()

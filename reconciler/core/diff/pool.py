@@ -3,19 +3,42 @@ clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from reconciler.core.diff.guards import removal, users
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Action, Effect, Kind, Op, Reason, Resource, Step, Target, Why
+from reconciler.core.plan import (
+    Action,
+    Cause,
+    Effect,
+    Kind,
+    Op,
+    Reason,
+    Resource,
+    Step,
+    Target,
+    Why,
+)
 
 
 def plan(desired: Iterable[DesiredPool], live: Iterable[LivePool], *, instance: str,
          vms: Iterable[LiveVM], wanted_vms: Iterable[DesiredVM],
-         hold: Reason | None) -> list[Action]:
+         hold: Reason | None, roots: Sequence[str] = (),
+         real_paths: Mapping[str, str] | None = None) -> list[Action]:
     """Create, update, remove (or block) storage pools. A pool is ours when it holds the
-    marker volume of ``instance`` (an inactive pool cannot be asked). Pure."""
+    marker volume of ``instance`` (an inactive pool cannot be asked).
+
+    A new pool's real path (``real_paths``: path -> the path with its symbolic links
+    resolved on the host, where known) must lie below a real storage root (``roots``; none
+    given: not checked), and neither hold, nor lie inside, another pool's directory (whose
+    volumes would then show up in both). Pure."""
+    desired = tuple(desired)
+    live = tuple(live)
+    real = dict(real_paths or {})
+    taken = [(p.name, real.get(p.config.path, p.config.path)) for p in live if p.config.path]
+    taken += [(d.spec.name, real.get(d.spec.path, d.spec.path)) for d in desired]
     live_by_name = {p.name: p for p in live}
     used = users(vms, wanted_vms, lambda spec: [d.pool for d in spec.disks])
     actions = []
@@ -23,7 +46,9 @@ def plan(desired: Iterable[DesiredPool], live: Iterable[LivePool], *, instance: 
         target = Target(Resource.POOL, want.spec.name)
         have = live_by_name.pop(want.spec.name, None)
         if have is None:
-            actions.append(create(want))
+            action = create(want)
+            refusal = _placement(want, target, real, roots, taken)
+            actions.append(replace(action, steps=(refusal, *action.steps)) if refusal else action)
             continue
         if not have.active and have.owner is None:
             actions.append(Action(Kind.BLOCKED, target, reason=Reason(Why.POOL_INACTIVE),
@@ -50,6 +75,28 @@ def plan(desired: Iterable[DesiredPool], live: Iterable[LivePool], *, instance: 
         actions.append(removal(Target(Resource.POOL, have.name), have, used.get(have.name),
                                hold))
     return actions
+
+
+def _placement(want: DesiredPool, target: Target, real: Mapping[str, str],
+               roots: Sequence[str], taken: Sequence[tuple[str, str]]) -> Step | None:
+    """Why a new pool cannot be where its manifest puts it, as a refused step, or None."""
+    path = real.get(want.spec.path, want.spec.path)
+    refused = Step(Op.DEFINE, target, None, path, Effect.REFUSED)
+    real_roots = [real.get(r, r) for r in roots]
+    if real_roots and not any(_below(path, root) for root in real_roots):
+        return replace(refused, cause=Cause.OUTSIDE_ROOTS, names=tuple(real_roots))
+    for name, other in taken:
+        if name == want.spec.name:
+            continue
+        if other == path:
+            return replace(refused, cause=Cause.PATH_TAKEN, names=(name, other))
+        if _below(path, other) or _below(other, path):
+            return replace(refused, cause=Cause.PATH_NESTED, names=(name, other))
+    return None
+
+
+def _below(path: str, folder: str) -> bool:
+    return path != folder and path.startswith(folder.rstrip("/") + "/")
 
 
 def create(want: DesiredPool) -> Action:
