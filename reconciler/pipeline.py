@@ -32,9 +32,11 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
     seen = hv.read_observed(expected, memo)
     pools = hv.read_raw_pools()
     storage = StorageView({p.name: frozenset(p.volumes) for p in pools if p.active},
-                          seen.users, seen.file_users)
+                          seen.users, seen.file_users,
+                          available={p.name: p.available for p in pools if p.active})
     return LiveState(owned_view(seen.vms, instance), hv.read_networks(),
-                     tuple(observe.live_pool(p) for p in pools), seen.read, storage)
+                     tuple(observe.live_pool(p) for p in pools), seen.read, storage,
+                     free_memory=hv.free_memory())
 
 
 def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:

@@ -147,6 +147,8 @@ class Cause(StrEnum):
     OUTSIDE_ROOTS = "outside roots"  # a pool's real path is below no storage root; names: roots
     PATH_TAKEN = "path taken"  # another pool has this directory; names: (pool, path)
     PATH_NESTED = "path nested"  # inside another pool's directory, or holding one
+    NO_SPACE = "no space"  # names: (pool, bytes needed so far, bytes free in the pool)
+    NO_MEMORY = "no memory"  # names: (bytes the VMs started so far need, bytes free)
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

@@ -31,6 +31,8 @@ class LiveState:
     storage: StorageView | None = field(default=None, compare=False, repr=False)
     # Path -> the path with its symbolic links resolved on the host (a local connection).
     real_paths: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The host's free memory in bytes (None: unknown): VMs to start must fit in it.
+    free_memory: int | None = field(default=None, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
@@ -55,7 +57,8 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
     plan = Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
     return resolve(plan, live.storage, pools=live.pools,
-                   networks=[n.name for n in live.networks if n.active])
+                   networks=[n.name for n in live.networks if n.active],
+                   free_memory=live.free_memory)
 
 
 def _infra_digest(live: LiveState) -> str:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
-from reconciler.core.model.vm import Disk, Nic, volume_name
+from reconciler.core.model.vm import DesiredVM, Disk, Nic, VolumeInfo, volume_name
 from reconciler.core.plan import (
     Action,
     Cause,
@@ -52,7 +52,7 @@ def needs(plan: Plan) -> frozenset[str]:
 
 
 def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool],
-            networks: Iterable[str]) -> Plan:
+            networks: Iterable[str], free_memory: int | None = None) -> Plan:
     """``plan`` with its storage decided and its references checked against ``storage`` and
     the live ``pools`` and ``networks`` (names); with ``storage`` None (nothing observed, as in
     the plan case tables), ``plan`` as it is. Pure."""
@@ -64,7 +64,61 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
                      if isinstance(a.desired, DesiredNetwork) and a.kind != Kind.BLOCKED}
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets})
-    return replace(plan, actions=tuple(known.action(a) for a in plan.actions))
+    actions = tuple(known.action(a) for a in plan.actions)
+    return replace(plan, actions=_capacity(actions, storage.available, free_memory))
+
+
+def _capacity(actions: Iterable[Action], available: Mapping[str, int],
+              free_memory: int | None) -> tuple[Action, ...]:
+    """New and grown volumes against each pool's free bytes, and the VMs to start against the
+    host's free memory (each at its maxMemory, which QEMU starts it with), in plan order:
+    what does not fit is refused, with the numbers. A pool or host that says nothing is not
+    checked. Volumes are thin: this keeps a pool from being promised more than it has."""
+    used: dict[str, int] = {}
+    memory = 0
+    out = []
+    for action in actions:
+        if action.resource != Resource.VM or not action.writes:
+            out.append(action)
+            continue
+        steps = []
+        for step in action.steps:
+            grows = _growth(action, step)
+            if grows and step.writes:
+                pool, size = grows
+                if pool in available and used.get(pool, 0) + size > available[pool]:
+                    needed = used.get(pool, 0) + size
+                    step = replace(step, effect=Effect.REFUSED, cause=Cause.NO_SPACE,
+                                   names=(pool, str(needed), str(available[pool])))
+                else:
+                    used[pool] = used.get(pool, 0) + size
+            if step.op == Op.START and step.writes and free_memory is not None and isinstance(
+                    action.desired, DesiredVM):
+                need = action.desired.spec.max_memory
+                if memory + need > free_memory:
+                    step = replace(step, effect=Effect.REFUSED, cause=Cause.NO_MEMORY,
+                                   names=(str(memory + need), str(free_memory)))
+                else:
+                    memory += need
+            steps.append(step)
+        out.append(replace(action, steps=tuple(steps)))
+    return tuple(out)
+
+
+def _growth(action: Action, step: Step) -> tuple[str, int] | None:
+    """(pool, bytes) a step adds to a pool: a new volume's size, a reused or grown one's
+    growth."""
+    if step.op == Op.CREATE_VOLUME and isinstance(step.new, Disk):
+        return step.new.pool, step.new.size
+    if step.op == Op.REUSE_VOLUME and isinstance(step.new, Disk):
+        have = step.old.capacity if isinstance(step.old, VolumeInfo) else 0
+        return step.new.pool, max(0, step.new.size - have)
+    if (step.op == Op.GROW_VOLUME and isinstance(step.old, int) and isinstance(step.new, int)
+            and isinstance(action.desired, DesiredVM)):
+        pool = next((d.pool for d in action.desired.spec.disks if d.name == step.target.key),
+                    None)
+        return (pool, step.new - step.old) if pool else None
+    return None
 
 
 class _Known:

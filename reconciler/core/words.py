@@ -167,6 +167,17 @@ def reuse_text(step: Step) -> str:
     return f"volume {volume} reused"
 
 
+def _about(size: int) -> str:
+    """A size as people read a free-space figure: exact when it is whole, else one decimal."""
+    exact = format_bytes(size)
+    if not exact.endswith("B") or exact.endswith("iB"):
+        return exact
+    for suffix, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.1f}{suffix}"
+    return exact
+
+
 def _users(names: tuple[str, ...]) -> str:
     """"is a disk of web-01", "backs volume default/child-root", or both."""
     volumes = [n.removeprefix("volume ") for n in names if n.startswith("volume ")]
@@ -191,6 +202,16 @@ def _refusal(step: Step) -> str:
         return (f"{new} and the directory of pool {step.names[0]} ({step.names[1]}) lie one "
                 "inside the other: each pool would list the other's files as its volumes; "
                 "put pools side by side (see storageRoots in the README)")
+    if step.cause == Cause.NO_SPACE and len(step.names) == 3:
+        pool, needed, free = step.names
+        return (f"pool {pool} has {_about(int(free))} free, and the disks this plan "
+                f"creates or grows there need {_about(int(needed))}; free space in the "
+                "pool, or put the disk in another pool")
+    if step.cause == Cause.NO_MEMORY and len(step.names) == 2:
+        needed, free = step.names
+        return (f"the host has {_about(int(free))} of memory free, and the VMs this plan "
+                f"starts need {_about(int(needed))} (each its maxMemory); stop a VM or "
+                "lower maxMemory")
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
         return (f"network {new.network} does not exist; declare it (kind: Network) or create "
                 "it on the host")

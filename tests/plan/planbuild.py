@@ -74,6 +74,9 @@ A case with ``storage`` is planned whole too, its storage resolved against what 
       files: {/img/base: [vm-c]}                # domains whose disks name the file
       networks: [default]   # networks on the host (active); default: [default]
     real_paths: {/var/lib/libvirt/pools/link: /tmp/x}  # paths with symbolic links resolved
+    free_memory: 1GiB       # the host's memory free for new guests (default: not known)
+
+and under ``storage``, ``available: {default: 10GiB}``: a pool's free bytes.
 """
 
 from __future__ import annotations
@@ -235,7 +238,8 @@ def storage_view(case: dict[str, Any]) -> StorageView | None:
         pool_volumes={pool: frozenset(v.name for v in vols) for pool, vols in details.items()},
         users={tuple(k.split("/", 1)): tuple(v) for k, v in given.get("users", {}).items()},
         file_users={k: tuple(v) for k, v in given.get("files", {}).items()},
-        details=details)
+        details=details,
+        available={k: parse_quantity(v) for k, v in given.get("available", {}).items()})
 
 
 def run_case(case: dict[str, Any]) -> Plan:
@@ -273,6 +277,7 @@ def _run_whole(case: dict[str, Any]) -> Plan:
         pools=tuple(live_pool(e, pool_by_name, instance) for e in pools.get("live", [])),
         storage=storage_view(case),
         real_paths=case.get("real_paths", {}),
+        free_memory=parse_quantity(case["free_memory"]) if "free_memory" in case else None,
     )
     if live.storage is not None:  # the storage's pools and networks exist on the host
         named = {p.name for p in live.pools}

@@ -78,6 +78,20 @@ class Connection:
         with contextlib.suppress(libvirt.libvirtError):
             self.conn.close()
 
+    def free_memory(self) -> int | None:
+        """The memory the host can give new guests, in bytes: free, buffers and page cache
+        (``virNodeGetMemoryStats``, as the kernel's MemAvailable counts them); None where the
+        driver cannot say (test:///)."""
+        try:
+            stats = self.conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        except libvirt.libvirtError:
+            return None
+        try:
+            kib = sum(int(stats[key]) for key in ("free", "buffers", "cached") if key in stats)
+        except (TypeError, ValueError):
+            return None
+        return kib * 1024 if "free" in stats else None
+
     @cached_property
     def domain_type(self) -> str:
         """The best accelerator the host offers for x86_64 guests: kvm, else qemu (TCG)."""

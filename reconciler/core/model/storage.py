@@ -19,12 +19,14 @@ class StorageView:
     """``pool_volumes``: each active pool's volume names. ``users``: (pool, volume) -> the
     domains whose disks name it (persistent or live definition). ``file_users``: path -> the
     domains whose disks name the file, or show it in a live backing chain. ``details``: pool ->
-    every volume of it, read for the pools the plan touches (see ``core.resolve.needs``)."""
+    every volume of it, read for the pools the plan touches (see ``core.resolve.needs``).
+    ``available``: each active pool's free bytes, as libvirt last refreshed it."""
 
     pool_volumes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     users: Mapping[VolumeKey, tuple[str, ...]] = field(default_factory=dict)
     file_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     details: Mapping[str, tuple[VolumeInfo, ...]] = field(default_factory=dict)
+    available: Mapping[str, int] = field(default_factory=dict)  # pool -> free bytes
 
     def exists(self, key: VolumeKey) -> bool:
         return key[1] in self.pool_volumes.get(key[0], frozenset())
