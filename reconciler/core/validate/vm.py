@@ -72,6 +72,7 @@ def semantics(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
     if not isinstance(spec, dict):
         return
     yield from _check_sizes(doc, spec)
+    yield from _check_text(doc, spec)
     yield from _check_disks(doc, spec)
     yield from _check_macs(doc, spec)
 
@@ -90,6 +91,25 @@ def _check_sizes(doc: Document, spec: dict[str, Any]) -> Iterable[Problem]:
     if memory is not None and max_memory is not None and memory > max_memory:
         yield doc.problem(("spec", "memory"),
                           f"{spec['memory']} exceeds maxMemory {spec['maxMemory']}")
+
+
+# Characters XML 1.0 cannot hold, and the carriage return, which libvirt's parser turns into a
+# line feed (a description holding one would differ from the domain's forever).
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def _check_text(doc: Document, spec: dict[str, Any]) -> Iterable[Problem]:
+    text = spec.get("description")
+    if not isinstance(text, str):
+        return
+    found = _NOT_IN_XML.search(text)
+    if found:
+        char = found.group()
+        name = "a carriage return" if char == "\r" else f"U+{ord(char):04X}"
+        yield doc.problem(("spec", "description"),
+                          f"{name} at character {found.start() + 1} cannot be kept in the "
+                          "domain's XML (libvirt stores no carriage returns or control "
+                          "characters); write line breaks as \\n and remove the others")
 
 
 def _whole_mib(written: str, size: int) -> str:
