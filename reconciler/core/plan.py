@@ -149,6 +149,8 @@ class Cause(StrEnum):
     PATH_NESTED = "path nested"  # inside another pool's directory, or holding one
     NO_SPACE = "no space"  # names: (pool, bytes needed so far, bytes free in the pool)
     NO_MEMORY = "no memory"  # names: (bytes the VMs started so far need, bytes free)
+    SUBNET_TAKEN = "subnet taken"  # names: (network, its subnet): the subnets overlap
+    BRIDGE_TAKEN = "bridge taken"  # names: (network,): it has the bridge already
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

@@ -63,6 +63,8 @@ def field_name(step: Step) -> str:
         return target.key
     if step.op == Op.DEFINE and target.resource == Resource.POOL:
         return "path"
+    if step.op == Op.DEFINE and target.resource == Resource.NETWORK:
+        return "ipv4"
     part = {Part.DISK: f"disk {target.key}", Part.NIC: f"nic {target.key}".rstrip(),
             Part.SEED: "cloudInit"}.get(target.part)
     if part is None:
@@ -191,6 +193,12 @@ def _refusal(step: Step) -> str:
     """Why a step cannot be done, from what was observed before the plan."""
     new, old = step.new, step.old
     vm = step.target.name
+    if step.cause == Cause.SUBNET_TAKEN:
+        return (f"its subnet {new} overlaps network {step.names[0]}'s ({step.names[1]}): "
+                "libvirt would not start it; choose another subnet")
+    if step.cause == Cause.BRIDGE_TAKEN:
+        return (f"network {step.names[0]} already has the bridge {step.names[1]}; choose "
+                "another bridge name, or leave it out (libvirt picks one)")
     if step.cause == Cause.OUTSIDE_ROOTS:
         return (f"its real path {new} is below no storage root ({', '.join(step.names)}); "
                 "a symbolic link must not lead a pool out of them: name a directory below "

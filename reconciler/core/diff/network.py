@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
+from dataclasses import replace
 
 from reconciler.core.diff.guards import removal, users
 from reconciler.core.model.network import DesiredNetwork, LiveNetwork, NetworkSpec
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Action, Effect, Kind, Op, Reason, Resource, Step, Target, Why
+from reconciler.core.plan import (
+    Action,
+    Cause,
+    Effect,
+    Kind,
+    Op,
+    Reason,
+    Resource,
+    Step,
+    Target,
+    Why,
+)
 
 
 def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, instance: str,
@@ -23,7 +36,9 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
         target = Target(Resource.NETWORK, want.spec.name)
         have = live_by_name.pop(want.spec.name, None)
         if have is None:
-            actions.append(create(want))
+            action = create(want)
+            clash = _clash(want, target, live_by_name.values(), desired)
+            actions.append(replace(action, steps=(clash, *action.steps)) if clash else action)
         elif have.mark is None or have.mark.instance != instance:
             actions.append(Action(Kind.BLOCKED, target, reason=Reason(Why.CONFLICT),
                                   desired=want, live=have))
@@ -41,6 +56,34 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
         actions.append(removal(Target(Resource.NETWORK, have.name), have, used.get(have.name),
                                hold))
     return actions
+
+
+def _clash(want: DesiredNetwork, target: Target, live: Iterable[LiveNetwork],
+           desired: Iterable[DesiredNetwork]) -> Step | None:
+    """Why a new network could not start beside the others (libvirt refuses a network whose
+    subnet overlaps another's, or a bridge another has), as a refused step, or None."""
+    spec = want.spec
+    others = [(n.name, n.config) for n in live if n.name != spec.name]
+    others += [(d.spec.name, d.spec) for d in desired if d.spec.name < spec.name]
+    refused = Step(Op.DEFINE, target, None, _subnet(spec), Effect.REFUSED)
+    for name, other in others:
+        if spec.bridge and other.bridge == spec.bridge:
+            return replace(refused, cause=Cause.BRIDGE_TAKEN, names=(name, spec.bridge))
+        mine, theirs = _network(spec), _network(other)
+        if mine is not None and theirs is not None and mine.overlaps(theirs):
+            return replace(refused, cause=Cause.SUBNET_TAKEN, names=(name, str(theirs)))
+    return None
+
+
+def _network(spec: NetworkSpec) -> ipaddress.IPv4Network | None:
+    if spec.ipv4 is None:
+        return None
+    return ipaddress.IPv4Interface(f"{spec.ipv4.address}/{spec.ipv4.prefix}").network
+
+
+def _subnet(spec: NetworkSpec) -> str | None:
+    subnet = _network(spec)
+    return str(subnet) if subnet is not None else spec.bridge
 
 
 def create(want: DesiredNetwork) -> Action:
