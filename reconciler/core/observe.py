@@ -74,13 +74,15 @@ class RawDomain:
 
 @dataclass(frozen=True)
 class RawNetwork:
-    """One network as read. ``xml``: its persistent (inactive) definition."""
+    """One network as read. ``xml``: its persistent (inactive) definition. ``ports``: the
+    UUIDs of the ports guests are connected by (an active network; None: not known)."""
 
     name: str
     active: bool
     persistent: bool
     autostart: bool
     xml: str
+    ports: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,17 @@ def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
         reason=raw.reason, persistent=raw.persistent, managed_save=raw.managed_save,
         targets=frozenset(t.get("dev") for r in (trees.inactive, live_root) if r is not None
                           for t in r.iterfind("devices/disk/target") if t.get("dev")),
+        live_ports=tuple(_ports(live_root)) if live_root is not None else (),
     )
+
+
+def _ports(root: etree._Element) -> Iterator[tuple[str, str, str]]:
+    """(MAC, network, port UUID) of each running NIC on a libvirt network."""
+    for element in root.iterfind("devices/interface[@type='network']"):
+        source, mac = element.find("source"), element.find("mac")
+        if source is not None and source.get("portid") and mac is not None:
+            yield (mac.get("address", "").lower(), source.get("network", ""),
+                   source.get("portid", ""))
 
 
 def definition(raw: RawDomain, sizes: Mapping[VolumeKey, int]) -> DomainDefinition:
@@ -226,7 +238,8 @@ def definition(raw: RawDomain, sizes: Mapping[VolumeKey, int]) -> DomainDefiniti
 def live_network(raw: RawNetwork) -> LiveNetwork:
     """The live model of one network. Pure."""
     config, mark = networkxml.read(raw.xml, autostart=raw.autostart)
-    return LiveNetwork(raw.name, raw.active, config, mark)
+    ports = frozenset(raw.ports) if raw.ports is not None else None
+    return LiveNetwork(raw.name, raw.active, config, mark, ports)
 
 
 def pool_owner(volumes: tuple[str, ...]) -> str | None:

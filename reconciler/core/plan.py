@@ -107,6 +107,7 @@ class Op(StrEnum):
     DELETE_VOLUME = "delete volume"
     KEEP_VOLUME = "keep volume"  # destroy: the volume stays (reclaim: retain)
     ATTACH_NIC = "attach nic"
+    RECONNECT_NIC = "reconnect nic"  # a running NIC off its network's bridge
     DETACH_NIC = "detach nic"
     # The cloud-init seed.
     ATTACH_SEED = "attach seed"  # build and upload it, attach it as a CD-ROM
@@ -137,6 +138,7 @@ class Cause(StrEnum):
     NOT_RELEASED = "not released"  # the guest has not released an unplugged device
     ABOVE_RUNNING_MAX = "above running max"  # beyond the running maxVcpus / maxMemory
     NOT_TAKEN_UP = "not taken up"  # the hypervisor or guest did not take a live change
+    NOT_CONNECTED = "not connected"  # the NIC's port is gone: its network was restarted
     # Why a step is refused or changed, from what was observed before the plan:
     POOL_MISSING = "pool missing"  # the disk's (or seed's) pool is neither on the host nor declared
     NETWORK_MISSING = "network missing"  # the NIC's network is neither on the host nor declared

@@ -13,8 +13,19 @@ from reconciler.core.diff.guards import Guards, held_back
 from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.storage import StorageView
-from reconciler.core.model.vm import LiveVM
-from reconciler.core.plan import Kind, Plan
+from reconciler.core.model.vm import LiveVM, PowerState
+from reconciler.core.plan import (
+    Action,
+    Cause,
+    Effect,
+    Kind,
+    Op,
+    Part,
+    Plan,
+    Resource,
+    Step,
+    vm_target,
+)
 from reconciler.core.resolve import resolve
 from reconciler.core.validate.result import Validated
 
@@ -55,10 +66,55 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     first = [a for a in infra if a.desired is not None]
     last = [a for a in infra if a.desired is None]
     digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
-    plan = Plan((*first, *vm_plan.actions, *last), digest, vm_plan.problems)
+    vm_actions = _disconnected(vm_plan.actions, inputs, live)
+    plan = Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
     return resolve(plan, live.storage, pools=live.pools,
                    networks=[n.name for n in live.networks if n.active],
                    free_memory=live.free_memory)
+
+
+def _disconnected(actions: tuple[Action, ...], inputs: Validated,
+                  live: LiveState) -> tuple[Action, ...]:
+    """Running NICs off their network's bridge (their port is gone: the network was restarted
+    since the VM started) as steps that wait for a restart, which reconnects them; libvirt
+    has no call that puts a running NIC back. Pure."""
+    ports = {n.name: n.ports for n in live.networks if n.active and n.ports is not None}
+    desired = {d.spec.name: d for d in inputs.vms}
+    by_name = {a.name: a for a in actions}
+    added: list[Action] = []
+    changed: dict[str, Action] = {}
+    for vm in live.vms:
+        want = desired.get(vm.name)
+        if not vm.managed or not vm.running or want is None:
+            continue
+        steps = tuple(
+            Step(Op.RECONNECT_NIC, vm_target(vm.name, Part.NIC, mac), "disconnected", network,
+                 Effect.PENDING, Cause.NOT_CONNECTED)
+            for mac, network, port in vm.live_ports
+            if network in ports and port not in ports[network])
+        if not steps:
+            continue
+        action = by_name.get(vm.name)
+        if action is None:
+            action = Action(Kind.UPDATE, vm_target(vm.name), desired=want, live=vm)
+        elif action.kind != Kind.UPDATE:
+            continue  # created, destroyed or blocked: nothing to add
+        all_steps = (*action.steps, *steps)
+        restart = (want.spec.update_policy == "restart" and want.spec.state == PowerState.RUNNING
+                   and not any(s.effect == Effect.REFUSED for s in all_steps))
+        grown = replace(action, steps=all_steps, restart=action.restart or restart)
+        if vm.name in by_name:
+            changed[vm.name] = grown
+        else:
+            added.append(grown)
+    out = tuple(changed.get(a.name, a) if a.resource == Resource.VM else a for a in actions)
+    return tuple(sorted((*out, *added), key=_vm_order))
+
+
+def _vm_order(action: Action) -> tuple[int, str]:
+    """Actions on declared VMs by name, then destroys and held-back destroys (as the VM diff
+    orders them)."""
+    return (0 if action.desired is not None else 1, action.name)
 
 
 def _infra_digest(live: LiveState) -> str:

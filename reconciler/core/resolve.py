@@ -18,7 +18,7 @@ from dataclasses import replace
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
-from reconciler.core.model.vm import DesiredVM, Disk, Nic, VolumeInfo, volume_name
+from reconciler.core.model.vm import DesiredVM, Disk, Nic, volume_name
 from reconciler.core.plan import (
     Action,
     Cause,
@@ -65,15 +65,17 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets})
     actions = tuple(known.action(a) for a in plan.actions)
-    return replace(plan, actions=_capacity(actions, storage.available, free_memory))
+    return replace(plan, actions=_capacity(actions, storage, free_memory))
 
 
-def _capacity(actions: Iterable[Action], available: Mapping[str, int],
+def _capacity(actions: Iterable[Action], storage: StorageView,
               free_memory: int | None) -> tuple[Action, ...]:
-    """New and grown volumes against each pool's free bytes, and the VMs to start against the
-    host's free memory (each at its maxMemory, which QEMU starts it with), in plan order:
-    what does not fit is refused, with the numbers. A pool or host that says nothing is not
-    checked. Volumes are thin: this keeps a pool from being promised more than it has."""
+    """What creating the volumes takes from each pool's free bytes (see ``_growth``: thin
+    volumes take nothing at once, so a pool may be overcommitted), and the VMs to start
+    against the host's available memory (each at its maxMemory, which QEMU starts it with),
+    in plan order: what does not fit is refused, with the numbers. A pool or host that says
+    nothing is not checked."""
+    available = storage.available
     used: dict[str, int] = {}
     memory = 0
     out = []
@@ -83,7 +85,7 @@ def _capacity(actions: Iterable[Action], available: Mapping[str, int],
             continue
         steps = []
         for step in action.steps:
-            grows = _growth(action, step)
+            grows = _growth(action, step, storage)
             if grows and step.writes:
                 pool, size = grows
                 if pool in available and used.get(pool, 0) + size > available[pool]:
@@ -105,20 +107,17 @@ def _capacity(actions: Iterable[Action], available: Mapping[str, int],
     return tuple(out)
 
 
-def _growth(action: Action, step: Step) -> tuple[str, int] | None:
-    """(pool, bytes) a step adds to a pool: a new volume's size, a reused or grown one's
-    growth."""
-    if step.op == Op.CREATE_VOLUME and isinstance(step.new, Disk):
-        return step.new.pool, step.new.size
-    if step.op == Op.REUSE_VOLUME and isinstance(step.new, Disk):
-        have = step.old.capacity if isinstance(step.old, VolumeInfo) else 0
-        return step.new.pool, max(0, step.new.size - have)
-    if (step.op == Op.GROW_VOLUME and isinstance(step.old, int) and isinstance(step.new, int)
-            and isinstance(action.desired, DesiredVM)):
-        pool = next((d.pool for d in action.desired.spec.disks if d.name == step.target.key),
-                    None)
-        return (pool, step.new - step.old) if pool else None
-    return None
+def _growth(action: Action, step: Step, details: StorageView) -> tuple[str, int] | None:
+    """(pool, bytes) a step takes from a pool when it is carried out: volumes are thin (a new
+    qcow2 or raw volume, a grown one, take space only as the guest writes), so only a raw
+    disk made from an image, a full copy, takes the image's size at once."""
+    disk = step.new
+    if step.op != Op.CREATE_VOLUME or not isinstance(disk, Disk):
+        return None
+    if disk.format != "raw" or not disk.image:
+        return None
+    image = details.info((disk.pool, disk.image))
+    return (disk.pool, image.capacity) if image is not None else None
 
 
 class _Known:

@@ -22,6 +22,7 @@ _FIELD = {
     Op.SET_UPDATE_POLICY: "updatePolicy", Op.SET_SHUTDOWN_TIMEOUT: "shutdownTimeout",
     Op.SET_PROTECT: "protect", Op.SET_MANIFEST: "manifest", Op.SET_SPEC_HASH: "recorded spec",
     Op.START: "state", Op.STOP: "state", Op.RESUME: "state", Op.DEFINE: "definition",
+    Op.RECONNECT_NIC: "nic",
     Op.ADOPT: "adopt", Op.SET_BRIDGE: "bridge",
     Op.SET_FORWARD: "forward", Op.SET_IPV4: "ipv4", Op.MOVE_POOL: "path",
     Op.MOVE_SEED: "cloudInit pool", Op.SET_DISK_BUS: "bus", Op.SET_RECLAIM: "reclaim",
@@ -134,6 +135,9 @@ def note(step: Step) -> str:
         return f"above the running {_LIMIT[step.op]}"
     if step.cause == Cause.NOT_TAKEN_UP:
         return step.detail
+    if step.cause == Cause.NOT_CONNECTED:
+        return ("not connected: its network was restarted since the VM started; a restart of "
+                "the VM reconnects it")
     if step.effect == Effect.REFUSED and step.cause is not None:
         return _refusal(step)
     if step.op in _ATTACH:

@@ -353,3 +353,25 @@ def test_a_virt_install_domain_is_adopted_and_changed_touching_nothing_else(host
     import difflib
     a, b = (_comparable(x, drop=drop).replace("><", ">\n<").splitlines() for x in (before, after))
     assert a == b, "\n".join(difflib.unified_diff(a, b, lineterm="", n=1))
+
+
+def test_a_nic_left_off_its_bridge_by_a_network_restart_is_not_in_sync(host, tmp_path):
+    m = tmp_path / "m"
+    name, net = f"{host.prefix}n", f"{host.prefix}lan"
+    bridge = f"rn{host.prefix[1:7]}"
+    write_manifest(m, "net.yaml", f"apiVersion: reconciler/v1\nkind: Network\nmetadata:\n"
+                                  f"  name: {net}\nspec:\n  bridge: {bridge}\n")
+    write_manifest(m, "vm.yaml", vm_manifest(name, networks=f"- network: {net}"))
+    assert apply(host, m).code == 0
+    host.conn.networkLookupByName(net).destroy()  # virsh net-destroy
+    r = apply(host, m)  # the network is started again; the running NIC is not on its bridge
+    assert f"~ network/{net}   state inactive -> active" in r.stdout, r.stdout
+    r = plan(host, m, "--detailed-exitcode")
+    assert "No changes" not in r.stdout
+    assert f"! {name}   nic " in r.stdout and "pending restart: not connected" in r.stdout
+    # updatePolicy restart: apply restarts the VM, which reconnects it.
+    write_manifest(m, "vm.yaml", vm_manifest(name, networks=f"- network: {net}",
+                                             extra="updatePolicy: restart"))
+    r = apply(host, m)
+    assert r.code == 0 and "-- restarts the VM" in r.stdout, r.stdout
+    assert "No changes" in plan(host, m).stdout

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import libvirt
 
-from reconciler.adapters.libvirt.connection import Connection, inactive_xml, translated
+from reconciler.adapters.libvirt.connection import (
+    UNSUPPORTED,
+    Connection,
+    inactive_xml,
+    translated,
+)
 from reconciler.core import observe
 from reconciler.core.errors import NotFoundError
 from reconciler.core.model.network import LiveNetwork
@@ -26,15 +33,18 @@ class Networks(Connection):
             name = net.name()
             try:
                 with translated(f"reading network {name}"):
+                    active = bool(net.isActive())
                     out.append(RawNetwork(
-                        name=name, active=bool(net.isActive()), persistent=name not in transient,
+                        name=name, active=active, persistent=name not in transient,
                         autostart=name in autostart,
-                        xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE)))
+                        xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE),
+                        ports=_ports(net) if active else None))
             except NotFoundError:
                 continue
         return tuple(out)
 
     def read_networks(self) -> tuple[LiveNetwork, ...]:
+        """Every network as the live model (see ``read_raw_networks``)."""
         return tuple(observe.live_network(raw) for raw in self.read_raw_networks())
 
     def define_network(self, xml: str) -> None:
@@ -64,3 +74,14 @@ class Networks(Connection):
 
 def _names(objects: list[libvirt.virNetwork]) -> set[str]:
     return {obj.name() for obj in objects}
+
+
+def _ports(net: Any) -> tuple[str, ...] | None:
+    """The UUIDs of a network's ports (virNetworkListAllPorts); None where the driver has no
+    ports (test:///)."""
+    try:
+        return tuple(sorted(port.UUIDString() for port in net.listAllPorts(0)))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in UNSUPPORTED:
+            return None
+        raise

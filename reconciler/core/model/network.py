@@ -37,5 +37,7 @@ class LiveNetwork:
     active: bool
     config: NetworkSpec
     mark: Mark | None  # None: not created by this tool (or another instance's)
+    # The UUIDs of the ports guests are connected by (None: not known, or inactive).
+    ports: frozenset[str] | None = None
 
 

@@ -171,10 +171,13 @@ class LiveVM:
     # repr, hence not in the plan's fingerprint: a pause and resume changes only the reason.
     reason: str = field(default="", repr=False)
     persistent: bool = True  # False: a transient domain (gone once it stops)
-    managed_save: bool = False
+    managed_save: bool = False  # a managed-save image exists: a start resumes from it
     # Every disk target name (vda, sdb, ...) in the persistent or the live definition: a disk
     # added gets one free in both (a disk whose unplug is pending still holds its own).
-    targets: frozenset[str] = frozenset()  # a managed-save image exists: a start resumes from it
+    targets: frozenset[str] = frozenset()
+    # (MAC, network, port UUID) of each running NIC on a libvirt network: a port its network
+    # no longer has is a NIC off its bridge (the network was restarted).
+    live_ports: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def managed(self) -> bool:
