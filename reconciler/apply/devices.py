@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.core.errors import ReconcilerError
@@ -105,11 +106,25 @@ def eject_seed(hv: Libvirt, name: str, live_root: Element) -> list[str]:
     return []
 
 
-def live_resources(hv: Libvirt, action: Action, have: LiveVM, clock: Callable[[], float],
-                   balloon_wait: float) -> list[str]:
-    """vCPUs and memory on the running VM, as the live steps say. What the guest does not take
-    up is recorded on the running domain (so it is not retried forever) and reported pending
-    restart."""
+@dataclass
+class LiveChange:
+    """The live vCPU and memory change of one VM, until its balloon target is settled: what the
+    hold on the running domain will record (``held``, ``seen``), the reasons so far, and the
+    balloon target the guest was asked to take up (None: none asked)."""
+
+    name: str
+    old: LiveHold | None
+    held: dict[Op, int | None]
+    seen: dict[Op, int | None]
+    reasons: list[str]
+    kept: list[str]
+    balloon: int | None = None
+
+
+def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
+    """Set the live vCPUs and balloon target as the live steps say, without waiting for the
+    guest: ``settle`` then watches every VM's balloon at once, and ``finish`` records what the
+    guest did not take up on the running domain (so it is not retried forever)."""
     assert isinstance(action.desired, DesiredVM)
     spec, name = action.desired.spec, action.name
     old = have.hold
@@ -122,7 +137,7 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM, clock: Callable[[]
         Op.SET_VCPUS: old.seen_vcpus if held[Op.SET_VCPUS] is not None and old else None,
         Op.SET_MEMORY: old.seen_memory if held[Op.SET_MEMORY] is not None and old else None,
     }
-    reasons: list[str] = []
+    change = LiveChange(name, old, held, seen, [], [])
     touched: set[Op] = set()
     for step in action.steps:
         if step.op not in (Op.SET_VCPUS, Op.SET_MEMORY) or step.effect != Effect.LIVE:
@@ -135,25 +150,52 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM, clock: Callable[[]
                 hv.set_vcpus_live(name, step.new)
             else:
                 hv.set_memory_live(name, step.new)
-                if not _balloon_reached(hv, name, step.new, clock, balloon_wait):
-                    held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
-                    reasons.append(BALLOON_NOT_TAKEN)
+                change.balloon = step.new
         except ReconcilerError as exc:
             held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
             if step.op == Op.SET_VCPUS:
-                reasons.append(f"vcpus {have.live_vcpus} -> {step.new} not applied live "
-                               f"({_short(exc)})")
+                change.reasons.append(f"vcpus {have.live_vcpus} -> {step.new} not applied "
+                                      f"live ({_short(exc)})")
             else:
-                reasons.append(f"memory not applied live ({_short(exc)})")
-    kept = [r for field, r in _reasons(old) if field not in touched and held[field] is not None]
+                change.reasons.append(f"memory not applied live ({_short(exc)})")
+    change.kept = [r for field, r in _reasons(old)
+                   if field not in touched and held[field] is not None]
+    return change
+
+
+def settle(hv: Libvirt, changes: list[LiveChange], clock: Callable[[], float],
+           wait: float) -> None:
+    """Watch the balloons of all ``changes`` at once, for at most ``wait`` seconds: one settle
+    window for every VM of a run, not one per VM. Marks each change the guest did not take up
+    (its ``held`` memory and ``seen`` value) so that ``finish`` records it."""
+    waiting = {c.name: c for c in changes if c.balloon is not None}
+    deadline = clock() + wait
+    while waiting:
+        for name, change in list(waiting.items()):
+            if live_value(hv, name, Op.SET_MEMORY) == change.balloon:
+                del waiting[name]
+        if not waiting or clock() >= deadline:
+            break
+        time.sleep(0.2)
+    for change in waiting.values():
+        change.held[Op.SET_MEMORY] = change.balloon
+        change.seen[Op.SET_MEMORY] = live_value(hv, change.name, Op.SET_MEMORY)
+        change.reasons.append(BALLOON_NOT_TAKEN)
+
+
+def finish(hv: Libvirt, change: LiveChange) -> list[str]:
+    """Record on the running domain what it did not take up (or clear an old record); the
+    reasons, which the VM's result gives as pending restart."""
+    held, seen = change.held, change.seen
     if held[Op.SET_VCPUS] is not None or held[Op.SET_MEMORY] is not None:
-        hold = LiveHold(held[Op.SET_VCPUS], held[Op.SET_MEMORY], "; ".join(kept + reasons),
+        hold = LiveHold(held[Op.SET_VCPUS], held[Op.SET_MEMORY],
+                        "; ".join(change.kept + change.reasons),
                         seen[Op.SET_VCPUS], seen[Op.SET_MEMORY])
-        if hold != old:
-            hv.set_hold(name, hold)
-    elif old is not None:
-        hv.set_hold(name, None)
-    return reasons
+        if hold != change.old:
+            hv.set_hold(change.name, hold)
+    elif change.old is not None:
+        hv.set_hold(change.name, None)
+    return change.reasons
 
 
 def _reasons(hold: LiveHold | None) -> list[tuple[Op, str]]:
@@ -177,18 +219,6 @@ def live_value(hv: Libvirt, name: str, op: Op) -> int | None:
         return xmlcommon.memory_bytes(root.find("currentMemory")) or None
     vcpu = root.find("vcpu")
     return int(vcpu.get("current", vcpu.text)) if vcpu is not None else None
-
-
-def _balloon_reached(hv: Libvirt, name: str, target: int, clock: Callable[[], float],
-                     wait: float) -> bool:
-    deadline = clock() + wait
-    while True:
-        root = xmlcommon.parse(hv.domain_xml(name, inactive=False))
-        if xmlcommon.memory_bytes(root.find("currentMemory")) == target:
-            return True
-        if clock() >= deadline:
-            return False
-        time.sleep(0.2)
 
 
 def _short(exc: Exception) -> str:

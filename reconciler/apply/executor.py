@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from reconciler.adapters.libvirt import Libvirt
-from reconciler.apply import network, pool, vm
+from reconciler.apply import devices, network, pool, vm
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
@@ -52,6 +52,8 @@ def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[
                 break
             for action, result in zip(phase, workers.map(runner.run, phase), strict=True):
                 results[id(action)] = result
+            if number == 1:
+                runner.settle(phase, results)
     return tuple(results[id(a)] for a in plan.actions)
 
 
@@ -59,8 +61,7 @@ class _Runner:
     def __init__(self, hv: Libvirt, settings: Settings) -> None:
         self.hv = hv
         self.settings = settings
-        self.vm = vm.Context(hv, settings.commit, settings.instance, settings.clock,
-                             settings.balloon_wait)
+        self.vm = vm.Context(hv, settings.commit, settings.instance, settings.clock)
 
     def run(self, action: Action) -> Result:
         started = self.settings.clock()
@@ -89,6 +90,28 @@ class _Runner:
         log.info("action done", vm=action.name, action=str(action.kind),
                  result=str(result.outcome), seconds=round(seconds, 3))
         return result
+
+    def settle(self, phase: list[Action], results: dict[int, Result]) -> None:
+        """The balloon targets of the run's VMs, watched together (one settle window, not one
+        per VM); what a guest did not take up makes its result pending restart."""
+        changes = list(self.vm.settling)
+        if not changes:
+            return
+        devices.settle(self.hv, changes, self.settings.clock, self.settings.balloon_wait)
+        by_name = {a.name: a for a in phase}
+        for change in changes:
+            try:
+                reasons = devices.finish(self.hv, change)
+            except ReconcilerError as exc:
+                reasons = [f"memory: the live change was not recorded ({exc})"]
+            action = by_name.get(change.name)
+            result = results.get(id(action)) if action is not None else None
+            if result is None or not reasons or result.outcome == Outcome.FAILED:
+                continue
+            message = "; ".join(m for m in (result.message, *reasons) if m)
+            results[id(action)] = replace(result, outcome=Outcome.PENDING_RESTART,
+                                          message=message)
+        self.vm.settling.clear()
 
     def _carry_out(self, action: Action) -> list[str]:
         if action.resource == Resource.NETWORK:

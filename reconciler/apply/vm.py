@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -31,7 +31,8 @@ class Context:
     commit: str | None
     instance: str
     clock: Callable[[], float]
-    balloon_wait: float  # seconds a guest gets to take up a balloon target
+    # Live changes whose balloon target the executor settles once for every VM of the run.
+    settling: list[devices.LiveChange] = field(default_factory=list)
 
     def mark(self, want: DesiredVM) -> Mark:
         return Mark(want.source.relative, want.spec_hash, self.commit, want.applied,
@@ -142,7 +143,11 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
         config_root = xmlcommon.parse(hv.domain_xml(name))
         pending += devices.hotplug(hv, action, config_root, live_before)
         if not action.restart:
-            pending += devices.live_resources(hv, action, have, ctx.clock, ctx.balloon_wait)
+            change = devices.live_resources(hv, action, have)
+            if change.balloon is None:
+                pending += devices.finish(hv, change)
+            else:
+                ctx.settling.append(change)  # its balloon is watched with the others
     still_attached: set[str] = set()
     if running:
         after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
