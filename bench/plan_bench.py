@@ -63,6 +63,7 @@ t = [time.perf_counter()]
 from pathlib import Path
 import reconciler.shells.cli  # noqa: F401  (what the console script imports)
 from reconciler.core.diff import vm as diff
+from reconciler.core.diff.guards import Guards
 from reconciler import pipeline
 from reconciler.core import render
 from reconciler.adapters.libvirt import Libvirt
@@ -76,10 +77,11 @@ inputs = validate(documents, problems)
 t.append(time.perf_counter())
 hv = Libvirt(uri, readonly=True)
 t.append(time.perf_counter())
-live = pipeline.read_state(hv, instance, inputs).vms  # no cache: the cold path
+state = pipeline.read_state(hv, instance, inputs)  # no cache: the cold path
+live = state.vms
 t.append(time.perf_counter())
 hv.close()
-plan = diff.plan(inputs.vms, live, Guards(problems=len(inputs.problems)))
+plan = diff.plan(inputs.vms, live, Guards(problems=len(inputs.problems)), read=state.read)
 t.append(time.perf_counter())
 render.plan_json(plan, inputs.problems)
 text = render.plan_text(plan)
