@@ -148,15 +148,6 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
                 pending += devices.finish(hv, change)
             else:
                 ctx.settling.append(change)  # its balloon is watched with the others
-    still_attached: set[str] = set()
-    if running:
-        after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
-        still_attached = set(devicexml.disk_targets(after))
-    for step in action.writing(Op.DELETE_VOLUME):
-        disk = step.old
-        assert isinstance(disk, Disk)
-        if disk.volume(name) not in still_attached:  # the guest still holds it: kept
-            storage.delete_volume(hv, name, disk.pool, disk.volume(name))
     old_seed = have.config.cloud_init
     if old_seed and action.has(Op.DETACH_SEED):
         if running and live_before is not None:
@@ -171,6 +162,21 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
         stop(name, spec.shutdown_timeout, ctx)
     elif action.has(Op.START):
         pending += start(spec, ctx)
+    # Removed disks' volumes go last: after a stop or restart the VM holds none of them.
+    still_attached: set[str] = set()
+    if hv.domain_state(name)[0]:
+        after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
+        still_attached = set(devicexml.disk_targets(after))
+    for step in action.writing(Op.DELETE_VOLUME):
+        disk = step.old
+        assert isinstance(disk, Disk)
+        volume = disk.volume(name)
+        if volume in still_attached:  # the guest has not released it: never deleted in use
+            pending.append(f"volume {volume} kept: the running VM still holds disk "
+                           f"{disk.name}; delete it after the VM restarts (virsh vol-delete "
+                           f"{volume} --pool {disk.pool})")
+        else:
+            storage.delete_volume(hv, name, disk.pool, volume)
     return pending
 
 

@@ -214,8 +214,9 @@ def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
         live_disks=live.disks if live else None,
         live_nics=live.nics if live else None,
         reason=raw.reason, persistent=raw.persistent, managed_save=raw.managed_save,
-        targets=frozenset(t.get("dev") for r in (trees.inactive, live_root) if r is not None
-                          for t in r.iterfind("devices/disk/target") if t.get("dev")),
+        targets=tuple(sorted({t.get("dev") for r in (trees.inactive, live_root)
+                              if r is not None for t in r.iterfind("devices/disk/target")
+                              if t.get("dev")})),
         live_ports=tuple(_ports(live_root)) if live_root is not None else (),
     )
 
@@ -238,7 +239,7 @@ def definition(raw: RawDomain, sizes: Mapping[VolumeKey, int]) -> DomainDefiniti
 def live_network(raw: RawNetwork) -> LiveNetwork:
     """The live model of one network. Pure."""
     config, mark = networkxml.read(raw.xml, autostart=raw.autostart)
-    ports = frozenset(raw.ports) if raw.ports is not None else None
+    ports = tuple(sorted(raw.ports)) if raw.ports is not None else None
     return LiveNetwork(raw.name, raw.active, config, mark, ports)
 
 

@@ -85,7 +85,6 @@ class Op(StrEnum):
     SET_FIRMWARE = "set firmware"
     SET_BOOT = "set boot order"
     SET_GRAPHICS = "set graphics"
-    SET_DESCRIPTION = "set description"
     SET_DISK_BUS = "set disk bus"
     SET_FIELD = "set field"  # a simple field (see ``model.vm.simple``); target.key: its name
     # Settings kept only in the tool's mark (the domain's <metadata>).

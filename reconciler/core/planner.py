@@ -58,7 +58,8 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     infra = [
         *pool_diff.plan(inputs.pools, live.pools, instance=instance, vms=staying,
                         wanted_vms=inputs.vms, hold=hold, roots=guards.storage_roots,
-                        real_paths=live.real_paths),
+                        real_paths=live.real_paths,
+                        volume_users=_pool_users(live.storage, leaving)),
         *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
                            wanted_vms=inputs.vms, hold=hold),
     ]
@@ -85,7 +86,7 @@ def _disconnected(actions: tuple[Action, ...], inputs: Validated,
     changed: dict[str, Action] = {}
     for vm in live.vms:
         want = desired.get(vm.name)
-        if not vm.managed or not vm.running or want is None:
+        if not vm.managed or not vm.running or want is None or want.suspend:
             continue
         steps = tuple(
             Step(Op.RECONNECT_NIC, vm_target(vm.name, Part.NIC, mac), "disconnected", network,
@@ -115,6 +116,14 @@ def _vm_order(action: Action) -> tuple[int, str]:
     """Actions on declared VMs by name, then destroys and held-back destroys (as the VM diff
     orders them)."""
     return (0 if action.desired is not None else 1, action.name)
+
+
+def _pool_users(storage: StorageView | None, leaving: set[str]) -> dict[str, set[str]]:
+    """Pool -> the domains with a volume of it as a disk, but those this run destroys."""
+    out: dict[str, set[str]] = {}
+    for (pool, _), names in (storage.users.items() if storage else ()):
+        out.setdefault(pool, set()).update(n for n in names if n not in leaving)
+    return out
 
 
 def _infra_digest(live: LiveState) -> str:

@@ -23,7 +23,6 @@ from reconciler.core.plan import (
     Action,
     Cause,
     Effect,
-    Kind,
     Op,
     Part,
     Plan,
@@ -58,10 +57,11 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
     the plan case tables), ``plan`` as it is. Pure."""
     if storage is None:
         return plan
+    # A pool or network this plan creates (or starts), and does not refuse, will be there.
     declared_pools = {a.name for a in plan.actions
-                      if isinstance(a.desired, DesiredPool) and a.kind != Kind.BLOCKED}
+                      if isinstance(a.desired, DesiredPool) and a.writes}
     declared_nets = {a.name for a in plan.actions
-                     if isinstance(a.desired, DesiredNetwork) and a.kind != Kind.BLOCKED}
+                     if isinstance(a.desired, DesiredNetwork) and a.writes}
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets})
     actions = tuple(known.action(a) for a in plan.actions)
@@ -72,9 +72,10 @@ def _capacity(actions: Iterable[Action], storage: StorageView,
               free_memory: int | None) -> tuple[Action, ...]:
     """What creating the volumes takes from each pool's free bytes (see ``_growth``: thin
     volumes take nothing at once, so a pool may be overcommitted), and the VMs to start
-    against the host's available memory (each at its maxMemory, which QEMU starts it with),
-    in plan order: what does not fit is refused, with the numbers. A pool or host that says
-    nothing is not checked."""
+    against the host's available memory (each at its memory: QEMU takes the guest's RAM as
+    the guest touches it, and a ballooned guest holds about its memory), in plan order: what
+    does not fit is refused, with the numbers. A pool or host that says nothing is not
+    checked."""
     available = storage.available
     used: dict[str, int] = {}
     memory = 0
@@ -96,7 +97,7 @@ def _capacity(actions: Iterable[Action], storage: StorageView,
                     used[pool] = used.get(pool, 0) + size
             if step.op == Op.START and step.writes and free_memory is not None and isinstance(
                     action.desired, DesiredVM):
-                need = action.desired.spec.max_memory
+                need = action.desired.spec.memory
                 if memory + need > free_memory:
                     step = replace(step, effect=Effect.REFUSED, cause=Cause.NO_MEMORY,
                                    names=(str(memory + need), str(free_memory)))
@@ -184,7 +185,8 @@ class _Known:
             prepare = Step(Op.REUSE_VOLUME, step.target, info, disk, step.effect)
         elif disk.image:
             image: VolumeKey = (disk.pool, disk.image)
-            if disk.pool not in self.declared_pools and not self.storage.exists(image):
+            new_pool = disk.pool not in self.pools  # made by this plan: cannot hold it yet
+            if new_pool or not self.storage.exists(image):
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_MISSING)]
             users = tuple(u for u in self.storage.users.get(image, ()) if u != vm)
             if users:  # another VM's live disk: its data would leak, its writes corrupt

@@ -18,7 +18,7 @@ SUSPENDED = "suspended (annotation reconciler/suspend)"
 _FIELD = {
     Op.SET_VCPUS: "vcpus", Op.SET_MAX_VCPUS: "maxVcpus", Op.SET_MEMORY: "memory",
     Op.SET_MAX_MEMORY: "maxMemory", Op.SET_AUTOSTART: "autostart", Op.SET_FIRMWARE: "firmware",
-    Op.SET_BOOT: "boot", Op.SET_GRAPHICS: "graphics", Op.SET_DESCRIPTION: "description",
+    Op.SET_BOOT: "boot", Op.SET_GRAPHICS: "graphics",
     Op.SET_UPDATE_POLICY: "updatePolicy", Op.SET_SHUTDOWN_TIMEOUT: "shutdownTimeout",
     Op.SET_PROTECT: "protect", Op.SET_MANIFEST: "manifest", Op.SET_SPEC_HASH: "recorded spec",
     Op.START: "state", Op.STOP: "state", Op.RESUME: "state", Op.DEFINE: "definition",
@@ -222,8 +222,8 @@ def _refusal(step: Step) -> str:
     if step.cause == Cause.NO_MEMORY and len(step.names) == 2:
         needed, free = step.names
         return (f"the host has {_about(int(free))} of memory free, and the VMs this plan "
-                f"starts need {_about(int(needed))} (each its maxMemory); stop a VM or "
-                "lower maxMemory")
+                f"starts need {_about(int(needed))} (each its memory); stop a VM or give "
+                "less memory")
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
         return (f"network {new.network} does not exist; declare it (kind: Network) or create "
                 "it on the host")

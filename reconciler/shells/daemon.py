@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,10 +25,9 @@ from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply.executor import Settings, execute
 from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
-from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Action, Kind, Plan
+from reconciler.core.plan import Action, Kind, Plan, Resource
 from reconciler.core.result import Outcome, Result
-from reconciler.shells import watch
+from reconciler.shells import accounting, watch
 from reconciler.shells.backoff import Backoff
 from reconciler.shells.metrics import Metrics
 from reconciler.shells.sdnotify import Notifier
@@ -312,9 +310,13 @@ class Daemon:
         else:
             self._problems_backoff.succeeded("manifests")
         now = time.monotonic()
-        self._inputs = {a.name: _inputs_key(a, planned.live.read) for a in plan.actions}
-        runnable = tuple(a for a in plan.actions if not self.backoff.waiting(a.name, now)
-                         and self._stuck.get(a.name, ("",))[0] != self._inputs[a.name])
+        self._inputs = {a.label: accounting.inputs_key(a, planned.live.read) for a in plan.actions}
+        runnable = tuple(a for a in plan.actions if not self.backoff.waiting(a.label, now)
+                         and self._stuck.get(a.label, ("",))[0] != self._inputs[a.label])
+        if any(a.kind == Kind.DESTROY and a.resource == Resource.VM and a not in runnable
+               for a in plan.actions):  # a VM destroy waits: what it uses stays with it
+            runnable = tuple(a for a in runnable
+                             if a.resource == Resource.VM or a.kind != Kind.DESTROY)
         settings = Settings(parallel=self.options.parallel,
                             commit=gitinfo.head_commit(self.options.path),
                             stop=self._stop.is_set, instance=self.options.instance)
@@ -325,10 +327,10 @@ class Daemon:
                                      replace(planned, plan=ran), results, memo=self._memo)
         for action, result in zip(runnable, results, strict=True):
             self._account(action, result, now)
-        self.backoff.forget_except({a.name for a in plan.actions})
+        self.backoff.forget_except({a.label for a in plan.actions})
         self._stuck = {n: v for n, v in self._stuck.items()
                        if n in self._inputs and v[0] == self._inputs[n]}
-        acted = {a.name for a in plan.actions}
+        acted = {a.label for a in plan.actions}
         in_sync = [d.spec.name for d in inputs.vms if d.spec.name not in acted]
         self._managed_before = {vm.name: vm.mark.spec_hash for vm in live if vm.mark}
         self._running_managed = {vm.name for vm in live if vm.mark and vm.running}
@@ -341,17 +343,17 @@ class Daemon:
         if result.outcome == Outcome.FAILED and not result.retryable:
             # Retrying the same thing fails the same way: not until the manifest or the
             # domain changes (then its inputs' digest does).
-            self._stuck[action.name] = (self._inputs.get(action.name, ""), result.message)
-            self.backoff.succeeded(action.name)
-            log.warning("not retried until its manifest or domain changes", vm=action.name)
+            self._stuck[action.label] = (self._inputs.get(action.label, ""), result.message)
+            self.backoff.succeeded(action.label)
+            log.warning("not retried until its manifest or domain changes", vm=action.label)
             return
         if result.outcome == Outcome.FAILED:
-            failure = self.backoff.failed(action.name, result.message, now)
-            log.warning("will retry", vm=action.name,
+            failure = self.backoff.failed(action.label, result.message, now)
+            log.warning("will retry", vm=action.label,
                         retry_in=self.backoff.delay(failure.count))
             return
-        self.backoff.succeeded(action.name)
-        if result.ok and _is_drift(action, self._managed_before):
+        self.backoff.succeeded(action.label)
+        if result.ok and accounting.is_drift(action, self._managed_before):
             self.metrics.drift.inc()
             log.info("drift repaired", vm=action.name)
 
@@ -395,19 +397,3 @@ class Daemon:
             self.notifier.send(STATUS=summary)
 
 
-def _inputs_key(action: Action, read: Mapping[str, str]) -> str:
-    """What a retry depends on: the manifest (its spec hash) and what was read of the
-    resource."""
-    spec = action.desired.spec_hash if action.desired is not None else ""
-    return f"{spec}:{read.get(action.name, '')}:{action.kind}"
-
-
-def _is_drift(action: Action, managed_before: dict[str, str]) -> bool:
-    """A change the manifest did not ask for: the live side moved away from the applied spec."""
-    if not isinstance(action.desired, DesiredVM):
-        return False
-    if action.kind == Kind.UPDATE and isinstance(action.live, LiveVM) and action.live.mark:
-        return action.live.mark.spec_hash == action.desired.spec_hash and action.writes
-    if action.kind == Kind.CREATE:
-        return managed_before.get(action.name) == action.desired.spec_hash
-    return False

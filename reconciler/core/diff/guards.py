@@ -3,7 +3,7 @@ for VMs, networks and pools. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from reconciler.core import defaults
@@ -46,12 +46,18 @@ def held_back(guards: Guards, *, desired_empty: bool, destroys: int | None = Non
 
 
 def users(vms: Iterable[LiveVM], wanted: Iterable[DesiredVM],
-          refs: Callable[[VMSpec], Iterable[str]]) -> dict[str, list[str]]:
-    """Network or pool name -> the VMs (live or declared) that refer to it. Pure."""
+          refs: Callable[[VMSpec], Iterable[str]],
+          live_refs: Callable[[LiveVM], Iterable[str]] = lambda vm: (),
+          also: Mapping[str, Iterable[str]] | None = None) -> dict[str, list[str]]:
+    """Network or pool name -> the domains (managed or not, by their persistent definition or
+    their running one: ``live_refs``) and declared VMs that refer to it; ``also``: more users
+    by name, observed otherwise. Pure."""
     found: dict[str, set[str]] = {}
     for vm in vms:
-        for ref in refs(vm.config):
+        for ref in (*refs(vm.config), *live_refs(vm)):
             found.setdefault(ref, set()).add(vm.name)
+    for ref, names in (also or {}).items():
+        found.setdefault(ref, set()).update(names)
     for want in wanted:
         for ref in refs(want.spec):
             found.setdefault(ref, set()).add(want.spec.name)

@@ -30,7 +30,8 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
     run (None when removing is allowed). A network is ours when its mark names ``instance``.
     Pure."""
     live_by_name = {n.name: n for n in live}
-    used = users(vms, wanted_vms, lambda spec: [n.network for n in spec.nics if n.network])
+    used = users(vms, wanted_vms, lambda spec: [n.network for n in spec.nics if n.network],
+                 lambda vm: [n.network for n in vm.live_nics or () if n.network])
     actions = []
     for want in sorted(desired, key=lambda d: d.spec.name):
         target = Target(Resource.NETWORK, want.spec.name)

@@ -26,21 +26,24 @@ from reconciler.core.plan import (
 def plan(desired: Iterable[DesiredPool], live: Iterable[LivePool], *, instance: str,
          vms: Iterable[LiveVM], wanted_vms: Iterable[DesiredVM],
          hold: Reason | None, roots: Sequence[str] = (),
-         real_paths: Mapping[str, str] | None = None) -> list[Action]:
+         real_paths: Mapping[str, str] | None = None,
+         volume_users: Mapping[str, Iterable[str]] | None = None) -> list[Action]:
     """Create, update, remove (or block) storage pools. A pool is ours when it holds the
     marker volume of ``instance`` (an inactive pool cannot be asked).
 
     A new pool's real path (``real_paths``: path -> the path with its symbolic links
     resolved on the host, where known) must lie below a real storage root (``roots``; none
     given: not checked), and neither hold, nor lie inside, another pool's directory (whose
-    volumes would then show up in both). Pure."""
+    volumes would then show up in both). ``volume_users``: pool -> the domains with any
+    volume of it as a disk (whatever the volume's name). Pure."""
     desired = tuple(desired)
     live = tuple(live)
     real = dict(real_paths or {})
     taken = [(p.name, real.get(p.config.path, p.config.path)) for p in live if p.config.path]
     taken += [(d.spec.name, real.get(d.spec.path, d.spec.path)) for d in desired]
     live_by_name = {p.name: p for p in live}
-    used = users(vms, wanted_vms, lambda spec: [d.pool for d in spec.disks])
+    used = users(vms, wanted_vms, lambda spec: [d.pool for d in spec.disks],
+                 also=volume_users)
     actions = []
     for want in sorted(desired, key=lambda d: d.spec.name):
         target = Target(Resource.POOL, want.spec.name)

@@ -37,7 +37,8 @@ class LiveNetwork:
     active: bool
     config: NetworkSpec
     mark: Mark | None  # None: not created by this tool (or another instance's)
-    # The UUIDs of the ports guests are connected by (None: not known, or inactive).
-    ports: frozenset[str] | None = None
+    # The UUIDs of the ports guests are connected by, sorted (a tuple: its repr, part of the
+    # plan's fingerprint, must not depend on the process's hash seed); None: not known.
+    ports: tuple[str, ...] | None = None
 
 

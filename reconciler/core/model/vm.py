@@ -174,7 +174,7 @@ class LiveVM:
     managed_save: bool = False  # a managed-save image exists: a start resumes from it
     # Every disk target name (vda, sdb, ...) in the persistent or the live definition: a disk
     # added gets one free in both (a disk whose unplug is pending still holds its own).
-    targets: frozenset[str] = frozenset()
+    targets: tuple[str, ...] = ()  # sorted
     # (MAC, network, port UUID) of each running NIC on a libvirt network: a port its network
     # no longer has is a NIC off its bridge (the network was restarted).
     live_ports: tuple[tuple[str, str, str], ...] = ()

@@ -1,0 +1,28 @@
+"""What the daemon keeps between reconciles about each resource: what a retry depends on, and
+whether a change repaired drift. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reconciler.core.model.vm import DesiredVM, LiveVM
+from reconciler.core.plan import Action, Kind
+
+
+def inputs_key(action: Action, read: Mapping[str, str]) -> str:
+    """What a retry depends on: the manifest (its spec hash) and what was read of the
+    resource."""
+    spec = action.desired.spec_hash if action.desired is not None else ""
+    return f"{spec}:{read.get(action.name, '')}:{action.kind}"
+
+
+def is_drift(action: Action, managed_before: dict[str, str]) -> bool:
+    """A change the manifest did not ask for: the live side moved away from the applied spec."""
+    if not isinstance(action.desired, DesiredVM):
+        return False
+    if action.kind == Kind.UPDATE and isinstance(action.live, LiveVM) and action.live.mark:
+        return action.live.mark.spec_hash == action.desired.spec_hash and action.writes
+    if action.kind == Kind.CREATE:
+        return managed_before.get(action.name) == action.desired.spec_hash
+    return False
+
