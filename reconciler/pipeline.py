@@ -90,6 +90,12 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
         paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
                  *(p.config.path for p in live.pools if p.config.path)]
         live = replace(live, real_paths=files.real_paths(paths))
+        if live.storage is not None:  # a disk named through a link uses the file it leads to
+            real = files.real_paths(live.storage.file_users)
+            by_real: dict[str, tuple[str, ...]] = {}
+            for path, names in live.storage.file_users.items():
+                by_real[real[path]] = (*by_real.get(real[path], ()), *names)
+            live = replace(live, storage=replace(live.storage, file_users=by_real))
     key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
                         infra_text(live).encode(), repr(guards).encode(),
                         source.instance.encode())

@@ -8,6 +8,7 @@ decided here, so golden XML files test it without libvirt (``tests/observe/``).
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -169,7 +170,7 @@ def file_paths(root: etree._Element) -> Iterator[str]:
     """The file paths a domain's disks name (``<source file>``), with the paths of the backing
     chains libvirt shows in a running domain's XML (``<backingStore><source file>``). Pure."""
     for source in root.iterfind("devices/disk//source[@file]"):
-        yield source.get("file")
+        yield posixpath.normpath(source.get("file"))  # libvirt keeps "//" and "/./" as written
 
 
 def volume_keys(root: etree._Element, device: str | None = None) -> Iterator[VolumeKey]:

@@ -161,11 +161,6 @@ def _hand_domain(host, name: str, path: str) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize("spelling", ["double-slash", "dot", "symlink"])
-@pytest.mark.xfail(strict=True, reason="users of a volume by path are matched by the exact "
-                   "string: a domain whose <source file> names the volume as "
-                   "/var/lib/libvirt//images/X, /var/lib/libvirt/images/./X or through a "
-                   "symbolic link (libvirt keeps the spelling) is not seen, and the volume it "
-                   "uses is deleted with the VM that made it")
 def test_a_volume_used_by_another_domain_under_another_spelling_is_kept(host, tmp_path,
                                                                         spelling):
     m = tmp_path / "m"
@@ -228,10 +223,6 @@ def _running_hand_domain(host, name: str, devices: str = "") -> None:  # type: i
     dom.create()
 
 
-@pytest.mark.xfail(strict=True, reason="a network's users are read from the persistent "
-                   "definitions only: a running domain whose NIC on it was hot-plugged live "
-                   "(virsh attach-interface --live) does not hold it back; the plan destroys "
-                   "the network ('guests on it lose this network') and the guest loses its link")
 def test_a_network_a_live_only_nic_uses_is_not_removed(host, tmp_path):
     m = tmp_path / "m"
     net, guest = f"{host.prefix}net", f"{host.prefix}live"
@@ -262,10 +253,6 @@ def pool_root(host, tmp_path):  # type: ignore[no-untyped-def]
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="a pool's users are the disks the tool would read as a "
-                   "VM's own (volume named <vm>-<disk>): a domain using a volume of the pool "
-                   "under another name does not hold the pool back; the pool is stopped and "
-                   "undefined and the domain can no longer start")
 def test_a_pool_a_domain_uses_under_another_volume_name_is_not_removed(host, tmp_path,
                                                                         pool_root):
     m = tmp_path / "m"
