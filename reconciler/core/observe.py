@@ -175,13 +175,14 @@ def file_paths(root: etree._Element) -> Iterator[str]:
 
 def volume_keys(root: etree._Element, device: str | None = None) -> Iterator[VolumeKey]:
     """(pool, volume) of each disk (of one ``device`` kind: disk, cdrom) with a volume source,
-    in document order. Pure."""
+    and of each volume in a disk's backing chain (an external snapshot's base), in document
+    order. Pure."""
     for disk in root.iterfind("devices/disk"):
         if device is not None and disk.get("device", "disk") != device:
             continue
-        source = disk.find("source")
-        if source is not None and source.get("pool") and source.get("volume"):
-            yield source.get("pool"), source.get("volume")
+        for source in disk.iter("source"):
+            if source.get("pool") and source.get("volume"):
+                yield source.get("pool"), source.get("volume")
 
 
 def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,

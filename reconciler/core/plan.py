@@ -152,6 +152,7 @@ class Cause(StrEnum):
     NO_MEMORY = "no memory"  # names: (bytes the VMs started so far need, bytes free)
     SUBNET_TAKEN = "subnet taken"  # names: (network, its subnet): the subnets overlap
     BRIDGE_TAKEN = "bridge taken"  # names: (network,): it has the bridge already
+    MAC_TAKEN = "mac taken"  # names: the other domains with a NIC of this MAC
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

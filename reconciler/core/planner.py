@@ -71,7 +71,7 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     plan = Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
     return resolve(plan, live.storage, pools=live.pools,
                    networks=[n.name for n in live.networks if n.active],
-                   free_memory=live.free_memory)
+                   free_memory=live.free_memory, macs=_macs(live.vms))
 
 
 def _disconnected(actions: tuple[Action, ...], inputs: Validated,
@@ -116,6 +116,16 @@ def _vm_order(action: Action) -> tuple[int, str]:
     """Actions on declared VMs by name, then destroys and held-back destroys (as the VM diff
     orders them)."""
     return (0 if action.desired is not None else 1, action.name)
+
+
+def _macs(vms: tuple[LiveVM, ...]) -> dict[str, tuple[str, ...]]:
+    """MAC -> the domains with a NIC of it (persistent or running definition)."""
+    out: dict[str, set[str]] = {}
+    for vm in vms:
+        for nic in (*vm.config.nics, *(vm.live_nics or ())):
+            if nic.mac:
+                out.setdefault(nic.mac, set()).add(vm.name)
+    return {mac: tuple(sorted(names)) for mac, names in out.items()}
 
 
 def _pool_users(storage: StorageView | None, leaving: set[str]) -> dict[str, set[str]]:

@@ -51,7 +51,8 @@ def needs(plan: Plan) -> frozenset[str]:
 
 
 def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool],
-            networks: Iterable[str], free_memory: int | None = None) -> Plan:
+            networks: Iterable[str], free_memory: int | None = None,
+            macs: Mapping[str, tuple[str, ...]] | None = None) -> Plan:
     """``plan`` with its storage decided and its references checked against ``storage`` and
     the live ``pools`` and ``networks`` (names); with ``storage`` None (nothing observed, as in
     the plan case tables), ``plan`` as it is. Pure."""
@@ -63,7 +64,8 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
     declared_nets = {a.name for a in plan.actions
                      if isinstance(a.desired, DesiredNetwork) and a.writes}
     live_pools = {p.name: p for p in pools}
-    known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets})
+    known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets},
+                   macs or {})
     actions = tuple(known.action(a) for a in plan.actions)
     return replace(plan, actions=_capacity(actions, storage, free_memory))
 
@@ -123,9 +125,10 @@ def _growth(action: Action, step: Step, details: StorageView) -> tuple[str, int]
 
 class _Known:
     def __init__(self, storage: StorageView, pools: Mapping[str, LivePool],
-                 declared_pools: set[str], networks: set[str]) -> None:
+                 declared_pools: set[str], networks: set[str],
+                 macs: Mapping[str, tuple[str, ...]]) -> None:
         self.storage, self.pools = storage, pools
-        self.declared_pools, self.networks = declared_pools, networks
+        self.declared_pools, self.networks, self.macs = declared_pools, networks, macs
 
     def action(self, action: Action) -> Action:
         if action.resource != Resource.VM or not action.steps:
@@ -151,6 +154,10 @@ class _Known:
             network = step.new.network
             if network is not None and network not in self.networks:
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.NETWORK_MISSING)]
+            others = tuple(d for d in self.macs.get(step.new.mac or "", ()) if d != vm)
+            if others:  # two guests with one MAC: frames go to either
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.MAC_TAKEN,
+                                names=others)]
             return [step]
         if step.op in _SEEDS and step.target.part == Part.SEED:
             return [step]
@@ -172,7 +179,10 @@ class _Known:
         prepare = Step(Op.CREATE_VOLUME, step.target, None, disk, step.effect)
         if self.storage.exists(key):
             info = self.storage.info(key)
-            users = tuple(u for u in self.storage.using(key, self.pools) if u != vm)
+            using = self.storage.using(key, self.pools)
+            # The VM itself under another source: the base of an external snapshot overlay.
+            users = tuple(u if u != vm else f"{vm} itself (under another source: the base of "
+                          "a snapshot overlay?)" for u in using)
             if users:
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, old=info,
                                 names=users)]

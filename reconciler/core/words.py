@@ -224,6 +224,10 @@ def _refusal(step: Step) -> str:
         return (f"the host has {_about(int(free))} of memory free, and the VMs this plan "
                 f"starts need {_about(int(needed))} (each its memory); stop a VM or give "
                 "less memory")
+    if step.cause == Cause.MAC_TAKEN and isinstance(new, Nic):
+        return (f"MAC {new.mac} is already a NIC of {', '.join(step.names)}; two guests with "
+                "one MAC lose each other's frames: choose another MAC, or leave it out "
+                "(libvirt picks one)")
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
         return (f"network {new.network} does not exist; declare it (kind: Network) or create "
                 "it on the host")

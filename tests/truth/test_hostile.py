@@ -287,10 +287,9 @@ def test_a_pool_a_domain_uses_under_another_volume_name_is_not_removed(host, tmp
 
 @pytest.mark.xfail(strict=True, reason="after an external disk-only snapshot (virsh "
                    "snapshot-create-as --disk-only), the disk is <source file=overlay> with the "
-                   "managed volume as its backing store; the tool no longer sees disk root, plans "
-                   "'volume reused, disk root (add)', hot-plug fails on the image lock, the "
-                   "volume (the overlay's backing file) is left in the persistent definition as "
-                   "a second writable disk, and every later plan tries again")
+                   "managed volume as its backing store; the tool refuses to add the volume "
+                   "again (it is the VM's own, under another source), but the plan still lists "
+                   "disk root as one to add (refused): an overlay is not read as the disk yet")
 def test_a_disk_moved_onto_an_external_snapshot_overlay_is_not_attached_again(host, tmp_path):
     from lxml import etree
 
@@ -361,10 +360,6 @@ def test_fewer_vcpus_than_the_numa_cells_name_are_blocked_at_plan_time(host, tmp
 # --- kind 5: identity of NICs --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a manifest's MAC is checked against other manifests only: "
-                   "a running domain made by hand already has it on the same network, yet the "
-                   "plan creates the VM, apply says converged and the next plan 'No changes', "
-                   "with two guests on one bridge answering to one MAC")
 def test_a_mac_a_running_domain_has_on_the_same_network_is_blocked(host, tmp_path):
     net = host.network()
     mac = "52:54:00:5e:7a:01"
