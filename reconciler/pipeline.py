@@ -36,7 +36,8 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
                           available={p.name: p.available for p in pools if p.active})
     return LiveState(owned_view(seen.vms, instance), hv.read_networks(),
                      tuple(observe.live_pool(p) for p in pools), seen.read, storage,
-                     free_memory=hv.free_memory())
+                     free_memory=hv.free_memory(), host_interfaces=hv.host_interfaces(),
+                     max_vcpus=hv.max_vcpus())
 
 
 def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:

@@ -153,6 +153,8 @@ class Cause(StrEnum):
     SUBNET_TAKEN = "subnet taken"  # names: (network, its subnet): the subnets overlap
     BRIDGE_TAKEN = "bridge taken"  # names: (network,): it has the bridge already
     MAC_TAKEN = "mac taken"  # names: the other domains with a NIC of this MAC
+    BRIDGE_MISSING = "bridge missing"  # a NIC's host bridge is not among the host's interfaces
+    VCPUS_LIMIT = "vcpus limit"  # names: (the host's limit,)
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

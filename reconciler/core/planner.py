@@ -44,6 +44,9 @@ class LiveState:
     real_paths: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     # The host's free memory in bytes (None: unknown): VMs to start must fit in it.
     free_memory: int | None = field(default=None, compare=False, repr=False)
+    # The host's interfaces (bridges included) and its vCPU limit; None: not known.
+    host_interfaces: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    max_vcpus: int | None = field(default=None, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
@@ -61,7 +64,7 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
                         real_paths=live.real_paths,
                         volume_users=_pool_users(live.storage, leaving)),
         *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
-                           wanted_vms=inputs.vms, hold=hold),
+                           wanted_vms=inputs.vms, hold=hold, host=live.host_interfaces),
     ]
     # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
     first = [a for a in infra if a.desired is not None]
@@ -71,7 +74,8 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     plan = Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
     return resolve(plan, live.storage, pools=live.pools,
                    networks=[n.name for n in live.networks if n.active],
-                   free_memory=live.free_memory, macs=_macs(live.vms))
+                   free_memory=live.free_memory, macs=_macs(live.vms),
+                   host=live.host_interfaces, max_vcpus=live.max_vcpus)
 
 
 def _disconnected(actions: tuple[Action, ...], inputs: Validated,

@@ -52,7 +52,8 @@ def needs(plan: Plan) -> frozenset[str]:
 
 def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool],
             networks: Iterable[str], free_memory: int | None = None,
-            macs: Mapping[str, tuple[str, ...]] | None = None) -> Plan:
+            macs: Mapping[str, tuple[str, ...]] | None = None,
+            host: tuple[str, ...] | None = None, max_vcpus: int | None = None) -> Plan:
     """``plan`` with its storage decided and its references checked against ``storage`` and
     the live ``pools`` and ``networks`` (names); with ``storage`` None (nothing observed, as in
     the plan case tables), ``plan`` as it is. Pure."""
@@ -65,9 +66,21 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
                      if isinstance(a.desired, DesiredNetwork) and a.writes}
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets},
-                   macs or {})
-    actions = tuple(known.action(a) for a in plan.actions)
+                   macs or {}, host)
+    actions = tuple(_vcpus(known.action(a), max_vcpus) for a in plan.actions)
     return replace(plan, actions=_capacity(actions, storage, free_memory))
+
+
+def _vcpus(action: Action, limit: int | None) -> Action:
+    """A VM whose maxVcpus is above what the host's machine type allows (libvirt refuses the
+    definition) gets a refused step. Pure."""
+    want = action.desired
+    if (limit is None or not isinstance(want, DesiredVM) or not action.writes
+            or want.spec.max_vcpus <= limit):
+        return action
+    refused = Step(Op.SET_MAX_VCPUS, action.target, None, want.spec.max_vcpus, Effect.REFUSED,
+                   Cause.VCPUS_LIMIT, names=(str(limit),))
+    return replace(action, steps=(refused, *action.steps))
 
 
 def _capacity(actions: Iterable[Action], storage: StorageView,
@@ -126,9 +139,10 @@ def _growth(action: Action, step: Step, details: StorageView) -> tuple[str, int]
 class _Known:
     def __init__(self, storage: StorageView, pools: Mapping[str, LivePool],
                  declared_pools: set[str], networks: set[str],
-                 macs: Mapping[str, tuple[str, ...]]) -> None:
+                 macs: Mapping[str, tuple[str, ...]], host: tuple[str, ...] | None) -> None:
         self.storage, self.pools = storage, pools
         self.declared_pools, self.networks, self.macs = declared_pools, networks, macs
+        self.host = host
 
     def action(self, action: Action) -> Action:
         if action.resource != Resource.VM or not action.steps:
@@ -154,6 +168,9 @@ class _Known:
             network = step.new.network
             if network is not None and network not in self.networks:
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.NETWORK_MISSING)]
+            bridge = step.new.bridge
+            if bridge is not None and self.host is not None and bridge not in self.host:
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.BRIDGE_MISSING)]
             others = tuple(d for d in self.macs.get(step.new.mac or "", ()) if d != vm)
             if others:  # two guests with one MAC: frames go to either
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.MAC_TAKEN,

@@ -201,8 +201,10 @@ def _refusal(step: Step) -> str:
         return (f"its subnet {new} overlaps network {step.names[0]}'s ({step.names[1]}): "
                 "libvirt would not start it; choose another subnet")
     if step.cause == Cause.BRIDGE_TAKEN:
-        return (f"network {step.names[0]} already has the bridge {step.names[1]}; choose "
-                "another bridge name, or leave it out (libvirt picks one)")
+        owner = step.names[0]
+        owner = owner if owner.startswith("the host") else f"network {owner}"
+        return (f"{owner} already has the bridge {step.names[1]}; choose another bridge name, "
+                "or leave it out (libvirt picks one)")
     if step.cause == Cause.OUTSIDE_ROOTS:
         return (f"its real path {new} is below no storage root ({', '.join(step.names)}); "
                 "a symbolic link must not lead a pool out of them: name a directory below "
@@ -224,6 +226,12 @@ def _refusal(step: Step) -> str:
         return (f"the host has {_about(int(free))} of memory free, and the VMs this plan "
                 f"starts need {_about(int(needed))} (each its memory); stop a VM or give "
                 "less memory")
+    if step.cause == Cause.BRIDGE_MISSING and isinstance(new, Nic):
+        return (f"the host has no interface {new.bridge}; create the bridge on the host, or "
+                "use a libvirt network")
+    if step.cause == Cause.VCPUS_LIMIT:
+        return (f"the host's machine type allows at most {step.names[0]} vCPUs "
+                "(virsh domcapabilities)")
     if step.cause == Cause.MAC_TAKEN and isinstance(new, Nic):
         return (f"MAC {new.mac} is already a NIC of {', '.join(step.names)}; two guests with "
                 "one MAC lose each other's frames: choose another MAC, or leave it out "

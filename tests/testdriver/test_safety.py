@@ -83,9 +83,13 @@ def test_a_single_file_path_never_destroys_the_rest(testdrv, prefix, tmp_path):
 
 def test_one_vm_that_crashes_the_builder_does_not_stop_the_others(testdrv, prefix, tmp_path):
     m, state = tmp_path / "m", tmp_path / "s"
-    # A control character cannot go into XML: building the domain raises, for that VM only.
+    # A cloud-init seed: the test driver cannot upload a volume (no storage streams), so this
+    # VM fails at apply, alone (what the plan can see it refuses before: pools, networks,
+    # bridges, images).
     write_manifest(m, "big.yaml", vm_manifest(f"{prefix}big", state="stopped",
-                                              networks='- bridge: "br0\\x01"'))
+                                              extra='cloudInit: {userData: "#cloud-config"}\n'
+                                                    'disks: [{name: root, size: 1MiB, '
+                                                    'pool: default-pool}]'))
     write_manifest(m, "ok.yaml", vm_manifest(f"{prefix}ok", state="stopped"))
     r = _apply(m, state)
     assert r.code == 1

@@ -51,9 +51,6 @@ def network_manifest(name: str, spec: str) -> str:
 # --- kind 4: a plan that approves what apply cannot do -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="maxVcpus up to 1024 passes validation and plan, but "
-                   "libvirt refuses the define: 'Maximum CPUs greater than specified machine "
-                   "type limit 255'; apply fails instead of the plan blocking it")
 def test_vcpus_above_the_machine_type_limit_are_blocked_at_plan_time(host, tmp_path):
     m = tmp_path / "m"
     name = f"{host.prefix}cpu"
@@ -66,10 +63,6 @@ def test_vcpus_above_the_machine_type_limit_are_blocked_at_plan_time(host, tmp_p
     assert not host.exists(name)
 
 
-@pytest.mark.xfail(strict=True, reason="a NIC on a host bridge that does not exist is not "
-                   "checked at plan time (only libvirt networks are): the plan approves, apply "
-                   "defines the domain, then the start fails ('Cannot get interface MTU'), and "
-                   "the domain is left behind")
 def test_a_nic_on_a_missing_host_bridge_is_blocked_and_nothing_is_created(host, tmp_path):
     m = tmp_path / "m"
     name = f"{host.prefix}br"
@@ -113,10 +106,6 @@ def test_a_network_on_the_subnet_of_a_host_interface_is_blocked(host, tmp_path):
     assert networks(host) == []  # nothing defined for a network libvirt will not start
 
 
-@pytest.mark.xfail(strict=True, reason="a network's bridge is checked only against other "
-                   "libvirt networks' bridges: a name an existing host interface has (lo) "
-                   "passes the plan, libvirt fails 'error creating bridge interface lo: File "
-                   "exists', and the network is left defined and inactive")
 def test_a_network_bridge_named_like_a_host_interface_is_blocked(host, tmp_path):
     m = tmp_path / "m"
     name = f"{host.prefix}n"

@@ -92,6 +92,27 @@ class Connection:
             return None
         return kib * 1024 if "free" in stats else None
 
+    def host_interfaces(self) -> tuple[str, ...] | None:
+        """The names of the host's network interfaces, bridges included (libvirt's interface
+        driver, active or not); None where the driver cannot say."""
+        try:
+            return tuple(sorted(i.name() for i in self.conn.listAllInterfaces(0)))
+        except libvirt.libvirtError:
+            return None
+
+    def max_vcpus(self) -> int | None:
+        """The most vCPUs a domain may have on its default machine type ("pc": the host
+        capabilities' <machine maxCpus> for x86_64, which read-only connections may read);
+        None where the driver does not say."""
+        try:
+            caps = etree.fromstring(self.conn.getCapabilities().encode())
+        except (libvirt.libvirtError, etree.XMLSyntaxError):
+            return None
+        for machine in caps.iterfind("guest/arch[@name='x86_64']/machine"):
+            if machine.text == "pc" and machine.get("maxCpus", "").isdigit():
+                return int(machine.get("maxCpus"))
+        return None
+
     @cached_property
     def domain_type(self) -> str:
         """The best accelerator the host offers for x86_64 guests: kvm, else qemu (TCG)."""

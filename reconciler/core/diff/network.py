@@ -25,7 +25,7 @@ from reconciler.core.plan import (
 
 def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, instance: str,
          vms: Iterable[LiveVM], wanted_vms: Iterable[DesiredVM],
-         hold: Reason | None) -> list[Action]:
+         hold: Reason | None, host: tuple[str, ...] | None = None) -> list[Action]:
     """Create, update, remove (or block) networks. ``hold``: why nothing may be removed this
     run (None when removing is allowed). A network is ours when its mark names ``instance``.
     Pure."""
@@ -38,7 +38,7 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
         have = live_by_name.pop(want.spec.name, None)
         if have is None:
             action = create(want)
-            clash = _clash(want, target, live_by_name.values(), desired)
+            clash = _clash(want, target, live_by_name.values(), desired, host or ())
             actions.append(replace(action, steps=(clash, *action.steps)) if clash else action)
         elif have.mark is None or have.mark.instance != instance:
             actions.append(Action(Kind.BLOCKED, target, reason=Reason(Why.CONFLICT),
@@ -60,13 +60,16 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
 
 
 def _clash(want: DesiredNetwork, target: Target, live: Iterable[LiveNetwork],
-           desired: Iterable[DesiredNetwork]) -> Step | None:
+           desired: Iterable[DesiredNetwork], host: tuple[str, ...]) -> Step | None:
     """Why a new network could not start beside the others (libvirt refuses a network whose
     subnet overlaps another's, or a bridge another has), as a refused step, or None."""
     spec = want.spec
     others = [(n.name, n.config) for n in live if n.name != spec.name]
     others += [(d.spec.name, d.spec) for d in desired if d.spec.name < spec.name]
     refused = Step(Op.DEFINE, target, None, _subnet(spec), Effect.REFUSED)
+    if spec.bridge and spec.bridge in host:  # libvirt makes the bridge: it must not exist
+        return replace(refused, cause=Cause.BRIDGE_TAKEN,
+                       names=("the host (an interface)", spec.bridge))
     for name, other in others:
         if spec.bridge and other.bridge == spec.bridge:
             return replace(refused, cause=Cause.BRIDGE_TAKEN, names=(name, spec.bridge))
