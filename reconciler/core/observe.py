@@ -220,6 +220,7 @@ def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
                               if r is not None for t in r.iterfind("devices/disk/target")
                               if t.get("dev")})),
         live_ports=tuple(_ports(live_root)) if live_root is not None else (),
+        numa=trees.inactive.find("cpu/numa/cell") is not None,
     )
 
 

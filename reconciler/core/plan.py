@@ -155,6 +155,7 @@ class Cause(StrEnum):
     MAC_TAKEN = "mac taken"  # names: the other domains with a NIC of this MAC
     BRIDGE_MISSING = "bridge missing"  # a NIC's host bridge is not among the host's interfaces
     VCPUS_LIMIT = "vcpus limit"  # names: (the host's limit,)
+    NUMA_CELLS = "numa cells"  # the domain's NUMA cells fix its memory and vCPUs
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

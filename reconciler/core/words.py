@@ -229,6 +229,9 @@ def _refusal(step: Step) -> str:
     if step.cause == Cause.BRIDGE_MISSING and isinstance(new, Nic):
         return (f"the host has no interface {new.bridge}; create the bridge on the host, or "
                 "use a libvirt network")
+    if step.cause == Cause.NUMA_CELLS:
+        return ("the domain's NUMA cells (<cpu><numa>) fix its memory and vCPUs; change the "
+                "cells with virsh edit, then the manifest")
     if step.cause == Cause.VCPUS_LIMIT:
         return (f"the host's machine type allows at most {step.names[0]} vCPUs "
                 "(virsh domcapabilities)")

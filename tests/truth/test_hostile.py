@@ -320,10 +320,6 @@ def _adopt_numa(host, tmp_path: Path) -> tuple[Path, str, str]:  # type: ignore[
     return m, name, r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="with <cpu><numa> cells the guest's memory is the sum of "
-                   "the cells (libvirt rewrites <memory> from them): a memory change of an "
-                   "adopted NUMA domain is planned as a plain update, apply writes <memory> and "
-                   "libvirt keeps 64MiB; 'not converged', and every plan shows it again")
 def test_a_memory_change_of_a_domain_with_numa_cells_is_blocked_or_done(host, tmp_path):
     m, name, text = _adopt_numa(host, tmp_path)
     write_manifest(m, "n.yaml", text.replace("memory: 64MiB", "memory: 128MiB"))
@@ -335,9 +331,6 @@ def test_a_memory_change_of_a_domain_with_numa_cells_is_blocked_or_done(host, tm
         assert "No changes" in plan(host, m).stdout
 
 
-@pytest.mark.xfail(strict=True, reason="with <cpu><numa> cells naming vCPUs 0 and 1, fewer "
-                   "vCPUs is approved by the plan, then libvirt refuses the define: 'Number of "
-                   "CPUs in <numa> exceeds the <vcpu> count'")
 def test_fewer_vcpus_than_the_numa_cells_name_are_blocked_at_plan_time(host, tmp_path):
     m, name, text = _adopt_numa(host, tmp_path)
     write_manifest(m, "n.yaml", text.replace("vcpus: 2", "vcpus: 1"))

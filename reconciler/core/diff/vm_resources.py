@@ -9,6 +9,8 @@ not take up a balloon target keeps the memory QEMU booted it with.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reconciler.core.model.vm import LiveVM, Nic, VMSpec
 from reconciler.core.plan import Cause, Effect, Op, Part, Step, Target, vm_target
 from reconciler.core.xml.devices import match_nics, next_target
@@ -60,6 +62,8 @@ def scalars(d: VMSpec, have: LiveVM, *, running: bool) -> list[Step]:
                             hold.reason if hold else ""))
         else:
             out.append(Step(op, me, live, desired, Effect.LIVE))
+    if have.numa:  # libvirt derives them from the cells: a change would never take
+        out = [replace(s, effect=Effect.REFUSED, cause=Cause.NUMA_CELLS) for s in out]
     return out
 
 

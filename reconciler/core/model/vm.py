@@ -178,6 +178,9 @@ class LiveVM:
     # (MAC, network, port UUID) of each running NIC on a libvirt network: a port its network
     # no longer has is a NIC off its bridge (the network was restarted).
     live_ports: tuple[tuple[str, str, str], ...] = ()
+    # The persistent definition has NUMA cells (<cpu><numa>): libvirt derives the memory from
+    # them, and they name the vCPUs.
+    numa: bool = False
 
     @property
     def managed(self) -> bool:
