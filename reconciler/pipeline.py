@@ -14,7 +14,7 @@ from reconciler.core import defaults, observe
 from reconciler.core.diff.guards import Guards
 from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
-from reconciler.core.planner import LiveState, compute, infra_text, owned_view
+from reconciler.core.planner import LiveState, compute, draft, infra_text, owned_view
 from reconciler.core.resolve import needs
 from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
@@ -35,9 +35,14 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
                           seen.users, seen.file_users,
                           available={p.name: p.available for p in pools if p.active})
     return LiveState(owned_view(seen.vms, instance), hv.read_networks(),
-                     tuple(observe.live_pool(p) for p in pools), seen.read, storage,
-                     free_memory=hv.free_memory(), host_interfaces=hv.host_interfaces(),
-                     max_vcpus=hv.max_vcpus())
+                     tuple(observe.live_pool(p) for p in pools), seen.read, storage)
+
+
+def _with_host(hv: Libvirt, live: LiveState) -> LiveState:
+    """``live`` with the host's facts that only changes need: its available memory, its
+    interfaces and its vCPU limit (a plan with nothing to do does not read them)."""
+    return replace(live, free_memory=hv.free_memory(), host_interfaces=hv.host_interfaces(),
+                   max_vcpus=hv.max_vcpus())
 
 
 def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:
@@ -105,10 +110,9 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
     if isinstance(found, Plan):
         plan = found
     else:
-        plan = compute(inputs, live, guards, source.instance)
-        touched = needs(plan)
-        if touched:  # volumes to create, reuse or delete: decided on their details
-            live = _with_details(hv, live, touched)
+        plan = draft(inputs, live, guards, source.instance)
+        if plan.actions:  # changes are decided on the host's facts and the volumes' details
+            live = _with_details(hv, _with_host(hv, live), needs(plan))
             plan = compute(inputs, live, guards, source.instance)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)

@@ -52,6 +52,17 @@ class LiveState:
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
     """The whole plan: pools and networks first, then VMs, then removed pools and networks;
     storage and references resolved against what was observed (``core.resolve``). Pure."""
+    plan = draft(inputs, live, guards, instance)
+    return resolve(plan, live.storage, pools=live.pools,
+                   networks=[n.name for n in live.networks if n.active],
+                   free_memory=live.free_memory, macs=_macs(live.vms),
+                   host=live.host_interfaces, max_vcpus=live.max_vcpus)
+
+
+def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+    """The plan before storage and references are resolved: what each resource needs (it
+    tells which facts of the host the final plan must read, see ``core.resolve.needs``).
+    Pure."""
     vm_plan = diff.plan(inputs.vms, live.vms, guards, read=live.read)
     # VMs this run destroys no longer hold their pools and networks (the executor removes
     # those only after every VM destroy succeeded).
@@ -71,11 +82,7 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     last = [a for a in infra if a.desired is None]
     digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
     vm_actions = _disconnected(vm_plan.actions, inputs, live)
-    plan = Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
-    return resolve(plan, live.storage, pools=live.pools,
-                   networks=[n.name for n in live.networks if n.active],
-                   free_memory=live.free_memory, macs=_macs(live.vms),
-                   host=live.host_interfaces, max_vcpus=live.max_vcpus)
+    return Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
 
 
 def _disconnected(actions: tuple[Action, ...], inputs: Validated,
