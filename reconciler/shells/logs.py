@@ -17,6 +17,9 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # A logged exception carries its traceback as text (JSON): "exc_info": true alone
+            # would say that something crashed, not what.
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
