@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.core.errors import ReconcilerError
@@ -116,9 +116,9 @@ class LiveChange:
     old: LiveHold | None
     held: dict[Op, int | None]
     seen: dict[Op, int | None]
-    reasons: list[str]
-    kept: list[str]
+    reasons: dict[Op, str]  # by field (vcpus, memory): this run's, and those still held
     balloon: int | None = None
+    touched: set[Op] = field(default_factory=set)  # the fields this run set
 
 
 def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
@@ -137,8 +137,8 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
         Op.SET_VCPUS: old.seen_vcpus if held[Op.SET_VCPUS] is not None and old else None,
         Op.SET_MEMORY: old.seen_memory if held[Op.SET_MEMORY] is not None and old else None,
     }
-    change = LiveChange(name, old, held, seen, [], [])
-    touched: set[Op] = set()
+    change = LiveChange(name, old, held, seen, {})
+    touched = change.touched
     for step in action.steps:
         if step.op not in (Op.SET_VCPUS, Op.SET_MEMORY) or step.effect != Effect.LIVE:
             continue
@@ -154,12 +154,13 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
         except ReconcilerError as exc:
             held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
             if step.op == Op.SET_VCPUS:
-                change.reasons.append(f"vcpus {have.live_vcpus} -> {step.new} not applied "
-                                      f"live ({_short(exc)})")
+                change.reasons[step.op] = (f"vcpus {have.live_vcpus} -> {step.new} not "
+                                           f"applied live ({_short(exc)})")
             else:
-                change.reasons.append(f"memory not applied live ({_short(exc)})")
-    change.kept = [r for field, r in _reasons(old)
-                   if field not in touched and held[field] is not None]
+                change.reasons[step.op] = f"memory not applied live ({_short(exc)})"
+    for kind, reason in _reasons(old).items():  # still held, not retried: its reason stays
+        if kind not in touched and held[kind] is not None:
+            change.reasons.setdefault(kind, reason)
     return change
 
 
@@ -180,35 +181,36 @@ def settle(hv: Libvirt, changes: list[LiveChange], clock: Callable[[], float],
     for change in waiting.values():
         change.held[Op.SET_MEMORY] = change.balloon
         change.seen[Op.SET_MEMORY] = live_value(hv, change.name, Op.SET_MEMORY)
-        change.reasons.append(BALLOON_NOT_TAKEN)
+        change.reasons[Op.SET_MEMORY] = BALLOON_NOT_TAKEN
 
 
 def finish(hv: Libvirt, change: LiveChange) -> list[str]:
     """Record on the running domain what it did not take up (or clear an old record); the
     reasons, which the VM's result gives as pending restart."""
-    held, seen = change.held, change.seen
+    held, seen, reasons = change.held, change.seen, change.reasons
+    vcpus, memory = reasons.get(Op.SET_VCPUS, ""), reasons.get(Op.SET_MEMORY, "")
     if held[Op.SET_VCPUS] is not None or held[Op.SET_MEMORY] is not None:
         hold = LiveHold(held[Op.SET_VCPUS], held[Op.SET_MEMORY],
-                        "; ".join(change.kept + change.reasons),
-                        seen[Op.SET_VCPUS], seen[Op.SET_MEMORY])
+                        "; ".join(r for r in (vcpus, memory) if r),
+                        seen[Op.SET_VCPUS], seen[Op.SET_MEMORY], vcpus, memory)
         if hold != change.old:
             hv.set_hold(change.name, hold)
     elif change.old is not None:
         hv.set_hold(change.name, None)
-    return change.reasons
+    return [reasons[f] for f in (Op.SET_VCPUS, Op.SET_MEMORY)
+            if f in change.touched and reasons.get(f)]
 
 
-def _reasons(hold: LiveHold | None) -> list[tuple[Op, str]]:
-    """The recorded reasons of a hold, each with the field it is about (each reason this module
-    writes starts with its field's name)."""
-    if hold is None or not hold.reason:
-        return []
-    fields = {"vcpus": Op.SET_VCPUS, "memory": Op.SET_MEMORY}
-    out = []
-    for reason in hold.reason.split("; "):
-        field = fields.get(reason.split(" ", 1)[0].rstrip(":"))
-        if field is not None:
-            out.append((field, reason))
+def _reasons(hold: LiveHold | None) -> dict[Op, str]:
+    """The reason recorded for each held value (a hold of an older version has one reason
+    for all)."""
+    if hold is None:
+        return {}
+    out = {}
+    for op, value, own in ((Op.SET_VCPUS, hold.vcpus, hold.vcpus_reason),
+                           (Op.SET_MEMORY, hold.memory, hold.memory_reason)):
+        if value is not None and (own or hold.reason):
+            out[op] = own or hold.reason
     return out
 
 

@@ -133,6 +133,10 @@ class LiveHold:
     # the guest moves (a balloon taken up late, a change by hand), the live value is diffed again.
     seen_vcpus: int | None = None
     seen_memory: int | None = None
+    # Each held value's own reason (``reason`` joins them); empty in a hold an older version
+    # wrote, whose ``reason`` then stands for every held value.
+    vcpus_reason: str = ""
+    memory_reason: str = ""
 
 
 @dataclass(frozen=True)

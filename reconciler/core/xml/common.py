@@ -67,6 +67,10 @@ def hold_xml(hold: LiveHold) -> str:
         attrs["seen-vcpus"] = str(hold.seen_vcpus)
     if hold.seen_memory is not None:
         attrs["seen-memory"] = str(hold.seen_memory)
+    if hold.vcpus_reason:
+        attrs["vcpus-reason"] = hold.vcpus_reason
+    if hold.memory_reason:
+        attrs["memory-reason"] = hold.memory_reason
     return to_xml(etree.Element(f"{{{HOLD_NS}}}hold", attrs, nsmap={HOLD_KEY: HOLD_NS}))
 
 
@@ -126,7 +130,9 @@ def read_hold(root: etree._Element) -> LiveHold | None:
 
     return LiveHold(vcpus=number("vcpus"), memory=number("memory"),
                     reason=element.get("reason", ""), seen_vcpus=number("seen-vcpus"),
-                    seen_memory=number("seen-memory"))
+                    seen_memory=number("seen-memory"),
+                    vcpus_reason=element.get("vcpus-reason", ""),
+                    memory_reason=element.get("memory-reason", ""))
 
 
 def parse(xml: str) -> etree._Element:
