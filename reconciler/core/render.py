@@ -12,7 +12,7 @@ from reconciler import __version__
 from reconciler.core.errors import Problem
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool
-from reconciler.core.model.vm import DesiredVM
+from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import (
     Action,
     Effect,
@@ -137,6 +137,15 @@ def step_json(step: Step) -> dict[str, object]:
             "effect": str(step.effect), "cause": str(step.cause) if step.cause else None}
 
 
+def _observed(action: Action) -> dict[str, object] | None:
+    """The domain's state as libvirt reported it when the plan was made."""
+    live = action.live
+    if not isinstance(live, LiveVM):
+        return None
+    return {"state": live.state, "reason": live.reason, "persistent": live.persistent,
+            "managedSave": live.managed_save}
+
+
 def _manifest_of(action: Action) -> str | None:
     return action.desired.source.file if action.desired else None
 
@@ -165,6 +174,7 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict[str, object]
                 "pendingRestart": bool(a.pending_restart),
                 "reason": reason_text(a),
                 "why": str(a.reason.why) if a.reason else None,
+                "observed": _observed(a),
                 "manifest": _manifest_of(a),
             }
             for a in plan.actions
