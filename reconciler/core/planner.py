@@ -55,6 +55,7 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     plan = draft(inputs, live, guards, instance)
     return resolve(plan, live.storage, pools=live.pools,
                    networks=[n.name for n in live.networks if n.active],
+                   inactive_networks=[n.name for n in live.networks if not n.active],
                    free_memory=live.free_memory, macs=_macs(live.vms),
                    host=live.host_interfaces, max_vcpus=live.max_vcpus)
 

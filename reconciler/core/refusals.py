@@ -75,8 +75,8 @@ def refusal(step: Step) -> str:
                 "one MAC lose each other's frames: choose another MAC, or leave it out "
                 "(libvirt picks one)")
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
-        return (f"network {new.network} does not exist; declare it (kind: Network) or create "
-                "it on the host")
+        return (f"network {new.network} does not exist or is not active; declare it (kind: "
+                "Network), or create or start it on the host")
     if not isinstance(new, Disk):
         return ""
     volume, pool = volume_name(vm, new.name), new.pool

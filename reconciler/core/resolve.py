@@ -18,7 +18,7 @@ from dataclasses import replace
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
-from reconciler.core.model.vm import DesiredVM, Disk, Nic, volume_name
+from reconciler.core.model.vm import DesiredVM, Disk, Nic, PowerState, volume_name
 from reconciler.core.plan import (
     Action,
     Cause,
@@ -52,6 +52,7 @@ def needs(plan: Plan) -> frozenset[str]:
 
 def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool],
             networks: Iterable[str], free_memory: int | None = None,
+            inactive_networks: Iterable[str] = (),
             macs: Mapping[str, tuple[str, ...]] | None = None,
             host: tuple[str, ...] | None = None, max_vcpus: int | None = None) -> Plan:
     """``plan`` with its storage decided and its references checked against ``storage`` and
@@ -67,6 +68,7 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets},
                    macs or {}, host)
+    known.inactive = set(inactive_networks)
     actions = tuple(_vcpus(known.action(a), max_vcpus) for a in plan.actions)
     return replace(plan, actions=_capacity(actions, storage, free_memory))
 
@@ -143,11 +145,15 @@ class _Known:
         self.storage, self.pools = storage, pools
         self.declared_pools, self.networks, self.macs = declared_pools, networks, macs
         self.host = host
+        self.inactive: set[str] = set()  # networks defined but not active
+        self.runs = True  # the VM whose steps are resolved will run
 
     def action(self, action: Action) -> Action:
         if action.resource != Resource.VM or not action.steps:
             return action
         steps: list[Step] = []
+        self.runs = not isinstance(action.desired, DesiredVM) or (
+            action.desired.spec.state == PowerState.RUNNING)
         for step in action.steps:
             steps.extend(self.step(action.name, step))
         for step in list(steps):  # a removed disk whose volume is kept says so
@@ -166,7 +172,9 @@ class _Known:
             return self.attach_disk(vm, step, step.new)
         if step.op == Op.ATTACH_NIC and isinstance(step.new, Nic):
             network = step.new.network
-            if network is not None and network not in self.networks:
+            # A VM that runs needs the network active; a stopped one, the network defined.
+            known = self.networks if self.runs else self.networks | self.inactive
+            if network is not None and network not in known:
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.NETWORK_MISSING)]
             bridge = step.new.bridge
             if bridge is not None and self.host is not None and bridge not in self.host:
