@@ -12,13 +12,28 @@ from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe
 from reconciler.core.diff.guards import Guards
+from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
-from reconciler.core.planner import LiveState, compute, draft, infra_text, owned_view
-from reconciler.core.resolve import needs
 from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
-from reconciler.core.verify import observed
+
+# The planner, the resolver and the verifier are imported when a plan is computed: a cached
+# plan with nothing to do (the steady state) does not load them (part of its start-up time).
+
+
+def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+    """``core.planner.draft``."""
+    from reconciler.core import planner
+
+    return planner.draft(inputs, live, guards, instance)
+
+
+def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+    """``core.planner.compute``."""
+    from reconciler.core import planner
+
+    return planner.compute(inputs, live, guards, instance)
 
 
 def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
@@ -112,6 +127,8 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
     else:
         plan = draft(inputs, live, guards, source.instance)
         if plan.actions:  # changes are decided on the host's facts and the volumes' details
+            from reconciler.core.resolve import needs
+
             live = _with_details(hv, _with_host(hv, live), needs(plan))
             plan = compute(inputs, live, guards, source.instance)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -130,6 +147,8 @@ def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result,
     Raises ``ReconcilerError`` when libvirt cannot be read."""
     if not any(r.ok and a.writes for a, r in zip(planned.plan.actions, results, strict=True)):
         return planned, results
+    from reconciler.core.verify import observed
+
     fresh = make_plan(source, hv, memo=memo, every_size=True)
     return fresh, observed(planned.plan, results, fresh.plan)
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from reconciler.core.diff import network as network_diff
 from reconciler.core.diff import pool as pool_diff
 from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards, held_back
-from reconciler.core.model.network import LiveNetwork
-from reconciler.core.model.pool import LivePool
+from reconciler.core.live import LiveState as LiveState
+from reconciler.core.live import infra_digest
+from reconciler.core.live import infra_text as infra_text
+from reconciler.core.live import owned_view as owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import LiveVM, PowerState
 from reconciler.core.plan import (
@@ -28,25 +28,6 @@ from reconciler.core.plan import (
 )
 from reconciler.core.resolve import resolve
 from reconciler.core.validate.result import Validated
-
-
-@dataclass(frozen=True)
-class LiveState:
-    vms: tuple[LiveVM, ...]
-    networks: tuple[LiveNetwork, ...] = ()
-    pools: tuple[LivePool, ...] = ()
-    # Domain name -> a digest of what the adapter read of it, for the plan's fingerprint.
-    read: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-    # Volumes, who uses them, and details of the pools the plan touches; None: storage was
-    # not observed (plans computed from tables): nothing is resolved against it.
-    storage: StorageView | None = field(default=None, compare=False, repr=False)
-    # Path -> the path with its symbolic links resolved on the host (a local connection).
-    real_paths: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-    # The host's free memory in bytes (None: unknown): VMs to start must fit in it.
-    free_memory: int | None = field(default=None, compare=False, repr=False)
-    # The host's interfaces (bridges included) and its vCPU limit; None: not known.
-    host_interfaces: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
-    max_vcpus: int | None = field(default=None, compare=False, repr=False)
 
 
 def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
@@ -81,7 +62,7 @@ def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> 
     # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
     first = [a for a in infra if a.desired is not None]
     last = [a for a in infra if a.desired is None]
-    digest = vm_plan.fingerprint + _infra_digest(live)  # fingerprint(live.vms), computed once
+    digest = vm_plan.fingerprint + infra_digest(live)  # fingerprint(live.vms), computed once
     vm_actions = _disconnected(vm_plan.actions, inputs, live)
     return Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
 
@@ -147,20 +128,4 @@ def _pool_users(storage: StorageView | None, leaving: set[str]) -> dict[str, set
         out.setdefault(pool, set()).update(n for n in names if n not in leaving)
     return out
 
-
-def _infra_digest(live: LiveState) -> str:
-    return hashlib.sha256(infra_text(live).encode()).hexdigest()[:8]
-
-
-def infra_text(live: LiveState) -> str:
-    return repr(sorted(live.networks, key=lambda n: n.name)) + repr(
-        sorted(live.pools, key=lambda p: p.name))
-
-
-def owned_view(live: tuple[LiveVM, ...], instance: str) -> tuple[LiveVM, ...]:
-    """Domains of another reconciler instance look unmanaged to this one (and are never adopted
-    by it: ``owner`` names that instance). Pure."""
-    return tuple(vm if vm.mark is None or vm.mark.instance == instance
-                 else replace(vm, mark=None, owner=vm.mark.instance)
-                 for vm in live)
 

@@ -19,7 +19,6 @@ import click
 from reconciler import __version__, pipeline
 from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
-from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import defaults, render
@@ -260,6 +259,8 @@ def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple[Res
     in_sync = [d.spec.name for d in planned.inputs.vms if d.spec.name not in acted]
     statuses = status.vm_statuses(planned.plan, results, in_sync, suspended=[
         d.spec.name for d in planned.inputs.vms if d.suspend])
+    from reconciler.adapters import state as state_file
+
     state_file.write(state_dir, statuses, command="apply", problems=len(planned.inputs.problems))
 
 
@@ -347,6 +348,8 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str,
     from reconciler.core import status
 
     folder = state_dir or Path(cfg.stateDir)
+    from reconciler.adapters import state as state_file
+
     document = state_file.read(folder)
     if document is None:
         click.echo(f"No state in {folder} yet: `reconciler run` or `apply` writes it.")

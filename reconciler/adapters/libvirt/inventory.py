@@ -240,7 +240,7 @@ class _Fetched:
     from it with the key of what else went into it (``RawDomain.facts()``, the volume sizes)."""
 
     def __init__(self, raw: RawDomain, digest: bytes, refs: DomainRefs | None,
-                 built: tuple[Hashable, LiveVM] | None = None) -> None:
+                 built: tuple[Hashable, LiveVM, str] | None = None) -> None:
         self.raw, self.digest, self.built = raw, digest, built
         self.seen = ""  # a digest of what was read (set by live_vm)
         self.trees: DomainTrees | None = None
@@ -266,16 +266,17 @@ class _Fetched:
     def live_vm(self, sizes: Mapping[VolumeKey, int], memo: Cache | None) -> LiveVM:
         # Everything else the LiveVM holds comes from the XML.
         key = (self.raw.facts(), tuple(sizes.get(k) for k in self.refs.volumes))
+        if self.built is not None and self.built[0] == key:
+            self.seen = self.built[2]  # computed with the model, kept with it
+            return self.built[1]
         xml = self.digest or cache.digest(self.raw.inactive_xml.encode(),
                                           (self.raw.live_xml or "").encode())
         raw = self.raw  # the state's reason is left out: a pause and resume changes no plan
         read = (raw.id, raw.state, raw.persistent, raw.managed_save, raw.autostart, key[1])
         self.seen = cache.digest(xml, repr(read).encode()).hex()
-        if self.built is not None and self.built[0] == key:
-            return self.built[1]
         vm = observe.live_vm(self.raw, sizes, trees=self.parse(), mark=self.refs.mark)
         if memo:
-            memo.put("domain", self.digest, (self.refs, (key, vm)))
+            memo.put("domain", self.digest, (self.refs, (key, vm, self.seen)))
         return vm
 
 
