@@ -119,9 +119,11 @@ class LiveChange:
     reasons: dict[Op, str]  # by field (vcpus, memory): this run's, and those still held
     balloon: int | None = None
     touched: set[Op] = field(default_factory=set)  # the fields this run set
+    requested: float = 0.0  # when the balloon target was set (the executor's clock)
 
 
-def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
+def live_resources(hv: Libvirt, action: Action, have: LiveVM,
+                   clock: Callable[[], float]) -> LiveChange:
     """Set the live vCPUs and balloon target as the live steps say, without waiting for the
     guest: ``settle`` then watches every VM's balloon at once, and ``finish`` records what the
     guest did not take up on the running domain (so it is not retried forever)."""
@@ -150,7 +152,7 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
                 hv.set_vcpus_live(name, step.new)
             else:
                 hv.set_memory_live(name, step.new)
-                change.balloon = step.new
+                change.balloon, change.requested = step.new, clock()
         except ReconcilerError as exc:
             held[step.op], seen[step.op] = step.new, live_value(hv, name, step.op)
             if step.op == Op.SET_VCPUS:
@@ -166,11 +168,12 @@ def live_resources(hv: Libvirt, action: Action, have: LiveVM) -> LiveChange:
 
 def settle(hv: Libvirt, changes: list[LiveChange], clock: Callable[[], float],
            wait: float) -> None:
-    """Watch the balloons of all ``changes`` at once, for at most ``wait`` seconds: one settle
-    window for every VM of a run, not one per VM. Marks each change the guest did not take up
-    (its ``held`` memory and ``seen`` value) so that ``finish`` records it."""
+    """Watch the balloons of all ``changes`` at once, until ``wait`` seconds after the first was
+    set: one settle window for every VM of a run, open while the others are still being
+    changed, not one per VM. Marks each change the guest did not take up (its ``held`` memory
+    and ``seen`` value) so that ``finish`` records it."""
     waiting = {c.name: c for c in changes if c.balloon is not None}
-    deadline = clock() + wait
+    deadline = min((c.requested for c in waiting.values()), default=clock()) + wait
     while waiting:
         for name, change in list(waiting.items()):
             if live_value(hv, name, Op.SET_MEMORY) == change.balloon:

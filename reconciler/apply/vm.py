@@ -143,7 +143,7 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
         config_root = xmlcommon.parse(hv.domain_xml(name))
         pending += devices.hotplug(hv, action, config_root, live_before)
         if not action.restart:
-            change = devices.live_resources(hv, action, have)
+            change = devices.live_resources(hv, action, have, ctx.clock)
             if change.balloon is None:
                 pending += devices.finish(hv, change)
             else:
