@@ -145,6 +145,7 @@ class Cause(StrEnum):
     VOLUME_FORMAT = "volume format"  # old: the existing volume, of another format
     VOLUME_LARGER = "volume larger"  # old: the existing volume, larger than the disk
     IMAGE_MISSING = "image missing"  # the disk's image is not a volume of its pool
+    IMAGE_LARGER = "image larger"  # old: the image, larger than the disk made from it
     OUTSIDE_ROOTS = "outside roots"  # a pool's real path is below no storage root; names: roots
     PATH_TAKEN = "path taken"  # another pool has this directory; names: (pool, path)
     PATH_NESTED = "path nested"  # inside another pool's directory, or holding one

@@ -3,6 +3,7 @@ With ``words`` the only code that turns them into text. Pure."""
 
 from __future__ import annotations
 
+from reconciler.core.cloudinit import seed_volume
 from reconciler.core.model.vm import Disk, Nic, VolumeInfo, volume_name
 from reconciler.core.plan import Cause, Step
 from reconciler.core.units import format_bytes
@@ -77,6 +78,9 @@ def refusal(step: Step) -> str:
     if step.cause == Cause.NETWORK_MISSING and isinstance(new, Nic):
         return (f"network {new.network} does not exist or is not active; declare it (kind: "
                 "Network), or create or start it on the host")
+    if step.cause == Cause.IN_USE and step.target.part.value == "seed":
+        return (f"volume {seed_volume(vm)} is a disk of {', '.join(step.names)}; it cannot "
+                f"become {vm}'s cloud-init seed: rename the VM or that disk")
     if not isinstance(new, Disk):
         return ""
     volume, pool = volume_name(vm, new.name), new.pool
@@ -86,6 +90,9 @@ def refusal(step: Step) -> str:
     if step.cause == Cause.IMAGE_MISSING:
         return (f"image {new.image!r} is not a volume of pool {pool}; upload it first "
                 "(virsh vol-upload)")
+    if step.cause == Cause.IMAGE_LARGER and isinstance(old, VolumeInfo):
+        return (f"image {new.image} ({format_bytes(old.capacity)}) is larger than the disk "
+                f"({format_bytes(new.size)}); raise the disk's size to at least the image's")
     if step.cause == Cause.IN_USE and not isinstance(old, VolumeInfo):
         return (f"image {new.image} is a disk of {', '.join(step.names)}; an image must be a "
                 "volume no VM uses")

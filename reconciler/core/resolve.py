@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from reconciler.core.cloudinit import seed_volume
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
@@ -147,6 +148,7 @@ class _Known:
         self.host = host
         self.inactive: set[str] = set()  # networks defined but not active
         self.runs = True  # the VM whose steps are resolved will run
+        self.seed_pool = ""  # the pool of its cloud-init seed
 
     def action(self, action: Action) -> Action:
         if action.resource != Resource.VM or not action.steps:
@@ -154,6 +156,8 @@ class _Known:
         steps: list[Step] = []
         self.runs = not isinstance(action.desired, DesiredVM) or (
             action.desired.spec.state == PowerState.RUNNING)
+        seed = action.desired.spec.cloud_init if isinstance(action.desired, DesiredVM) else None
+        self.seed_pool = seed.pool if seed is not None else ""
         for step in action.steps:
             steps.extend(self.step(action.name, step))
         for step in list(steps):  # a removed disk whose volume is kept says so
@@ -185,6 +189,10 @@ class _Known:
                                 names=others)]
             return [step]
         if step.op in _SEEDS and step.target.part == Part.SEED:
+            seed: VolumeKey = (self.seed_pool, seed_volume(vm))
+            users = tuple(u for u in self.storage.users.get(seed, ()) if u != vm)
+            if users:  # writing the seed would replace another domain's disk
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, names=users)]
             return [step]
         if step.op == Op.DELETE_VOLUME and isinstance(step.old, Disk):
             key: VolumeKey = (step.old.pool, volume_name(vm, step.old.name))
@@ -227,4 +235,8 @@ class _Known:
             if users:  # another VM's live disk: its data would leak, its writes corrupt
                 return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE,
                                 names=users)]
+            base = self.storage.info(image)
+            if base is not None and base.capacity > disk.size:  # a disk cannot shrink it
+                return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_LARGER,
+                                old=base)]
         return [prepare, step]
