@@ -84,6 +84,7 @@ class RawNetwork:
     autostart: bool
     xml: str
     ports: tuple[str, ...] | None = None
+    live_xml: str | None = None  # an active network's running definition
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,9 @@ def live_network(raw: RawNetwork) -> LiveNetwork:
     """The live model of one network. Pure."""
     config, mark = networkxml.read(raw.xml, autostart=raw.autostart)
     ports = tuple(sorted(raw.ports)) if raw.ports is not None else None
-    return LiveNetwork(raw.name, raw.active, config, mark, ports)
+    running = (networkxml.read(raw.live_xml, autostart=raw.autostart)[0]
+               if raw.live_xml is not None else None)
+    return LiveNetwork(raw.name, raw.active, config, mark, ports, running)
 
 
 def pool_owner(volumes: tuple[str, ...]) -> str | None:

@@ -164,7 +164,10 @@ def live_network(entry: dict[str, Any], desired: dict[str, dict[str, Any]],
         recorded = _changed(manifest, entry["recorded"]) if "recorded" in entry else manifest
         mark = Mark(manifest=f"{name}.yaml", spec_hash=desired_network(recorded).spec_hash,
                     commit=None, applied={}, instance=owner)
-    return LiveNetwork(name=name, active=entry.get("active", True), config=config, mark=mark)
+    running = (desired_network(_changed(manifest, entry["running"])).spec
+               if "running" in entry else None)  # its live definition, where it differs
+    return LiveNetwork(name=name, active=entry.get("active", True), config=config, mark=mark,
+                       running=running)
 
 
 def live_pool(entry: dict[str, Any], desired: dict[str, dict[str, Any]],

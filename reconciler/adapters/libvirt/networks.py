@@ -38,7 +38,8 @@ class Networks(Connection):
                         name=name, active=active, persistent=name not in transient,
                         autostart=name in autostart,
                         xml=inactive_xml(net, libvirt.VIR_NETWORK_XML_INACTIVE),
-                        ports=_ports(net) if active else None))
+                        ports=_ports(net) if active else None,
+                        live_xml=str(net.XMLDesc(0)) if active else None))
             except NotFoundError:
                 continue
         return tuple(out)

@@ -108,6 +108,16 @@ def _steps(target: Target, want: NetworkSpec, have: LiveNetwork) -> list[Step]:
         steps.append(Step(Op.SET_FORWARD, target, cfg.forward, want.forward, later))
     if want.ipv4 != cfg.ipv4:
         steps.append(Step(Op.SET_IPV4, target, cfg.ipv4, want.ipv4, later))
+    run = have.running
+    if have.active and run is not None:  # persisted, but the running network still differs
+        pending = (
+            (Op.SET_BRIDGE, run.bridge, want.bridge if want.bridge else run.bridge,
+             cfg.bridge),
+            (Op.SET_FORWARD, run.forward, want.forward, cfg.forward),
+            (Op.SET_IPV4, run.ipv4, want.ipv4, cfg.ipv4),
+        )
+        steps += [Step(op, target, now, new, Effect.PENDING)
+                  for op, now, new, persisted in pending if persisted == new and now != new]
     if want.autostart != cfg.autostart:
         steps.append(Step(Op.SET_AUTOSTART, target, cfg.autostart, want.autostart))
     if not have.active:

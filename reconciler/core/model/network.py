@@ -40,5 +40,7 @@ class LiveNetwork:
     # The UUIDs of the ports guests are connected by, sorted (a tuple: its repr, part of the
     # plan's fingerprint, must not depend on the process's hash seed); None: not known.
     ports: tuple[str, ...] | None = None
+    # What the active network runs with (its live XML); None: inactive, or not read.
+    running: NetworkSpec | None = None
 
 
