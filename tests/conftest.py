@@ -275,3 +275,22 @@ def testdrv(prefix: str) -> Iterator[libvirt.virConnect]:
                 net.destroy()
             net.undefine()
     conn.close()
+
+
+# --- the CLI against the real libvirtd, printed for the test's log ------------------------------
+
+
+def apply(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", folder.parent / "state",
+                *extra, folder)
+    print(f"$ apply -> {r.code} in {time.monotonic() - started:.1f}s\n{r.stdout}{r.stderr}")
+    return r
+
+
+def plan(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    r = run_cli("plan", "--connect", host.uri, *extra, folder)
+    print(f"$ plan {' '.join(extra)} -> {r.code} in {time.monotonic() - started:.1f}s\n"
+          f"{r.stdout}{r.stderr}")
+    return r

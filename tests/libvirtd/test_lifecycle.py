@@ -6,32 +6,15 @@ graceful shutdown does nothing (shutdownTimeout 1s: the forced power-off path ru
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from conftest import CliResult, run_cli, vm_manifest, write_manifest
+from conftest import apply, plan, vm_manifest, write_manifest
 from lxml import etree
 
 MiB = 1 << 20
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def apply(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", folder.parent / "state",
-                *extra, folder)
-    print(f"$ apply -> {r.code} in {time.monotonic() - started:.1f}s\n{r.stdout}{r.stderr}")
-    return r
-
-
-def plan(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    r = run_cli("plan", "--connect", host.uri, *extra, folder)
-    print(f"$ plan {' '.join(extra)} -> {r.code} in {time.monotonic() - started:.1f}s\n"
-          f"{r.stdout}{r.stderr}")
-    return r
 
 
 def assert_converged(host, folder: Path) -> None:  # type: ignore[no-untyped-def]

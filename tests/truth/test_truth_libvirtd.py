@@ -4,27 +4,10 @@ its kind."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
-from conftest import CliResult, run_cli, vm_manifest, write_manifest
+from conftest import apply, plan, run_cli, vm_manifest, write_manifest
 
 pytestmark = pytest.mark.libvirtd
-
-
-def apply(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", folder.parent / "state",
-                *extra, folder)
-    print(f"$ apply -> {r.code} in {time.monotonic() - started:.1f}s\n{r.stdout}{r.stderr}")
-    return r
-
-
-def plan(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyped-def]
-    r = run_cli("plan", "--connect", host.uri, *extra, folder)
-    print(f"$ plan {' '.join(extra)} -> {r.code}\n{r.stdout}{r.stderr}")
-    return r
 
 
 def volumes(host, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
