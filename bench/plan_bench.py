@@ -598,6 +598,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def extra_observation(ctx: Context, pool: str, repeat: int) -> dict[str, float]:
+    """What plan-time resolution reads beyond the raw read: the host's facts (available
+    memory, interfaces, vCPU limit), and every volume of a pool in detail (done for the pools
+    where a plan creates, reuses or deletes a volume)."""
+    from reconciler.adapters.libvirt import Libvirt
+
+    hv = Libvirt(ctx.uri, readonly=True)
+    calls = {
+        "host memory (virNodeGetMemoryStats)": hv.free_memory,
+        "host interfaces (virConnectListAllInterfaces)": hv.host_interfaces,
+        "vCPU limit (virConnectGetCapabilities)": hv.max_vcpus,
+        f"every volume of pool {pool} in detail": lambda: hv.read_volumes(pool),
+    }
+    out = {}
+    try:
+        for label, call in calls.items():
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            out[label] = statistics.median(times)
+    finally:
+        hv.close()
+    return out
+
+
 def _bench(args: argparse.Namespace, prefix: str, instance: str, workdir: Path) -> int:
     reconciler = find_reconciler(args.reconciler)
     conn = check_host(args.connect, args.pool)
@@ -636,6 +663,9 @@ def _bench(args: argparse.Namespace, prefix: str, instance: str, workdir: Path) 
                     f"each, median of {args.repeat}):", phases(ctx, args.repeat))
     print_breakdown("startup alone (median wall of a process that does nothing else):",
                     startup_costs(ctx, args.repeat), total=False)
+    print_breakdown("the extra observation of a plan that changes something (read-only "
+                    f"connection, median of {args.repeat}; a plan with nothing to do reads "
+                    "none of it):", extra_observation(ctx, args.pool, args.repeat), total=False)
     if args.profile:
         profile(ctx, args.profile, args.top)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.adapters import cache, files
@@ -15,8 +16,10 @@ from reconciler.core.diff.guards import Guards
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
-from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
+
+if TYPE_CHECKING:
+    from reconciler.core.result import Result
 
 # The planner, the resolver and the verifier are imported when a plan is computed: a cached
 # plan with nothing to do (the steady state) does not load them (part of its start-up time).

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from reconciler import __version__
 from reconciler.core.errors import Problem
@@ -23,18 +24,10 @@ from reconciler.core.plan import (
     Value,
     Why,
 )
-from reconciler.core.result import Result
 from reconciler.core.units import format_bytes
-from reconciler.core.words import (
-    VOLUME_OPS,
-    creating,
-    describe_step,
-    field_name,
-    note,
-    reason_text,
-    reuse_text,
-    values,
-)
+
+if TYPE_CHECKING:
+    from reconciler.core.result import Result
 
 _SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
 
@@ -71,25 +64,28 @@ def _describe_create(action: Action) -> str:
 
 
 def describe(action: Action) -> str:
+    from reconciler.core import words  # imported once a plan has something to say
+
     if action.kind == Kind.CREATE and action.refused:
-        return "blocked: " + "; ".join(note(s) for s in action.steps
+        return "blocked: " + "; ".join(words.note(s) for s in action.steps
                                        if s.effect == Effect.REFUSED)
     if action.kind == Kind.CREATE:
-        reused = [reuse_text(s) for s in action.steps if s.op == Op.REUSE_VOLUME]
+        reused = [words.reuse_text(s) for s in action.steps if s.op == Op.REUSE_VOLUME]
         return ", ".join([_describe_create(action), *reused])
     if action.kind == Kind.DESTROY:
-        return f"destroy ({reason_text(action)})"
-    if action.suspended and creating(action):
-        return f"{reason_text(action)} -- would create: {_describe_create(action)}"
+        return f"destroy ({words.reason_text(action)})"
+    if action.suspended and words.creating(action):
+        return f"{words.reason_text(action)} -- would create: {_describe_create(action)}"
     if action.suspended and action.steps:  # and what it would do (restart included)
         update = describe(replace(action, kind=Kind.UPDATE, reason=None))
-        return f"{reason_text(action)} -- would change: {update}"
+        return f"{words.reason_text(action)} -- would change: {update}"
     if action.kind == Kind.BLOCKED:
-        return reason_text(action)
+        return words.reason_text(action)
     policy = action.desired.spec.update_policy if isinstance(action.desired, DesiredVM) else "live"
-    text = ", ".join(reuse_text(s) if s.op == Op.REUSE_VOLUME
-                     else describe_step(s, policy=policy, restarting=action.restart)
-                     for s in action.steps if s.op not in VOLUME_OPS or s.op == Op.REUSE_VOLUME)
+    text = ", ".join(words.reuse_text(s) if s.op == Op.REUSE_VOLUME
+                     else words.describe_step(s, policy=policy, restarting=action.restart)
+                     for s in action.steps
+                     if s.op not in words.VOLUME_OPS or s.op == Op.REUSE_VOLUME)
     return f"{text} -- restarts the VM" if action.restart else text
 
 
@@ -107,15 +103,19 @@ def plan_text(plan: Plan) -> str:
 
 def changed_fields(action: Action) -> tuple[Step, ...]:
     """The steps that change a field of an existing resource (a create or destroy has none)."""
-    if action.kind in (Kind.CREATE, Kind.DESTROY) or creating(action):
+    from reconciler.core import words  # imported once a plan has something to say
+
+    if action.kind in (Kind.CREATE, Kind.DESTROY) or words.creating(action):
         return ()
-    return tuple(s for s in action.steps if s.op not in VOLUME_OPS)
+    return tuple(s for s in action.steps if s.op not in words.VOLUME_OPS)
 
 
 def change_json(step: Step) -> dict[str, object]:
-    old, new = values(step)
-    return {"field": field_name(step), "old": old, "new": new, "mode": str(step.effect),
-            "note": note(step)}
+    from reconciler.core import words  # imported once a plan has something to say
+
+    old, new = words.values(step)
+    return {"field": words.field_name(step), "old": old, "new": new, "mode": str(step.effect),
+            "note": words.note(step)}
 
 
 def _json_value(value: Value) -> object:
@@ -150,6 +150,12 @@ def _manifest_of(action: Action) -> str | None:
     return action.desired.source.file if action.desired else None
 
 
+def _reason(action: Action) -> str:
+    from reconciler.core import words
+
+    return words.reason_text(action)
+
+
 def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict[str, object]:
     """The plan as ``schemas/plan.v1.json`` describes it."""
     return {
@@ -172,7 +178,7 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict[str, object]
                 "steps": [step_json(s) for s in a.steps],
                 "restart": a.restart,
                 "pendingRestart": bool(a.pending_restart),
-                "reason": reason_text(a),
+                "reason": _reason(a),
                 "why": str(a.reason.why) if a.reason else None,
                 "observed": _observed(a),
                 "manifest": _manifest_of(a),

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,9 +24,11 @@ from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import defaults, render
 from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError, ReconcilerError
-from reconciler.core.result import Result
 from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
+
+if TYPE_CHECKING:
+    from reconciler.core.result import Result
 
 # The executor, status, export, daemon (and structlog, watchdog, prometheus_client, pycdlib behind
 # them) are imported by the commands that use them: `plan` and `validate` start faster.
