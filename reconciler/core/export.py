@@ -65,7 +65,7 @@ def export_manifest(xml: str, *, running: bool, autostart: bool,
     nic_elements = list(devices.iter("interface")) if devices is not None else []
     disks = _disks(name, spec, disk_elements, applied, notes)
     networks = _networks(spec.nics, nic_elements, applied, managed=mark is not None, notes=notes)
-    graphics = _graphics(spec, devices, notes)
+    graphics = _graphics(spec, notes)
     notes += _memory(spec)
     notes.append(_kept(root))
 
@@ -316,17 +316,14 @@ def _boot(boot: tuple[str, ...], notes: list[str]) -> list[str]:
     return devices or ["hd"]
 
 
-def _graphics(spec: VMSpec, devices: etree._Element | None, notes: list[str]) -> str:
+def _graphics(spec: VMSpec, notes: list[str]) -> str:
     kind = spec.graphics.split("@")[0]  # "vnc@0.0.0.0": not on loopback, noted below
     if kind not in _GRAPHICS:
         notes.append(f"graphics {spec.graphics!r} cannot be expressed (one of "
                      f"{', '.join(_GRAPHICS)}); the domain cannot be adopted with it.")
         return "none"
-    element = devices.find("graphics") if devices is not None else None
-    if element is not None:
-        address = element.find("listen[@address]")
-        listen = address.get("address", "") if address is not None else element.get("listen", "")
-        if listen not in ("", "127.0.0.1", "localhost", "::1"):
-            notes.append(f"graphics {kind} listens on {listen}, not 127.0.0.1; the domain "
-                         "cannot be adopted until it listens on 127.0.0.1 only.")
+    if "@" in spec.graphics:  # what read_graphics found exposed, every listen counted
+        listen = spec.graphics.split("@", 1)[1]
+        notes.append(f"graphics {kind} listens on {listen}, not 127.0.0.1; the domain "
+                     "cannot be adopted until it listens on 127.0.0.1 only.")
     return kind

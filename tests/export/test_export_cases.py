@@ -164,3 +164,14 @@ def test_the_adopt_annotation_is_true_or_false(tmp_path: Path) -> None:
     inputs = manifests.load_desired(tmp_path)
     assert [p.field for p in inputs.problems] == ["metadata.annotations.reconciler/adopt"]
     assert 'is not "true" or "false"' in inputs.problems[0].message
+
+
+def test_a_console_on_a_libvirt_network_is_noted() -> None:
+    # Every listen counts (read_graphics): one on a network's address is not on loopback.
+    xml = ("<domain type='kvm'><name>hand</name><memory unit='KiB'>65536</memory>"
+           "<vcpu>1</vcpu><os><type>hvm</type></os><devices>"
+           "<graphics type='vnc' autoport='yes'><listen type='network' network='lab'/>"
+           "</graphics></devices></domain>")
+    exported = export.export_manifest(xml, running=False, autostart=False, volumes={})
+    assert ("graphics vnc listens on network lab, not 127.0.0.1; the domain cannot be adopted "
+            "until it listens on 127.0.0.1 only.") in exported.notes
