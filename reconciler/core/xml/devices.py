@@ -127,16 +127,6 @@ def _exposed(element: etree._Element) -> Iterator[str]:
             yield child.get("address", "")
 
 
-def graphics_listen(element: etree._Element) -> str:
-    """The address a <graphics> element listens on (libvirt's default: 127.0.0.1 per qemu.conf,
-    shown here as 127.0.0.1)."""
-    address = element.find("listen[@address]")
-    listen = address.get("address", "") if address is not None else element.get("listen", "")
-    if not listen and element.find("listen[@type='socket']") is not None:
-        return "127.0.0.1"  # a UNIX socket: not on the network at all
-    return listen or "127.0.0.1"
-
-
 def read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int],
                applied: Mapping[str, Any]) -> CloudInit | None:
     """The seed CD-ROM. Its content is known only by the hash in the applied record, and only
