@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from reconciler.core.diff.guards import removal, users
-from reconciler.core.model.pool import DesiredPool, LivePool
+from reconciler.core.model.pool import DesiredPool, LivePool, below
 from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import (
     Action,
@@ -86,20 +86,16 @@ def _placement(want: DesiredPool, target: Target, real: Mapping[str, str],
     path = real.get(want.spec.path, want.spec.path)
     refused = Step(Op.DEFINE, target, None, path, Effect.REFUSED)
     real_roots = [real.get(r, r) for r in roots]
-    if real_roots and not any(_below(path, root) for root in real_roots):
+    if real_roots and not any(below(path, root) for root in real_roots):
         return replace(refused, cause=Cause.OUTSIDE_ROOTS, names=tuple(real_roots))
     for name, other in taken:
         if name == want.spec.name:
             continue
         if other == path:
             return replace(refused, cause=Cause.PATH_TAKEN, names=(name, other))
-        if _below(path, other) or _below(other, path):
+        if below(path, other) or below(other, path):
             return replace(refused, cause=Cause.PATH_NESTED, names=(name, other))
     return None
-
-
-def _below(path: str, folder: str) -> bool:
-    return path != folder and path.startswith(folder.rstrip("/") + "/")
 
 
 def create(want: DesiredPool) -> Action:

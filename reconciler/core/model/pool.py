@@ -29,3 +29,7 @@ class LivePool:
     config: PoolSpec
     owner: str | None  # the reconciler instance whose marker volume is in the pool
 
+
+def below(path: str, folder: str) -> bool:
+    """Whether ``path`` lies inside ``folder`` (not the folder itself); both normalised. Pure."""
+    return path != folder and path.startswith(folder.rstrip("/") + "/")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.core.errors import Problem, short
-from reconciler.core.model.pool import DesiredPool, PoolSpec
+from reconciler.core.model.pool import DesiredPool, PoolSpec, below
 from reconciler.core.validate.common import NAME, claim, foreign_annotations, source, spec_hash
 from reconciler.core.validate.document import Document
 from reconciler.core.validate.result import Checked
@@ -30,7 +30,7 @@ def desired(doc: Document, data: dict[str, Any],
     spec = data["spec"]
     path = posixpath.normpath(spec["path"])
     roots = [posixpath.normpath(root) for root in storage_roots]
-    if not any(path != root and path.startswith(root.rstrip("/") + "/") for root in roots):
+    if not any(below(path, root) for root in roots):
         allowed = ", ".join(roots) or "none configured"
         return None, [doc.problem(("spec", "path"),
                                   f"{short(spec['path'])} is not below an allowed storage root "
