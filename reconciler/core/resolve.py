@@ -68,8 +68,7 @@ def resolve(plan: Plan, storage: StorageView | None, *, pools: Iterable[LivePool
                      if isinstance(a.desired, DesiredNetwork) and a.writes}
     live_pools = {p.name: p for p in pools}
     known = _Known(storage, live_pools, declared_pools, {*networks, *declared_nets},
-                   macs or {}, host)
-    known.inactive = set(inactive_networks)
+                   set(inactive_networks), macs or {}, host)
     actions = tuple(_vcpus(known.action(a), max_vcpus) for a in plan.actions)
     return replace(plan, actions=_capacity(actions, storage, free_memory))
 
@@ -141,12 +140,12 @@ def _growth(action: Action, step: Step, details: StorageView) -> tuple[str, int]
 
 class _Known:
     def __init__(self, storage: StorageView, pools: Mapping[str, LivePool],
-                 declared_pools: set[str], networks: set[str],
+                 declared_pools: set[str], networks: set[str], inactive: set[str],
                  macs: Mapping[str, tuple[str, ...]], host: tuple[str, ...] | None) -> None:
         self.storage, self.pools = storage, pools
         self.declared_pools, self.networks, self.macs = declared_pools, networks, macs
+        self.inactive = inactive  # networks defined but not active
         self.host = host
-        self.inactive: set[str] = set()  # networks defined but not active
         self.runs = True  # the VM whose steps are resolved will run
         self.seed_pool = ""  # the pool of its cloud-init seed
 
