@@ -58,9 +58,12 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
 
 def _with_host(hv: Libvirt, live: LiveState) -> LiveState:
     """``live`` with the host's facts that only changes need: its available memory, its
-    interfaces and its vCPU limit (a plan with nothing to do does not read them)."""
+    interfaces, its IPv4 routes (on this machine's libvirt only; the test driver's host is not
+    this machine) and its vCPU limit (a plan with nothing to do does not read them)."""
+    routes = (observe.routes(files.read_routes())
+              if _local(hv.uri) and not hv.uri.startswith("test:") else ())
     return replace(live, free_memory=hv.free_memory(), host_interfaces=hv.host_interfaces(),
-                   max_vcpus=hv.max_vcpus())
+                   max_vcpus=hv.max_vcpus(), host_routes=routes)
 
 
 def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:

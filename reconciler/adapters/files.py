@@ -113,3 +113,12 @@ def _below(path: str, folder: str) -> str | None:
 def real_paths(paths: Iterable[str]) -> dict[str, str]:
     """Each path with its symbolic links resolved (as far as they exist), on this machine."""
     return {path: os.path.realpath(path) for path in paths}
+
+
+def read_routes() -> str:
+    """The text of this machine's ``/proc/net/route`` ("" where it cannot be read)."""
+    try:
+        with open("/proc/net/route", encoding="ascii", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return ""

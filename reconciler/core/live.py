@@ -30,6 +30,8 @@ class LiveState:
     # The host's interfaces (bridges included) and its vCPU limit; None: not known.
     host_interfaces: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
     max_vcpus: int | None = field(default=None, compare=False, repr=False)
+    # The host's IPv4 routes as (interface, CIDR), read on a local connection only.
+    host_routes: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
 
 def infra_digest(live: LiveState) -> str:

@@ -8,6 +8,7 @@ decided here, so golden XML files test it without libvirt (``tests/observe/``).
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -272,3 +273,23 @@ def volume_info(raw: RawVolume) -> VolumeInfo:
     return VolumeInfo(raw.pool, raw.name, int(root.findtext("capacity") or 0),
                       fmt.get("type") if fmt is not None else None,
                       root.findtext("backingStore/path"), root.findtext("target/path"))
+
+
+def routes(text: str) -> tuple[tuple[str, str], ...]:
+    """(interface, CIDR) of each IPv4 route in the text of Linux's ``/proc/net/route``
+    (destination and mask in host-order hex, little-endian on x86), the default route left
+    out. Lines that do not parse are skipped. Pure."""
+    out = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            dest = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+            mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+            net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
+        except (ValueError, OverflowError):
+            continue
+        if net.prefixlen:
+            out.append((fields[0], str(net)))
+    return tuple(dict.fromkeys(out))

@@ -157,6 +157,7 @@ class Cause(StrEnum):
     BRIDGE_MISSING = "bridge missing"  # a NIC's host bridge is not among the host's interfaces
     VCPUS_LIMIT = "vcpus limit"  # names: (the host's limit,)
     NUMA_CELLS = "numa cells"  # the domain's NUMA cells fix its memory and vCPUs
+    OVERLAY = "overlay"  # names: (overlay path,): the disk runs on an external snapshot
 
 
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None

@@ -57,7 +57,8 @@ def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> 
                         real_paths=live.real_paths,
                         volume_users=_pool_users(live.storage, leaving)),
         *network_diff.plan(inputs.networks, live.networks, instance=instance, vms=staying,
-                           wanted_vms=inputs.vms, hold=hold, host=live.host_interfaces),
+                           wanted_vms=inputs.vms, hold=hold, host=live.host_interfaces,
+                           routes=live.host_routes),
     ]
     # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
     first = [a for a in infra if a.desired is not None]

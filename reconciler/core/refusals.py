@@ -33,6 +33,9 @@ def refusal(step: Step) -> str:
     """Why a step cannot be done, from what was observed before the plan."""
     new, old = step.new, step.old
     vm = step.target.name
+    if step.cause == Cause.SUBNET_TAKEN and step.names[0].startswith("the host"):
+        return (f"its subnet {new} is already routed on {step.names[0]}: libvirt would "
+                "not start it ('Network is already in use'); choose another subnet")
     if step.cause == Cause.SUBNET_TAKEN:
         return (f"its subnet {new} overlaps network {step.names[0]}'s ({step.names[1]}): "
                 "libvirt would not start it; choose another subnet")
@@ -68,6 +71,10 @@ def refusal(step: Step) -> str:
     if step.cause == Cause.NUMA_CELLS:
         return ("the domain's NUMA cells (<cpu><numa>) fix its memory and vCPUs; change the "
                 "cells with virsh edit, then the manifest")
+    if step.cause == Cause.OVERLAY and step.names:
+        return (f"the disk runs on the external snapshot overlay {step.names[0]} over its "
+                "volume; changing the volume would break the chain: merge the overlay back "
+                "(virsh blockcommit DOMAIN DISK --active --pivot) or remove the disk by hand")
     if step.cause == Cause.VCPUS_LIMIT:
         return (f"the host's machine type allows at most {step.names[0]} vCPUs "
                 "(virsh domcapabilities)")

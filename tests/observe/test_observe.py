@@ -111,3 +111,21 @@ def test_a_pool_marker_names_the_owner_only_while_the_pool_is_active() -> None:
     assert observe.pool_owner(("a.qcow2",)) is None
     xml = text(CASES / "pool-default", "pool.xml") or ""
     assert observe.live_pool(RawPool("default", False, True, xml, volumes=volumes)).owner is None
+
+
+ROUTE_TABLE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+virbr0\t007AA8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+tun0\t0000000A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+garbage line
+eth1\tZZZZZZZZ\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+"""
+
+
+def test_the_host_routes_are_read_as_linux_writes_them() -> None:
+    """/proc/net/route holds addresses in host order (little-endian here); the default route
+    and lines that do not parse are left out."""
+    assert observe.routes(ROUTE_TABLE) == (
+        ("eth0", "192.0.2.0/24"), ("virbr0", "192.168.122.0/24"), ("tun0", "10.0.0.0/16"))
+    assert observe.routes("") == ()

@@ -25,10 +25,12 @@ from reconciler.core.plan import (
 
 def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, instance: str,
          vms: Iterable[LiveVM], wanted_vms: Iterable[DesiredVM],
-         hold: Reason | None, host: tuple[str, ...] | None = None) -> list[Action]:
+         hold: Reason | None, host: tuple[str, ...] | None = None,
+         routes: tuple[tuple[str, str], ...] = ()) -> list[Action]:
     """Create, update, remove (or block) networks. ``hold``: why nothing may be removed this
     run (None when removing is allowed). A network is ours when its mark names ``instance``.
-    Pure."""
+    ``host``: the host's interface names; ``routes``: its IPv4 routes as (interface, CIDR),
+    see ``core.observe.routes``. Pure."""
     live_by_name = {n.name: n for n in live}
     used = users(vms, wanted_vms, lambda spec: [n.network for n in spec.nics if n.network],
                  lambda vm: [n.network for n in vm.live_nics or () if n.network])
@@ -38,7 +40,7 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
         have = live_by_name.pop(want.spec.name, None)
         if have is None:
             action = create(want)
-            clash = _clash(want, target, live_by_name.values(), desired, host or ())
+            clash = _clash(want, target, live_by_name.values(), desired, host or (), routes)
             actions.append(replace(action, steps=(clash, *action.steps)) if clash else action)
         elif have.mark is None or have.mark.instance != instance:
             actions.append(Action(Kind.BLOCKED, target, reason=Reason(Why.CONFLICT),
@@ -60,9 +62,13 @@ def plan(desired: Iterable[DesiredNetwork], live: Iterable[LiveNetwork], *, inst
 
 
 def _clash(want: DesiredNetwork, target: Target, live: Iterable[LiveNetwork],
-           desired: Iterable[DesiredNetwork], host: tuple[str, ...]) -> Step | None:
+           desired: Iterable[DesiredNetwork], host: tuple[str, ...],
+           routes: tuple[tuple[str, str], ...] = ()) -> Step | None:
     """Why a new network could not start beside the others (libvirt refuses a network whose
-    subnet overlaps another's, or a bridge another has), as a refused step, or None."""
+    subnet overlaps another's, or a bridge another has), or beside the host's own interfaces
+    (a bridge of that name; a route to exactly its subnet: libvirt's
+    ``networkCheckRouteCollision`` reads ``/proc/net/route`` at ``net-start`` and fails with
+    "Network is already in use by interface ..."), as a refused step, or None."""
     spec = want.spec
     others = [(n.name, n.config) for n in live if n.name != spec.name]
     others += [(d.spec.name, d.spec) for d in desired if d.spec.name < spec.name]
@@ -70,10 +76,15 @@ def _clash(want: DesiredNetwork, target: Target, live: Iterable[LiveNetwork],
     if spec.bridge and spec.bridge in host:  # libvirt makes the bridge: it must not exist
         return replace(refused, cause=Cause.BRIDGE_TAKEN,
                        names=("the host (an interface)", spec.bridge))
+    mine = _network(spec)
+    for iface, cidr in routes:
+        if mine is not None and ipaddress.IPv4Network(cidr) == mine:
+            return replace(refused, cause=Cause.SUBNET_TAKEN,
+                           names=(f"the host (interface {iface})", cidr))
     for name, other in others:
         if spec.bridge and other.bridge == spec.bridge:
             return replace(refused, cause=Cause.BRIDGE_TAKEN, names=(name, spec.bridge))
-        mine, theirs = _network(spec), _network(other)
+        theirs = _network(other)
         if mine is not None and theirs is not None and mine.overlaps(theirs):
             return replace(refused, cause=Cause.SUBNET_TAKEN, names=(name, str(theirs)))
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.core.model.vm import LiveVM, Nic, VMSpec
+from reconciler.core.model.vm import Disk, LiveVM, Nic, VMSpec
 from reconciler.core.plan import Cause, Effect, Op, Part, Step, Target, vm_target
 from reconciler.core.xml.devices import match_nics, next_target
 
@@ -100,7 +100,20 @@ def disks(d: VMSpec, vm: LiveVM, *, running: bool) -> list[Step]:
         out.append(Step(Op.DETACH_DISK, target, old, None, hot))
         if old.reclaim == "delete":
             out.append(Step(Op.DELETE_VOLUME, target, old, None, hot))
-    return out
+    return [_on_overlay(s, vm.config.disks) for s in out]
+
+
+def _on_overlay(step: Step, live: tuple[Disk, ...]) -> Step:
+    """A change to a disk that runs on an external snapshot's overlay (libvirt's
+    ``<source file>`` over the volume, after ``virsh snapshot-create-as --disk-only``) is
+    refused: growing, moving or deleting the volume under the overlay would corrupt the chain,
+    and the definition's disk is the overlay. The reclaim policy (a mark) is still recorded."""
+    if step.op == Op.SET_RECLAIM or step.target.part != Part.DISK:
+        return step
+    disk = next((d for d in live if d.name == step.target.key and d.overlay), None)
+    if disk is None or disk.overlay is None:
+        return step
+    return replace(step, effect=Effect.REFUSED, cause=Cause.OVERLAY, names=(disk.overlay,))
 
 
 def nics(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Step]:

@@ -33,6 +33,9 @@ class Disk:
     image: str | None = None
     bus: str = "virtio"
     reclaim: str = "retain"
+    # Live disks only: the path of the external snapshot overlay the disk runs on, over its
+    # volume (None: on the volume itself). Not part of the desired state, so not compared.
+    overlay: str | None = field(default=None, compare=False)
 
     def volume(self, vm: str) -> str:
         return volume_name(vm, self.name)

@@ -140,16 +140,45 @@ def read_seed(vm: str, devices: etree._Element, volumes: Mapping[VolumeKey, int]
     return None
 
 
+def own_volume(vm: str, element: etree._Element) -> tuple[str, str, str | None] | None:
+    """(pool, volume, overlay) of the VM's own volume (``<vm>-<disk>``) that a disk element
+    runs on: its source, or the first volume of its backing chain when the source is a file
+    over it (an external snapshot's overlay, as ``virsh snapshot-create-as --disk-only``
+    leaves it: libvirt writes ``<source file=overlay>`` and ``<backingStore type='volume'>``
+    with the volume, in both definitions). ``overlay``: the overlay's path, None for a disk
+    on the volume itself. None for a disk on anything else."""
+    source = element.find("source")
+    if source is None:
+        return None
+    if source.get("volume") is not None:
+        volume = source.get("volume", "")
+        return (source.get("pool", ""), volume, None) if volume.startswith(f"{vm}-") else None
+    overlay = source.get("file")
+    if overlay is None:
+        return None
+    for base in element.iterfind(".//backingStore/source"):
+        volume = base.get("volume") or ""
+        if volume.startswith(f"{vm}-"):
+            return base.get("pool", ""), volume, overlay
+        if base.get("volume") is not None or base.get("file") is None:
+            return None  # another volume's or a device's chain: not this VM's disk
+    return None
+
+
 def read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]) -> Disk | None:
+    """The VM's disk on one of its own volumes (directly, or under an external snapshot's
+    overlay: then ``overlay`` is the overlay's path and ``format`` the volume's own), or None
+    for any other disk element. ``volumes``: capacity in bytes by (pool, volume)."""
     if element.get("device", "disk") != "disk":
         return None
-    source = element.find("source")
-    if source is None or source.get("volume") is None:
+    own = own_volume(vm, element)
+    if own is None:
         return None
-    pool, volume = source.get("pool", ""), source.get("volume", "")
-    if not volume.startswith(f"{vm}-"):
-        return None
+    pool, volume, overlay = own
     driver = element.find("driver")
+    if overlay is not None:  # the volume's format is that of its backing store
+        driver = next((b.find("format") for b in element.iterfind(".//backingStore")
+                       if b.find(f"source[@volume='{volume}']") is not None), None)
     target = element.find("target")
     return Disk(
         name=volume[len(vm) + 1:],
@@ -157,6 +186,7 @@ def read_disk(vm: str, element: etree._Element, volumes: Mapping[VolumeKey, int]
         pool=pool,
         format=driver.get("type", "raw") if driver is not None else "raw",
         bus=target.get("bus", "virtio") if target is not None else "virtio",
+        overlay=overlay,
     )
 
 
@@ -176,12 +206,20 @@ def read_nic(element: etree._Element) -> Nic | None:
 
 
 def disk_targets(root: etree._Element) -> dict[str, str]:
-    """Volume name -> target dev of each volume disk, e.g. {'web-01-root': 'vda'}."""
+    """Volume name -> target dev of each volume disk, e.g. {'web-01-root': 'vda'}; a disk on an
+    external snapshot's overlay counts under its base volume when that is the VM's own."""
     out = {}
     for element in root.iter("disk"):
         source, target = element.find("source"), element.find("target")
-        if source is not None and target is not None and source.get("volume"):
+        if source is None or target is None:
+            continue
+        if source.get("volume"):
             out[source.get("volume")] = target.get("dev")
+        else:
+            name = root.findtext("name") or ""
+            own = own_volume(name, element) if name else None
+            if own is not None:
+                out[own[1]] = target.get("dev")
     return out
 
 
@@ -197,10 +235,10 @@ def edit_disks(devices: etree._Element, root: etree._Element, spec: VMSpec,
     wanted = {d.volume(spec.name): d for d in spec.disks}
     present = set()
     for element in list(devices.iter("disk")):
-        source = element.find("source")
-        volume = source.get("volume") if source is not None else None
-        if volume is None or not volume.startswith(f"{spec.name}-"):
+        own = own_volume(spec.name, element)
+        if own is None:
             continue
+        volume = own[1]
         if element.get("device", "disk") != "disk":
             continue  # a CD-ROM: the cloud-init seed is _edit_seed's
         if volume not in wanted:

@@ -7,6 +7,7 @@ not manage (added by libvirt or by hand).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from lxml import etree
@@ -169,9 +170,8 @@ def read_spec(
         cloud_init = read_seed(name, devices, volumes, applied)
     applied_disks = {d.get("name"): d for d in applied.get("disks", []) if isinstance(d, dict)}
     disks = [
-        Disk(name=d.name, size=d.size, pool=d.pool, format=d.format, bus=d.bus,
-             image=applied_disks.get(d.name, {}).get("image"),
-             reclaim=applied_disks.get(d.name, {}).get("reclaim", "retain"))
+        replace(d, image=applied_disks.get(d.name, {}).get("image"),
+                reclaim=applied_disks.get(d.name, {}).get("reclaim", "retain"))
         for d in disks
     ]
     return VMSpec(
