@@ -11,7 +11,7 @@ from reconciler.adapters import cache, files
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
-from reconciler.core import defaults, observe
+from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
@@ -129,7 +129,10 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
            if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
     if isinstance(found, Plan):
-        plan = found
+        # Its key covers every domain, network and pool, not the volumes: what this plan read
+        # about its own objects is observed afresh.
+        seen = scope.observed(inputs, live, source.instance)
+        plan = replace(found, fingerprint=scope.fingerprint(seen), observed=seen)
     else:
         plan = draft(inputs, live, guards, source.instance)
         if plan.actions:  # changes are decided on the host's facts and the volumes' details

@@ -1,8 +1,12 @@
-"""The state file that `reconciler status` reads, written atomically to the state directory."""
+"""The state file that `reconciler status` reads: one per instance, ``<state dir>/status/
+<instance>.json``, written atomically by the instance's one writer (`run` or `apply`, under
+its lock), so instances that share a state directory never overwrite each other's."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -10,26 +14,57 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters import atomic
+from reconciler.core import instance as instance_name
+from reconciler.core.errors import PermanentError
 from reconciler.core.status import VMStatus, iso_time
 
-STATE_FILE = "status.json"
+FOLDER = "status"
+MAX_BYTES = 64 << 20  # a state file larger than this is not one the tool wrote
 
 
-def write(state_dir: Path, statuses: Iterable[VMStatus], **daemon: object) -> None:
-    """Replace the state file atomically (write a temporary file, fsync, rename)."""
+def path(state_dir: Path, instance: str) -> Path:
+    """Where ``instance``'s state file is. Raises PermanentError for a name that is no safe
+    file name (``core.instance``)."""
+    problem = instance_name.problem(instance)
+    if problem:
+        raise PermanentError(problem)
+    return state_dir / FOLDER / f"{instance}.json"
+
+
+def write(state_dir: Path, statuses: Iterable[VMStatus], *, instance: str,
+          **writer: object) -> None:
+    """Replace ``instance``'s state file atomically (a temporary file, fsync, rename).
+    ``writer``: about the run that writes it (``command``: run or apply, ``connected``, ...)."""
+    target = path(state_dir, instance)
     document = {
+        "instance": instance,
         "updated": iso_time(time.time()),
-        "daemon": daemon,
+        "daemon": writer,
         "vms": [asdict(s) for s in statuses],
     }
-    state_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write(state_dir / STATE_FILE, json.dumps(document, indent=2).encode(), sync=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write(target, json.dumps(document, indent=2).encode(), sync=True)
 
 
-def read(state_dir: Path) -> dict[str, Any] | None:
+def read(state_dir: Path, instance: str) -> dict[str, Any] | None:
+    """``instance``'s state as last written, or None when there is none. Raises PermanentError
+    when the file is not one the tool wrote (not a regular file, not JSON)."""
+    target = path(state_dir, instance)
     try:
-        document: dict[str, Any] = json.loads((state_dir / STATE_FILE).read_text())
-        return document
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-
+    except OSError as exc:
+        raise PermanentError(f"cannot read the state file {target}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+            raise PermanentError(f"{target} is not a state file reconciler wrote")
+        data = file.read(MAX_BYTES + 1)
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise PermanentError(f"{target} is not a state file reconciler wrote: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("vms"), list):
+        raise PermanentError(f"{target} is not a state file reconciler wrote")
+    return document

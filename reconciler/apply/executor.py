@@ -67,7 +67,7 @@ class _Runner:
         started = self.settings.clock()
         if self.settings.stop is not None and self.settings.stop():
             return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
-                          retryable=True)
+                          retryable=True, interrupted=True)
         if action.kind == Kind.BLOCKED or action.refused:
             return Result(action.label, action.kind, Outcome.BLOCKED, words.reason_text(action),
                           why=action.reason.why if action.reason else None)

@@ -3,7 +3,6 @@ host facts the plan resolves against. Frozen values, no I/O."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -32,10 +31,6 @@ class LiveState:
     max_vcpus: int | None = field(default=None, compare=False, repr=False)
     # The host's IPv4 routes as (interface, CIDR), read on a local connection only.
     host_routes: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
-
-
-def infra_digest(live: LiveState) -> str:
-    return hashlib.sha256(infra_text(live).encode()).hexdigest()[:8]
 
 
 def infra_text(live: LiveState) -> str:

@@ -292,8 +292,13 @@ class Action:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
-    fingerprint: str  # of the live state the plan was computed from
+    # A digest of what the plan read about its own objects (``core.scope``): a saved plan is
+    # applied only while it is the same.
+    fingerprint: str
     problems: int = 0  # manifest problems met (nothing is destroyed when there are any)
+    # Each of its objects and a digest of what was read of it (``core.scope.observed``): what
+    # moved, when the fingerprint differs.
+    observed: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -318,9 +323,11 @@ def domain_digest(vm: LiveVM) -> str:
 
 
 def fingerprint(live: tuple[LiveVM, ...], read: Mapping[str, str] | None = None) -> str:
-    """A digest of the live state the plan is computed from. ``read``: domain name -> a digest
-    of what was read of it (its XML, state and volume sizes, as the adapter observed them);
-    a domain without one is digested from its live model. Pure."""
+    """A digest of every domain in ``live`` (the key of a cached plan, which must change with
+    anything a plan could depend on; a plan's own fingerprint is narrower, see
+    ``core.scope``). ``read``: domain name -> a digest of what was read of it (its XML, state
+    and volume sizes, as the adapter observed them); a domain without one is digested from its
+    live model. Pure."""
     read = read or {}
     digest = hashlib.sha256()
     for vm in sorted(live, key=lambda v: v.name):

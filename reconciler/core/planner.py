@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler.core import scope
 from reconciler.core.diff import network as network_diff
 from reconciler.core.diff import pool as pool_diff
 from reconciler.core.diff import vm as diff
 from reconciler.core.diff.guards import Guards, held_back
 from reconciler.core.live import LiveState as LiveState
-from reconciler.core.live import infra_digest
 from reconciler.core.live import infra_text as infra_text
 from reconciler.core.live import owned_view as owned_view
 from reconciler.core.model.storage import StorageView
@@ -63,9 +63,9 @@ def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> 
     # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
     first = [a for a in infra if a.desired is not None]
     last = [a for a in infra if a.desired is None]
-    digest = vm_plan.fingerprint + infra_digest(live)  # fingerprint(live.vms), computed once
+    seen = scope.observed(inputs, live, instance)  # what it read about its own objects
     vm_actions = _disconnected(vm_plan.actions, inputs, live)
-    return Plan((*first, *vm_actions, *last), digest, vm_plan.problems)
+    return Plan((*first, *vm_actions, *last), scope.fingerprint(seen), vm_plan.problems, seen)
 
 
 def _disconnected(actions: tuple[Action, ...], inputs: Validated,

@@ -156,13 +156,17 @@ def _reason(action: Action) -> str:
     return words.reason_text(action)
 
 
-def plan_json(plan: Plan, problems: Iterable[Problem] = ()) -> dict[str, object]:
-    """The plan as ``schemas/plan.v1.json`` describes it."""
+def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
+              instance: str | None = None) -> dict[str, object]:
+    """The plan as ``schemas/plan.v1.json`` describes it; ``instance``: the reconciler instance
+    it was made for."""
     return {
         "apiVersion": "reconciler/v1",
         "kind": "Plan",
         "version": __version__,
+        **({"instance": instance} if instance is not None else {}),
         "fingerprint": plan.fingerprint,
+        "observed": dict(plan.observed),
         "hasChanges": plan.has_changes,
         "summary": {"create": plan.count(Kind.CREATE), "update": plan.count(Kind.UPDATE),
                     "destroy": plan.count(Kind.DESTROY), "blocked": plan.blocked_count},

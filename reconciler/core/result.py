@@ -24,6 +24,9 @@ class Result:
     seconds: float = 0.0
     retryable: bool = False
     why: Why | None = None  # blocked: the plan's reason code
+    # Not started because the run was stopped first (SIGTERM): nothing was done, and the next
+    # run does it (status shows it pending, not failed).
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:

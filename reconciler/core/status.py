@@ -1,4 +1,5 @@
-"""The state `reconciler status` reads: per-VM sync status, written atomically."""
+"""The state `reconciler status` reads: each managed object's sync status, and the exit status
+that sums it up. Pure."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 
 from reconciler.core.plan import Kind, Plan
 from reconciler.core.result import Outcome, Result
+from reconciler.core.validate.result import Validated
 from reconciler.core.words import SUSPENDED, reason_text
 
 
 @dataclass(frozen=True)
 class VMStatus:
-    name: str
+    name: str  # VMs bare, networks and pools prefixed (network/lab), as plans show them
     status: str  # in sync | pending | pending restart | failed | blocked | conflict | suspended
     detail: str = ""
     manifest: str | None = None
@@ -35,7 +37,9 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     for action in plan.actions:
         manifest = action.desired.source.file if action.desired else None
         result = by_name.get(action.label)
-        if action.label in waiting:
+        if result is not None and result.interrupted:  # nothing done: the next run does it
+            out[action.label] = VMStatus(action.label, "pending", INTERRUPTED, manifest)
+        elif action.label in waiting:
             error, retry_at = waiting[action.label]
             if retry_at is None:
                 out[action.label] = VMStatus(
@@ -69,6 +73,41 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     return sorted(out.values(), key=lambda s: s.name)
 
 
+def in_sync(inputs: Validated, plan: Plan) -> list[str]:
+    """The declared VMs, networks and pools the plan has nothing for, as plans name them
+    (``web-01``, ``network/lab``, ``pool/fast``). Pure."""
+    acted = {a.label for a in plan.actions}
+    names = [*(d.spec.name for d in inputs.vms), *(f"network/{n.spec.name}" for n in
+                                                    inputs.networks),
+             *(f"pool/{p.spec.name}" for p in inputs.pools)]
+    return [name for name in names if name not in acted]
+
+
+# `reconciler status` exits with (README "Status"): 0 everything in sync (or suspended on
+# purpose); 1 anything failed, blocked or in conflict, invalid manifests, libvirt unreachable
+# at the last reconcile, or no state at all; 2 nothing of that, but work still pending
+# (pending, pending restart, pending destroy, interrupted).
+EXIT_IN_SYNC, EXIT_PROBLEM, EXIT_PENDING = 0, 1, 2
+PROBLEMS = frozenset({"failed", "blocked", "conflict"})
+SETTLED = frozenset({"in sync", "suspended"})
+INTERRUPTED = "interrupted before it started (the run was stopped); the next run does it"
+
+
+def exit_code(document: Mapping[str, Any] | None) -> int:
+    """The exit status of `reconciler status` for a state document (None: there is none).
+    Pure."""
+    if document is None:
+        return EXIT_PROBLEM
+    writer = document.get("daemon") or {}
+    objects = [v for v in document.get("vms", []) if isinstance(v, Mapping)]
+    if (writer.get("problems") or writer.get("connected") is False
+            or any(v.get("status") in PROBLEMS for v in objects)):
+        return EXIT_PROBLEM
+    if any(v.get("status") not in SETTLED for v in objects):
+        return EXIT_PENDING
+    return EXIT_IN_SYNC
+
+
 def iso_time(when: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
@@ -86,7 +125,7 @@ def table(document: Mapping[str, Any]) -> str:
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     lines = [f"{n:<{width[0]}}  {s:<{width[1]}}  {d}".rstrip() for n, s, d in rows]
     daemon = document.get("daemon", {})
-    summary = f"Updated {document.get('updated', '?')}"
+    summary = f"Instance {document.get('instance', '?')}: updated {document.get('updated', '?')}"
     if daemon.get("command"):
         summary += f" by {daemon['command']}"
     if daemon.get("problems"):

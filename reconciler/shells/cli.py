@@ -21,9 +21,10 @@ from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt import Libvirt
-from reconciler.core import defaults, render
+from reconciler.core import defaults, render, units
+from reconciler.core import instance as instance_name
 from reconciler.core import schema as schemas
-from reconciler.core.errors import NotFoundError, ReconcilerError
+from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
 from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
 
@@ -71,7 +72,10 @@ def _common(func: Callable[..., int]) -> Callable[..., None]:
         try:
             cfg = configuration.load(config_file)
             kwargs["connect"] = kwargs["connect"] or cfg.connect
-            instance = kwargs.pop("instance") or cfg.instance
+            instance = kwargs.pop("instance")
+            instance = cfg.instance if instance is None else instance
+            if problem := instance_name.problem(instance):  # it names files: refuse ../x
+                raise PermanentError(problem)
             if "instance" in inspect.signature(func).parameters:
                 kwargs["instance"] = instance
             code = func(cfg=cfg, **kwargs)
@@ -86,6 +90,14 @@ def _common(func: Callable[..., int]) -> Callable[..., None]:
         sys.exit(code)
 
     return wrapper
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    """A duration as manifests spell it (``30s``, ``5m``), in seconds."""
+    try:
+        return units.parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,7 +182,7 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
             memo=Cache(cache.default_dir()))
     finally:
         hv.close()
-    doc = render.plan_json(planned.plan, planned.inputs.problems)
+    doc = render.plan_json(planned.plan, planned.inputs.problems, instance=instance)
     if out:
         out.write_text(render.dumps(doc))
     _show_plan(planned, fmt, doc)
@@ -207,28 +219,32 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object]) -> N
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the writer lock lives (default /var/lib/reconciler).")
+              help="Where the status file goes (default /var/lib/reconciler).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
+@click.option("--lock-timeout", callback=_duration, default="0s", show_default=True,
+              help="How long to wait for another writer of the instance (30s, 5m).")
 @_common
 def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
           instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
-          state_dir: Path | None, parallel: int | None) -> int:
+          state_dir: Path | None, parallel: int | None, lock_timeout: int) -> int:
     """Plan, then carry the plan out."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
+    from reconciler.shells import saved_plan, status
 
     folder = _manifest_path(path, cfg)
-    with lock.exclusive(state_dir or Path(cfg.stateDir), command="apply"):
+    states = state_dir or Path(cfg.stateDir)
+    with lock.exclusive(instance, command="apply", state_dir=states, timeout=lock_timeout):
         hv = Libvirt(connect)
         try:
             source = _source(folder, cfg, instance, max_destroy, allow_empty)
             memo = Cache(cache.default_dir())
             planned = pipeline.make_plan(source, hv, memo=memo)
-            doc = render.plan_json(planned.plan, planned.inputs.problems)
-            if plan_file and not _same_plan(plan_file, doc):
+            doc = render.plan_json(planned.plan, planned.inputs.problems, instance=instance)
+            if plan_file and not saved_plan.applicable(plan_file, doc):
                 return EXIT_ERROR
             _show_plan(planned, fmt, doc)
             if planned.plan.has_changes and not yes and not _confirm():
@@ -244,7 +260,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             _, results = pipeline.verify(source, hv, planned, results, memo=memo)
         finally:
             hv.close()
-        _write_status(state_dir or Path(cfg.stateDir), planned, results)
+        status.record(states, instance, planned, results)
     if not planned.plan.has_changes:
         return _exit_for(planned, results)
     if fmt == "json":
@@ -252,18 +268,6 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     else:
         click.echo(render.results_text(results), nl=False)
     return _exit_for(planned, results)
-
-
-def _write_status(state_dir: Path, planned: pipeline.Planned, results: tuple[Result, ...]) -> None:
-    from reconciler.core import status
-
-    acted = {a.name for a in planned.plan.actions}
-    in_sync = [d.spec.name for d in planned.inputs.vms if d.spec.name not in acted]
-    statuses = status.vm_statuses(planned.plan, results, in_sync, suspended=[
-        d.spec.name for d in planned.inputs.vms if d.suspend])
-    from reconciler.adapters import state as state_file
-
-    state_file.write(state_dir, statuses, command="apply", problems=len(planned.inputs.problems))
 
 
 def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
@@ -276,27 +280,6 @@ def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
 
     return EXIT_ERROR if any(r.outcome in (Outcome.FAILED, Outcome.BLOCKED)
                              and r.name not in suspended for r in results) else EXIT_OK
-
-
-def _same_plan(saved: Path, doc: dict[str, object]) -> bool:
-    try:
-        old = json.loads(saved.read_text())
-    except (OSError, ValueError) as exc:
-        click.echo(f"reconciler: {saved}: not a saved plan: {exc}", err=True)
-        return False
-    def comparable(actions: object) -> object:
-        # Where the manifests lie on disk differs between the CI runner and the host.
-        if not isinstance(actions, list):
-            return actions
-        return [{k: v for k, v in a.items() if k != "manifest"} if isinstance(a, dict) else a
-                for a in actions]
-
-    if old.get("fingerprint") != doc["fingerprint"] or (
-            comparable(old.get("actions")) != comparable(doc["actions"])):
-        click.echo(f"reconciler: {saved}: the live state or the manifests changed since this "
-                   "plan was made; run `reconciler plan` again and review it", err=True)
-        return False
-    return True
 
 
 def _confirm() -> bool:
@@ -343,21 +326,14 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
 @_common
-def status_command(*, cfg: configuration.Config, fmt: str, connect: str,
+def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
                    state_dir: Path | None) -> int:
-    """Each managed VM: in sync, pending, pending restart, failed, blocked, conflict or
-    suspended."""
-    from reconciler.core import status
+    """Each object the instance manages: in sync, pending, pending restart, failed, blocked,
+    conflict or suspended. Exit 0 all in sync, 1 anything failed, blocked or in conflict, 2
+    work pending."""
+    from reconciler.shells import status
 
-    folder = state_dir or Path(cfg.stateDir)
-    from reconciler.adapters import state as state_file
-
-    document = state_file.read(folder)
-    if document is None:
-        click.echo(f"No state in {folder} yet: `reconciler run` or `apply` writes it.")
-        return EXIT_OK
-    click.echo(render.dumps(document) if fmt == "json" else status.table(document), nl=False)
-    return EXIT_OK
+    return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
 
 
 @main.command(name="export")

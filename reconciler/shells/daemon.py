@@ -117,7 +117,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self.reload)
-        with lock.exclusive(self.options.state_dir, command="run"):
+        with lock.exclusive(self.options.instance, command="run",
+                            state_dir=self.options.state_dir):
             if self.options.metrics_addr:
                 self.metrics.serve(self.options.metrics_addr)
             libvirt_adapter.start_event_loop()
@@ -286,8 +287,9 @@ class Daemon:
         delay = self._reconnect.delay(failure.count)
         log.warning("libvirt unreachable; will retry", error=error, retry_in=delay)
         self.notifier.send(STATUS=f"not ready: libvirt unreachable, retrying in {delay:.0f}s")
-        state_file.write(self.options.state_dir, self._last_statuses(), command="run",
-                     ready=False, connected=False, error=error)
+        state_file.write(self.options.state_dir, self._last_statuses(),
+                         instance=self.options.instance, command="run", ready=False,
+                         connected=False, error=error)
 
     def _disconnect(self) -> None:
         if self.hv is not None:
@@ -330,8 +332,7 @@ class Daemon:
         self.backoff.forget_except({a.label for a in plan.actions})
         self._stuck = {n: v for n, v in self._stuck.items()
                        if n in self._inputs and v[0] == self._inputs[n]}
-        acted = {a.label for a in plan.actions}
-        in_sync = [d.spec.name for d in inputs.vms if d.spec.name not in acted]
+        in_sync = status.in_sync(inputs, plan)  # VMs, networks and pools
         self._managed_before = {vm.name: vm.mark.spec_hash for vm in live if vm.mark}
         self._running_managed = {vm.name for vm in live if vm.mark and vm.running}
         self._live_snapshot = {}  # re-baseline after our own changes
@@ -385,9 +386,9 @@ class Daemon:
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no VMs"
         if problems:
             summary += f"; {problems} manifest problem(s)"
-        state_file.write(self.options.state_dir, statuses, command="run", ready=True,
-                     connected=True, problems=problems, reason=reason,
-                     seconds=round(seconds, 3))
+        state_file.write(self.options.state_dir, statuses, instance=self.options.instance,
+                         command="run", ready=True, connected=True, problems=problems,
+                         reason=reason, seconds=round(seconds, 3))
         if results or reason == "start":
             log.info("reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
         if not self.ready:

@@ -112,7 +112,8 @@ def test_sigterm_exits_0_with_state_and_notify_messages(host, tmp_path, daemon_f
     daemon.wait_ready()
     assert daemon.stop(signal.SIGTERM) == 0
 
-    state = json.loads((daemon.state_dir / "status.json").read_text())
+    state = json.loads(run_cli("status", "--state-dir", daemon.state_dir, "--format",
+                               "json").stdout)
     assert [(vm["name"], vm["status"]) for vm in state["vms"]] == [(name, "in sync")]
     assert any(m.startswith("READY=1") for m in daemon.messages)
     assert any("STATUS=" in m for m in daemon.messages)

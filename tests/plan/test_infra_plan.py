@@ -72,11 +72,18 @@ def test_removals_name_their_resource_in_json() -> None:
         "manifests/fast.yaml", "manifests/lab.yaml", "manifests/web-01.yaml"]
 
 
-def test_the_fingerprint_covers_live_networks_and_pools() -> None:
+def test_the_fingerprint_covers_the_plans_own_networks_and_pools_only() -> None:
     case = _case("a pool in sync plans nothing")
     base = run_case(case).fingerprint
     inactive = {**case, "pools": {**case["pools"], "live": [{"name": "fast", "active": False}]}}
     assert run_case(inactive).fingerprint != base
+    # Someone else's network that nothing here declares or uses is not the plan's business...
     with_net = {**case, "networks": {"live": [{"name": "lab", "mark": None}]}}
-    assert run_case(with_net).fingerprint != base
+    assert run_case(with_net).fingerprint == base
+    # ... a network the manifests declare is, present or not.
+    declared = {**case, "networks": {"desired": [{"name": "lab"}]}}
+    declared_there = {**case, "networks": {"desired": [{"name": "lab"}],
+                                           "live": [{"name": "lab", "mark": None}]}}
+    assert run_case(declared).fingerprint != run_case(declared_there).fingerprint
+    assert "network lab" in dict(run_case(declared_there).observed)
     assert run_case(case).fingerprint == base

@@ -375,10 +375,10 @@ def test_apply_without_yes_and_without_a_terminal_refuses(testdrv, prefix, manif
 
 
 def test_a_second_writer_is_refused_naming_the_holder(testdrv, prefix, manifests,
-                                                      state_dir) -> None:
+                                                      state_dir, own_instance) -> None:
     name = f"{prefix}web"
     simple(manifests, name)
-    with lock.exclusive(state_dir, command="run"):
+    with lock.exclusive(own_instance, command="run"):
         r = apply(manifests, state_dir)
     assert r.code == 1
     assert f"pid {os.getpid()} (run)" in r.stderr

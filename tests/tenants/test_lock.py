@@ -1,0 +1,168 @@
+"""One writer per instance: `apply` and `run` take an exclusive lock per instance, wherever their
+state directories are; the lock never follows a symbolic link, and its refusal names the
+holder. The writers here are real processes (`reconciler run`) and the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import TEST_URI, CliResult, run_cli, vm_manifest, write_manifest
+from writers import writer
+
+RUN_DIR = Path("/run/reconciler")
+
+
+@pytest.fixture
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The writers' lock directory for this test (RECONCILER_LOCK_DIR, as README says)."""
+    folder = tmp_path / "locks"
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def manifests(tmp_path: Path, prefix: str) -> Path:
+    folder = tmp_path / "manifests"
+    write_manifest(folder, "web.yaml", vm_manifest(f"{prefix}web"))
+    return folder
+
+
+def apply(manifests: Path, state_dir: Path, *args: str | Path) -> CliResult:
+    return run_cli("apply", "--yes", "--connect", TEST_URI, "--state-dir", state_dir, *args,
+                   manifests)
+
+
+def exists(conn: libvirt.virConnect, name: str) -> bool:
+    return name in {d.name() for d in conn.listAllDomains(0)}
+
+
+def test_a_second_writer_of_the_instance_is_refused_whatever_its_state_dir(
+        testdrv, prefix, manifests, tmp_path, lock_dir, own_instance) -> None:
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    with writer(empty, tmp_path / "state-a", TEST_URI, tmp_path / "run.log") as daemon:
+        r = apply(manifests, tmp_path / "state-b")
+        assert r.code == 1, r.stdout + r.stderr
+        assert f"pid {daemon.pid} (run)" in r.stderr
+        assert own_instance in r.stderr and str(tmp_path / "state-a") in r.stderr
+        assert not exists(testdrv, f"{prefix}web")
+    r = apply(manifests, tmp_path / "state-b")  # released when the daemon stopped
+    assert r.code == 0, r.stdout + r.stderr
+    assert exists(testdrv, f"{prefix}web")
+
+
+def test_another_instance_is_not_held_up(testdrv, prefix, manifests, tmp_path,
+                                         lock_dir) -> None:
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    with writer(empty, tmp_path / "state", TEST_URI, tmp_path / "run.log"):
+        r = apply(manifests, tmp_path / "state", "--instance", f"other-{prefix.rstrip('-')}")
+        assert r.code == 0, r.stdout + r.stderr
+
+
+def test_lock_timeout_waits_for_the_holder(testdrv, prefix, manifests, tmp_path,
+                                           lock_dir) -> None:
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    with writer(empty, tmp_path / "state-a", TEST_URI, tmp_path / "run.log") as daemon:
+        started = time.monotonic()
+        r = apply(manifests, tmp_path / "state-b", "--lock-timeout", "1s")
+        assert r.code == 1
+        assert time.monotonic() - started >= 1.0
+        assert f"pid {daemon.pid} (run)" in r.stderr and "waited 1s" in r.stderr
+        stopper = threading.Timer(0.5, daemon.stop)
+        stopper.start()
+        r = apply(manifests, tmp_path / "state-b", "--lock-timeout", "30s")
+        stopper.join()
+        assert r.code == 0, r.stdout + r.stderr
+    assert exists(testdrv, f"{prefix}web")
+
+
+def test_a_bad_lock_timeout_is_an_error(manifests, tmp_path, lock_dir) -> None:
+    r = apply(manifests, tmp_path / "state", "--lock-timeout", "5")
+    assert r.code != 0
+    assert "not a duration" in r.stderr
+
+
+def test_the_lock_never_follows_a_symbolic_link(testdrv, prefix, manifests, tmp_path, lock_dir,
+                                                own_instance) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    lock_dir.mkdir()
+    for place in (state / "lock", lock_dir / f"{own_instance}.lock"):  # old place, and new
+        place.symlink_to(victim)
+    r = apply(manifests, state)
+    assert victim.read_text() == "precious\n"
+    assert r.code == 1
+    assert "symbolic link" in r.stderr and str(lock_dir / f"{own_instance}.lock") in r.stderr
+    assert not exists(testdrv, f"{prefix}web")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_lock_path_that_is_no_file_is_refused(testdrv, prefix, manifests, tmp_path, lock_dir,
+                                                own_instance, kind) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    lock_dir.mkdir()
+    for place in (state / "lock", lock_dir / f"{own_instance}.lock"):
+        if kind == "fifo":
+            os.mkfifo(place)
+        else:
+            place.mkdir()
+    started = time.monotonic()
+    r = apply(manifests, state)
+    assert time.monotonic() - started < 10
+    assert r.code == 1
+    assert "not a regular file" in r.stderr, r.stderr
+    assert not exists(testdrv, f"{prefix}web")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", ".hidden", "", "x\ny", "x" * 65])
+def test_an_instance_name_must_be_safe_as_a_file_name(manifests, tmp_path, name,
+                                                      lock_dir) -> None:
+    for command in (("apply", "--yes", "--state-dir", tmp_path / "state"),
+                    ("status", "--state-dir", tmp_path / "state"), ("plan",)):
+        r = run_cli(*command, "--connect", TEST_URI, "--instance", name,
+                    *([manifests] if command[0] != "status" else []),
+                    env={"RECONCILER_INSTANCE": ""})
+        assert r.code == 1, (command, r.stdout, r.stderr)
+        assert "instance name" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.lock").exists()
+    assert not any(lock_dir.glob("*")) if lock_dir.exists() else True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the default lock directory needs root")
+def test_the_lock_lives_in_run_per_instance_and_goes_with_its_holder(
+        testdrv, tmp_path, own_instance, monkeypatch) -> None:
+    monkeypatch.delenv("RECONCILER_LOCK_DIR", raising=False)
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    path = RUN_DIR / f"{own_instance}.lock"
+    with writer(empty, tmp_path / "state", TEST_URI, tmp_path / "run.log") as daemon:
+        assert path.is_file() and not path.is_symlink()
+        holder = path.read_text()
+        assert f"pid {daemon.pid} (run)" in holder and str(tmp_path / "state") in holder
+        assert not (tmp_path / "state" / "lock").exists()
+        daemon.stop()
+    assert not path.exists()  # nothing left behind
+
+
+def test_a_lock_left_by_a_killed_writer_does_not_block(testdrv, prefix, manifests, tmp_path,
+                                                       lock_dir, own_instance) -> None:
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    with writer(empty, tmp_path / "state", TEST_URI, tmp_path / "run.log") as daemon:
+        daemon.stop(signal.SIGKILL)
+    assert (lock_dir / f"{own_instance}.lock").exists()  # stale: flock died with its holder
+    r = apply(manifests, tmp_path / "state")
+    assert r.code == 0, r.stdout + r.stderr
+    assert exists(testdrv, f"{prefix}web")
+    assert not (lock_dir / f"{own_instance}.lock").exists()
