@@ -50,11 +50,12 @@ def observed(inputs: Validated, live: LiveState, instance: str) -> Observed:
     mine = [vm for vm in live.vms if vm.managed]  # owned_view: the others' marks are hidden
     declared = {d.spec.name: d for d in inputs.vms}
     entries: dict[str, str] = {}
-    for kind, want in (*(("vm", d) for d in inputs.vms), *(("network", n) for n in
-                                                            inputs.networks),
-                       *(("pool", p) for p in inputs.pools)):
-        entries[f"manifest {kind} {want.spec.name}"] = _digest(
-            want.spec_hash, getattr(want, "adopt", False), getattr(want, "suspend", False))
+    for vm in inputs.vms:
+        entries[f"manifest vm {vm.spec.name}"] = _digest(vm.spec_hash, vm.adopt, vm.suspend)
+    for net in inputs.networks:
+        entries[f"manifest network {net.spec.name}"] = _digest(net.spec_hash)
+    for pool in inputs.pools:
+        entries[f"manifest pool {pool.spec.name}"] = _digest(pool.spec_hash)
     _domains(entries, live, {*declared, *(vm.name for vm in mine)})
     nets = _network_names(inputs, mine, live.networks, instance)
     pools = _pool_names(inputs, mine, live.pools, instance)
