@@ -14,6 +14,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from reconciler.core.errors import PermanentError
 from reconciler.core.result import Result
 from reconciler.core.status import VMStatus
 
@@ -47,9 +48,17 @@ class Metrics:
                                registry=r)
 
     def serve(self, address: str) -> None:
-        """Serve /metrics at ``host:port`` (a daemon thread)."""
+        """Serve /metrics at ``host:port`` (a daemon thread). Raises PermanentError when the
+        address is taken (on a shared host, another instance's daemon may have it) or wrong."""
         host, _, port = address.rpartition(":")
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+        try:
+            start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
+                              registry=self.registry)
+        except (OSError, ValueError) as exc:
+            raise PermanentError(
+                f"cannot serve metrics at {address}: {getattr(exc, 'strerror', None) or exc}; "
+                "each reconciler instance on a host needs its own --metrics-addr (or `off`)"
+            ) from exc
 
     def record(self, results: Iterable[Result], statuses: Iterable[VMStatus]) -> None:
         for result in results:

@@ -166,3 +166,27 @@ def test_a_lock_left_by_a_killed_writer_does_not_block(testdrv, prefix, manifest
     assert r.code == 0, r.stdout + r.stderr
     assert exists(testdrv, f"{prefix}web")
     assert not (lock_dir / f"{own_instance}.lock").exists()
+
+
+def test_a_second_instances_daemon_on_a_taken_metrics_address_says_so(testdrv, tmp_path,
+                                                                      prefix, lock_dir) -> None:
+    import socket
+
+    from writers import Writer
+
+    empty = tmp_path / "daemon-manifests"
+    empty.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    with writer(empty, tmp_path / "state-a", TEST_URI, tmp_path / "a.log",
+                "--metrics-addr", address):
+        other = Writer(empty, tmp_path / "state-b", TEST_URI, tmp_path / "b.log",
+                       "--metrics-addr", address,
+                       env={"RECONCILER_INSTANCE": f"other-{prefix.rstrip('-')}"})
+        code = other.proc.wait(30)
+        output = other.output()
+        other.stop()
+        assert code == 1, output
+        assert f"cannot serve metrics at {address}" in output
+        assert "Traceback" not in output

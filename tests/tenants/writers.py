@@ -20,14 +20,14 @@ class Writer:
     taken: it logs "started" only once it holds it)."""
 
     def __init__(self, manifests: Path, state_dir: Path, uri: str, log: Path,
-                 *extra: str) -> None:
+                 *extra: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log
         self.log = open(log, "w+")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [RECONCILER, "run", "--connect", uri, "--state-dir", str(state_dir),
              "--interval", "30", "--log-format", "json", "--metrics-addr", "off", *extra,
              str(manifests)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.pid = self.proc.pid
 
     def output(self) -> str:
