@@ -190,3 +190,20 @@ def test_a_second_instances_daemon_on_a_taken_metrics_address_says_so(testdrv, t
         assert code == 1, output
         assert f"cannot serve metrics at {address}" in output
         assert "Traceback" not in output
+
+
+def test_the_systemd_unit_gives_the_daemon_the_lock_directory_and_keeps_it(tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "reconciler.service").read_text()
+    # Under ProtectSystem=strict only these are writable; removing /run/reconciler when the
+    # service stops would take the lock file from under an apply that holds it.
+    for setting in ("RuntimeDirectory=reconciler", "RuntimeDirectoryPreserve=yes"):
+        assert setting in unit
+    if shutil.which("systemd-analyze"):
+        local = tmp_path / "reconciler.service"
+        local.write_text(unit.replace("/usr/local/bin/reconciler", "/bin/true"))
+        result = subprocess.run(["systemd-analyze", "verify", str(local)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
