@@ -207,3 +207,50 @@ def test_the_systemd_unit_gives_the_daemon_the_lock_directory_and_keeps_it(tmp_p
         result = subprocess.run(["systemd-analyze", "verify", str(local)],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def not_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process seen as user 12345, who may not write /run/reconciler and has no
+    XDG_RUNTIME_DIR: its locks fall back to <tmp>/reconciler-12345 (the tests run as root, so
+    the user is played; the files are real)."""
+    from reconciler.adapters import lock
+
+    real_access = os.access
+    monkeypatch.delenv("RECONCILER_LOCK_DIR", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(lock.os, "geteuid", lambda: 12345)
+    monkeypatch.setattr(lock.os, "access", lambda p, mode: False if Path(p) == lock.RUN_DIR
+                        else real_access(p, mode))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
+    return tmp_path / "reconciler-12345"
+
+
+def test_a_user_who_may_not_write_run_gets_a_private_lock_directory(not_root) -> None:
+    from reconciler.adapters import lock
+
+    not_root.mkdir(mode=0o700)
+    os.chown(not_root, 12345, -1)
+    assert lock.path("web") == not_root / "web.lock"
+
+
+@pytest.mark.parametrize("hostile", ["someone else's", "group-writable", "a symbolic link"])
+def test_a_private_lock_directory_that_is_not_the_users_own_is_refused(not_root, tmp_path,
+                                                                       hostile) -> None:
+    from reconciler.adapters import lock
+    from reconciler.core.errors import PermanentError
+
+    if hostile == "a symbolic link":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        os.chown(elsewhere, 12345, -1)
+        not_root.symlink_to(elsewhere)
+    else:
+        not_root.mkdir(mode=0o700)
+        os.chown(not_root, 12345 if hostile == "group-writable" else 0, -1)
+        if hostile == "group-writable":
+            not_root.chmod(0o770 | 0o020)
+    with pytest.raises(PermanentError, match="lock directory"):
+        lock.path("web")
