@@ -106,23 +106,32 @@ def test_the_lock_never_follows_a_symbolic_link(testdrv, prefix, manifests, tmp_
     assert not exists(testdrv, f"{prefix}web")
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "dangling link", "hard link"])
 def test_a_lock_path_that_is_no_file_is_refused(testdrv, prefix, manifests, tmp_path, lock_dir,
                                                 own_instance, kind) -> None:
     state = tmp_path / "state"
     state.mkdir()
     lock_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
     for place in (state / "lock", lock_dir / f"{own_instance}.lock"):
         if kind == "fifo":
             os.mkfifo(place)
-        else:
+        elif kind == "directory":
             place.mkdir()
+        elif kind == "dangling link":
+            place.symlink_to(tmp_path / "created-through-the-link")
+        else:
+            os.link(victim, place)
     started = time.monotonic()
     r = apply(manifests, state)
     assert time.monotonic() - started < 10
     assert r.code == 1
-    assert "not a regular file" in r.stderr, r.stderr
+    expected = {"dangling link": "symbolic link", "hard link": "other hard links"}
+    assert expected.get(kind, "not a regular file") in r.stderr, r.stderr
     assert not exists(testdrv, f"{prefix}web")
+    assert not (tmp_path / "created-through-the-link").exists()
+    assert victim.read_text() == "precious\n"
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", ".hidden", "", "x\ny", "x" * 65])

@@ -101,6 +101,41 @@ def test_a_network_its_vms_use_counts(testdrv, prefix, folders) -> None:
     assert f"network {net} changed" in r.stderr
 
 
+def test_a_volume_that_takes_a_name_the_plan_creates_refuses_it(testdrv, prefix,
+                                                                folders) -> None:
+    manifests, state, saved = folders
+    name = f"{prefix}web"
+    write_manifest(manifests, "web.yaml", vm_manifest(name, disks="""
+        - name: root
+          size: 16MiB
+          pool: default-pool
+        """))
+    plan(TEST_URI, manifests, saved)
+    testdrv.storagePoolLookupByName("default-pool").createXML(
+        f"<volume><name>{name}-root</name><capacity>1048576</capacity></volume>", 0)
+    r = apply(TEST_URI, manifests, state, "--plan", saved)
+    assert r.code == 1
+    assert f"volume default-pool/{name}-root appeared" in r.stderr
+    assert not any(d.name() == name for d in testdrv.listAllDomains(0))
+
+
+def test_another_tenants_volume_in_the_pool_does_not_refuse_it(testdrv, prefix,
+                                                               folders) -> None:
+    manifests, state, saved = folders
+    name = f"{prefix}web"
+    write_manifest(manifests, "web.yaml", vm_manifest(name, disks="""
+        - name: root
+          size: 16MiB
+          pool: default-pool
+        """))
+    plan(TEST_URI, manifests, saved)
+    testdrv.storagePoolLookupByName("default-pool").createXML(
+        f"<volume><name>{prefix}theirs</name><capacity>1048576</capacity></volume>", 0)
+    r = apply(TEST_URI, manifests, state, "--plan", saved)
+    assert r.code == 0
+    assert testdrv.lookupByName(name).isActive()
+
+
 def test_a_plan_made_for_another_instance_is_refused(testdrv, prefix, folders) -> None:
     manifests, state, saved = folders
     write_manifest(manifests, "web.yaml", vm_manifest(f"{prefix}web"))

@@ -141,6 +141,29 @@ def test_a_suspended_vm_is_no_failure(testdrv, prefix, manifests, tmp_path) -> N
     assert rows(r) == {f"{prefix}web": "suspended", f"{prefix}ok": "in sync"}
 
 
+def test_a_network_in_conflict_exits_1(testdrv, prefix, manifests, tmp_path) -> None:
+    net = f"{prefix}net"
+    testdrv.networkDefineXML(f"<network><name>{net}</name></network>")  # made by hand
+    write_manifest(manifests, "net.yaml", network_manifest(net))
+    write_manifest(manifests, "ok.yaml", vm_manifest(f"{prefix}ok"))
+    assert apply(manifests, tmp_path / "state").code == 1
+    r = status(tmp_path / "state")
+    assert r.code == 1, r.stdout
+    assert rows(r) == {f"network/{net}": "conflict", f"{prefix}ok": "in sync"}
+
+
+def test_destroys_held_back_by_a_guard_exit_1(testdrv, prefix, manifests, tmp_path) -> None:
+    for name in ("a", "b", "c"):
+        write_manifest(manifests, f"{name}.yaml", vm_manifest(f"{prefix}{name}"))
+    assert apply(manifests, tmp_path / "state").code == 0
+    (manifests / "a.yaml").unlink()
+    (manifests / "b.yaml").unlink()
+    apply(manifests, tmp_path / "state", "--max-destroy", "1")
+    r = status(tmp_path / "state")
+    assert r.code == 1, r.stdout
+    assert rows(r) == {f"{prefix}a": "blocked", f"{prefix}b": "blocked", f"{prefix}c": "in sync"}
+
+
 def test_every_managed_object_is_listed(testdrv, prefix, manifests, tmp_path) -> None:
     net = f"{prefix}net"
     write_manifest(manifests, "net.yaml", network_manifest(net))
@@ -154,15 +177,24 @@ def test_every_managed_object_is_listed(testdrv, prefix, manifests, tmp_path) ->
     assert rows(r) == {f"network/{net}": "in sync", f"{prefix}web": "in sync"}
 
 
-def test_a_state_file_that_is_not_one_is_an_error(tmp_path, own_instance) -> None:
+@pytest.mark.parametrize("kind", ["not json", "fifo", "link"])
+def test_a_state_file_that_is_not_one_is_an_error(tmp_path, own_instance, kind) -> None:
+    import os
+
     state = tmp_path / "state"
-    run_cli("status", "--state-dir", state)  # nothing written
     folder = state / "status"
     folder.mkdir(parents=True)
-    (folder / f"{own_instance}.json").write_text("{not json")
+    target = folder / f"{own_instance}.json"
+    if kind == "not json":
+        target.write_text("{not json")
+    elif kind == "fifo":
+        os.mkfifo(target)  # must not hang
+    else:
+        (tmp_path / "elsewhere.json").write_text('{"vms": []}')
+        target.symlink_to(tmp_path / "elsewhere.json")
     r = status(state)
     assert r.code == 1
-    assert "is not a state file" in r.stderr
+    assert str(target) in r.stderr
 
 
 def test_the_state_files_of_instances_are_apart(testdrv, prefix, manifests, tmp_path) -> None:
