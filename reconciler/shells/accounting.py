@@ -3,17 +3,24 @@ whether a change repaired drift. Pure."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Action, Kind
+from reconciler.core.plan import Action, Kind, Resource
 
 
 def inputs_key(action: Action, read: Mapping[str, str]) -> str:
     """What a retry depends on: the manifest (its spec hash) and what was read of the
-    resource."""
+    resource itself: for a VM its domain (``read``: domain name -> a digest of what was read of
+    it), for a network or pool its live model (a domain of the same name, maybe another
+    tenant's, is not it)."""
     spec = action.desired.spec_hash if action.desired is not None else ""
-    return f"{spec}:{read.get(action.name, '')}:{action.kind}"
+    if action.resource == Resource.VM:
+        seen = read.get(action.name, "")
+    else:
+        seen = hashlib.blake2b(repr(action.live).encode(), digest_size=8).hexdigest()
+    return f"{spec}:{seen}:{action.resource}:{action.kind}"
 
 
 def is_drift(action: Action, managed_before: dict[str, str]) -> bool:

@@ -100,3 +100,20 @@ def test_a_plan_for_another_instance_is_refused() -> None:
     doc = render.plan_json(run_case(case()), instance="default")
     assert scope.refusals(doc, {**doc, "instance": "other"}) == [
         "it was made for instance 'default', not 'other'"]
+
+
+def test_a_network_retry_depends_on_the_network_not_a_domain_of_its_name() -> None:
+    from reconciler.shells import accounting
+
+    def network_action(active: bool) -> Any:
+        plan = run_case({"networks": {"desired": [{"name": "lab", "forward": "nat"}],
+                                      "live": [{"name": "lab", "active": active,
+                                                "spec": {"forward": "none"}}]}})
+        return next(a for a in plan.actions if a.label == "network/lab")
+
+    action = network_action(True)
+    # Another tenant's VM named lab changes: the network's retry key stays.
+    assert (accounting.inputs_key(action, {"lab": "one"})
+            == accounting.inputs_key(action, {"lab": "two"}))
+    # The network itself changes: it is tried again.
+    assert accounting.inputs_key(action, {}) != accounting.inputs_key(network_action(False), {})
