@@ -27,11 +27,13 @@ class VMStatus:
 def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
                 waiting: Mapping[str, tuple[str, float | None]] = {},
                 suspended: Iterable[str] = ()) -> list[VMStatus]:
-    """Each managed or declared VM's status after a run. ``waiting``: name -> (last error,
-    wall-clock time of the next retry; None: a permanent error, retried once the manifest or
-    the domain changes) for VMs held back. ``suspended``: VMs whose
-    manifest has reconciler/suspend: "true" (suspended whether or not they differ, unless a
-    conflict or a refusal says more). Pure."""
+    """Each managed or declared object's status after a run (VMs, networks, pools, named as
+    plans name them). ``in_sync``: the objects the plan has nothing for (see ``in_sync``).
+    ``waiting``: name -> (last error, wall-clock time of the next retry; None: a permanent
+    error, retried once the manifest or the object changes) for objects held back.
+    ``suspended``: VMs whose manifest has reconciler/suspend: "true" (suspended whether or not
+    they differ, unless a conflict or a refusal says more). An action the run was stopped
+    before starting (``Result.interrupted``) is pending, not failed. Pure."""
     by_name = {r.name: r for r in results}
     out = {name: VMStatus(name, "in sync") for name in in_sync}
     for action in plan.actions:
