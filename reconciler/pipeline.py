@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Protocol
 
-from reconciler.adapters import cache, files
+from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt import Libvirt
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
@@ -19,7 +17,41 @@ from reconciler.core.plan import Plan, fingerprint
 from reconciler.core.validate.result import Validated
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from reconciler.adapters.libvirt import Libvirt
+    from reconciler.core.model.network import LiveNetwork
+    from reconciler.core.model.vm import VolumeInfo
+    from reconciler.core.observe import Observation, RawPool, VolumeKey
     from reconciler.core.result import Result
+
+
+class Host(Protocol):
+    """What a plan reads of a host: a libvirt connection (``adapters.libvirt.Libvirt``) or a
+    snapshot of one (``adapters.snapshot.SnapshotHost``, for plans in CI with no libvirt)."""
+
+    uri: str
+
+    def read_observed(self, expected: Mapping[VolumeKey, int] | None = None,
+                      memo: Cache | None = None) -> Observation: ...
+
+    def read_raw_pools(self) -> tuple[RawPool, ...]: ...
+
+    def read_networks(self) -> tuple[LiveNetwork, ...]: ...
+
+    def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]: ...
+
+    def free_memory(self) -> int | None: ...
+
+    def host_interfaces(self) -> tuple[str, ...] | None: ...
+
+    def max_vcpus(self) -> int | None: ...
+
+    def host_routes(self) -> tuple[tuple[str, str], ...]: ...
+
+    def real_paths(self, paths: Iterable[str]) -> dict[str, str] | None: ...
+
+    def close(self) -> None: ...
 
 # The planner, the resolver and the verifier are imported when a plan is computed: a cached
 # plan with nothing to do (the steady state) does not load them (part of its start-up time).
@@ -39,7 +71,7 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
     return planner.compute(inputs, live, guards, instance)
 
 
-def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
+def read_state(hv: Host, instance: str, desired: Validated | None = None,
                memo: Cache | None = None) -> LiveState:
     """Everything the diff needs, read before diffing. With ``desired``, a stopped VM's volume
     whose last applied size is the manifest's is not asked for its size (see
@@ -56,17 +88,15 @@ def read_state(hv: Libvirt, instance: str, desired: Validated | None = None,
                      tuple(observe.live_pool(p) for p in pools), seen.read, storage)
 
 
-def _with_host(hv: Libvirt, live: LiveState) -> LiveState:
+def _with_host(hv: Host, live: LiveState) -> LiveState:
     """``live`` with the host's facts that only changes need: its available memory, its
     interfaces, its IPv4 routes (on this machine's libvirt only; the test driver's host is not
     this machine) and its vCPU limit (a plan with nothing to do does not read them)."""
-    routes = (observe.routes(files.read_routes())
-              if _local(hv.uri) and not hv.uri.startswith("test:") else ())
     return replace(live, free_memory=hv.free_memory(), host_interfaces=hv.host_interfaces(),
-                   max_vcpus=hv.max_vcpus(), host_routes=routes)
+                   max_vcpus=hv.max_vcpus(), host_routes=hv.host_routes())
 
 
-def _with_details(hv: Libvirt, live: LiveState, pools: frozenset[str]) -> LiveState:
+def _with_details(hv: Host, live: LiveState, pools: frozenset[str]) -> LiveState:
     """``live`` with every volume of ``pools`` read in detail (see ``core.resolve.needs``)."""
     if live.storage is None or not pools:
         return live
@@ -92,7 +122,7 @@ class Planned:
     live: LiveState  # what the plan was computed from
 
 
-def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
+def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
               every_size: bool = False) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
@@ -113,15 +143,17 @@ def make_plan(source: Source, hv: Libvirt, *, memo: Cache | None = None,
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     allow_empty=source.allow_empty, single_file=source.path.is_file(),
                     storage_roots=source.storage_roots)
-    if _local(hv.uri):  # the host's file system is this machine's: symbolic links resolved
-        paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
-                 *(p.config.path for p in live.pools if p.config.path)]
-        live = replace(live, real_paths=files.real_paths(paths))
+    paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
+             *(p.config.path for p in live.pools if p.config.path)]
+    real_paths = hv.real_paths(paths)
+    if real_paths is not None:  # the host's file system is seen: symbolic links resolved
+        live = replace(live, real_paths=real_paths)
         if live.storage is not None:  # a disk named through a link uses the file it leads to
-            real = files.real_paths(live.storage.file_users)
+            real = hv.real_paths(live.storage.file_users) or {}
             by_real: dict[str, tuple[str, ...]] = {}
             for path, names in live.storage.file_users.items():
-                by_real[real[path]] = (*by_real.get(real[path], ()), *names)
+                resolved = real.get(path, path)
+                by_real[resolved] = (*by_real.get(resolved, ()), *names)
             live = replace(live, storage=replace(live.storage, file_users=by_real))
     key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
                         infra_text(live).encode(), repr(guards).encode(),
@@ -160,8 +192,3 @@ def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result,
 
     fresh = make_plan(source, hv, memo=memo, every_size=True)
     return fresh, observed(planned.plan, results, fresh.plan)
-
-
-def _local(uri: str) -> bool:
-    """A URI of this machine's libvirt (no host part): qemu:///system, test:///default."""
-    return urlsplit(uri).hostname in (None, "", "localhost")

@@ -20,7 +20,6 @@ from reconciler import __version__, pipeline
 from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import defaults, render, units
 from reconciler.core import instance as instance_name
 from reconciler.core import schema as schemas
@@ -29,6 +28,7 @@ from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
 
 if TYPE_CHECKING:
+    from reconciler.adapters.libvirt import Libvirt
     from reconciler.core.result import Result
 
 # The executor, status, export, daemon (and structlog, watchdog, prometheus_client, pycdlib behind
@@ -39,7 +39,8 @@ _LOGGING_COMMANDS = ("apply", "run")  # the commands whose code logs (structlog)
 # One-shot commands that change nothing: no cyclic garbage collector while they run (reference
 # counting frees what they drop; the collector's passes over ~1M objects cost tens of ms at
 # 1,000 VMs), and the process ends without tearing the interpreter down (see _Main).
-_READ_ONLY_COMMANDS = ("plan", "validate", "status_command", "export_command")
+_READ_ONLY_COMMANDS = ("plan", "validate", "status_command", "export_command",
+                       "snapshot_command")
 _finished: list[bool] = []  # set when a read-only command has run to its exit code
 
 
@@ -170,12 +171,15 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan (JSON) for apply.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
+@click.option("--snapshot", type=click.Path(path_type=Path), default=None,
+              help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
 @_common
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
-         allow_empty: bool) -> int:
-    """Show what apply would do, over a read-only connection."""
-    hv = Libvirt(connect, readonly=True)
+         allow_empty: bool, snapshot: Path | None) -> int:
+    """Show what apply would do, over a read-only connection (or against a snapshot)."""
+    hv = (_snapshot_host(snapshot) if snapshot is not None
+          else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
             _source(_manifest_path(path, cfg), cfg, instance, max_destroy, allow_empty), hv,
@@ -191,6 +195,19 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     if planned.inputs.problems or any(a.refused or a.conflict for a in planned.plan.actions):
         return EXIT_ERROR
     return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
+    """Open libvirt (imported here: ``plan --snapshot`` and ``validate`` run where
+    libvirt-python is not installed, as on a CI runner)."""
+    try:
+        from reconciler.adapters.libvirt import Libvirt
+    except ImportError as exc:
+        raise PermanentError(
+            f"libvirt-python is not installed ({exc}); install reconciler with the libvirt "
+            "extra on a hypervisor host (pip install 'reconciler[libvirt]'), or plan against "
+            "a snapshot: reconciler plan --snapshot FILE") from exc
+    return Libvirt(uri, readonly=readonly)
 
 
 def _max_destroy(option: int | None, cfg: configuration.Config) -> int:
@@ -238,7 +255,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     folder = _manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
     with lock.exclusive(instance, command="apply", state_dir=states, timeout=lock_timeout):
-        hv = Libvirt(connect)
+        hv = connect_libvirt(connect)
         try:
             source = _source(folder, cfg, instance, max_destroy, allow_empty)
             memo = Cache(cache.default_dir())
@@ -336,6 +353,37 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
 
 
+@main.command(name="snapshot")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write it to this file (gzip when it ends in .gz); default: standard output.")
+@_common
+def snapshot_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+                     out: Path | None) -> int:
+    """Record everything a plan reads from the host (read-only), for plans in CI."""
+    from reconciler.adapters import snapshot as snapshots
+    from reconciler.adapters.libvirt.snapshot import take
+
+    hv = connect_libvirt(connect, readonly=True)
+    try:
+        snap = take(hv, cfg.storageRoots)
+    finally:
+        hv.close()
+    if out is None:
+        click.echo(json.dumps(snapshots.to_json(snap), indent=1))
+    else:
+        snapshots.write(snap, out)
+        click.echo(f"Snapshot of {snap.hostname or snap.uri} ({len(snap.domains)} domains, "
+                   f"{len(snap.networks)} networks, {len(snap.pools)} pools) written to {out}.",
+                   err=True)
+    return EXIT_OK
+
+
+def _snapshot_host(path: Path) -> pipeline.Host:
+    from reconciler.adapters import snapshot as snapshots
+
+    return snapshots.SnapshotHost(snapshots.read(path), path)
+
+
 @main.command(name="export")
 @click.argument("name")
 @_common
@@ -344,7 +392,7 @@ def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: s
     """Print a manifest for an existing domain (to adopt a VM made by hand)."""
     from reconciler.core import export
 
-    hv = Libvirt(connect, readonly=True)
+    hv = connect_libvirt(connect, readonly=True)
     try:
         found = hv.read_definition(name)
     except NotFoundError:

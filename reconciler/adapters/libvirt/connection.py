@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 import libvirt
 from lxml import etree
 
+from reconciler.adapters import files
+from reconciler.core import observe
 from reconciler.core.errors import NotFoundError, PermanentError, TransientError
 
 _NOT_FOUND = {
@@ -112,6 +115,31 @@ class Connection:
             if machine.text == "pc" and machine.get("maxCpus", "").isdigit():
                 return int(machine.get("maxCpus"))
         return None
+
+    @property
+    def local(self) -> bool:
+        """The host is this machine (a URI with no host part: qemu:///system), so its files
+        can be looked at from here; the test driver's host is not a machine at all."""
+        return urlsplit(self.uri).hostname in (None, "", "localhost")
+
+    def real_paths(self, paths: Iterable[str]) -> dict[str, str] | None:
+        """Each path with its symbolic links resolved on the host; None where the host's file
+        system cannot be seen from here (a remote connection)."""
+        return files.real_paths(paths) if self.local else None
+
+    def host_routes(self) -> tuple[tuple[str, str], ...]:
+        """The host's IPv4 routes as (interface, CIDR), see ``core.observe.routes``; none where
+        they cannot be read from here (a remote connection, the test driver)."""
+        if not self.local or self.uri.startswith("test:"):
+            return ()
+        return observe.routes(files.read_routes())
+
+    def hostname(self) -> str:
+        """The host's name as libvirt gives it ("" where the driver does not say)."""
+        try:
+            return str(self.conn.getHostname())
+        except libvirt.libvirtError:
+            return ""
 
     @cached_property
     def domain_type(self) -> str:

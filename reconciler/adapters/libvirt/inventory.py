@@ -8,24 +8,21 @@ cache of parsed domains keyed by a digest of their XML, and volume sizes read on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import libvirt
 
-from reconciler.adapters import cache
+from reconciler.adapters.assemble import Fetched, observation, sizes_wanted
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.libvirt.connection import Connection, translated
 from reconciler.adapters.libvirt.states import reason_word, state_word
 from reconciler.adapters.libvirt.storage import Listed, capacities, pool_volumes, volume_sizes
 from reconciler.core import observe
-from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import NotFoundError
-from reconciler.core.model.vm import DomainDefinition, LiveVM, volume_name
+from reconciler.core.model.vm import DomainDefinition, LiveVM
 from reconciler.core.observe import (
-    DomainRefs,
-    DomainTrees,
     Observation,
     RawDomain,
     VolumeKey,
@@ -82,7 +79,7 @@ class Inventory(Connection):
         ``expected`` every capacity is read, as the daemon's resync does.
 
         ``memo``: parsed domains by a digest of their XML (see ``reconciler.adapters.cache``)."""
-        parsed: list[_Fetched] = []
+        parsed: list[Fetched] = []
         wanted: set[VolumeKey] = set()
         batch: list[tuple[VolumeKey, Any]] = []
         sized: list[Future[list[tuple[VolumeKey, int]]]] = []
@@ -95,27 +92,18 @@ class Inventory(Connection):
                 flags = listing.result()
             for fetched in workers.map(lambda b: _fetch_domains(b, flags), _batches(domains)):
                 for raw in fetched:
-                    item = _Fetched.of(raw, memo)
-                    mark = item.refs.mark
-                    # Sizes of a managed domain's volumes, and of an unmanaged one's named like
-                    # its disks would be (an adoption compares them with the manifest).
-                    own = "" if mark else f"{raw.name}-"
-                    seed = seed_volume(raw.name)
-                    known = (_known_sizes(raw.name, mark.applied, expected)
-                             if mark and raw.live_xml is None and expected else {})
-                    for key in item.refs.volumes:
-                        if key[1].startswith(own) and key not in wanted:
-                            wanted.add(key)
-                            vol = pool_volumes(self.conn, listed, key[0]).get(key[1])
-                            if vol is None:
-                                continue
-                            if key in known:
-                                known_sizes[key] = known[key]
-                            elif (expected is not None and key[1] == seed
-                                  and key in item.refs.cdroms):
-                                known_sizes[key] = 0  # a seed: only its existence is diffed
-                            else:
-                                batch.append((key, vol))
+                    item = Fetched.of(raw, memo)
+                    for key, size in sizes_wanted(item, expected):
+                        if key in wanted:
+                            continue
+                        wanted.add(key)
+                        vol = pool_volumes(self.conn, listed, key[0]).get(key[1])
+                        if vol is None:
+                            continue
+                        if size is not None:
+                            known_sizes[key] = size
+                        else:
+                            batch.append((key, vol))
                     if len(batch) >= _BATCH:
                         sized.append(workers.submit(capacities, batch))
                         batch = []
@@ -124,17 +112,7 @@ class Inventory(Connection):
                 sized.append(workers.submit(capacities, batch))
             sizes = dict(pair for future in sized for pair in future.result())
             sizes.update(known_sizes)
-        vms = tuple(item.live_vm(sizes, memo) for item in parsed)
-        users: dict[VolumeKey, list[str]] = {}
-        file_users: dict[str, list[str]] = {}
-        for item in parsed:
-            for key in item.refs.volumes:
-                users.setdefault(key, []).append(item.raw.name)
-            for path in item.refs.files:
-                file_users.setdefault(path, []).append(item.raw.name)
-        return Observation(vms, {item.raw.name: item.seen for item in parsed},
-                           {k: tuple(v) for k, v in users.items()},
-                           {k: tuple(v) for k, v in file_users.items()})
+        return observation(parsed, sizes, memo)
 
     def _domain_states(self) -> list[tuple[Any, StateReason | None]]:
         """Every domain with its state and reason, from one bulk call; ``None`` (ask each
@@ -229,68 +207,4 @@ def _fetch_domains(batch: list[tuple[Any, StateReason | None]], flags: Flags) ->
                     managed_save=name in flags.managed_save))
         except NotFoundError:
             continue
-    return out
-
-
-class _Fetched:
-    """One domain as read, and what the first pass needs from its XML (its mark and the volumes
-    its disks name), parsed or from the cache.
-
-    The cache keeps, by a digest of the XML: those ``DomainRefs``, and the LiveVM last built
-    from it with the key of what else went into it (``RawDomain.facts()``, the volume sizes)."""
-
-    def __init__(self, raw: RawDomain, digest: bytes, refs: DomainRefs | None,
-                 built: tuple[Hashable, LiveVM, str] | None = None) -> None:
-        self.raw, self.digest, self.built = raw, digest, built
-        self.seen = ""  # a digest of what was read (set by live_vm)
-        self.trees: DomainTrees | None = None
-        self.refs = refs if refs is not None else observe.domain_refs(self.parse())
-
-    @classmethod
-    def of(cls, raw: RawDomain, memo: Cache | None) -> _Fetched:
-        key = (cache.digest(raw.inactive_xml.encode(), (raw.live_xml or "").encode())
-               if memo else b"")
-        entry = memo.get("domain", key) if memo else None
-        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], DomainRefs):
-            return cls(raw, key, *entry)
-        item = cls(raw, key, None)
-        if memo:
-            memo.put("domain", key, (item.refs, None))
-        return item
-
-    def parse(self) -> DomainTrees:
-        if self.trees is None:
-            self.trees = observe.parse_domain(self.raw)
-        return self.trees
-
-    def live_vm(self, sizes: Mapping[VolumeKey, int], memo: Cache | None) -> LiveVM:
-        # Everything else the LiveVM holds comes from the XML.
-        key = (self.raw.facts(), tuple(sizes.get(k) for k in self.refs.volumes))
-        if self.built is not None and self.built[0] == key:
-            self.seen = self.built[2]  # computed with the model, kept with it
-            return self.built[1]
-        xml = self.digest or cache.digest(self.raw.inactive_xml.encode(),
-                                          (self.raw.live_xml or "").encode())
-        raw = self.raw  # the state's reason is left out: a pause and resume changes no plan
-        read = (raw.id, raw.state, raw.persistent, raw.managed_save, raw.autostart, key[1])
-        self.seen = cache.digest(xml, repr(read).encode()).hex()
-        vm = observe.live_vm(self.raw, sizes, trees=self.parse(), mark=self.refs.mark)
-        if memo:
-            memo.put("domain", self.digest, (self.refs, (key, vm, self.seen)))
-        return vm
-
-
-def _known_sizes(vm: str, applied: Mapping[str, object],
-                 expected: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
-    """The volumes of a stopped managed domain whose size needs no reading: the size last
-    applied (recorded in its metadata) is the one the manifest asks for."""
-    out: dict[VolumeKey, int] = {}
-    disks = applied.get("disks")
-    for disk in disks if isinstance(disks, list) else []:
-        if not isinstance(disk, dict):
-            continue
-        key = (str(disk.get("pool")), volume_name(vm, str(disk.get("name"))))
-        size = disk.get("size")
-        if isinstance(size, int) and expected.get(key) == size:
-            out[key] = size
     return out

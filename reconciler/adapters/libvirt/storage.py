@@ -141,6 +141,10 @@ class Storage(Connection):
         """Every volume of a pool with its capacity, format, path and backing file (one call
         per volume); a volume removed meanwhile is left out; none for a pool that does not
         exist or is inactive."""
+        return tuple(observe.volume_info(raw) for raw in self.read_raw_volumes(pool))
+
+    def read_raw_volumes(self, pool: str) -> tuple[RawVolume, ...]:
+        """Every volume of a pool as read (``read_volumes`` parses them)."""
         try:
             with translated(f"listing volumes of pool {pool}"):
                 storage = self.conn.storagePoolLookupByName(pool)
@@ -151,8 +155,7 @@ class Storage(Connection):
         for vol in volumes:
             try:
                 with translated(f"reading volume {vol.name()} of pool {pool}"):
-                    out.append(observe.volume_info(RawVolume(pool, vol.name(),
-                                                             str(vol.XMLDesc(0)))))
+                    out.append(RawVolume(pool, vol.name(), str(vol.XMLDesc(0))))
             except NotFoundError:
                 continue
         return tuple(out)
