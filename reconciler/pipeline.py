@@ -53,6 +53,11 @@ class Host(Protocol):
 
     def close(self) -> None: ...
 
+    def hostname(self) -> str: ...
+
+    # When the host was read, for a snapshot (UTC, ISO 8601); None: read live, now.
+    taken: str | None
+
 # The planner, the resolver and the verifier are imported when a plan is computed: a cached
 # plan with nothing to do (the steady state) does not load them (part of its start-up time).
 

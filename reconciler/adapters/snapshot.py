@@ -207,13 +207,15 @@ def _tuple(value: Any) -> tuple[str, ...] | None:
 class SnapshotHost:
     """A host as a snapshot recorded it: the read side of the libvirt adapter
     (``read_observed``, ``read_raw_pools``, ``read_networks``, ``read_volumes`` and the host
-    facts), with no connection. ``uri`` names the snapshot file, ``snapshot`` what it holds."""
+    facts), with no connection. ``uri`` is the host's URI the snapshot was taken over,
+    ``taken`` when, ``snapshot`` what it holds."""
 
     readonly = True
 
     def __init__(self, snap: Snapshot, path: Path) -> None:
         self.snapshot = snap
-        self.uri = f"snapshot:{path}"
+        self.uri = snap.uri  # the host's, as the plan names it
+        self.taken: str | None = snap.taken
         self._capacity = {(v.pool, v.name): observe.volume_info(v).capacity
                           for v in snap.volumes}
 
@@ -244,6 +246,9 @@ class SnapshotHost:
 
     def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]:
         return tuple(observe.volume_info(v) for v in self.snapshot.volumes if v.pool == pool)
+
+    def hostname(self) -> str:
+        return self.snapshot.hostname
 
     def free_memory(self) -> int | None:
         return self.snapshot.host.free_memory

@@ -312,6 +312,20 @@ class Plan:
         return sum(1 for a in self.actions if a.blocked)
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a plan was made for, shown with it (text, JSON, markdown): the reconciler
+    ``instance``, the ``host`` (libvirt's hostname for it) and the ``uri`` read, the git
+    ``commit`` of the manifests (None outside a git checkout), and when it was made from a
+    snapshot, the time the snapshot was taken (``snapshot``, UTC ISO 8601)."""
+
+    instance: str
+    host: str
+    uri: str
+    commit: str | None = None
+    snapshot: str | None = None
+
+
 def vm_target(name: str, part: Part = Part.WHOLE, key: str = "") -> Target:
     return Target(Resource.VM, name, part, key)
 

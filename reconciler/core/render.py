@@ -17,6 +17,7 @@ from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import (
     Action,
     Effect,
+    Header,
     Kind,
     Op,
     Plan,
@@ -89,16 +90,38 @@ def describe(action: Action) -> str:
     return f"{text} -- restarts the VM" if action.restart else text
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, header: Header | None = None) -> str:
+    """The plan as lines of text: a line per action, the summary, and with ``header`` a last
+    line naming what the plan was made for (see ``header_text``)."""
+    footer = f"{header_text(header)}\n" if header is not None else ""
     if not plan.actions:
-        return "No changes. The live state matches the manifests.\n"
+        return "No changes. The live state matches the manifests.\n" + footer
     width = max(len(a.label) for a in plan.actions)
     lines = [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in plan.actions]
-    lines.append(
-        f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update, "
-        f"{plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked."
-    )
-    return "\n".join(lines) + "\n"
+    lines.append(summary_text(plan))
+    return "\n".join(lines) + "\n" + footer
+
+
+def summary_text(plan: Plan) -> str:
+    return (f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update, "
+            f"{plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked.")
+
+
+def header_text(header: Header) -> str:
+    """E.g. ``Made for instance default on hv-01 (qemu:///system), manifests at commit
+    1a2b3c4d5e6f, from a snapshot taken 2026-11-30T17:50:00Z.``"""
+    commit = (f"manifests at commit {header.commit[:12]}" if header.commit
+              else "manifests not in a git checkout")
+    parts = [f"Made for instance {header.instance} on {header.host or header.uri}"
+             + (f" ({header.uri})" if header.host and header.uri != header.host else ""), commit]
+    if header.snapshot:
+        parts.append(f"from a snapshot taken {header.snapshot}")
+    return ", ".join(parts) + "."
+
+
+def header_json(header: Header) -> dict[str, object]:
+    return {"instance": header.instance, "host": header.host, "uri": header.uri,
+            "commit": header.commit, "snapshot": header.snapshot}
 
 
 def changed_fields(action: Action) -> tuple[Step, ...]:
@@ -157,14 +180,17 @@ def _reason(action: Action) -> str:
 
 
 def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
-              instance: str | None = None) -> dict[str, object]:
+              instance: str | None = None, header: Header | None = None) -> dict[str, object]:
     """The plan as ``schemas/plan.v1.json`` describes it; ``instance``: the reconciler instance
-    it was made for."""
+    it was made for (the header's, when a ``header`` is given)."""
+    if header is not None:
+        instance = header.instance
     return {
         "apiVersion": "reconciler/v1",
         "kind": "Plan",
         "version": __version__,
         **({"instance": instance} if instance is not None else {}),
+        **({"header": header_json(header)} if header is not None else {}),
         "fingerprint": plan.fingerprint,
         "observed": dict(plan.observed),
         "hasChanges": plan.has_changes,
@@ -213,6 +239,27 @@ def results_text(results: Iterable[Result]) -> str:
 def results_json(results: Iterable[Result]) -> list[dict[str, object]]:
     return [{"name": r.name, "kind": str(r.kind), "outcome": str(r.outcome),
              "message": r.message, "seconds": round(r.seconds, 3)} for r in results]
+
+
+def github_annotations(problems: Iterable[Problem]) -> str:
+    """Problems as GitHub Actions workflow commands (``::error file=F,line=L,col=C,title=T::M``),
+    which show inline on the pull request's changed files. Values are escaped as the runner
+    expects (``%`` ``\r`` ``\n``, and in properties also ``:`` and ``,``)."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    lines = []
+    for p in problems:
+        where = f"file={prop(p.file)}"
+        if p.line:
+            where += f",line={p.line},col={max(p.column, 1)}"
+        title = prop(p.field or "manifest")
+        lines.append(f"::error {where},title={title}::{data(p.message)}\n")
+    return "".join(lines)
 
 
 def problems_text(problems: Iterable[Problem]) -> str:

@@ -24,6 +24,7 @@ from reconciler.core import defaults, render, units
 from reconciler.core import instance as instance_name
 from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
+from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
 
@@ -44,8 +45,15 @@ _READ_ONLY_COMMANDS = ("plan", "validate", "status_command", "export_command",
 _finished: list[bool] = []  # set when a read-only command has run to its exit code
 
 
-def _common(func: Callable[..., int]) -> Callable[..., None]:
-    """Options every command takes, and error handling: one line to stderr, exit 1."""
+def _formats(*formats: str) -> Callable[[Callable[..., int]], Callable[..., None]]:
+    """``_common`` with these values of ``--format`` (text first: the default)."""
+    return functools.partial(_common, formats=formats)
+
+
+def _common(func: Callable[..., int], *,
+            formats: Sequence[str] = ("text", "json")) -> Callable[..., None]:
+    """Options every command takes, and error handling: one line to stderr, exit 1.
+    ``formats``: the values of the command's ``--format`` (text first: the default)."""
 
     @click.option("--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
                   help="libvirt URI (default qemu:///system, or the config's).")
@@ -53,7 +61,7 @@ def _common(func: Callable[..., int]) -> Callable[..., None]:
                   help="This reconciler's name on a shared host (default `default`).")
     @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                   help="Config file (default /etc/reconciler/config.yaml, optional).")
-    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+    @click.option("--format", "fmt", type=click.Choice(list(formats)), default="text",
                   help="Output format.")
     @click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
                   default="auto", help="Log format on stderr.")
@@ -150,11 +158,16 @@ def main() -> None:
 
 @main.command()
 @_path_arg
-@_common
+@_formats("text", "json", "github")
 def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
-    """Check manifests against the schemas and each other. Needs no libvirt."""
+    """Check manifests against the schemas and each other. Needs no libvirt.
+    ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
     inputs = manifests.load_desired(_manifest_path(path, cfg), cfg.storageRoots)
-    if fmt == "json":
+    if fmt == "github":
+        click.echo(render.github_annotations(inputs.problems), nl=False)
+        if inputs.ok:
+            click.echo(f"{_valid_summary(inputs)} valid.")
+    elif fmt == "json":
         click.echo(render.dumps({"valid": inputs.ok, "vms": len(inputs.vms),
                                  "networks": len(inputs.networks), "pools": len(inputs.pools),
                                  "problems": [p.as_dict() for p in inputs.problems]}), nl=False)
@@ -173,23 +186,28 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
-@_common
+@_formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
          allow_empty: bool, snapshot: Path | None) -> int:
     """Show what apply would do, over a read-only connection (or against a snapshot)."""
+    from reconciler.adapters import git
+
+    folder = _manifest_path(path, cfg)
     hv = (_snapshot_host(snapshot) if snapshot is not None
           else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
-            _source(_manifest_path(path, cfg), cfg, instance, max_destroy, allow_empty), hv,
+            _source(folder, cfg, instance, max_destroy, allow_empty), hv,
             memo=Cache(cache.default_dir()))
+        header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
+                        commit=git.head_commit(folder), snapshot=hv.taken)
     finally:
         hv.close()
-    doc = render.plan_json(planned.plan, planned.inputs.problems, instance=instance)
+    doc = render.plan_json(planned.plan, planned.inputs.problems, header=header)
     if out:
         out.write_text(render.dumps(doc))
-    _show_plan(planned, fmt, doc)
+    _show_plan(planned, fmt, doc, header)
     # Exit 1 for what apply would fail on whatever the live state does: invalid manifests,
     # refused changes, conflicts. Destroys held back by a guard are shown and exit 0/2.
     if planned.inputs.problems or any(a.refused or a.conflict for a in planned.plan.actions):
@@ -220,12 +238,18 @@ def _source(path: Path, cfg: configuration.Config, instance: str, max_destroy: i
                            _max_destroy(max_destroy, cfg), allow_empty)
 
 
-def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object]) -> None:
+def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
+               header: Header | None = None) -> None:
     if fmt == "json":
         click.echo(render.dumps(doc), nl=False)
         return
+    if fmt == "markdown":
+        from reconciler.core.markdown import plan_markdown
+
+        click.echo(plan_markdown(planned.plan, planned.inputs.problems, header), nl=False)
+        return
     click.echo(render.problems_text(planned.inputs.problems), nl=False, err=True)
-    click.echo(render.plan_text(planned.plan), nl=False)
+    click.echo(render.plan_text(planned.plan, header), nl=False)
 
 
 @main.command()

@@ -24,12 +24,18 @@ def _snapshot(host, tmp_path: Path, name: str = "host.snapshot") -> Path:  # typ
 
 
 def _same_plans(host, m: Path, snap: Path) -> dict:  # type: ignore[no-untyped-def]
+    """The plans from the host and from the snapshot, the same but for the header's time."""
     live = plan(host, m, "--format", "json")
     offline = run_cli("plan", "--snapshot", snap, "--format", "json", m)
-    assert (offline.code, offline.stdout) == (live.code, live.stdout)
+    assert offline.code == live.code
+    doc, doc_offline = json.loads(live.stdout), json.loads(offline.stdout)
+    assert doc["header"]["snapshot"] is None and doc_offline["header"]["snapshot"]
+    assert {**doc_offline, "header": None} == {**doc, "header": None}
+    assert doc_offline["header"]["uri"] == host.uri  # the host it was taken of, not the file
     text_live, text_offline = plan(host, m), run_cli("plan", "--snapshot", snap, m)
-    assert text_offline.stdout == text_live.stdout
-    return json.loads(live.stdout)  # type: ignore[no-any-return]
+    assert text_offline.stdout.splitlines()[:-1] == text_live.stdout.splitlines()[:-1]
+    assert "from a snapshot taken" in text_offline.stdout.splitlines()[-1]
+    return doc  # type: ignore[no-any-return]
 
 
 def test_a_plan_from_a_snapshot_is_the_plan_the_host_gives(host, tmp_path):

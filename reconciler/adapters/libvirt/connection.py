@@ -71,6 +71,8 @@ class Connection:
     """An open libvirt connection (``conn``, a virConnect). The operations are added by the
     classes of the sibling modules, which all build on this one."""
 
+    taken: str | None = None  # read live (a snapshot says when it was read)
+
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri
         self.readonly = readonly
