@@ -169,16 +169,19 @@ def _fast_valid(kind: str, data: object) -> bool:
         return False
 
 
-_CONTENT_ERRORS = {"enum", "format", "pattern", "const"}  # about the spelling of a value
+# Errors about the spelling of a string of the right type: a quantity or duration (shown with
+# how to write it, as the SPEC's example does), a word of an enum, a name, a MAC address.
+_CONTENT_ERRORS = {"enum", "format", "pattern", "const"}
 _LONGEST_SHOWN = 64
 _BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n"}  # quoted: strings
 
 
 def _shown(value: object, path: FieldPath, validator: object = None) -> str:
     """A value as a message may show it. Under ``spec`` (user data, passwords and keys live
-    there, and a misplaced one lands in another field): only numbers, true/false and null, and
-    a short one-line string in an error about its spelling (a quantity, a name, an enum word);
-    else only its kind. Under ``spec.cloudInit``: never, only its kind."""
+    there, and a misplaced one lands in another field): only numbers, true/false and null, a
+    quoted boolean word, and a short one-line string of the right type in an error about its
+    spelling (a quantity, an enum word, a name); a value of the wrong type, a long or
+    multi-line string: only its kind. Under ``spec.cloudInit``: never, only its kind."""
     if not path or path[0] != "spec":
         return short(value)
     if isinstance(value, bool) or value is None:
@@ -344,14 +347,15 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
                 example = "2GiB or 512MiB" if fmt == "quantity" else "30s, 5m or 1h"
                 yield doc.problem(path, f"expected a {fmt} such as {example}, got {shown}")
             return
+    said = f"{shown} is" if shown == short(instance) else "it is"  # else: not shown
     if validator == "pattern" and path and path[-1] == "name":
         longest = 63 if path == ("metadata", "name") else 32
-        yield doc.problem(path, f"{shown} is not a valid name: use lowercase letters, "
+        yield doc.problem(path, f"{said} not a valid name: use lowercase letters, "
                                 "digits and '-', start and end with a letter or digit, "
                                 f"at most {longest} characters")
         return
     if validator == "pattern" and path and path[-1] == "mac":
-        yield doc.problem(path, f"{shown} is not a MAC address; write six hex pairs "
+        yield doc.problem(path, f"{said} not a MAC address; write six hex pairs "
                                 "like 52:54:00:12:34:56")
         return
     if validator == "type":
@@ -369,7 +373,10 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
         elif shown == short(instance):
             yield doc.problem(path, f"{shown} is not one of: {choices}")
         else:
-            yield doc.problem(path, f"expected one of: {choices}, got {shown}")
+            close = difflib.get_close_matches(instance, list(map(str, error.validator_value)),
+                                              n=1) if isinstance(instance, str) else []
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            yield doc.problem(path, f"expected one of: {choices}, got {shown}{hint}")
         return
     if validator == "const":
         yield doc.problem(path, f"{shown}: expected {short(error.validator_value)}")
@@ -383,8 +390,8 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Pro
         "minItems": "must not be empty" if bound == 1 else f"fewer than {bound} items",
         "maxItems": f"more than {bound} items",
         "uniqueItems": "an item is listed twice",
-        "format": f"{shown} is not a {short(schema.get('format'))}",
-        "pattern": f"{shown} does not match {short(bound)}",
+        "format": f"{said} not a {short(schema.get('format'))}",
+        "pattern": f"{said.removesuffix(' is')} does not match {short(bound)}",
     }
     if isinstance(validator, str) and validator in words:
         yield doc.problem(path, words[validator])
