@@ -211,6 +211,22 @@ def test_billion_laughs_is_refused_quickly(workdir: Path) -> None:
     documents, problems = load_file(path, workdir / "m")
     assert time.monotonic() - started < 5
     assert documents == []
+    # A file may expand to 1,000 nodes and one per character it holds.
+    allowed = 1000 + len(path.read_text())
+    assert [str(p) for p in problems] == [
+        f"m/lol.yaml:1:1: the file is too large once its aliases are expanded: more than "
+        f"{allowed} nodes (1000 and one per character of the file); expand fewer aliases, or "
+        "split it"]
+
+
+def test_a_large_file_may_expand_a_document_to_100000_nodes(workdir: Path) -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    path = workdir / "m" / "lol.yaml"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n" + "#" * 200_000 + "\n")
+    documents, problems = load_file(path, workdir / "m")
     assert [str(p) for p in problems] == [
         "m/lol.yaml:1:1: the document is too large: more than 100000 nodes once its aliases are"
         " expanded"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from conftest import TEST_URI, run_cli, vm_manifest, write_manifest
+from test_loader import _as_nobody  # runs a function as uid 65534 (the tests run as root)
 
 from reconciler.adapters import files
 from reconciler.adapters.manifests import load_desired, load_file, load_tree
@@ -161,15 +164,37 @@ def test_a_path_argument_that_is_a_fifo_is_a_problem(workdir: Path) -> None:
     assert result.stdout.startswith("vm.yaml: not a regular file (a FIFO)")
 
 
-def test_an_unreadable_file_is_a_problem_with_the_reason(workdir: Path) -> None:
+def test_an_unreadable_file_is_a_problem_with_the_reason() -> None:
+    # Read by a user who may not read it (the tests run as root, who reads any file).
+    top = Path(tempfile.mkdtemp(prefix="reconciler-test-"))
+    try:
+        top.chmod(0o755)
+        write_manifest(top, "m/a.yaml", vm_manifest("vm-a"))
+        write_manifest(top, "m/b.yaml", vm_manifest("vm-b"))
+        (top / "m").chmod(0o755)
+        load_desired(top / "m")  # imports what the child, who may not read the venv, needs
+        (top / "m" / "a.yaml").chmod(0)
+        (top / "m" / "b.yaml").chmod(0o644)
+        def load() -> object:
+            os.chdir(top)
+            validated = load_desired(Path("m"))
+            return [[vm.spec.name for vm in validated.vms], [str(p) for p in validated.problems]]
+
+        assert _as_nobody(load) == [["vm-b"], ["m/a.yaml: cannot read: Permission denied"]]
+    finally:
+        shutil.rmtree(top)
+
+
+def test_a_link_to_dev_zero_is_not_read(workdir: Path) -> None:
     root = workdir / "m"
-    path = write_manifest(root, "a.yaml", vm_manifest("vm-a"))
-    path.chmod(0)
-    if os.geteuid() == 0:  # root reads any file: make the kernel refuse it another way
-        path.chmod(0o644)
-        pytest.skip("root reads a file of any mode")
-    _, problems = load_tree(root)
-    assert [str(p) for p in problems] == ["m/a.yaml: cannot read: Permission denied"]
+    write_manifest(root, "a.yaml", vm_manifest("vm-a"))
+    (root / "zero.yaml").symlink_to("/dev/zero")
+    out = in_child("from pathlib import Path\n"
+                   "from reconciler.adapters.manifests import load_desired\n"
+                   "print(*load_desired(Path('m')).problems, sep='\\n')\n", workdir)
+    assert out.splitlines() == [
+        "m/zero.yaml: symbolic link to /dev/zero, outside the manifest directory; copy the files "
+        "in, or point the reconciler at a folder that holds them all"]
 
 
 def test_a_file_that_vanishes_after_listing_is_a_problem(workdir: Path) -> None:
@@ -352,3 +377,52 @@ def test_the_daemon_serves_and_stops_with_a_fifo_among_the_manifests(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --- what a file holds: bytes YAML cannot take, and bombs ------------------------------------
+
+
+@pytest.mark.parametrize(("data", "line", "column", "message"), [
+    (b"a: 1\nb: x\x00y\n", 2, 5, "YAML syntax error: the character U+0000 is not allowed in YAML "
+                                  "(control characters are not allowed); remove it"),
+    ("a: 1\nb: é\x07\n".encode(), 2, 5, "YAML syntax error: the character U+0007 is not allowed "
+                                        "in YAML (control characters are not allowed); remove it"),
+    (b"a: 1\nb: caf\xe9\n", 2, 7, "not UTF-8 text: byte 0xe9 cannot be decoded; save the file "
+                                  "as UTF-8"),
+    (b"\xff\xfea\x00:\x00 \x00\x00\xd8", 1, 4, "not UTF-16 text: byte 0x00 cannot be decoded; "
+                                               "save the file as UTF-8"),
+    (b"vcpus: " + b"9" * 5000 + b"\n", 1, 1, "a number with more than 4300 digits; no field "
+                                             "takes one"),
+    (b"!!int \n", 1, 1, "a tagged value could not be built (a tag such as !!int or !!binary on "
+                        "a value that is not one); remove the tag or fix the value"),
+])
+def test_bytes_yaml_cannot_take_are_a_problem_at_their_line(
+        workdir: Path, data: bytes, line: int, column: int, message: str) -> None:
+    (workdir / "m").mkdir()
+    (workdir / "m" / "a.yaml").write_bytes(data)
+    documents, problems = load_tree(workdir / "m")
+    assert documents == []
+    assert [(p.line, p.column, p.message) for p in problems] == [(line, column, message)]
+
+
+def test_many_small_bombs_in_one_file_are_refused_quickly(workdir: Path) -> None:
+    # Each document stays under the per-document bound; the file as a whole does not.
+    bomb = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+                     + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]"
+                        for i in range(1, 4)])  # 12,345 nodes once expanded
+    (workdir / "m").mkdir()
+    (workdir / "m" / "a.yaml").write_text("".join(f"---\n{bomb}\n" for _ in range(2000)))
+    started = time.monotonic()
+    documents, problems = load_tree(workdir / "m")
+    assert time.monotonic() - started < 10
+    assert [p.message.split(":")[0] for p in problems] == [
+        "the file is too large once its aliases are expanded"]
+    assert len(documents) < 100
+
+
+def test_a_key_yaml_reads_as_a_boolean_is_a_problem(workdir: Path) -> None:
+    write_manifest(workdir, "m/a.yaml", vm_manifest("vm-a").replace(
+        "name: vm-a", "name: vm-a\n  labels: {on: x}"))
+    assert run_cli("validate", "m").stdout.splitlines() == [
+        "m/a.yaml:5:12: metadata.labels[true]: a key must be a string, and YAML reads this one "
+        "as the boolean true; quote it"]

@@ -112,12 +112,15 @@ def parse(text: str, shown: str, relative: str) -> tuple[list[Document], list[Pr
     Empty documents (a trailing ``---``, two in a row, only comments, ``null``) are skipped, as
     kubectl skips them (their index still counts). A file with nothing in it but white space
     is a problem: a file truncated by a failed checkout must not read as "its VMs are gone".
-    Aliases are bounded: a document may expand to ``_MAX_NODES`` nodes, a file to
-    ``_MAX_FILE_NODES``. Pure."""
+    Aliases are bounded ("billion laughs"): a document expands to at most ``_MAX_NODES``
+    nodes, and a file to at most ``_FILE_NODES`` plus one node per character it holds (YAML
+    without aliases has fewer; so parsing costs at most in proportion to the bytes read, and
+    the byte limits bound it). Pure."""
     documents: list[Document] = []
     problems: list[Problem] = []
     loader = _Loader(text)
-    left = _MAX_FILE_NODES  # nodes, aliases expanded, for the documents still to come
+    allowed = _FILE_NODES + len(text)
+    left = allowed  # nodes, aliases expanded, for the documents still to come
     try:
         index = 0
         while loader.check_node():
@@ -125,39 +128,46 @@ def parse(text: str, shown: str, relative: str) -> tuple[list[Document], list[Pr
             if left <= 0:
                 mark = node.start_mark
                 problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
-                                        f"the file is too large: more than {_MAX_FILE_NODES} "
-                                        "nodes in its documents once their aliases are "
-                                        "expanded; split it"))
+                                        _too_large(allowed, per_document=False)))
                 break
             positions: dict[FieldPath, tuple[int, int]] = {}
             spelled: dict[FieldPath, str] = {}
             found: list[Problem] = []
-            budget = [_MAX_NODES]
+            limit = min(_MAX_NODES, left)
+            budget = [limit]
             try:
                 data = _build(node, (), positions, shown, found, loader, budget, spelled)
             except _Unusual:
                 # Merge keys, tags, non-string keys, recursion, huge or deep documents: index,
                 # then let PyYAML construct the document (it may also reject it).
-                positions, spelled, found, budget = {}, {}, [], [_MAX_NODES]
+                positions, spelled, found, budget = {}, {}, [], [limit]
                 try:
                     _index_positions(node, (), positions, shown, found, set(), budget, spelled,
                                      loader)
                 except _Unusable as exc:
                     mark = (exc.node or node).start_mark
+                    message = exc.message or _too_large(
+                        limit if limit == _MAX_NODES else allowed, limit == _MAX_NODES)
                     problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
-                                            exc.message))
-                    left -= _MAX_NODES
+                                            message))
+                    if not exc.message and limit < _MAX_NODES:
+                        break  # the file's allowance is spent: the rest is not read
+                    left -= limit - max(budget[0], 0)
                     index += 1
                     continue
                 try:
                     data = loader.construct_document(node)
-                except (ValueError, TypeError, OverflowError) as exc:  # !!int hunter2
+                except yaml.YAMLError:
+                    raise
+                except Exception as exc:  # !!int hunter2, an empty !!int
+                    loader.constructed_objects.clear()  # the next document starts afresh
+                    loader.recursive_objects.clear()
                     mark = node.start_mark
                     problems.append(Problem(shown, mark.line + 1, mark.column + 1, "",
                                             _unbuildable(exc)))
                     index += 1
                     continue
-            left -= _MAX_NODES - budget[0]
+            left -= limit - budget[0]
             problems.extend(found)
             if data is not None:  # an empty document: skipped
                 documents.append(Document(shown, relative, index, data, positions,
@@ -175,6 +185,15 @@ def parse(text: str, shown: str, relative: str) -> tuple[list[Document], list[Pr
     return documents, problems
 
 
+def _too_large(limit: int, per_document: bool) -> str:
+    if per_document:
+        return (f"the document is too large: more than {limit} nodes once its aliases are "
+                "expanded")
+    return (f"the file is too large once its aliases are expanded: more than {limit} nodes "
+            f"({_FILE_NODES} and one per character of the file); expand fewer aliases, or "
+            "split it")
+
+
 def _unbuildable(exc: Exception) -> str:
     if isinstance(exc, ValueError) and "digits" in str(exc):  # int(): over 4300 digits
         return "a number with more than 4300 digits; no field takes one"
@@ -185,7 +204,9 @@ def _unbuildable(exc: Exception) -> str:
 def _syntax_error(exc: yaml.YAMLError, text: str, shown: str) -> Problem:
     """A YAML error at its line and column (1:1 when YAML gives none)."""
     if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
-        before = text[:exc.position]
+        # its position: libyaml counts bytes of UTF-8, PyYAML's own reader characters
+        before = (text.encode("utf-8", "surrogatepass")[:exc.position].decode("utf-8", "replace")
+                  if _SafeLoader is not yaml.SafeLoader else text[:exc.position])
         line = before.count("\n") + 1
         column = len(before) - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
@@ -201,7 +222,7 @@ def _syntax_error(exc: yaml.YAMLError, text: str, shown: str) -> Problem:
 
 
 _MAX_NODES = 100_000  # after expanding aliases: stops "billion laughs" documents
-_MAX_FILE_NODES = 1_000_000  # and many of them in one file
+_FILE_NODES = 1000  # a file's allowance of nodes besides one per character
 _MAX_DEPTH = 64
 
 
@@ -321,8 +342,7 @@ def _index_positions(
         out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     budget[0] -= 1
     if budget[0] < 0:
-        raise _Unusable(None, f"the document is too large: more than {_MAX_NODES} nodes once "
-                              "its aliases are expanded")
+        raise _Unusable(None, "")  # the caller says which bound it met
     if isinstance(node, yaml.ScalarNode):
         _spell(node, path, spelled)
     if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
