@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from reconciler.adapters import files
 from reconciler.core import defaults
 from reconciler.core.errors import PermanentError
 
@@ -29,10 +30,12 @@ def load(path: Path | None) -> Config:
         if path is not None:
             raise PermanentError(f"{path}: config file not found")
         return Config()
-    try:
-        text = target.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # a regular file of at most 1 MiB: a FIFO or device there must not hang or flood
+        text = files.read_manifest(target, limit=1 << 20).decode()
+    except files.Unreadable as exc:
         raise PermanentError(f"{target}: cannot read config: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PermanentError(f"{target}: cannot read config: not UTF-8 ({exc})") from exc
     data = _parse(text, target) if _has_content(text) else {}
     if not isinstance(data, dict):
         raise PermanentError(f"{target}: the config must be a mapping")

@@ -1,23 +1,137 @@
-"""Which files are manifests, and a digest of them all. No YAML here: a cached plan needs only
-this."""
+"""Which files are manifests, and reading them: regular files only, never blocking, within the
+byte limits. No YAML here: a cached plan needs only this."""
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.core.errors import Problem
+
+MiB = 1 << 20
+# The most one manifest file may hold, and all of them together (bytes). A file or directory
+# over its limit is refused before anything of it is parsed: YAML costs ~15 bytes of memory per
+# byte of small keys (100 MB took 1.4 GB and 7.5 s), and an endless file (a FIFO, /dev/zero)
+# must not be read at all. 1,000 VMs with cloud-init user data fit in a few MiB.
+MAX_FILE_BYTES = 8 * MiB
+MAX_TOTAL_BYTES = 64 * MiB
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+class Unreadable(Exception):
+    """A manifest path that is not read: ``message`` says why (no file name in it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def not_a_file(mode: int) -> str | None:
+    """Why a path of this ``st_mode`` is not read as a manifest, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return FOLDER_NAMED_LIKE_A_MANIFEST
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return (f"not a regular file ({kind}); only regular files are read as manifests: replace it "
+            "with a file or remove it")
+
+
+FOLDER_NAMED_LIKE_A_MANIFEST = ("a folder with a manifest's name; rename it (a folder's name "
+                                "must not end in .yaml or .yml)")
+
+
+def too_large(size: int | None, limit: int) -> str:
+    said = f"{size} bytes, more" if size is not None else "more"
+    return f"{said} than the limit of {limit} bytes for one manifest file; split it, or remove it"
+
+
+def read_manifest(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of the manifest file ``path`` (a symbolic link is followed), at most ``limit``
+    bytes (default ``MAX_FILE_BYTES``).
+
+    Only a regular file is read: anything else is never opened (a FIFO would block, a device
+    could be endless or act on being opened), and a path that changes kind between that check
+    and the open is opened without blocking (``O_NONBLOCK``) and checked again on the open file
+    (``fstat``). At most ``limit`` + 1 bytes are read, so a file growing while it is read is
+    caught too. Raises ``Unreadable``."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    try:
+        why = not_a_file(os.stat(path).st_mode)
+        if why:
+            raise Unreadable(why)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Unreadable(_cannot_read(exc)) from exc
+    try:
+        info = os.fstat(fd)
+        why = not_a_file(info.st_mode)
+        if why:
+            raise Unreadable(why)
+        if info.st_size > limit:
+            raise Unreadable(too_large(info.st_size, limit))
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, MiB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise Unreadable(too_large(None, limit))
+        return b"".join(chunks)
+    except OSError as exc:
+        raise Unreadable(_cannot_read(exc)) from exc
+    finally:
+        os.close(fd)
+
+
+def _cannot_read(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileNotFoundError):
+        reason += " (it vanished while being read)"
+    return f"cannot read: {reason}"
+
+
+def total_size(paths: Iterable[Path]) -> int:
+    """The bytes of the files ``paths`` together, as their sizes say now. A path that is not
+    read counts 0 (it cannot be, or is over ``MAX_FILE_BYTES``: reading it says why)."""
+    total = 0
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
+            total += info.st_size
+    return total
 
 
 def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
     """Every *.yaml / *.yml below root, skipping names that start with a dot, and the problems
     that leave a hole in the set (a manifest set with a hole must not destroy anything): a folder
     that cannot be read, a broken symbolic link, a link out of the manifest directory (a manifest
-    repository must not make the tool read the host's files). Links inside it are followed, each
-    real folder once. Sorted."""
-    if root.is_file():
+    repository must not make the tool read the host's files), a path with a manifest's name that
+    is no regular file (a folder, a FIFO, a socket, a device; never opened). Links inside it are
+    followed, each real folder once. Sorted.
+
+    ``root`` itself: a regular file is the one manifest; a folder is walked, unless its name is a
+    manifest's (``apply web.yaml`` meant a file: read as the manifest directory it would destroy
+    every VM not in it); anything else is a problem."""
+    try:
+        mode = os.stat(root).st_mode
+    except OSError as exc:
+        return [], [Problem(display_path(root), 0, 0, "", exc.strerror or str(exc))]
+    if stat.S_ISREG(mode):
         return [root], []
+    if not stat.S_ISDIR(mode) or root.name.endswith(MANIFEST_SUFFIXES):
+        return [], [Problem(display_path(root), 0, 0, "", not_a_file(mode) or "")]
     found: list[Path] = []
     problems: list[Problem] = []
     seen: set[tuple[int, int]] = set()
@@ -63,11 +177,15 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
                 is_folder = entry.is_dir()  # follows a link
             except OSError:
                 is_folder = False
+            manifest = name.endswith(MANIFEST_SUFFIXES)
             if is_folder:
-                if not link or usable_link(path):
+                if link and not usable_link(path):
+                    continue
+                if manifest:  # where a file was: its VMs are not gone
+                    problem(path, FOLDER_NAMED_LIKE_A_MANIFEST)
+                else:
                     folders.append(path)
                 continue
-            manifest = name.endswith((".yaml", ".yml"))
             if link:
                 if manifest and not usable_link(path):
                     continue
@@ -76,11 +194,26 @@ def manifest_files(root: Path) -> tuple[list[Path], list[Problem]]:
                     # LICENSE elsewhere in the repository is no hole.)
                     usable_link(path)
             if manifest:
-                found.append(Path(path))
+                why = _not_a_regular_file(entry)
+                if why:
+                    problem(path, why)
+                else:
+                    found.append(Path(path))
         # Depth first, by name: of a folder reached twice (through a link), the path first by
         # name is the one used.
         stack.extend(reversed(folders))
     return sorted(found), problems
+
+
+def _not_a_regular_file(entry: os.DirEntry[str]) -> str | None:
+    """Why a listed manifest is no regular file (a FIFO, a socket, a device), or None. One that
+    vanished since the listing is kept: reading it says so."""
+    try:
+        if entry.is_file():  # from the listing's file type, unless it is a link
+            return None
+        return not_a_file(entry.stat().st_mode)
+    except OSError:
+        return None
 
 
 def display_path(path: Path | str, cwd: str | None = None) -> str:

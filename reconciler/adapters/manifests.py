@@ -37,14 +37,17 @@ def load_keyed(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
         return Validated((), (Problem(files.display_path(path), 0, 0, "",
                                       "no such file or directory"),)), b""
     paths, problems = files.manifest_files(path)
+    contents, unread = _read_all(path, paths)
     cwd = os.getcwd()
-    keyed = [(file, *_file_key(file, path, storage_roots, memo, cwd)) for file in paths]
+    keyed = [(file, data, _file_key(file, data, path, storage_roots, memo, cwd))
+             for file, data in contents]
     whole = None
-    if memo is not None and all(key for _, _, key in keyed):
+    if memo is not None and not unread and all(key for _, _, key in keyed):
         whole = cache.digest(repr([key for _, _, key in keyed]).encode(), repr(problems).encode())
         hit = memo.get("manifests", whole)
         if isinstance(hit, Validated):
             return hit, whole  # the per-file table is not even loaded
+    problems.extend(unread)
     checked: list[Checked] = []
     for file, data, key in keyed:
         found, documents = _load_file(file, path, storage_roots, memo, data, key)
@@ -67,22 +70,46 @@ def _holds_secrets(memo: Cache, checked: Iterable[Checked]) -> bool:
 FileKey = tuple[str, str, bytes, tuple[str, ...]]  # shown path, relative path, digest, roots
 
 
-def _file_key(file: Path, root: Path, storage_roots: Sequence[str],
-              memo: Cache | None, cwd: str) -> tuple[bytes | None, FileKey | None]:
-    """A file's bytes and its cache key; none without a cache or when it cannot be read (then
-    ``load_file`` says why)."""
+def _file_key(file: Path, data: bytes, root: Path, storage_roots: Sequence[str],
+              memo: Cache | None, cwd: str) -> FileKey | None:
+    """A file's cache key; none without a cache."""
     if not memo:
-        return None, None
-    try:
-        data = file.read_bytes()
-    except OSError:
-        return None, None
-    return data, (files.display_path(file, cwd), files.relative_path(file, root),
-                  cache.digest(data), tuple(storage_roots))
+        return None
+    return (files.display_path(file, cwd), files.relative_path(file, root), cache.digest(data),
+            tuple(storage_roots))
+
+
+def _read_all(root: Path, paths: Sequence[Path]) -> tuple[list[tuple[Path, bytes]],
+                                                          list[Problem]]:
+    """The bytes of each manifest file, and a problem for each file that is not read. Over
+    ``files.MAX_TOTAL_BYTES`` in all (by their sizes before reading, or by what was read),
+    none is: one problem names the manifest directory."""
+    total = files.total_size(paths)
+    if total > files.MAX_TOTAL_BYTES:
+        return [], [_too_much(root, total)]
+    contents: list[tuple[Path, bytes]] = []
+    problems: list[Problem] = []
+    for file in paths:
+        try:
+            data = files.read_manifest(file)
+        except files.Unreadable as exc:
+            problems.append(Problem(files.display_path(file), 0, 0, "", exc.message))
+            continue
+        contents.append((file, data))
+    read = sum(len(data) for _, data in contents)
+    if read > files.MAX_TOTAL_BYTES:  # files grew while they were read
+        return [], [_too_much(root, read)]
+    return contents, problems
+
+
+def _too_much(root: Path, total: int) -> Problem:
+    return Problem(files.display_path(root), 0, 0, "",
+                   f"the manifest files hold {total} bytes, more than the limit of "
+                   f"{files.MAX_TOTAL_BYTES} bytes for a manifest directory; nothing is read")
 
 
 def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache | None,
-               data: bytes | None, key: FileKey | None,
+               data: bytes, key: FileKey | None,
                ) -> tuple[tuple[Problem, ...], tuple[Checked, ...]]:
     if memo is not None and key is not None:
         hit = memo.get("file", key)
@@ -100,26 +127,30 @@ def _load_file(file: Path, root: Path, storage_roots: Sequence[str], memo: Cache
 
 def load_file(path: Path, root: Path,
               data: bytes | None = None) -> tuple[list[Document], list[Problem]]:
-    """Documents of one file (its bytes: ``data``, or read here), or the problem that stops it
-    from being read."""
+    """Documents of one file (its bytes: ``data``, or read here with ``files.read_manifest``:
+    a regular file within the byte limit), or the problem that stops it from being read."""
     shown = files.display_path(path)
-    try:
-        text = path.read_text(encoding="utf-8") if data is None else data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(shown, 0, 0, "", f"cannot read: {exc}")]
-    from reconciler.core.validate.document import parse  # YAML: only when a file is parsed
+    if data is None:
+        try:
+            data = files.read_manifest(path)
+        except files.Unreadable as exc:
+            return [], [Problem(shown, 0, 0, "", exc.message)]
+    from reconciler.core.validate.document import parse_bytes  # YAML: only when one is parsed
 
-    return parse(text, shown, files.relative_path(path, root))
+    return parse_bytes(data, shown, files.relative_path(path, root))
 
 
 def load_tree(root: Path) -> tuple[list[Document], list[Problem]]:
-    """All documents below ``root`` (a folder or one file) and every problem met reading them."""
+    """All documents below ``root`` (a folder or one file) and every problem met reading them,
+    within the same byte limits as ``load_desired``."""
     if not root.exists():
         return [], [Problem(files.display_path(root), 0, 0, "", "no such file or directory")]
     documents: list[Document] = []
     paths, problems = files.manifest_files(root)
-    for path in paths:
-        docs, probs = load_file(path, root)
+    contents, unread = _read_all(root, paths)
+    problems.extend(unread)
+    for path, data in contents:
+        docs, probs = load_file(path, root, data)
         documents.extend(docs)
         problems.extend(probs)
     return documents, problems

@@ -237,12 +237,21 @@ def test_cloud_init_values_never_appear_in_messages(workdir: Path) -> None:
 
 
 def test_long_values_are_cut_in_messages(workdir: Path) -> None:
-    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01", state="x" * 5000))
+    write_manifest(workdir, "manifests/a.yaml",
+                   vm_manifest("web-01").replace("VirtualMachine", "x" * 5000))
     result = run_cli("validate", "manifests")
     (line,) = result.stdout.splitlines()
-    assert line.startswith("manifests/a.yaml:8:3: spec.state: 'xxxx")
-    assert line.endswith("... is not one of: running, stopped")
-    assert len(line) < 160
+    assert line.startswith("manifests/a.yaml:2:1: kind: unknown kind 'xxxx")
+    assert line.endswith("...; expected one of: VirtualMachine, Network, StoragePool")
+    assert len(line) < 200
+
+
+def test_long_values_under_spec_are_not_shown(workdir: Path) -> None:
+    write_manifest(workdir, "manifests/a.yaml", vm_manifest("web-01", state="x" * 5000))
+    result = run_cli("validate", "manifests")
+    assert result.stdout.splitlines() == [
+        "manifests/a.yaml:8:3: spec.state: expected one of: running, stopped, got a string (not "
+        "shown)"]
 
 
 def test_errors_in_several_files_are_all_reported(workdir: Path) -> None:
@@ -334,11 +343,9 @@ def test_multi_document_file(workdir: Path) -> None:
                    "---\n" + vm_manifest("a") + "---\n# empty\n---\n" + vm_manifest("b")
                    + "...\n---\n" + vm_manifest("c", memory="1GB"))
     result = run_cli("validate", "manifests")
-    # 1 + 9 + 3 + 9 + 2 lines before the third document; its memory is its 7th line
+    # 1 + 9 + 3 + 9 + 2 lines before the third document; its memory is its 7th line. The empty
+    # document between them is skipped, as kubectl skips it.
     assert result.stdout.splitlines() == [
-        # an empty document could be a truncated file: a problem, so nothing is destroyed
-        "manifests/all.yaml:11:1: empty document (nothing between two '---'); finish it or "
-        "remove a '---'",
         "manifests/all.yaml:31:3: spec.memory: '1GB' is not a quantity; write 1GiB or 1024MiB"]
     assert result.code == 1
     vms = load_desired(workdir / "manifests").vms
@@ -368,9 +375,10 @@ def test_unreadable_file(workdir: Path) -> None:
     (workdir / "manifests" / "bin.yaml").write_bytes(b"\xff\xfe\x00")
     write_manifest(workdir, "manifests/ok.yaml", vm_manifest("ok"))
     result = run_cli("validate", "manifests")
+    # (FF FE is UTF-16's byte order mark: the lone byte after it is half a character)
     assert result.stdout.splitlines() == [
-        "manifests/bin.yaml: cannot read: 'utf-8' codec can't decode byte 0xff in position 0:"
-        " invalid start byte"]
+        "manifests/bin.yaml:1:1: not UTF-16 text: byte 0x00 cannot be decoded; save the file as "
+        "UTF-8"]
     assert result.code == 1
 
 

@@ -1,11 +1,10 @@
-"""Documents in, desired resources and problems out: the schema of each kind, its errors in
-words an operator can act on, and each kind's own checks (``vm``, ``network``, ``pool``) past
-it. Pure."""
+"""Documents in, desired resources and problems out: the schema of each kind (its errors in
+words an operator can act on: ``messages``), and each kind's own checks (``vm``, ``network``,
+``pool``) past it. Pure."""
 
 from __future__ import annotations
 
 import copy
-import difflib
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from reconciler.core.units import parse_duration, parse_quantity
 from reconciler.core.validate import network, pool, vm
 from reconciler.core.validate.common import ADOPT, NAME, SUSPEND, spec_hash
 from reconciler.core.validate.crossdoc import combine
-from reconciler.core.validate.document import Document, FieldPath, dotted
+from reconciler.core.validate.document import Document
+from reconciler.core.validate.messages import kind_of, odd_keys, translate
 from reconciler.core.validate.result import (
     DEFAULT_STORAGE_ROOTS,
     Checked,
@@ -168,15 +168,6 @@ def _fast_valid(kind: str, data: object) -> bool:
         return False
 
 
-def _shown(value: object, path: FieldPath) -> str:
-    """Values under spec.cloudInit (user data, passwords, keys) are never shown, only their
-    kind."""
-    if path[:2] != ("spec", "cloudInit"):
-        return short(value)
-    return "a number" if isinstance(value, int | float) and not isinstance(value, bool) else \
-        "a value (not shown: cloud-init data)"
-
-
 def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (),
              storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -> Validated:
     """Check every document; collect every problem, not only the first. Pure."""
@@ -245,84 +236,13 @@ def _check_document(doc: Document) -> Iterable[Problem]:
         what = "required field is missing" if "kind" not in data else f"unknown kind {short(kind)}"
         yield doc.problem(("kind",), f"{what}; expected one of: {known}")
         return
-    if _fast_valid(kind, data):
+    odd = list(odd_keys(data, ()))
+    for path, key in odd:
+        what = f"the boolean {str(key).lower()}" if isinstance(key, bool) else kind_of(key)
+        yield doc.problem(path, f"a key must be a string, and YAML reads this one as {what}; "
+                                "quote it")
+    if not odd and _fast_valid(kind, data):
         return
     validator = _validator(kind)
     for error in validator.iter_errors(data):
-        yield from _translate(doc, error)
-
-
-def _translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Problem]:
-    """A jsonschema error as problems an operator can act on."""
-    path: FieldPath = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(schema.get("properties", {}))
-        for key in error.instance:
-            if key in allowed:
-                continue
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-            # A key YAML read as a number (1:) is indexed by its text, like every other key.
-            yield doc.problem((*path, str(key)), f"unknown field; {hint}")
-        return
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else "?"
-        line, column = doc.position(path)
-        yield Problem(doc.file, line, column, dotted((*path, missing)), "required field is missing")
-        return
-    shown = _shown(error.instance, path)
-    fmt = schema.get("format")
-    if fmt in ("quantity", "duration"):
-        parse = parse_quantity if fmt == "quantity" else parse_duration
-        try:
-            parse(error.instance)
-        except ValueError as exc:
-            yield doc.problem(path, str(exc).replace(repr(error.instance), shown))
-            return
-    if error.validator == "pattern" and path and path[-1] == "name":
-        longest = 63 if path == ("metadata", "name") else 32
-        yield doc.problem(path, f"{shown} is not a valid name: use lowercase letters, "
-                                "digits and '-', start and end with a letter or digit, "
-                                f"at most {longest} characters")
-        return
-    if error.validator == "pattern" and path and path[-1] == "mac":
-        yield doc.problem(path, f"{shown} is not a MAC address; write six hex pairs "
-                                "like 52:54:00:12:34:56")
-        return
-    if error.validator == "type":
-        yield doc.problem(path, _type_message(error.validator_value, error.instance, shown))
-        return
-    if error.validator == "oneOf" and isinstance(error.instance, dict):
-        yield doc.problem(path, "give exactly one of 'network' or 'bridge'")
-        return
-    if error.validator == "enum":
-        choices = ", ".join(map(str, error.validator_value))
-        yield doc.problem(path, f"{shown} is not one of: {choices}")
-        return
-    if error.validator == "const":
-        yield doc.problem(path, f"{shown}: expected {short(error.validator_value)}")
-        return
-    # jsonschema's own wording starts with the value's repr, which may be long or secret.
-    yield doc.problem(path, error.message.replace(repr(error.instance), shown))
-
-
-_TYPE_NAMES = {"integer": "a whole number", "number": "a number", "string": "a string",
-               "boolean": "true or false", "object": "a mapping", "array": "a list"}
-
-
-def _type_message(expected: object, instance: object, shown: str) -> str:
-    names = [str(name) for name in expected] if isinstance(expected, list) else [str(expected)]
-    wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
-    if instance is None:
-        got = "nothing (null)"
-    elif isinstance(instance, bool):
-        got = str(instance).lower()
-    elif isinstance(instance, dict):
-        got = "a mapping"
-    elif isinstance(instance, list):
-        got = "a list"
-    else:
-        got = shown
-    quote = "; quote it" if "string" in names and isinstance(instance, int | float) else ""
-    return f"expected {wanted}, got {got}{quote}"
+        yield from translate(doc, error)

@@ -14,8 +14,11 @@ Clash = tuple[Problem, tuple[str, ...]]  # a problem, and the VMs it stops from 
 
 def combine(checked: Iterable[Checked], load_problems: Iterable[Problem] = ()) -> Validated:
     """The documents' own results, and the problems between them. A name declared twice is
-    applied from neither document; VMs that share a MAC or a volume name are not applied."""
-    checked = list(checked)
+    applied from neither document; VMs that share a MAC or a volume name are not applied.
+
+    The result does not depend on the order of the files: the documents are taken by file
+    (shown path), each file's in their order."""
+    checked = sorted(checked, key=lambda doc: doc.file)
     problems = list(load_problems)
     claimed: dict[ClaimKey, Checked] = {}
     twice: set[ClaimKey] = set()
