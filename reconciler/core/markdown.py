@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from reconciler.core import words
 from reconciler.core.errors import Problem
 from reconciler.core.plan import Action, Header, Kind, Plan
 from reconciler.core.render import change_json, changed_fields, describe, summary_text, symbol
@@ -69,7 +70,8 @@ def plan_markdown(plan: Plan, problems: Iterable[Problem] = (),
             lines += ["> [!WARNING]",
                       f"> **This plan destroys {len(destroys)} "
                       f"{'resource' if len(destroys) == 1 else 'resources'}:** "
-                      + ", ".join(f"{_code(a.label)} ({_cell(describe(a))})" for a in destroys),
+                      + ", ".join(f"{_code(a.label)} ({_cell(words.reason_text(a))})"
+                                  for a in destroys),
                       ""]
         lines += ["| | Resource | Change |", "| --- | --- | --- |"]
         lines += [f"| {_code(symbol(a))} | {_code(a.label)} | {_cell(_change(a))} |"
