@@ -16,6 +16,16 @@ from conftest import apply, plan, run_cli, vm_manifest, write_manifest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def network_manifest(name: str, spec: str) -> str:
+    return (f"apiVersion: reconciler/v1\nkind: Network\nmetadata:\n  name: {name}\nspec:\n"
+            f"  {spec}\n")
+
+
+def pool_manifest(name: str, path: str) -> str:
+    return (f"apiVersion: reconciler/v1\nkind: StoragePool\nmetadata:\n  name: {name}\n"
+            f"spec:\n  path: {path}\n")
+
+
 def _snapshot(host, tmp_path: Path, name: str = "host.snapshot") -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path / name
     r = run_cli("snapshot", "--connect", host.uri, "--out", out)
@@ -119,3 +129,42 @@ def test_a_fifo_or_a_missing_file_as_snapshot_is_refused_without_hanging(tmp_pat
     for path in (fifo, tmp_path / "missing.snapshot", tmp_path):
         r = run_cli("plan", "--snapshot", path, m)
         assert r.code == 1 and str(path) in r.stderr, r.stderr
+
+
+def test_the_snapshot_round_trip_of_a_host_with_vms_a_network_and_a_pool(host, tmp_path):
+    """The issue's round trip: a real host with three managed VMs, a network and a pool; the
+    plan against its snapshot says "No changes"; after one manifest edit, exactly that change,
+    identical to the plan made on the host."""
+    import shutil
+
+    root = Path(f"/var/lib/libvirt/{host.prefix}pools")
+    root.mkdir()
+    try:
+        config = tmp_path / "config.yaml"
+        config.write_text(f"storageRoots: [{root}]\n")
+        m = tmp_path / "m"
+        net, pool = f"{host.prefix}net", f"{host.prefix}pool"
+        write_manifest(m, "net.yaml", network_manifest(net, f"bridge: rs{host.prefix[1:7]}"))
+        write_manifest(m, "pool.yaml", pool_manifest(pool, f"{root}/{pool}"))
+        for x in "abc":
+            write_manifest(m, f"{x}.yaml", vm_manifest(
+                f"{host.prefix}{x}", state="stopped", networks=f"- network: {net}",
+                disks=f"- {{name: root, size: 16MiB, pool: {pool}}}"))
+        assert apply(host, m, "--config", config).code == 0
+        snap = tmp_path / "host.snapshot"
+        assert run_cli("snapshot", "--connect", host.uri, "--config", config,
+                       "--out", snap).code == 0
+        r = run_cli("plan", "--snapshot", snap, "--config", config, "--detailed-exitcode", m)
+        assert r.code == 0 and "No changes" in r.stdout, r.stdout + r.stderr
+        write_manifest(m, "b.yaml", vm_manifest(
+            f"{host.prefix}b", vcpus=2, state="stopped", networks=f"- network: {net}",
+            disks=f"- {{name: root, size: 16MiB, pool: {pool}}}"))
+        offline = run_cli("plan", "--snapshot", snap, "--config", config, "--format", "json", m)
+        live = run_cli("plan", "--connect", host.uri, "--config", config, "--format", "json", m)
+        doc, doc_offline = json.loads(live.stdout), json.loads(offline.stdout)
+        assert {**doc_offline, "header": None} == {**doc, "header": None}
+        assert [(a["name"], [c["field"] for c in a["changes"]]) for a in doc["actions"]] == [
+            (f"{host.prefix}b", ["maxVcpus", "vcpus"])]
+    finally:
+        host.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
