@@ -54,7 +54,8 @@ def plan_markdown(plan: Plan, problems: Iterable[Problem] = (),
              f"host={header.host if header else ''} -->",
              f"### reconciler plan{title_host}", ""]
     if header is not None:
-        commit = _code(header.commit[:12]) if header.commit else "not in git"
+        commit = (_code(header.commit[:12]) + (" (dirty)" if header.dirty else "")
+                  if header.commit else f"⚠️ {_cell(header.git_problem or 'no commit')}")
         lines += ["| Host | Instance | Commit | Snapshot taken |", "| --- | --- | --- | --- |",
                   f"| {_cell(header.host or '-')} ({_code(header.uri)}) | "
                   f"{_code(header.instance)} | {commit} | {header.snapshot or 'live read'} |",

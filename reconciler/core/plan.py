@@ -316,14 +316,17 @@ class Plan:
 class Header:
     """What a plan was made for, shown with it (text, JSON, markdown): the reconciler
     ``instance``, the ``host`` (libvirt's hostname for it) and the ``uri`` read, the git
-    ``commit`` of the manifests (None outside a git checkout), and when it was made from a
-    snapshot, the time the snapshot was taken (``snapshot``, UTC ISO 8601)."""
+    ``commit`` of the manifests, whether they differ from it (``dirty``), and why there is no
+    commit (``git_problem``: not a repository, dubious ownership, ...), and when it was made
+    from a snapshot, the time the snapshot was taken (``snapshot``, UTC ISO 8601)."""
 
     instance: str
     host: str
     uri: str
     commit: str | None = None
     snapshot: str | None = None
+    dirty: bool = False
+    git_problem: str | None = None
 
 
 def vm_target(name: str, part: Part = Part.WHOLE, key: str = "") -> Target:

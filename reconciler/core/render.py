@@ -110,8 +110,9 @@ def summary_text(plan: Plan) -> str:
 def header_text(header: Header) -> str:
     """E.g. ``Made for instance default on hv-01 (qemu:///system), manifests at commit
     1a2b3c4d5e6f, from a snapshot taken 2026-11-30T17:50:00Z.``"""
-    commit = (f"manifests at commit {header.commit[:12]}" if header.commit
-              else "manifests not in a git checkout")
+    commit = (f"manifests at commit {header.commit[:12]}"
+              + (" with changes not committed (dirty)" if header.dirty else "")
+              if header.commit else f"warning: {header.git_problem or 'no commit'}")
     parts = [f"Made for instance {header.instance} on {header.host or header.uri}"
              + (f" ({header.uri})" if header.host and header.uri != header.host else ""), commit]
     if header.snapshot:
@@ -121,7 +122,8 @@ def header_text(header: Header) -> str:
 
 def header_json(header: Header) -> dict[str, object]:
     return {"instance": header.instance, "host": header.host, "uri": header.uri,
-            "commit": header.commit, "snapshot": header.snapshot}
+            "commit": header.commit, "dirty": header.dirty, "gitProblem": header.git_problem,
+            "snapshot": header.snapshot}
 
 
 def changed_fields(action: Action) -> tuple[Step, ...]:

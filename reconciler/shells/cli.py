@@ -200,8 +200,10 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
         planned = pipeline.make_plan(
             _source(folder, cfg, instance, max_destroy, allow_empty), hv,
             memo=Cache(cache.default_dir()))
+        revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
-                        commit=git.head_commit(folder), snapshot=hv.taken)
+                        commit=revision.commit, snapshot=hv.taken, dirty=revision.dirty,
+                        git_problem=revision.problem)
     finally:
         hv.close()
     doc = render.plan_json(planned.plan, planned.inputs.problems, header=header)

@@ -4,6 +4,7 @@ snapshot of a host (tests/gitops/ci/host.snapshot.json), give the golden pull-re
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -105,3 +106,39 @@ def test_invalid_manifests_fail_the_check_with_annotations_on_the_lines(tmp_path
     else:
         assert f"manifests/db.yaml:{line}:" in r.stdout + r.stderr
     assert "#### Problems in the manifests" in (repo / "plan.md").read_text()
+
+
+def test_the_plan_header_names_the_commit_and_says_when_the_tree_is_dirty(tmp_path):
+    repo = _repo(tmp_path)
+    r = subprocess.run(["reconciler", "plan", "--snapshot", "host.snapshot", "manifests"],
+                       cwd=repo, capture_output=True, text=True, timeout=60, env=_env(tmp_path))
+    last = r.stdout.splitlines()[-1]
+    assert "manifests at commit 78ae7aa5aa21" in last and "dirty" not in last, last
+    (repo / "manifests" / "extra.yaml").write_text((repo / "manifests" / "cache.yaml")
+                                                   .read_text().replace("cache-01", "cache-02"))
+    r = subprocess.run(["reconciler", "plan", "--snapshot", "host.snapshot", "manifests",
+                        "--format", "json"], cwd=repo, capture_output=True, text=True,
+                       timeout=60, env=_env(tmp_path))
+    header = json.loads(r.stdout)["header"]
+    assert header["commit"].startswith("78ae7aa5aa21") and header["dirty"] is True
+
+
+@pytest.mark.parametrize("case", ["not a repository", "dubious ownership"])
+def test_a_revision_git_cannot_read_is_a_warning_in_the_plan_never_left_out(tmp_path, case):
+    repo = _repo(tmp_path)
+    if case == "not a repository":
+        shutil.rmtree(repo / ".git")
+        expected = "is not in a git repository"
+    else:
+        os.chown(repo, 65534, 65534)  # owned by nobody, read by root: git refuses it
+        expected = "dubious ownership"
+    r = subprocess.run(["reconciler", "plan", "--snapshot", "host.snapshot", "manifests"],
+                       cwd=repo, capture_output=True, text=True, timeout=60,
+                       env={**_env(tmp_path), "HOME": str(tmp_path)})
+    last = r.stdout.splitlines()[-1]
+    assert last.startswith("Made for instance default on hv-01") and "warning:" in last, last
+    assert expected in last
+    md = subprocess.run(["reconciler", "plan", "--snapshot", "host.snapshot", "manifests",
+                         "--format", "markdown"], cwd=repo, capture_output=True, text=True,
+                        timeout=60, env={**_env(tmp_path), "HOME": str(tmp_path)}).stdout
+    assert expected in md

@@ -1,8 +1,9 @@
 """Regenerate ``host.snapshot.json``: the host the CI example plans against.
 
 It applies the repository's ``manifests/`` (the main branch's desired state) to libvirt's test
-driver (given a pool ``default``), in this process, and takes a snapshot of it; the host's name, URI and the time are fixed
-so that the golden plan (``plan.md``) does not change from run to run.
+driver (given a pool ``default``), in this process, and takes a snapshot of it; the host's
+name, URI and the time are fixed so that the golden plan (``plan.md``) does not change from run
+to run.
 
     PYTHONPATH=. .venv/bin/python tests/gitops/ci/make_snapshot.py
 """
@@ -22,12 +23,12 @@ ROOT = HERE.parents[2]
 
 
 def main() -> int:
+    import libvirt
+
     from reconciler.adapters import snapshot
     from reconciler.adapters.libvirt import Libvirt
     from reconciler.adapters.libvirt.snapshot import take
     from reconciler.shells.cli import main as cli
-
-    import libvirt
 
     conn = libvirt.open("test:///default")  # its state lives as long as this process
     pool = conn.storagePoolDefineXML(
