@@ -294,3 +294,10 @@ def plan(host, folder: Path, *extra: str) -> CliResult:  # type: ignore[no-untyp
     print(f"$ plan {' '.join(extra)} -> {r.code} in {time.monotonic() - started:.1f}s\n"
           f"{r.stdout}{r.stderr}")
     return r
+
+
+def without_header(text: str) -> str:
+    """A text plan without its last line, the header ("Made for instance ... on HOST ..."),
+    which names the host, the commit and the folder: for comparing plans made elsewhere."""
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[:-1]) if lines and lines[-1].startswith("Made for instance ") else text

@@ -105,6 +105,9 @@ class VMSpec:
     labels: tuple[tuple[str, str], ...] = ()
     cloud_init: CloudInit | None = None
     description: str = field(default="", metadata=simple("description"))
+    # The QEMU guest agent's virtio channel (org.qemu.guest_agent.0); the VM is healthy only
+    # while an agent answers on it. A channel is plugged at the next start.
+    guest_agent: bool = field(default=False, metadata=simple("guestAgent", restart=True))
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,31 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UNKNOWN_SIZE = -1  # the volume could not be found or read
 
 
+GUEST_AGENT = "org.qemu.guest_agent.0"  # the channel name qemu-guest-agent listens on
+
+
+def read_guest_agent(devices: etree._Element) -> str | None:
+    """The guest agent channel's state: "connected" or "disconnected" in a running domain's
+    XML (libvirt tracks the agent's virtio port), "" in a persistent definition; None when the
+    domain has no such channel."""
+    for target in devices.iterfind("channel/target"):
+        if target.get("type") == "virtio" and target.get("name") == GUEST_AGENT:
+            return str(target.get("state", ""))
+    return None
+
+
+def set_guest_agent(devices: etree._Element, wanted: bool) -> None:
+    """Add or remove the guest agent channel (``<channel type='unix'>``: libvirt chooses the
+    socket path under its own directory)."""
+    for channel in devices.findall("channel"):
+        target = channel.find("target")
+        if target is not None and target.get("name") == GUEST_AGENT:
+            devices.remove(channel)
+    if wanted:
+        channel = sub(devices, "channel", type="unix")
+        sub(channel, "target", type="virtio", name=GUEST_AGENT)
+
+
 def read_graphics(devices: etree._Element) -> str:
     """The graphics a domain has, as a manifest names them: "none", "vnc" or "spice" for one
     device listening on loopback only; otherwise a value no manifest has, that says what is

@@ -25,10 +25,12 @@ from reconciler.core.xml.devices import (
     nic_element,
     read_disk,
     read_graphics,
+    read_guest_agent,
     read_nic,
     read_seed,
     seed_element,
     set_graphics,
+    set_guest_agent,
 )
 
 
@@ -68,6 +70,7 @@ def build_domain(spec: VMSpec, *, domain_type: str, mark: Mark) -> str:
     for nic in spec.nics:
         devices.append(nic_element(nic))
     set_graphics(devices, spec.graphics)
+    set_guest_agent(devices, spec.guest_agent)
     sub(sub(devices, "serial", type="pty"), "target", port="0")
     sub(sub(devices, "console", type="pty"), "target", type="serial", port="0")
     sub(devices, "memballoon", model="virtio")
@@ -192,6 +195,7 @@ def read_spec(
         boot=read_boot(root),
         cloud_init=cloud_init,
         description=root.findtext("description") or "",
+        guest_agent=devices is not None and read_guest_agent(devices) is not None,
     )
 
 
@@ -243,6 +247,8 @@ def edit_config(xml: str, spec: VMSpec, *, mark: Mark,
         # Rebuilt (one device, on 127.0.0.1 only) when it differs, also in what it exposes;
         # otherwise left as it is: hand-set options survive.
         set_graphics(devices, spec.graphics)
+    if (read_guest_agent(devices) is not None) != spec.guest_agent:
+        set_guest_agent(devices, spec.guest_agent)
     return _to_string(root)
 
 
