@@ -21,6 +21,7 @@ from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import DomainDefinition, LiveVM, VolumeInfo
 from reconciler.core.xml import common as xmlcommon
+from reconciler.core.xml import devices as devicexml
 from reconciler.core.xml import domain as domainxml
 from reconciler.core.xml import network as networkxml
 from reconciler.core.xml import pool as poolxml
@@ -223,6 +224,8 @@ def live_vm(raw: RawDomain, sizes: Mapping[VolumeKey, int], *,
                               if t.get("dev")})),
         live_ports=tuple(_ports(live_root)) if live_root is not None else (),
         numa=trees.inactive.find("cpu/numa/cell") is not None,
+        agent=(devicexml.read_guest_agent(live_root.find("devices"))
+               if live_root is not None and live_root.find("devices") is not None else None),
     )
 
 

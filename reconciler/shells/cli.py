@@ -368,14 +368,26 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
 @main.command(name="status")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
+@click.option("--wait", is_flag=True,
+              help="Wait until every VM is in sync with the manifests and healthy.")
+@click.option("--timeout", callback=_duration, default="5m", show_default=True,
+              help="How long --wait waits (30s, 5m, ...).")
+@click.option("--manifests", type=click.Path(path_type=Path), default=None,
+              help="The manifests --wait compares with (default: the config's manifestDir).")
 @_common
 def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-                   state_dir: Path | None) -> int:
+                   state_dir: Path | None, wait: bool, timeout: int,
+                   manifests: Path | None) -> int:
     """Each object the instance manages: in sync, pending, pending restart, failed, blocked,
     conflict or suspended. Exit 0 all in sync, 1 anything failed, blocked or in conflict, 2
-    work pending."""
+    work pending. With --wait: exit 0 once every VM is in sync and healthy (running as asked,
+    its guest agent connected when guestAgent is set), 1 at the timeout, saying what is not."""
     from reconciler.shells import status
 
+    if wait:
+        source = _source(_manifest_path(manifests, cfg), cfg, instance, None, False)
+        return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
+                           timeout=timeout, fmt=fmt)
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
 
 

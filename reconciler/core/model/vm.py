@@ -191,6 +191,9 @@ class LiveVM:
     # The persistent definition has NUMA cells (<cpu><numa>): libvirt derives the memory from
     # them, and they name the vCPUs.
     numa: bool = False
+    # The guest agent channel's state in the running domain: "connected", "disconnected", ""
+    # (not known); None without a channel or when not running. Health, not the plan's input.
+    agent: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def managed(self) -> bool:
