@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from reconciler.adapters import cache
+from reconciler.adapters import approvals, cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
@@ -118,6 +118,9 @@ class Source:
     storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
     max_destroy: int = defaults.MAX_DESTROY
     allow_empty: bool = False
+    prune: str = "auto"  # auto | confirm | off (``core.diff.guards.pruning``)
+    # Where `reconciler approve` records approved destroys (read afresh by every plan).
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,10 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
+    approved = (approvals.read(source.state_dir, source.instance)
+                if source.state_dir is not None and source.prune == "confirm" else frozenset())
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
+                    prune=source.prune, approved=approved,
                     allow_empty=source.allow_empty, single_file=source.path.is_file(),
                     storage_roots=source.storage_roots)
     paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),

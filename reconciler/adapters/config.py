@@ -19,6 +19,7 @@ class Config:
     manifestDir: str = defaults.MANIFEST_DIR
     stateDir: str = defaults.STATE_DIR
     maxDestroy: int = defaults.MAX_DESTROY
+    prune: str = "auto"  # auto | confirm | off: what happens to a VM whose manifest is gone
     parallel: int = defaults.PARALLEL
     storageRoots: tuple[str, ...] = field(default=defaults.STORAGE_ROOTS)
 
@@ -44,12 +45,16 @@ def load(path: Path | None) -> Config:
     if unknown:
         raise PermanentError(f"{target}: unknown key(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(known))}")
+    if data.get("prune") is False:  # YAML 1.1 reads an unquoted `prune: off` as false
+        data["prune"] = "off"
     problems = [f"{key} must be {what}" for key, what, ok in (
         ("connect", "a libvirt URI (a string)", isinstance(data.get("connect", ""), str)),
         ("instance", "a name (a string)", isinstance(data.get("instance", ""), str)),
         ("manifestDir", "a path (a string)", isinstance(data.get("manifestDir", ""), str)),
         ("stateDir", "a path (a string)", isinstance(data.get("stateDir", ""), str)),
         ("maxDestroy", "a whole number >= 0", _count(data.get("maxDestroy", 0), 0)),
+        ("prune", "one of auto, confirm, off", data.get("prune", "auto") in (
+            "auto", "confirm", "off")),
         ("parallel", "a whole number >= 1", _count(data.get("parallel", 1), 1)),
         ("storageRoots", "a list of absolute paths",
          isinstance(data.get("storageRoots", []), list)

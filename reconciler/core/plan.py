@@ -198,10 +198,12 @@ class Why(StrEnum):
     DESTROY_FAILED = "destroy failed"  # apply: a VM destroy failed, so nothing is removed
     DOMAIN_STATE = "domain state"  # names: (state, reason): a state only a person resolves
     MANAGED_SAVE = "managed save"  # its next start resumes a saved image with the old config
+    PENDING_DESTROY = "pending destroy"  # prune: confirm, and no `reconciler approve NAME` yet
+    ORPHANED = "orphaned"  # prune: off: its manifest is gone, it is never destroyed
 
 
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,
-                       Why.TOO_MANY_DESTROYS})
+                       Why.TOO_MANY_DESTROYS, Why.PENDING_DESTROY, Why.ORPHANED})
 
 
 @dataclass(frozen=True)

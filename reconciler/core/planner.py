@@ -8,7 +8,7 @@ from reconciler.core import scope
 from reconciler.core.diff import network as network_diff
 from reconciler.core.diff import pool as pool_diff
 from reconciler.core.diff import vm as diff
-from reconciler.core.diff.guards import Guards, held_back
+from reconciler.core.diff.guards import Guards, held_back, pruning
 from reconciler.core.live import LiveState as LiveState
 from reconciler.core.live import infra_text as infra_text
 from reconciler.core.live import owned_view as owned_view
@@ -60,12 +60,23 @@ def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> 
                            wanted_vms=inputs.vms, hold=hold, host=live.host_interfaces,
                            routes=live.host_routes),
     ]
-    # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does.
+    # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does;
+    # the prune policy keeps what is not to be removed (pending approval, or never).
     first = [a for a in infra if a.desired is not None]
-    last = [a for a in infra if a.desired is None]
+    last = [_pruned(a, guards) for a in infra if a.desired is None]
     seen = scope.observed(inputs, live, instance)  # what it read about its own objects
     vm_actions = _disconnected(vm_plan.actions, inputs, live)
     return Plan((*first, *vm_actions, *last), scope.fingerprint(seen), vm_plan.problems, seen)
+
+
+def _pruned(action: Action, guards: Guards) -> Action:
+    """A network's or pool's removal, kept back when the prune policy says so. Pure."""
+    if action.kind != Kind.DESTROY:
+        return action
+    reason = pruning(guards, action.label)
+    if reason is None:
+        return action
+    return replace(action, kind=Kind.BLOCKED, steps=(), reason=reason)
 
 
 def _disconnected(actions: tuple[Action, ...], inputs: Validated,

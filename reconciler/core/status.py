@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.plan import Kind, Plan
+from reconciler.core.plan import Kind, Plan, Why
 from reconciler.core.result import Outcome, Result
 from reconciler.core.validate.result import Validated
 from reconciler.core.words import SUSPENDED, reason_text
@@ -50,6 +50,11 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
             else:
                 out[action.label] = VMStatus(action.label, "failed", "waiting to retry",
                                             manifest, error, iso_time(retry_at))
+        elif action.reason is not None and action.reason.why == Why.PENDING_DESTROY:
+            out[action.label] = VMStatus(action.label, "pending destroy", reason_text(action),
+                                        manifest)
+        elif action.reason is not None and action.reason.why == Why.ORPHANED:
+            out[action.label] = VMStatus(action.label, "orphaned", reason_text(action), manifest)
         elif action.conflict:
             out[action.label] = VMStatus(action.label, "conflict", reason_text(action), manifest)
         elif action.suspended:
@@ -91,7 +96,7 @@ def in_sync(inputs: Validated, plan: Plan) -> list[str]:
 # (pending, pending restart, pending destroy, interrupted).
 EXIT_IN_SYNC, EXIT_PROBLEM, EXIT_PENDING = 0, 1, 2
 PROBLEMS = frozenset({"failed", "blocked", "conflict"})
-SETTLED = frozenset({"in sync", "suspended"})
+SETTLED = frozenset({"in sync", "suspended", "orphaned"})  # orphaned: prune off, on purpose
 INTERRUPTED = "interrupted before it started (the run was stopped); the next run does it"
 
 

@@ -282,6 +282,12 @@ def reason_text(action: Action) -> str:
         return ("the domain has a managed-save image: its next start resumes it with the old "
                 "configuration; remove the image (virsh managedsave-remove) to apply the "
                 "changes, or start it as it is")
+    if why == Why.PENDING_DESTROY:
+        return (f"pending destroy: its manifest is gone and prune is confirm; "
+                f"`reconciler approve {action.label}` lets the destroy go ahead")
+    if why == Why.ORPHANED:
+        return ("orphaned: its manifest is gone and prune is off, so it is left as it is; "
+                "remove it by hand, or prune with --prune auto or confirm")
     if why == Why.DESTROY_FAILED:
         return "not removed: a VM destroy failed this run"
     return ("the pool is inactive, so its owner cannot be checked; start it by hand "

@@ -109,6 +109,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         raise click.BadParameter(str(exc)) from exc
 
 
+_PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
+    "--prune", type=click.Choice(["auto", "confirm", "off"]), default=None,
+    help="A VM whose manifest is gone: auto destroys it, confirm waits for `reconciler "
+         "approve NAME`, off never (default: the config's prune, else auto).")
+
+
 def _path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("path", required=False, type=click.Path(path_type=Path))(func)
 
@@ -186,10 +192,11 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
+@_PRUNE
 @_formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
-         allow_empty: bool, snapshot: Path | None) -> int:
+         allow_empty: bool, snapshot: Path | None, prune: str | None) -> int:
     """Show what apply would do, over a read-only connection (or against a snapshot)."""
     from reconciler.adapters import git
 
@@ -198,7 +205,7 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
           else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
-            _source(folder, cfg, instance, max_destroy, allow_empty), hv,
+            _source(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
             memo=Cache(cache.default_dir()))
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
@@ -235,9 +242,12 @@ def _max_destroy(option: int | None, cfg: configuration.Config) -> int:
 
 
 def _source(path: Path, cfg: configuration.Config, instance: str, max_destroy: int | None,
-            allow_empty: bool) -> pipeline.Source:
+            allow_empty: bool, prune: str | None = None,
+            state_dir: Path | None = None) -> pipeline.Source:
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),
-                           _max_destroy(max_destroy, cfg), allow_empty)
+                           _max_destroy(max_destroy, cfg), allow_empty, prune or cfg.prune,
+                           state_dir or Path(cfg.stateDir))
+
 
 
 def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
@@ -267,11 +277,13 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
               help="VMs changed at once (default 4).")
 @click.option("--lock-timeout", callback=_duration, default="0s", show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
+@_PRUNE
 @_common
 def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
           instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
-          state_dir: Path | None, parallel: int | None, lock_timeout: int) -> int:
+          state_dir: Path | None, parallel: int | None, lock_timeout: int,
+          prune: str | None) -> int:
     """Plan, then carry the plan out."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
@@ -283,7 +295,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     with lock.exclusive(instance, command="apply", state_dir=states, timeout=lock_timeout):
         hv = connect_libvirt(connect)
         try:
-            source = _source(folder, cfg, instance, max_destroy, allow_empty)
+            source = _source(folder, cfg, instance, max_destroy, allow_empty, prune, states)
             memo = Cache(cache.default_dir())
             planned = pipeline.make_plan(source, hv, memo=memo)
             doc = render.plan_json(planned.plan, planned.inputs.problems, instance=instance)
@@ -304,6 +316,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
         finally:
             hv.close()
         status.record(states, instance, planned, results)
+        _forget_approvals(states, instance, planned, results)
     if not planned.plan.has_changes:
         return _exit_for(planned, results)
     if fmt == "json":
@@ -314,15 +327,31 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
 
 
 def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
-    """1 unless everything converged; a VM suspended on purpose is no failure."""
-    suspended = {a.label for a in planned.plan.actions if a.suspended}
-    if planned.inputs.problems or any((a.kind == "blocked" and not a.suspended) or a.refused
-                                      for a in planned.plan.actions):
+    """1 unless everything converged; a VM suspended on purpose, or kept by the prune policy
+    (pending approval, or orphaned with prune off), is no failure."""
+    from reconciler.core.plan import Why
+
+    suspended = {a.label for a in planned.plan.actions if a.suspended or (
+        a.reason is not None and a.reason.why in (Why.PENDING_DESTROY, Why.ORPHANED))}
+    if planned.inputs.problems or any((a.kind == "blocked" and a.label not in suspended)
+                                      or a.refused for a in planned.plan.actions):
         return EXIT_ERROR
     from reconciler.core.result import Outcome
 
     return EXIT_ERROR if any(r.outcome in (Outcome.FAILED, Outcome.BLOCKED)
                              and r.name not in suspended for r in results) else EXIT_OK
+
+
+def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
+                      results: tuple[Result, ...]) -> None:
+    """An approval is used once: dropped when its destroy is done."""
+    from reconciler.adapters import approvals
+    from reconciler.core.plan import Kind
+
+    destroys = {a.label for a in planned.plan.actions if a.kind == Kind.DESTROY}
+    done = {r.name for r in results if r.ok and r.name in destroys}
+    if done:
+        approvals.forget(state_dir, instance, done)
 
 
 def _confirm() -> bool:
@@ -389,6 +418,41 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
         return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
                            timeout=timeout, fmt=fmt)
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory (default /var/lib/reconciler).")
+@_common
+def approve(*, name: str, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
+            instance: str, state_dir: Path | None) -> int:
+    """Let a destroy held by prune: confirm go ahead (NAME: a VM, network/NAME, pool/NAME).
+    Exit 1 when nothing waits for approval under that name."""
+    from reconciler.adapters import approvals
+    from reconciler.core.model.vm import LiveVM
+    from reconciler.core.plan import Why
+
+    states = state_dir or Path(cfg.stateDir)
+    source = _source(_manifest_path(path, cfg), cfg, instance, None, False, "confirm", states)
+    hv = connect_libvirt(connect, readonly=True)
+    try:
+        planned = pipeline.make_plan(source, hv)
+    finally:
+        hv.close()
+    action = next((a for a in planned.plan.actions if a.label == name), None)
+    if action is None or action.reason is None or action.reason.why != Why.PENDING_DESTROY:
+        what = (render.describe(action) if action is not None else
+                "no destroy of it waits for approval (with prune: confirm, a managed VM, "
+                "network or pool whose manifest is gone waits)")
+        click.echo(f"Nothing to approve for {name}: {what}", err=True)
+        return EXIT_ERROR
+    uuid = action.live.uuid if isinstance(action.live, LiveVM) else ""
+    approvals.approve(states, instance, name, uuid)
+    click.echo(f"Approved: the next apply or reconcile of instance {instance} destroys {name}"
+               + (f" (domain {uuid})" if uuid else "") + ".")
+    return EXIT_OK
 
 
 @main.command(name="snapshot")

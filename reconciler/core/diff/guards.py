@@ -22,9 +22,27 @@ class Guards:
     # Where StoragePool paths may lie (the host's config), checked again at plan time on the
     # real paths (symbolic links resolved).
     storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
+    # What happens to a managed object whose manifest is gone (Argo CD's prune): "auto"
+    # destroys it (within the guards above), "confirm" only once approved (``approved``),
+    # "off" never (it is reported orphaned).
+    prune: str = "auto"
+    # (label, domain UUID) of each destroy approved with `reconciler approve` ("" for a
+    # network or pool): an approval holds for that very domain, not a later one of its name.
+    approved: frozenset[tuple[str, str]] = frozenset()
 
 
 DEFAULT_GUARDS = Guards()
+PRUNE_POLICIES = ("auto", "confirm", "off")
+
+
+def pruning(guards: Guards, label: str, uuid: str = "") -> Reason | None:
+    """Why the prune policy keeps ``label`` (a VM's name, ``network/NAME``, ``pool/NAME``)
+    from being destroyed, or None. Pure."""
+    if guards.prune == "off":
+        return Reason(Why.ORPHANED)
+    if guards.prune == "confirm" and (label, uuid) not in guards.approved:
+        return Reason(Why.PENDING_DESTROY, names=(label,))
+    return None
 
 
 def held_back(guards: Guards, *, desired_empty: bool, destroys: int | None = None,
@@ -65,13 +83,16 @@ def users(vms: Iterable[LiveVM], wanted: Iterable[DesiredVM],
 
 
 def removal(target: Target, have: LiveNetwork | LivePool, used_by: list[str] | None,
-            hold: Reason | None) -> Action:
-    """A managed network or pool no manifest declares: removed, unless a VM still uses it or a
-    guard holds every removal back. Pure."""
+            hold: Reason | None, prune: Reason | None = None) -> Action:
+    """A managed network or pool no manifest declares: removed, unless a VM still uses it, a
+    guard holds every removal back, or the prune policy keeps it (``prune``, see
+    ``pruning``). Pure."""
     if used_by:
         return Action(Kind.BLOCKED, target, reason=Reason(Why.IN_USE, names=tuple(used_by)),
                       live=have)
     if hold is not None:
         return Action(Kind.BLOCKED, target, reason=hold, live=have)
+    if prune is not None:
+        return Action(Kind.BLOCKED, target, reason=prune, live=have)
     return Action(Kind.DESTROY, target, (Step(Op.UNDEFINE, target, effect=Effect.LIVE),),
                   live=have)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from reconciler.core.diff import vm_resources as fields
-from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back
+from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back, pruning
 from reconciler.core.model.vm import DesiredVM, LiveVM, PowerState, simple_fields
 from reconciler.core.plan import (
     Action,
@@ -97,8 +97,10 @@ def _unmanaged(want: DesiredVM, have: LiveVM) -> Action:
 
 
 def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
-    unprotected = [vm for vm in orphans
-                   if not _protected(vm) and not (vm.mark and vm.mark.corrupt)]
+    kept = {vm.name: reason for vm in orphans
+            if (reason := pruning(guards, vm.name, vm.uuid)) is not None}
+    unprotected = [vm for vm in orphans if not _protected(vm)
+                   and not (vm.mark and vm.mark.corrupt) and vm.name not in kept]
     hold = held_back(guards, desired_empty=desired_empty, destroys=len(unprotected))
     actions = []
     for vm in orphans:
@@ -109,6 +111,8 @@ def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> 
             actions.append(Action(Kind.BLOCKED, me, reason=Reason(Why.PROTECTED), live=vm))
         elif hold is not None:
             actions.append(Action(Kind.BLOCKED, me, reason=hold, live=vm))
+        elif vm.name in kept:  # the prune policy: pending approval, or never
+            actions.append(Action(Kind.BLOCKED, me, reason=kept[vm.name], live=vm))
         else:
             actions.append(Action(Kind.DESTROY, me, destroy_steps(vm), live=vm))
     return actions
