@@ -455,6 +455,39 @@ def approve(*, name: str, path: Path | None, cfg: configuration.Config, fmt: str
     return EXIT_OK
 
 
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory (default /var/lib/reconciler).")
+@click.option("--reason", default="", help="Why (shown in status).")
+@_common
+def suspend(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+            state_dir: Path | None, reason: str) -> int:
+    """Pause the daemon: it keeps observing and reporting, and applies nothing, until
+    `reconciler resume` (persisted: it survives restarts)."""
+    from reconciler.adapters import pause
+
+    record = pause.suspend(state_dir or Path(cfg.stateDir), instance, reason)
+    click.echo(f"Instance {instance} suspended since {record.get('since')} by "
+               f"{record.get('by')}: the daemon applies nothing until `reconciler resume`.")
+    return EXIT_OK
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory (default /var/lib/reconciler).")
+@_common
+def resume(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+           state_dir: Path | None) -> int:
+    """Lift `reconciler suspend`: the daemon applies changes again from its next reconcile."""
+    from reconciler.adapters import pause
+
+    if pause.resume(state_dir or Path(cfg.stateDir), instance):
+        click.echo(f"Instance {instance} resumed: the daemon applies changes again.")
+    else:
+        click.echo(f"Instance {instance} was not suspended.")
+    return EXIT_OK
+
+
 @main.command(name="snapshot")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write it to this file (gzip when it ends in .gz); default: standard output.")
