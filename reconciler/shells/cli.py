@@ -305,8 +305,11 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             if planned.plan.has_changes and not yes and not _confirm():
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
+            revision = gitinfo.revision(folder)
+            if revision.problem:  # said once, never left out silently
+                click.echo(f"warning: {revision.problem}", err=True)
             settings = Settings(parallel=parallel or cfg.parallel,
-                                commit=gitinfo.head_commit(folder), instance=instance)
+                                commit=revision.commit, instance=instance)
             # Without changes this writes nothing: each action's result (blocked, pending
             # restart, suspended) still goes to the status file.
             results = execute(planned.plan, hv, settings)
@@ -315,7 +318,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             _, results = pipeline.verify(source, hv, planned, results, memo=memo)
         finally:
             hv.close()
-        status.record(states, instance, planned, results)
+        status.record(states, instance, planned, results, revision)
         _forget_approvals(states, instance, planned, results)
     if not planned.plan.has_changes:
         return _exit_for(planned, results)
@@ -395,6 +398,7 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
 
 
 @main.command(name="status")
+@click.argument("name", required=False)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
 @click.option("--wait", is_flag=True,
@@ -406,7 +410,7 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
 @_common
 def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
                    state_dir: Path | None, wait: bool, timeout: int,
-                   manifests: Path | None) -> int:
+                   manifests: Path | None, name: str | None) -> int:
     """Each object the instance manages: in sync, pending, pending restart, failed, blocked,
     conflict or suspended. Exit 0 all in sync, 1 anything failed, blocked or in conflict, 2
     work pending. With --wait: exit 0 once every VM is in sync and healthy (running as asked,
@@ -417,6 +421,9 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
         source = _source(_manifest_path(manifests, cfg), cfg, instance, None, False)
         return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
                            timeout=timeout, fmt=fmt)
+    if name is not None:
+        return status.show_one(state_dir=state_dir or Path(cfg.stateDir), instance=instance,
+                               name=name, fmt=fmt)
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
 
 

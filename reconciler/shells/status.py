@@ -3,6 +3,7 @@ state file its writer (`run` or `apply`) wrote in the state directory."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from reconciler.core import render, status
 
 if TYPE_CHECKING:
     from reconciler import pipeline
+    from reconciler.adapters.git import Revision
     from reconciler.core.result import Result
     from reconciler.pipeline import Host
 
@@ -41,13 +43,90 @@ def show(*, state_dir: Path, instance: str, fmt: str) -> int:
 
 
 def record(state_dir: Path, instance: str, planned: pipeline.Planned,
-           results: tuple[Result, ...]) -> None:
-    """Write the state an apply leaves: every declared or managed object of ``instance``."""
+           results: tuple[Result, ...], revision: Revision | None = None) -> None:
+    """Write the state an apply leaves: every declared or managed object of ``instance``, and
+    each action carried out in the history (``revision``: the manifests' git revision)."""
     inputs = planned.inputs
     statuses = status.vm_statuses(planned.plan, results, status.in_sync(inputs, planned.plan),
                                   suspended=[d.spec.name for d in inputs.vms if d.suspend])
     state_file.write(state_dir, statuses, instance=instance, command="apply",
-                     problems=len(inputs.problems))
+                     problems=len(inputs.problems),
+                     commit=revision.commit if revision else None,
+                     dirty=revision.dirty if revision else False,
+                     git_problem=revision.problem if revision else None)
+    record_history(state_dir, instance, planned, results, revision)
+
+
+def record_history(state_dir: Path, instance: str, planned: pipeline.Planned,
+                   results: tuple[Result, ...], revision: Revision | None) -> None:
+    """Add each action that was carried out (or failed) to the instance's history."""
+    from reconciler.adapters import history
+    from reconciler.core.result import Outcome
+
+    by_label = {a.label: a for a in planned.plan.actions}
+    entries = []
+    for result in results:
+        action = by_label.get(result.name)
+        if action is None or result.interrupted or result.outcome == Outcome.BLOCKED:
+            continue
+        if not action.writes:
+            continue
+        entries.append((result.name, {
+            "commit": revision.commit if revision else None,
+            "dirty": revision.dirty if revision else False,
+            "spec": getattr(action.desired, "spec_hash", None),
+            "action": str(action.kind), "result": str(result.outcome),
+            "message": result.message}))
+    with contextlib.suppress(OSError):  # a convenience: a full disk must not fail the run
+        history.append(state_dir, instance, entries)
+
+
+def show_one(*, state_dir: Path, instance: str, name: str, fmt: str) -> int:
+    """One object in full (``status NAME``): its status, detail, last error and next retry
+    from the state file, the revision the writer last read, and its last applied revisions.
+    Exit status as for the whole table, for that object; 1 when the instance does not know
+    it."""
+    from reconciler.adapters import history
+
+    document = state_file.read(state_dir, instance)
+    entry = next((v for v in (document or {}).get("vms", []) if v.get("name") == name), None)
+    revisions = history.read(state_dir, instance).get(name, [])
+    if entry is None and not revisions:
+        click.echo(f"Instance {instance!r} has no object named {name!r} in {state_dir}.",
+                   err=True)
+        return status.EXIT_PROBLEM
+    writer = (document or {}).get("daemon") or {}
+    if fmt == "json":
+        click.echo(render.dumps({"instance": instance, "object": entry,
+                                 "updated": (document or {}).get("updated"),
+                                 "revisions": revisions}), nl=False)
+    else:
+        lines = [f"Name:        {name}"]
+        if entry is not None:
+            lines += [f"Status:      {entry.get('status')}",
+                      f"Detail:      {entry.get('detail') or '-'}"]
+            if entry.get("manifest"):
+                lines.append(f"Manifest:    {entry['manifest']}")
+            if entry.get("last_error"):
+                lines.append(f"Last error:  {entry['last_error']}")
+            if entry.get("next_retry"):
+                lines.append(f"Next retry:  {entry['next_retry']}")
+        lines.append(f"Updated:     {(document or {}).get('updated', '-')} by "
+                     f"{writer.get('command', '-')}, manifests at "
+                     + (str(writer['commit'])[:12] + (" (dirty)" if writer.get("dirty") else "")
+                        if writer.get("commit") else
+                        f"no commit ({writer.get('git_problem') or 'unknown'})"))
+        lines.append(f"Revisions:   the last {len(revisions)} applied (newest last)")
+        for r in revisions:
+            commit = (str(r.get("commit"))[:12] + ("+dirty" if r.get("dirty") else "")
+                      if r.get("commit") else "no commit")
+            tail = f": {r['message']}" if r.get("message") else ""
+            lines.append(f"  {r.get('time')}  {commit:<18} spec {r.get('spec') or '-':<16} "
+                         f"{r.get('action')} {r.get('result')}{tail}")
+        click.echo("\n".join(lines) + "\n", nl=False)
+    if entry is None:
+        return status.EXIT_IN_SYNC
+    return status.exit_code({"vms": [entry]})
 
 
 POLL = 2.0  # seconds between two reads of the host while waiting

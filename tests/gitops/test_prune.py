@@ -113,3 +113,4 @@ def test_prune_confirm_on_the_real_libvirtd_keeps_the_volume_until_approved(host
     assert r.code == 0, r.stderr
     r = apply(host, m, "--prune", "confirm")
     assert r.code == 0 and not host.exists(gone) and host.volume(f"{gone}-root") is None
+
