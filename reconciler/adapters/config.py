@@ -22,6 +22,15 @@ class Config:
     prune: str = "auto"  # auto | confirm | off: what happens to a VM whose manifest is gone
     parallel: int = defaults.PARALLEL
     storageRoots: tuple[str, ...] = field(default=defaults.STORAGE_ROOTS)
+    # The webhook (``adapters.webhook``): {url: http(s)://..., secret: optional HMAC key}.
+    notify: Notify | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    url: str
+    secret: str = ""
+    timeout: float = 5.0  # seconds per delivery
 
 
 def load(path: Path | None) -> Config:
@@ -61,6 +70,20 @@ def load(path: Path | None) -> Config:
          and all(isinstance(r, str) and r.startswith("/") and r.rstrip("/")
                  for r in data.get("storageRoots", []))),
     ) if not ok]
+    notify = data.get("notify")
+    if notify is not None:
+        if (not isinstance(notify, dict) or not isinstance(notify.get("url"), str)
+                or not notify["url"].startswith(("http://", "https://"))
+                or not isinstance(notify.get("secret", ""), str)
+                or set(notify) - {"url", "secret", "timeout"}
+                or not isinstance(notify.get("timeout", 5), int | float)
+                or isinstance(notify.get("timeout", 5), bool)
+                or not 0 < notify.get("timeout", 5) <= 60):
+            problems.append("notify must be {url: http(s)://..., secret: optional text, "
+                            "timeout: seconds (1-60)}")
+        else:
+            data["notify"] = Notify(notify["url"], notify.get("secret", ""),
+                                    float(notify.get("timeout", 5)))
     if problems:
         raise PermanentError(f"{target}: {'; '.join(problems)}")
     if "storageRoots" in data:
