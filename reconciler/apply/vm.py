@@ -7,6 +7,7 @@ release, a balloon target not taken up), as read back from libvirt.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import structlog
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
+from reconciler.apply.steps import Steps
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, VMSpec
@@ -31,6 +33,7 @@ class Context:
     commit: str | None
     instance: str
     clock: Callable[[], float]
+    steps: Steps | None = None  # the step boundaries (None: no halt, no test hook)
     # Live changes whose balloon target the executor settles once for every VM of the run.
     settling: list[devices.LiveChange] = field(default_factory=list)
 
@@ -91,13 +94,15 @@ def stop(name: str, timeout: float, ctx: Context) -> None:
         ctx.hv.shutdown(name)
     except ReconcilerError as exc:
         log.warning("graceful shutdown refused", vm=name, error=str(exc))
-    deadline = ctx.clock() + timeout
-    while ctx.clock() < deadline:
-        if not ctx.hv.domain_state(name)[0]:
-            return
-        time.sleep(0.2)
-    log.info("forcing power-off after shutdown timeout", vm=name, timeout=timeout)
-    ctx.hv.power_off(name)
+    # The forced power-off finishes the step in flight: it runs even after a halt.
+    with ctx.steps.finishing() if ctx.steps else contextlib.nullcontext():
+        deadline = ctx.clock() + timeout
+        while ctx.clock() < deadline:
+            if not ctx.hv.domain_state(name)[0]:
+                return
+            time.sleep(0.2)
+        log.info("forcing power-off after shutdown timeout", vm=name, timeout=timeout)
+        ctx.hv.power_off(name)
 
 
 def destroy(action: Action, vm: LiveVM, ctx: Context) -> None:
