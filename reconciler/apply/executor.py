@@ -84,10 +84,10 @@ class _Runner:
         self.steps.begin()
         try:
             pending = self._carry_out(action)
-        except Interrupted:
+        except Interrupted as stop:
             done = self.steps.done
-            message = (f"interrupted after {done} step{'' if done == 1 else 's'}: the next run "
-                       "finishes it" if done else "interrupted: not started")
+            message = (f"interrupted after {done} step{'' if done == 1 else 's'}, before {stop}: "
+                       "the next run finishes it" if done else "interrupted: not started")
             log.warning("action interrupted", vm=action.label, action=str(action.kind),
                         steps=done)
             return Result(action.label, action.kind, Outcome.FAILED, message,

@@ -44,7 +44,8 @@ WRITES = frozenset({
 
 
 class Interrupted(Exception):
-    """Apply was asked to stop (SIGTERM, SIGINT): this action stopped between two steps. Not
+    """Apply was asked to stop (SIGTERM, SIGINT): this action stopped between two steps, before
+    the one its message names (``define``, ``create volume``, ...). Not
     a ``ReconcilerError``, so that code handling a failed call (an unplug the guest refused)
     never takes it for one."""
 
@@ -106,7 +107,7 @@ class Steps:
 
         def step(*args: Any, **kwargs: Any) -> Any:
             if self.halted() and not getattr(self._local, "depth", 0):
-                raise Interrupted(f"interrupted before {name.replace('_', ' ')}")
+                raise Interrupted(name.replace("_", " "))
             result = attr(*args, **kwargs)
             self._local.done = self.done + 1
             self._counted(name)

@@ -128,7 +128,9 @@ def state_of(host, base: str) -> dict[str, object]:  # type: ignore[no-untyped-d
     ``base`` replaced by "VM" (so that two iterations' hosts compare equal)."""
     doms = {_norm(d.name(), base): _domain(d, base) for d in host.conn.listAllDomains(0)
             if d.name().startswith(base)}
-    return {"domains": doms,
+    nets = {_norm(n.name(), base): (bool(n.isActive()), bool(n.autostart()))
+            for n in host.conn.listAllNetworks(0) if n.name().startswith(base)}
+    return {"domains": doms, "networks": nets,
             "volumes": {_norm(k, base): v for k, v in volumes(host, base).items()}}
 
 
@@ -143,6 +145,11 @@ def remove(host, base: str) -> None:  # type: ignore[no-untyped-def]
     for key in volumes(host, base):
         pool, volume = key.split("/", 1)
         host.conn.storagePoolLookupByName(pool).storageVolLookupByName(volume).delete(0)
+    for net in host.conn.listAllNetworks(0):
+        if net.name().startswith(base):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:

@@ -46,6 +46,22 @@ def test_create_stopped_at_every_step(host, tmp_path):
     assert stopped[-1] == "start" and "upload_volume" in stopped
 
 
+def test_network_create_and_removal_stopped_at_every_step(host, tmp_path):
+    """A network (isolated) created with the VM on it, then both removed."""
+    def net(base: str) -> str:
+        return (f"apiVersion: reconciler/v1\nkind: Network\nmetadata:\n  name: {base}-net\n"
+                "spec:\n  autostart: true\n")
+
+    def both(base: str) -> dict[str, str]:
+        return {"net.yaml": net(base),
+                "vm.yaml": vm_manifest(f"{base}-a", networks=f"- network: {base}-net")}
+
+    stopped = every_step(host, tmp_path, "n", lambda base: {}, both)
+    assert stopped[:3] == ["define_network", "set_network_autostart", "start_network"]
+    stopped = every_step(host, tmp_path, "m", both, lambda base: {})
+    assert stopped[-1] == "remove_network"
+
+
 def test_create_stopped_at_every_step_then_manifest_removed(host, tmp_path):
     """The manifest is gone before the next run: that run destroys what the interrupted one
     made. Volumes whose create was never finished go too, whatever their reclaim (the guest
