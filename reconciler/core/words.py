@@ -52,6 +52,10 @@ _NOTE = {
 _LIMIT = {Op.SET_VCPUS: "maxVcpus", Op.SET_MEMORY: "maxMemory"}
 
 
+_VOLUME_WORK = {Op.CREATE_VOLUME: "create", Op.DELETE_VOLUME: "delete",
+                Op.DELETE_SEED: "delete"}
+
+
 _ATTACH = (Op.ATTACH_DISK, Op.ATTACH_NIC, Op.ATTACH_SEED)
 
 
@@ -182,6 +186,8 @@ def describe_step(step: Step, *, policy: str = "live", restarting: bool = False)
         return "adopt"
     if step.op == Op.FINISH and isinstance(step.old, tuple):
         return f"finish the interrupted apply ({', '.join(step.old)})"
+    if step.op in _VOLUME_WORK:  # listed where a result says what is still to do
+        return f"{field} volume ({_VOLUME_WORK[step.op]})"
     if step.op in _ATTACH:
         text = f"{field} {new} (add)"
     elif step.op in _DETACH:
