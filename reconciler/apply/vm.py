@@ -90,10 +90,11 @@ def create(action: Action, want: DesiredVM, ctx: Context) -> list[str]:
     entries = vm_pending.record(action)
     hv.define(domainxml.build_domain(spec, domain_type=hv.domain_type,
                                      mark=ctx.mark(want, entries)))
+    made: list[Disk] = []
     try:
-        _make(action, spec, ctx)
+        _make(action, spec, ctx, made)
     except ReconcilerError:
-        _take_back(spec.name, entries, ctx)
+        _take_back(spec.name, made, ctx)
         raise
     if entries:
         hv.set_mark(spec.name, ctx.mark(want))
@@ -104,24 +105,25 @@ def create(action: Action, want: DesiredVM, ctx: Context) -> list[str]:
     return []
 
 
-def _make(action: Action, spec: VMSpec, ctx: Context) -> None:
-    """The volumes the steps create and the seed they write (recorded as under way)."""
+def _make(action: Action, spec: VMSpec, ctx: Context, made: list[Disk] | None = None) -> None:
+    """The volumes the steps create and the seed they write (recorded as under way); ``made``
+    gets each disk whose volume was created."""
     for step in action.writing(Op.CREATE_VOLUME):
         assert isinstance(step.new, Disk)
         storage.create_volume(ctx.hv, spec.name, step.new)
+        if made is not None:
+            made.append(step.new)
     if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
         storage.upload_seed(ctx.hv, spec)
 
 
-def _take_back(name: str, entries: tuple[Pending, ...], ctx: Context) -> None:
-    """Undo a create that failed (not one interrupted): its new volumes, its seed, then the
-    definition. What fails here stays recorded in the mark, for the next run."""
+def _take_back(name: str, made: list[Disk], ctx: Context) -> None:
+    """Undo a create that failed (not one interrupted): the volumes it created (a seed upload
+    that fails removes what it made itself), then the definition. What fails here stays
+    recorded in the mark, for the next run."""
     try:
-        for entry in entries:
-            if entry.op == CREATE:
-                storage.delete_volume(ctx.hv, name, entry.pool, f"{name}-{entry.key}")
-            elif entry.op == WRITE:
-                storage.remove_seed(ctx.hv, name, entry.pool)
+        for disk in made:
+            storage.delete_volume(ctx.hv, name, disk.pool, disk.volume(name))
         ctx.hv.undefine(name)
     except ReconcilerError as exc:
         log.warning("a failed create was not taken back", vm=name, error=str(exc))

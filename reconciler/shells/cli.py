@@ -254,12 +254,18 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             click.echo(f"reconciler: interrupted by {stopped} before any change: nothing was "
                        "changed", err=True)
             return EXIT_ERROR
-    if not planned.plan.has_changes and not interrupts.signal:
-        return _exit_for(planned, results)
-    if fmt == "json":
-        click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
-    else:
-        click.echo(render.results_text(results), nl=False)
+        return _report(planned, results, fmt, interrupts)
+
+
+def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
+            interrupts: Interrupts) -> int:
+    """Print the results (when anything was to change, or a signal came) and give apply's exit
+    status."""
+    if planned.plan.has_changes or interrupts.signal:
+        if fmt == "json":
+            click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
+        else:
+            click.echo(render.results_text(results), nl=False)
     if interrupts.signal:
         click.echo(interrupts.summary([r.message for r in results]), err=True)
         return EXIT_ERROR
