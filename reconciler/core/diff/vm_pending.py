@@ -93,11 +93,13 @@ def steps(d: VMSpec, have: LiveVM) -> tuple[list[Step], list[Step]]:
         # never sent (it is sent now, and the volume deleted if the guest lets it go at once).
         unplugged = (DISK, entry.key) not in recorded.unplugging
         (waiting if held is not None and unplugged else out).append(step)
-    seed = have.config.cloud_init
+    # The seed pools in use: the definition's (it stays, or its removal deletes it) and the
+    # manifest's (written this run).
+    seeds = {s.pool for s in (have.config.cloud_init, d.cloud_init) if s is not None}
     for entry in (*recorded.deleting(SEED),
                   *(p for p in recorded.entries if p.op == WRITE and d.cloud_init is None)):
-        if seed is not None and seed.pool == entry.pool:
-            continue  # the domain's own seed: it stays, or its removal deletes it
+        if entry.pool in seeds:
+            continue
         out.append(Step(Op.DELETE_SEED, vm_target(d.name, Part.SEED), entry.pool, None))
     if len(waiting) < len(recorded.entries):  # something to finish, or to drop from it
         out.append(Step(Op.FINISH, vm_target(d.name), recorded.shown(), None))
