@@ -10,6 +10,7 @@ devices), with a plan that has nothing to do. It ends when apply runs out of ste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -75,10 +76,15 @@ def _norm(text: str, base: str) -> str:
     return re.sub(r" +", " ", text)
 
 
+def _conn(host) -> libvirt.virConnect:  # type: ignore[no-untyped-def]
+    """The connection of ``host`` (a conftest.Host), or ``host`` itself (a connection)."""
+    return getattr(host, "conn", host)
+
+
 def volumes(host, start: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """pool/volume -> capacity of every volume whose name starts with ``start``."""
     out = {}
-    for pool in host.conn.listAllStoragePools(0):
+    for pool in _conn(host).listAllStoragePools(0):
         if not pool.isActive():
             continue
         for attempt in range(5):  # another tenant's volume changing fails a refresh
@@ -126,17 +132,19 @@ def _domain(dom: libvirt.virDomain, base: str) -> dict[str, object]:
 def state_of(host, base: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """What a user sees of the domains and volumes whose names start with ``base``, with
     ``base`` replaced by "VM" (so that two iterations' hosts compare equal)."""
-    doms = {_norm(d.name(), base): _domain(d, base) for d in host.conn.listAllDomains(0)
+    conn = _conn(host)
+    doms = {_norm(d.name(), base): _domain(d, base) for d in conn.listAllDomains(0)
             if d.name().startswith(base)}
     nets = {_norm(n.name(), base): (bool(n.isActive()), bool(n.autostart()))
-            for n in host.conn.listAllNetworks(0) if n.name().startswith(base)}
+            for n in conn.listAllNetworks(0) if n.name().startswith(base)}
     return {"domains": doms, "networks": nets,
             "volumes": {_norm(k, base): v for k, v in volumes(host, base).items()}}
 
 
 def remove(host, base: str) -> None:  # type: ignore[no-untyped-def]
-    """Take one iteration's domains and volumes away."""
-    for dom in host.conn.listAllDomains(0):
+    """Take one iteration's domains, volumes and networks away."""
+    conn = _conn(host)
+    for dom in conn.listAllDomains(0):
         if dom.name().startswith(base):
             if dom.isActive():
                 dom.destroy()
@@ -144,8 +152,8 @@ def remove(host, base: str) -> None:  # type: ignore[no-untyped-def]
                               | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
     for key in volumes(host, base):
         pool, volume = key.split("/", 1)
-        host.conn.storagePoolLookupByName(pool).storageVolLookupByName(volume).delete(0)
-    for net in host.conn.listAllNetworks(0):
+        conn.storagePoolLookupByName(pool).storageVolLookupByName(volume).delete(0)
+    for net in conn.listAllNetworks(0):
         if net.name().startswith(base):
             if net.isActive():
                 net.destroy()
@@ -184,10 +192,27 @@ class _Scenario:
 
     def run(self, n: int) -> tuple[str | None, dict[str, object], str]:
         """(the step stopped after, or None: not stopped; the host after the next run (the
-        reference run: after the run itself); the plan then)."""
-        base = f"{self.host.prefix}{self.tag}{n:02d}"
+        reference run: after the run itself); the plan then). Run again, on fresh VMs, when
+        libvirtd restarted meanwhile (other test suites on a shared machine restart it)."""
+        for attempt in "abc":
+            started = _libvirtd()
+            conn = _open()
+            try:
+                return self._run(n, f"{n:02d}{attempt}", conn)
+            except Exception:
+                if _libvirtd() == started and conn.isAlive():
+                    raise
+                print(f"libvirtd restarted during iteration {n}: running it again")
+            finally:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+        raise AssertionError(f"libvirtd kept restarting during iteration {n}")
+
+    def _run(self, n: int, label: str, conn: libvirt.virConnect,
+             ) -> tuple[str | None, dict[str, object], str]:
+        base = f"{self.host.prefix}{self.tag}{label}"
         instance = f"test-{base}"
-        folder = self.tmp_path / f"{self.tag}{n:02d}" / "manifests"
+        folder = self.tmp_path / f"{self.tag}{label}" / "manifests"
         folder.mkdir(parents=True)
         try:
             if self.before(base):
@@ -203,10 +228,34 @@ class _Scenario:
                 results = [line for line in r.stdout.splitlines() if line.startswith(base)]
                 assert not any(" failed" in line or "not converged" in line
                                for line in results), r.stdout
-            return step, state_of(self.host, base), _plan_text(self.host, folder, base,
-                                                               instance)
+            return step, state_of(conn, base), _plan_text(self.host, folder, base, instance)
         finally:
-            remove(self.host, base)
+            with contextlib.suppress(libvirt.libvirtError):
+                cleaner = _open()
+                try:
+                    remove(cleaner, base)
+                finally:
+                    cleaner.close()
+
+
+def _libvirtd() -> str:
+    """libvirtd's pid (it changes when someone restarts libvirtd)."""
+    try:
+        return Path("/run/libvirtd.pid").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _open(timeout: float = 60.0) -> libvirt.virConnect:
+    """A connection of its own to the real libvirtd, waiting while it restarts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return libvirt.open("qemu:///system")
+        except libvirt.libvirtError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def every_step(host, tmp_path: Path, tag: str, before: Manifests, after: Manifests, *,  # type: ignore[no-untyped-def]

@@ -50,3 +50,20 @@ def test_a_disk_added_then_removed_leaves_no_volume(host, tmp_path):
     # The guest never had it: it goes with the disk, whatever its reclaim.
     assert volumes(host, name) == {f"default/{name}-root": 8 * MiB}
     _converged(host, folder)
+
+
+def test_a_restart_stopped_between_stop_and_start_is_finished(host, tmp_path):
+    name = f"{host.prefix}rs"
+    folder = tmp_path / "manifests"
+    write_manifest(folder, "vm.yaml", vm_manifest(name, extra="updatePolicy: restart"))
+    assert apply(host, folder).code == 0
+    write_manifest(folder, "vm.yaml", vm_manifest(name, max_vcpus=2,
+                                                  extra="updatePolicy: restart"))
+    # define, graceful shutdown, forced power-off: stopped before the start
+    assert killed(apply_stopped(host, folder, 3)) == "power_off"
+    assert not host.domain(name).isActive()
+    r = apply(host, folder)
+    assert r.code == 0 and f"{name}: update converged" in r.stdout
+    assert host.domain(name).isActive()
+    assert host.domain(name).vcpusFlags(4) == 2  # VIR_DOMAIN_VCPU_MAXIMUM: the new maxVcpus
+    _converged(host, folder)
