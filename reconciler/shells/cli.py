@@ -267,8 +267,10 @@ def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
         else:
             click.echo(render.results_text(results), nl=False)
     if interrupts.signal:
-        click.echo(interrupts.summary([r.message for r in results]), err=True)
-        return EXIT_ERROR
+        text, unfinished = interrupts.summary([r.message for r in results])
+        click.echo(text, err=True)
+        if unfinished:
+            return EXIT_ERROR
     return _exit_for(planned, results)
 
 

@@ -30,12 +30,16 @@ class Interrupts:
     def received(self) -> bool:
         return self.signal is not None
 
-    def summary(self, messages: list[str]) -> str:
-        """What apply says last after a signal; ``messages``: its results' messages."""
+    def summary(self, messages: list[str]) -> tuple[str, bool]:
+        """What apply says last after a signal, and whether any action was left unfinished;
+        ``messages``: its results' messages."""
         left = sum(1 for m in messages if m.startswith("interrupted"))
+        if not left:
+            return (f"reconciler: {self.signal} came after the last step: every action was "
+                    "carried out", False)
         return (f"reconciler: interrupted by {self.signal}: stopped between two steps; {left} "
                 f"action{'' if left == 1 else 's'} not finished (above); run apply again to "
-                "finish")
+                "finish", True)
 
     def __enter__(self) -> Interrupts:
         if threading.current_thread() is threading.main_thread():  # (only there, in Python)
