@@ -12,6 +12,7 @@ import structlog
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, network, pool, vm
+from reconciler.apply.steps import Interrupted, Steps
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
@@ -28,12 +29,15 @@ class Settings:
     instance: str = defaults.INSTANCE
     clock: Callable[[], float] = field(default=time.monotonic)
     stop: Callable[[], bool] | None = None  # True: start no further action (shutting down)
+    # True: start no further step (apply got SIGTERM/SIGINT); the action in flight stops
+    # between two steps (see ``reconciler.apply.steps``) and the next run finishes it.
+    halt: Callable[[], bool] | None = None
 
 
 def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[Result, ...]:
     """Carry out every action of ``plan``; results in the plan's order."""
     settings = settings or Settings()
-    runner = _Runner(hv, settings)
+    runner = _Runner(Steps.from_env(hv, settings.halt), settings)
     infra = [a for a in plan.actions if a.resource != Resource.VM]
     phases = (
         [a for a in infra if a.kind != Kind.DESTROY],
@@ -58,23 +62,36 @@ def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[
 
 
 class _Runner:
-    def __init__(self, hv: Libvirt, settings: Settings) -> None:
-        self.hv = hv
+    def __init__(self, steps: Steps, settings: Settings) -> None:
+        self.steps = steps
+        self.hv = steps.hv
         self.settings = settings
-        self.vm = vm.Context(hv, settings.commit, settings.instance, settings.clock)
+        self.vm = vm.Context(self.hv, settings.commit, settings.instance, settings.clock, steps)
 
     def run(self, action: Action) -> Result:
         started = self.settings.clock()
         if self.settings.stop is not None and self.settings.stop():
             return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
                           retryable=True, interrupted=True)
+        if action.writes and self.steps.halted():
+            return Result(action.label, action.kind, Outcome.FAILED, "interrupted: not started",
+                          retryable=True, interrupted=True)
         if action.kind == Kind.BLOCKED or action.refused:
             return Result(action.label, action.kind, Outcome.BLOCKED, words.reason_text(action),
                           why=action.reason.why if action.reason else None)
         if not action.writes:
             return _pending_result(action, [], 0.0)
+        self.steps.begin()
         try:
             pending = self._carry_out(action)
+        except Interrupted as stop:
+            done = self.steps.done
+            message = (f"interrupted after {done} step{'' if done == 1 else 's'}, before {stop}: "
+                       "the next run finishes it" if done else "interrupted: not started")
+            log.warning("action interrupted", vm=action.label, action=str(action.kind),
+                        steps=done)
+            return Result(action.label, action.kind, Outcome.FAILED, message,
+                          self.settings.clock() - started, retryable=True)
         except Exception as exc:  # one resource's surprise must not stop the others
             if isinstance(exc, ReconcilerError):
                 error, retryable = str(exc), exc.retryable
@@ -100,12 +117,19 @@ class _Runner:
         devices.settle(self.hv, changes, self.settings.clock, self.settings.balloon_wait)
         by_name = {a.name: a for a in phase}
         for change in changes:
-            try:
-                reasons = devices.finish(self.hv, change)
-            except ReconcilerError as exc:
-                reasons = [f"memory: the live change was not recorded ({exc})"]
             action = by_name.get(change.name)
             result = results.get(id(action)) if action is not None else None
+            try:
+                reasons = devices.finish(self.hv, change)
+            except Interrupted:  # not recorded: the next run sets the balloon target again
+                if result is not None and action is not None and result.ok:
+                    results[id(action)] = replace(
+                        result, outcome=Outcome.FAILED, retryable=True,
+                        message="interrupted before the live memory was recorded: the next "
+                                "run finishes it")
+                continue
+            except ReconcilerError as exc:
+                reasons = [f"memory: the live change was not recorded ({exc})"]
             if result is None or not reasons or result.outcome == Outcome.FAILED:
                 continue
             message = "; ".join(m for m in (result.message, *reasons) if m)

@@ -48,12 +48,14 @@ def _check_size(hv: Libvirt, disk: Disk, name: str) -> None:
 
 def delete_volume(hv: Libvirt, vm: str, pool: str, name: str) -> None:
     """Delete a volume the plan found unused. Read again first: a domain that took it up since
-    keeps it, and the step fails saying so. A volume already gone is deleted."""
+    keeps it, and the step fails saying so. A volume already gone (its pool there, the volume
+    not in it: an interrupted run deleted it) is deleted; a missing or inactive pool fails the
+    step, so that the record of it stays."""
     users = [d for d in hv.domains_using(pool, name) if d != vm]
     if users:
         raise PermanentError(f"volume {name} in pool {pool} is now a disk of "
                              f"{', '.join(users)}; it was kept")
-    with contextlib.suppress(NotFoundError):  # the volume (or its pool) is gone: as wanted
+    with contextlib.suppress(NotFoundError):  # this volume is gone from its pool: as wanted
         hv.delete_volume(pool, name)
 
 

@@ -3,10 +3,15 @@
 The steps say what to do; this module decides nothing the plan did not show. What it returns
 are the causes for which the running VM still waits for a restart (a device the guest did not
 release, a balloon target not taken up), as read back from libvirt.
+
+The order of the steps makes every action finishable from any point (see
+``reconciler.core.diff.vm_pending``): the domain's definition and mark, with a record of the work
+under way, come before the volumes a create or update makes; a destroy undefines last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +20,12 @@ import structlog
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
+from reconciler.apply.steps import Steps
+from reconciler.core.diff import vm_pending
 from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.core.model.common import Mark
+from reconciler.core.model.common import CREATE, DELETE, DISK, SEED, UNPLUG, WRITE, Mark, Pending
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, VMSpec
+from reconciler.core.observe import volume_keys
 from reconciler.core.plan import Action, Op
 from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import devices as devicexml
@@ -25,18 +33,33 @@ from reconciler.core.xml import domain as domainxml
 
 log = structlog.get_logger("reconciler.apply")
 
+
 @dataclass(frozen=True)
 class Context:
     hv: Libvirt
     commit: str | None
     instance: str
     clock: Callable[[], float]
+    steps: Steps | None = None  # the step boundaries (None: no halt, no test hook)
     # Live changes whose balloon target the executor settles once for every VM of the run.
     settling: list[devices.LiveChange] = field(default_factory=list)
 
-    def mark(self, want: DesiredVM) -> Mark:
+    def mark(self, want: DesiredVM, unfinished: tuple[Pending, ...] = ()) -> Mark:
         return Mark(want.source.relative, want.spec_hash, self.commit, want.applied,
-                    self.instance)
+                    self.instance, pending=unfinished)
+
+
+class _Record:
+    """The record of unfinished work in one domain's mark, as last written."""
+
+    def __init__(self, ctx: Context, want: DesiredVM, written: tuple[Pending, ...]) -> None:
+        self.ctx, self.want, self.written = ctx, want, written
+
+    def write(self, entries: tuple[Pending, ...]) -> None:
+        """Record ``entries`` (one metadata write, none when they are what is recorded)."""
+        if entries != self.written:
+            self.ctx.hv.set_mark(self.want.spec.name, self.ctx.mark(self.want, entries))
+            self.written = entries
 
 
 def carry_out(action: Action, ctx: Context) -> list[str]:
@@ -57,17 +80,53 @@ def carry_out(action: Action, ctx: Context) -> list[str]:
 
 
 def create(action: Action, want: DesiredVM, ctx: Context) -> list[str]:
-    """Volumes, the seed, define, autostart, start."""
+    """Reused volumes grown; the definition with its mark and the record of what is made next;
+    the new volumes and the seed; the record cleared; autostart; start. A create that fails
+    before the record is cleared takes back what it made (the guest never used it)."""
     spec, hv = want.spec, ctx.hv
-    _prepare_volumes(action, hv)
-    if action.has(Op.ATTACH_SEED):
-        storage.upload_seed(hv, spec)
-    hv.define(domainxml.build_domain(spec, domain_type=hv.domain_type, mark=ctx.mark(want)))
+    for step in action.writing(Op.REUSE_VOLUME):  # before the mark records their sizes
+        assert isinstance(step.new, Disk)
+        storage.reuse_volume(hv, spec.name, step.new)
+    entries = vm_pending.record(action)
+    hv.define(domainxml.build_domain(spec, domain_type=hv.domain_type,
+                                     mark=ctx.mark(want, entries)))
+    made: list[Disk] = []
+    try:
+        _make(action, spec, ctx, made)
+    except ReconcilerError:
+        _take_back(spec.name, made, ctx)
+        raise
+    if entries:
+        hv.set_mark(spec.name, ctx.mark(want))
     if action.has(Op.SET_AUTOSTART):
         hv.set_autostart(spec.name, True)
     if action.has(Op.START):
         return start(spec, ctx)
     return []
+
+
+def _make(action: Action, spec: VMSpec, ctx: Context, made: list[Disk] | None = None) -> None:
+    """The volumes the steps create and the seed they write (recorded as under way); ``made``
+    gets each disk whose volume was created."""
+    for step in action.writing(Op.CREATE_VOLUME):
+        assert isinstance(step.new, Disk)
+        storage.create_volume(ctx.hv, spec.name, step.new)
+        if made is not None:
+            made.append(step.new)
+    if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
+        storage.upload_seed(ctx.hv, spec)
+
+
+def _take_back(name: str, made: list[Disk], ctx: Context) -> None:
+    """Undo a create that failed (not one interrupted): the volumes it created (a seed upload
+    that fails removes what it made itself), then the definition. What fails here stays
+    recorded in the mark, for the next run."""
+    try:
+        for disk in made:
+            storage.delete_volume(ctx.hv, name, disk.pool, disk.volume(name))
+        ctx.hv.undefine(name)
+    except ReconcilerError as exc:
+        log.warning("a failed create was not taken back", vm=name, error=str(exc))
 
 
 def start(spec: VMSpec, ctx: Context) -> list[str]:
@@ -91,25 +150,30 @@ def stop(name: str, timeout: float, ctx: Context) -> None:
         ctx.hv.shutdown(name)
     except ReconcilerError as exc:
         log.warning("graceful shutdown refused", vm=name, error=str(exc))
-    deadline = ctx.clock() + timeout
-    while ctx.clock() < deadline:
-        if not ctx.hv.domain_state(name)[0]:
-            return
-        time.sleep(0.2)
-    log.info("forcing power-off after shutdown timeout", vm=name, timeout=timeout)
-    ctx.hv.power_off(name)
+    # The forced power-off finishes the step in flight: it runs even after a halt.
+    with ctx.steps.finishing() if ctx.steps else contextlib.nullcontext():
+        deadline = ctx.clock() + timeout
+        while ctx.clock() < deadline:
+            if not ctx.hv.domain_state(name)[0]:
+                return
+            time.sleep(0.2)
+        log.info("forcing power-off after shutdown timeout", vm=name, timeout=timeout)
+        ctx.hv.power_off(name)
 
 
 def destroy(action: Action, vm: LiveVM, ctx: Context) -> None:
-    """Stop, undefine, then delete the volumes the steps name (``reclaim: delete``, the seed)."""
+    """Stop; delete the volumes the steps name (``reclaim: delete``, the seed, what an
+    interrupted update left to delete) while the domain is still defined and marked; undefine
+    last. Interrupted anywhere, the next plan sees a marked domain without a manifest and
+    destroys it again."""
     if action.has(Op.STOP):
         stop(vm.name, vm.config.shutdown_timeout, ctx)
-    ctx.hv.undefine(vm.name)
     for step in action.writing(Op.DELETE_VOLUME):
         assert isinstance(step.old, Disk)
         storage.delete_volume(ctx.hv, vm.name, step.old.pool, step.old.volume(vm.name))
     for step in action.writing(Op.DELETE_SEED):
         storage.remove_seed(ctx.hv, vm.name, str(step.old))
+    ctx.hv.undefine(vm.name)
 
 
 # Steps carried out by rewriting the persistent definition (everything but the power state).
@@ -117,44 +181,49 @@ _NOT_DEFINED = (Op.START, Op.STOP)
 
 
 def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[str]:
-    """Persist the new config, then change the running VM. Returns pending-restart causes."""
+    """Grow and reuse volumes; persist the new config with the record of the work under way;
+    make the new volumes and the seed; change the running VM; stop, start or restart; delete
+    what the steps delete once the VM holds it no more. Returns pending-restart causes."""
     hv, spec, name = ctx.hv, want.spec, want.spec.name
     running = have.running
     pending: list[str] = []
     if action.has(Op.RESUME):  # paused by someone: running again first
         hv.resume(name)
-    _prepare_volumes(action, hv)
-    if spec.cloud_init and action.has(Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED):
-        storage.upload_seed(hv, spec)
     live_before = xmlcommon.parse(hv.domain_xml(name, inactive=False)) if running else None
-    # Grow before the new mark records the new sizes: a recorded size is trusted later (a
-    # stopped VM's volume whose manifest size is the recorded one is not read again).
+    # Grown (and reused) before the new mark records the sizes: a recorded size is trusted
+    # later (a stopped VM's volume whose manifest size is the recorded one is not read again).
+    for step in action.writing(Op.REUSE_VOLUME):
+        assert isinstance(step.new, Disk)
+        storage.reuse_volume(hv, name, step.new)
     disks = {disk.name: disk for disk in spec.disks}
     for step in action.writing(Op.GROW_VOLUME):
         _grow(hv, name, disks[step.target.key], live_root=live_before)
+    entries = vm_pending.record(action)
+    record = _Record(ctx, want, have.mark.pending if have.mark else ())
     if any(s.writes and s.op not in _NOT_DEFINED for s in action.steps):
         targets = {s.new.volume(name): s.device for s in action.writing(Op.ATTACH_DISK)
                    if isinstance(s.new, Disk) and s.device}
-        hv.define(domainxml.edit_config(hv.domain_xml(name), spec, mark=ctx.mark(want),
-                                        targets=targets))
+        hv.define(domainxml.edit_config(hv.domain_xml(name), spec,
+                                        mark=ctx.mark(want, entries), targets=targets))
+        record.written = entries
+    record.write(entries)
+    _make(action, spec, ctx)
+    entries = vm_pending.without(entries, CREATE, WRITE)
+    record.write(entries)  # made: a volume the VM may use from now on follows its reclaim
     if action.has(Op.SET_AUTOSTART):
         hv.set_autostart(name, spec.autostart)
     if running and live_before is not None:
         config_root = xmlcommon.parse(hv.domain_xml(name))
         pending += devices.hotplug(hv, action, config_root, live_before)
+        entries = vm_pending.without(entries, UNPLUG)  # sent: what is left waits for the guest
         if not action.restart:
             change = devices.live_resources(hv, action, have, ctx.clock)
             if change.balloon is None:
                 pending += devices.finish(hv, change)
             else:
                 ctx.settling.append(change)  # its balloon is watched with the others
-    old_seed = have.config.cloud_init
-    if old_seed and action.has(Op.DETACH_SEED):
-        if running and live_before is not None:
-            pending += devices.eject_seed(hv, name, live_before)
-        storage.remove_seed(hv, name, old_seed.pool)
-    elif old_seed and spec.cloud_init and action.has(Op.MOVE_SEED):
-        storage.remove_seed(hv, name, old_seed.pool)
+    if have.config.cloud_init and action.has(Op.DETACH_SEED) and live_before is not None:
+        pending += devices.eject_seed(hv, name, live_before)
     if action.restart:
         stop(name, spec.shutdown_timeout, ctx)
         pending = start(spec, ctx)  # a fresh boot: earlier live causes are gone
@@ -162,32 +231,41 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context) -> list[
         stop(name, spec.shutdown_timeout, ctx)
     elif action.has(Op.START):
         pending += start(spec, ctx)
-    # Removed disks' volumes go last: after a stop or restart the VM holds none of them.
-    still_attached: set[str] = set()
+    # Volumes go last: after a stop or restart the VM holds none of them.
+    entries, kept = _delete(action, have, entries, ctx)
+    record.write(entries)
+    return pending + kept
+
+
+def _delete(action: Action, have: LiveVM, entries: tuple[Pending, ...],
+            ctx: Context) -> tuple[tuple[Pending, ...], list[str]]:
+    """Delete the volumes and seeds the steps delete, but a disk's volume the running VM still
+    holds: it stays recorded, and is deleted by the first run after the VM let it go. (A seed
+    is read only at boot, and a SATA CD-ROM cannot be unplugged: its volume is deleted at
+    once.) Returns the record left, and why a volume was kept."""
+    hv, name = ctx.hv, action.name
+    held: set[tuple[str, str]] = set()  # (pool, volume) of the running definition's disks
     if hv.domain_state(name)[0]:
         after = xmlcommon.parse(hv.domain_xml(name, inactive=False))
-        still_attached = set(devicexml.disk_targets(after))
+        held = set(volume_keys(after, device="disk"))
+    kept = []
     for step in action.writing(Op.DELETE_VOLUME):
         disk = step.old
         assert isinstance(disk, Disk)
         volume = disk.volume(name)
-        if volume in still_attached:  # the guest has not released it: never deleted in use
-            pending.append(f"volume {volume} kept: the running VM still holds disk "
-                           f"{disk.name}; delete it after the VM restarts (virsh vol-delete "
-                           f"{volume} --pool {disk.pool})")
-        else:
-            storage.delete_volume(hv, name, disk.pool, volume)
-    return pending
-
-
-def _prepare_volumes(action: Action, hv: Libvirt) -> None:
-    """The volumes the plan creates or reuses, before the definition names them."""
-    for step in action.writing(Op.CREATE_VOLUME, Op.REUSE_VOLUME):
-        assert isinstance(step.new, Disk)
-        if step.op == Op.CREATE_VOLUME:
-            storage.create_volume(hv, action.name, step.new)
-        else:
-            storage.reuse_volume(hv, action.name, step.new)
+        if (disk.pool, volume) in held:  # the guest has not released it: never deleted in use
+            kept.append(f"volume {volume} kept: the running VM still holds disk {disk.name}; "
+                        "it is deleted once the VM has restarted")
+            continue
+        storage.delete_volume(hv, name, disk.pool, volume)
+        entries = tuple(p for p in entries if (p.op, p.part, p.key) != (DELETE, DISK, disk.name))
+    old_seed = have.config.cloud_init
+    pools = [old_seed.pool] if old_seed and action.has(Op.DETACH_SEED) else []
+    pools += [str(s.old) for s in action.writing(Op.MOVE_SEED, Op.DELETE_SEED)]
+    for pool in pools:
+        storage.remove_seed(hv, name, pool)
+        entries = tuple(p for p in entries if (p.op, p.part, p.pool) != (DELETE, SEED, pool))
+    return entries, kept
 
 
 def _grow(hv: Libvirt, name: str, disk: Disk, *, live_root: xmlcommon.Element | None) -> None:

@@ -94,6 +94,9 @@ class Op(StrEnum):
     SET_RECLAIM = "set reclaim"
     SET_MANIFEST = "set manifest"
     SET_SPEC_HASH = "set spec hash"
+    # Finish what an interrupted apply recorded in the mark (``model.common.Pending``): the
+    # other steps do the work; this one writes the record anew. old: the entries, as words.
+    FINISH = "finish"
     # Disks, NICs and their volumes.
     CREATE_VOLUME = "create volume"  # a new volume for a disk (thin; on its image if any)
     REUSE_VOLUME = "reuse volume"  # a retained volume of the same name, grown if smaller

@@ -42,7 +42,7 @@ def needs(plan: Plan) -> frozenset[str]:
         if action.resource != Resource.VM:
             continue
         for step in action.steps:
-            if step.op == Op.ATTACH_DISK and isinstance(step.new, Disk):
+            if step.op in (Op.ATTACH_DISK, Op.CREATE_VOLUME) and isinstance(step.new, Disk):
                 pools.add(step.new.pool)
             elif step.op in (Op.DETACH_DISK, Op.DELETE_VOLUME) and isinstance(step.old, Disk):
                 pools.add(step.old.pool)
@@ -173,6 +173,9 @@ class _Known:
             if step.cause == Cause.NOT_PLUGGED:
                 return [step]  # in the config already: its volume is the domain's own
             return self.attach_disk(vm, step, step.new)
+        if step.op == Op.CREATE_VOLUME and isinstance(step.new, Disk):
+            # The volume of a disk in the definition, which an interrupted apply did not make.
+            return self.new_volume(vm, step, step.new) or [step]
         if step.op == Op.ATTACH_NIC and isinstance(step.new, Nic):
             network = step.new.network
             # A VM that runs needs the network active; a stopped one, the network defined.
@@ -208,34 +211,40 @@ class _Known:
         key: VolumeKey = (disk.pool, volume_name(vm, disk.name))
         if not self.pool_exists(disk.pool):
             return [replace(step, effect=Effect.REFUSED, cause=Cause.POOL_MISSING)]
-        prepare = Step(Op.CREATE_VOLUME, step.target, None, disk, step.effect)
-        if self.storage.exists(key):
-            info = self.storage.info(key)
-            using = self.storage.using(key, self.pools)
-            # The VM itself under another source: the base of an external snapshot overlay.
-            users = tuple(u if u != vm else f"{vm} itself (under another source: the base of "
-                          "a snapshot overlay?)" for u in using)
-            if users:
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, old=info,
-                                names=users)]
-            if info is not None and info.format and info.format != disk.format:
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_FORMAT,
-                                old=info)]
-            if info is not None and info.capacity > disk.size:
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_LARGER,
-                                old=info)]
-            prepare = Step(Op.REUSE_VOLUME, step.target, info, disk, step.effect)
-        elif disk.image:
-            image: VolumeKey = (disk.pool, disk.image)
-            new_pool = disk.pool not in self.pools  # made by this plan: cannot hold it yet
-            if new_pool or not self.storage.exists(image):
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_MISSING)]
-            users = tuple(u for u in self.storage.users.get(image, ()) if u != vm)
-            if users:  # another VM's live disk: its data would leak, its writes corrupt
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE,
-                                names=users)]
-            base = self.storage.info(image)
-            if base is not None and base.capacity > disk.size:  # a disk cannot shrink it
-                return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_LARGER,
-                                old=base)]
-        return [prepare, step]
+        if not self.storage.exists(key):
+            prepare = Step(Op.CREATE_VOLUME, step.target, None, disk, step.effect)
+            return self.new_volume(vm, step, disk) or [prepare, step]
+        info = self.storage.info(key)
+        using = self.storage.using(key, self.pools)
+        # The VM itself under another source: the base of an external snapshot overlay.
+        users = tuple(u if u != vm else f"{vm} itself (under another source: the base of "
+                      "a snapshot overlay?)" for u in using)
+        if users:
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, old=info,
+                            names=users)]
+        if info is not None and info.format and info.format != disk.format:
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_FORMAT,
+                            old=info)]
+        if info is not None and info.capacity > disk.size:
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.VOLUME_LARGER,
+                            old=info)]
+        return [Step(Op.REUSE_VOLUME, step.target, info, disk, step.effect), step]
+
+    def new_volume(self, vm: str, step: Step, disk: Disk) -> list[Step] | None:
+        """Why the disk's volume cannot be made (``step`` refused), or None: its pool, and
+        its image when it has one."""
+        if not self.pool_exists(disk.pool):
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.POOL_MISSING)]
+        if not disk.image:
+            return None
+        image: VolumeKey = (disk.pool, disk.image)
+        new_pool = disk.pool not in self.pools  # made by this plan: cannot hold it yet
+        if new_pool or not self.storage.exists(image):
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_MISSING)]
+        users = tuple(u for u in self.storage.users.get(image, ()) if u != vm)
+        if users:  # another VM's live disk: its data would leak, its writes corrupt
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.IN_USE, names=users)]
+        base = self.storage.info(image)
+        if base is not None and base.capacity > disk.size:  # a disk cannot shrink it
+            return [replace(step, effect=Effect.REFUSED, cause=Cause.IMAGE_LARGER, old=base)]
+        return None

@@ -27,6 +27,7 @@ _FIELD = {
     Op.ADOPT: "adopt", Op.SET_BRIDGE: "bridge",
     Op.SET_FORWARD: "forward", Op.SET_IPV4: "ipv4", Op.MOVE_POOL: "path",
     Op.MOVE_SEED: "cloudInit pool", Op.SET_DISK_BUS: "bus", Op.SET_RECLAIM: "reclaim",
+    Op.FINISH: "interrupted apply",
 }
 
 
@@ -49,6 +50,10 @@ _NOTE = {
 
 
 _LIMIT = {Op.SET_VCPUS: "maxVcpus", Op.SET_MEMORY: "maxMemory"}
+
+
+_VOLUME_WORK = {Op.CREATE_VOLUME: "create", Op.DELETE_VOLUME: "delete",
+                Op.DELETE_SEED: "delete"}
 
 
 _ATTACH = (Op.ATTACH_DISK, Op.ATTACH_NIC, Op.ATTACH_SEED)
@@ -179,6 +184,10 @@ def describe_step(step: Step, *, policy: str = "live", restarting: bool = False)
     why = note(step)
     if step.op == Op.ADOPT:
         return "adopt"
+    if step.op == Op.FINISH and isinstance(step.old, tuple):
+        return f"finish the interrupted apply ({', '.join(step.old)})"
+    if step.op in _VOLUME_WORK:  # listed where a result says what is still to do
+        return f"{field} volume ({_VOLUME_WORK[step.op]})"
     if step.op in _ATTACH:
         text = f"{field} {new} (add)"
     elif step.op in _DETACH:

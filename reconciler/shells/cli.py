@@ -27,6 +27,7 @@ from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerErro
 from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
 from reconciler.shells import logs
+from reconciler.shells.interrupts import Interrupts, Stopped
 
 if TYPE_CHECKING:
     from reconciler.adapters.libvirt import Libvirt
@@ -292,40 +293,62 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
 
     folder = _manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
-    with lock.exclusive(instance, command="apply", state_dir=states, timeout=lock_timeout):
-        hv = connect_libvirt(connect)
+    with Interrupts() as interrupts:
         try:
-            source = _source(folder, cfg, instance, max_destroy, allow_empty, prune, states)
-            memo = Cache(cache.default_dir())
-            planned = pipeline.make_plan(source, hv, memo=memo)
-            doc = render.plan_json(planned.plan, planned.inputs.problems, instance=instance)
-            if plan_file and not saved_plan.applicable(plan_file, doc):
-                return EXIT_ERROR
-            _show_plan(planned, fmt, doc)
-            if planned.plan.has_changes and not yes and not _confirm():
-                click.echo("Apply cancelled.", err=True)
-                return EXIT_ERROR
-            revision = gitinfo.revision(folder)
-            if revision.problem:  # said once, never left out silently
-                click.echo(f"warning: {revision.problem}", err=True)
-            settings = Settings(parallel=parallel or cfg.parallel,
-                                commit=revision.commit, instance=instance)
-            # Without changes this writes nothing: each action's result (blocked, pending
-            # restart, suspended) still goes to the status file.
-            results = execute(planned.plan, hv, settings)
-            # Each result as a fresh read of the host shows it: "converged" only when a new
-            # plan has nothing left to do for that resource.
-            _, results = pipeline.verify(source, hv, planned, results, memo=memo)
-        finally:
-            hv.close()
-        status.record(states, instance, planned, results, revision)
-        _forget_approvals(states, instance, planned, results)
-    if not planned.plan.has_changes:
-        return _exit_for(planned, results)
-    if fmt == "json":
-        click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
-    else:
-        click.echo(render.results_text(results), nl=False)
+            with lock.exclusive(instance, command="apply", state_dir=states,
+                                timeout=lock_timeout):
+                hv = connect_libvirt(connect)
+                try:
+                    source = _source(folder, cfg, instance, max_destroy, allow_empty, prune,
+                                     states)
+                    memo = Cache(cache.default_dir())
+                    planned = pipeline.make_plan(source, hv, memo=memo)
+                    doc = render.plan_json(planned.plan, planned.inputs.problems,
+                                           instance=instance)
+                    if plan_file and not saved_plan.applicable(plan_file, doc):
+                        return EXIT_ERROR
+                    _show_plan(planned, fmt, doc)
+                    if planned.plan.has_changes and not yes and not _confirm():
+                        click.echo("Apply cancelled.", err=True)
+                        return EXIT_ERROR
+                    revision = gitinfo.revision(folder)
+                    if revision.problem:  # said once, never left out silently
+                        click.echo(f"warning: {revision.problem}", err=True)
+                    settings = Settings(parallel=parallel or cfg.parallel,
+                                        commit=revision.commit, instance=instance,
+                                        halt=interrupts.received)
+                    interrupts.changing = True  # from here on a signal stops between steps
+                    # Without changes this writes nothing: each action's result (blocked,
+                    # pending restart, suspended) still goes to the status file.
+                    results = execute(planned.plan, hv, settings)
+                    # Each result as a fresh read of the host shows it: "converged" only
+                    # when a new plan has nothing left to do for that resource.
+                    _, results = pipeline.verify(source, hv, planned, results, memo=memo)
+                finally:
+                    hv.close()
+                status.record(states, instance, planned, results, revision)
+                _forget_approvals(states, instance, planned, results)
+        except Stopped as stopped:
+            click.echo(f"reconciler: interrupted by {stopped} before any change: nothing was "
+                       "changed", err=True)
+            return EXIT_ERROR
+        return _report(planned, results, fmt, interrupts)
+
+
+def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
+            interrupts: Interrupts) -> int:
+    """Print the results (when anything was to change, or a signal came) and give apply's exit
+    status."""
+    if planned.plan.has_changes or interrupts.signal:
+        if fmt == "json":
+            click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
+        else:
+            click.echo(render.results_text(results), nl=False)
+    if interrupts.signal:
+        text, unfinished = interrupts.summary([r.message for r in results])
+        click.echo(text, err=True)
+        if unfinished:
+            return EXIT_ERROR
     return _exit_for(planned, results)
 
 

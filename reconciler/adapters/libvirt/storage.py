@@ -238,8 +238,19 @@ class Storage(Connection):
             vol.resize(capacity, 0)
 
     def delete_volume(self, pool: str, name: str) -> None:
-        with translated(f"deleting volume {name} in pool {pool}", settled=True):
-            self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
+        """Delete the volume. NotFoundError only when the pool is there and has no volume of
+        that name (libvirt's VIR_ERR_NO_STORAGE_VOL): a missing pool is a PermanentError,
+        never taken for the volume being gone (its file may still be on disk)."""
+        what = f"deleting volume {name} in pool {pool}"
+        with translated(what, settled=True):
+            try:
+                storage = self.conn.storagePoolLookupByName(pool)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    raise
+                raise PermanentError(f"{what}: the pool does not exist (any more); the volume "
+                                     "was not deleted") from exc
+            storage.storageVolLookupByName(name).delete(0)
 
     def upload_volume(self, pool: str, name: str, data: bytes) -> None:
         """Make ``name`` a raw volume holding exactly ``data``, sent through libvirt's storage

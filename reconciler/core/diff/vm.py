@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from reconciler.core.diff import vm_pending as pending
 from reconciler.core.diff import vm_resources as fields
 from reconciler.core.diff.guards import DEFAULT_GUARDS, Guards, held_back, pruning
 from reconciler.core.model.vm import DesiredVM, LiveVM, PowerState, simple_fields
@@ -123,16 +124,22 @@ def _protected(vm: LiveVM) -> bool:
 
 
 def destroy_steps(vm: LiveVM) -> tuple[Step, ...]:
-    """Stop (graceful, then forced), undefine, then each volume as its reclaim says."""
+    """Stop (graceful, then forced), each volume as its reclaim says (a volume whose create an
+    interrupted apply never finished is deleted: the guest never had it), the seed, the volumes
+    an interrupted update was to delete, then undefine: last, so that a destroy interrupted
+    before it is still a marked domain without a manifest, destroyed again by the next run."""
     me = vm_target(vm.name)
     steps = [Step(Op.STOP, me, effect=Effect.LIVE)] if vm.running else []
-    steps.append(Step(Op.UNDEFINE, me))
+    creating = pending.Recorded.of(vm).creating
     for disk in vm.config.disks:
-        op = Op.DELETE_VOLUME if disk.reclaim == "delete" else Op.KEEP_VOLUME
-        steps.append(Step(op, vm_target(vm.name, Part.DISK, disk.name), disk, None))
+        gone = replace(disk, reclaim="delete") if disk.name in creating else disk
+        op = Op.DELETE_VOLUME if gone.reclaim == "delete" else Op.KEEP_VOLUME
+        steps.append(Step(op, vm_target(vm.name, Part.DISK, disk.name), gone, None))
     if vm.config.cloud_init:
         steps.append(Step(Op.DELETE_SEED, vm_target(vm.name, Part.SEED),
                           vm.config.cloud_init.pool, None))
+    steps += pending.destroy_steps(vm)
+    steps.append(Step(Op.UNDEFINE, me))
     return tuple(steps)
 
 
@@ -143,13 +150,15 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
     wants_running = d.state == PowerState.RUNNING
     # A VM about to be stopped takes every change at its next start: plan it as a stopped one.
     running = have.running and wants_running
+    unfinished = pending.Recorded.of(have)  # what an interrupted apply left
     steps: list[Step] = []
     steps += fields.scalars(d, have, running=running)
-    steps += fields.disks(d, have, running=running)
+    steps += fields.disks(d, have, running=running, creating=unfinished.creating)
     steps += fields.nics(d, cfg, running=running)
-    steps += fields.seed(d, cfg, running=running)
+    steps += fields.seed(d, cfg, running=running, rewrite=unfinished.rewrite)
     if running:
-        steps += fields.device_gaps(d, have)
+        steps += fields.device_gaps(d, have, unfinished.unplugging,
+                                    unfinished.deleted_disks)
     if d.autostart != cfg.autostart:
         steps.append(Step(Op.SET_AUTOSTART, me, cfg.autostart, d.autostart))
     if d.firmware != cfg.firmware:
@@ -172,6 +181,8 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
         (Op.SET_PROTECT, cfg.protect, d.protect),
     )
     steps += [Step(op, me, old, new) for op, old, new in recorded if old != new]
+    finishing, waiting = pending.steps(d, have)
+    steps += finishing
     mark = have.mark
     if mark and mark.manifest != want.source.relative:
         steps.append(Step(Op.SET_MANIFEST, me, mark.manifest, want.source.relative))
@@ -188,6 +199,8 @@ def update(want: DesiredVM, have: LiveVM) -> Action:
         and any(fields.restart_finishes(s) for s in steps)
         and not any(s.effect == Effect.REFUSED for s in steps)
     )
+    if restart:  # the restart releases the disks whose volumes wait to be deleted
+        steps += waiting
     return _in_state(Action(Kind.UPDATE, me, tuple(steps), restart=restart, desired=want,
                             live=have))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler.core.model.common import DISK, NIC
 from reconciler.core.model.vm import Disk, LiveVM, Nic, VMSpec
 from reconciler.core.plan import Cause, Effect, Op, Part, Step, Target, vm_target
 from reconciler.core.xml.devices import match_nics, next_target
@@ -67,9 +68,12 @@ def scalars(d: VMSpec, have: LiveVM, *, running: bool) -> list[Step]:
     return out
 
 
-def disks(d: VMSpec, vm: LiveVM, *, running: bool) -> list[Step]:
+def disks(d: VMSpec, vm: LiveVM, *, running: bool,
+          creating: frozenset[str] = frozenset()) -> list[Step]:
     """Disks added (each with a target name free in both the persistent and the live
-    definition: libvirt refuses a duplicated target), removed, grown, moved to another bus."""
+    definition: libvirt refuses a duplicated target), removed, grown, moved to another bus.
+    ``creating``: disks whose volume an interrupted apply was to create (``vm_pending``): a
+    missing one is created, not refused as lost, and a removed one's volume goes with it."""
     out = []
     have = {disk.name: disk for disk in vm.config.disks}
     used = set(vm.targets)
@@ -81,12 +85,14 @@ def disks(d: VMSpec, vm: LiveVM, *, running: bool) -> list[Step]:
             out.append(Step(Op.ATTACH_DISK, target, None, disk, hot,
                             device=next_target(disk.bus, used)))
             continue
-        if old.size < 0:
+        if old.size < 0 and disk.name not in creating:
             out.append(Step(Op.RESTORE_VOLUME, target, old, disk, Effect.REFUSED))
             continue
         if (old.pool, old.format) != (disk.pool, disk.format):
             out.append(Step(Op.MOVE_VOLUME, target, old, disk, Effect.REFUSED))
-        if disk.size < old.size:
+        if old.size < 0:  # an interrupted apply defined the disk and did not make its volume
+            out.append(Step(Op.CREATE_VOLUME, target, None, disk))
+        elif disk.size < old.size:
             out.append(Step(Op.SHRINK_VOLUME, target, old.size, disk.size, Effect.REFUSED))
         elif disk.size > old.size:
             out.append(Step(Op.GROW_VOLUME, target, old.size, disk.size, hot))
@@ -97,9 +103,10 @@ def disks(d: VMSpec, vm: LiveVM, *, running: bool) -> list[Step]:
             out.append(Step(Op.SET_RECLAIM, target, old.reclaim, disk.reclaim))
     for old in have.values():
         target = vm_target(d.name, Part.DISK, old.name)
-        out.append(Step(Op.DETACH_DISK, target, old, None, hot))
-        if old.reclaim == "delete":
-            out.append(Step(Op.DELETE_VOLUME, target, old, None, hot))
+        gone = replace(old, reclaim="delete") if old.name in creating else old
+        out.append(Step(Op.DETACH_DISK, target, gone, None, hot))
+        if gone.reclaim == "delete" and not (old.name in creating and old.size < 0):
+            out.append(Step(Op.DELETE_VOLUME, target, gone, None, hot))
     return [_on_overlay(s, vm.config.disks) for s in out]
 
 
@@ -128,9 +135,11 @@ def _nic(vm: str, nic: Nic) -> Target:
     return vm_target(vm, Part.NIC, nic.mac or "")
 
 
-def seed(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Step]:
+def seed(d: VMSpec, cfg: VMSpec, *, running: bool, rewrite: bool = False) -> list[Step]:
     """The seed, compared by the short hash of its files (never by content). cloud-init reads
-    it only at boot: a running VM takes a new seed at its next start. Its removal ejects it."""
+    it only at boot: a running VM takes a new seed at its next start. Its removal ejects it.
+    ``rewrite``: an interrupted apply was writing it, so its content is not known: written
+    again."""
     want, have = d.cloud_init, cfg.cloud_init
     boot = Effect.RESTART if running else Effect.CONFIG
     target = vm_target(d.name, Part.SEED)
@@ -143,17 +152,27 @@ def seed(d: VMSpec, cfg: VMSpec, *, running: bool) -> list[Step]:
         return [Step(Op.DETACH_SEED, target, have.digest, None,
                      Effect.LIVE if running else Effect.CONFIG)]
     out = []
-    if want.digest != have.digest:
+    if want.digest != have.digest or rewrite:
         out.append(Step(Op.WRITE_SEED, target, have.digest, want.digest, boot))
     if want.pool != have.pool:
         out.append(Step(Op.MOVE_SEED, target, have.pool, want.pool, boot))
     return out
 
 
-def device_gaps(d: VMSpec, have: LiveVM) -> list[Step]:
+def device_gaps(d: VMSpec, have: LiveVM,
+                unplugging: frozenset[tuple[str, str]] = frozenset(),
+                deleting: frozenset[str] = frozenset()) -> list[Step]:
     """Devices the persistent config already agrees on but the running VM does not: a hot-plug
-    to retry, or an unplug the guest has not done (it waits for a restart)."""
+    to retry, or an unplug the guest has not done (it waits for a restart). ``unplugging``:
+    (part, key) of the unplugs an interrupted apply was to send and may not have: sent now;
+    ``deleting``: disks whose volume an interrupted apply was to delete."""
     out: list[Step] = []
+
+    def unplug(part: str, key: str) -> tuple[Effect, Cause | None]:
+        if (part, key) in unplugging:
+            return Effect.LIVE, None
+        return Effect.PENDING, Cause.NOT_RELEASED
+
     cfg = have.config
     if have.live_disks is not None:
         in_config = {disk.name for disk in cfg.disks}
@@ -162,15 +181,16 @@ def device_gaps(d: VMSpec, have: LiveVM) -> list[Step]:
         out += [Step(Op.ATTACH_DISK, vm_target(d.name, Part.DISK, disk.name), None, disk,
                      Effect.LIVE, Cause.NOT_PLUGGED)
                 for disk in d.disks if disk.name in in_config and disk.name not in live]
-        out += [Step(Op.DETACH_DISK, vm_target(d.name, Part.DISK, name), disk, None,
-                     Effect.PENDING, Cause.NOT_RELEASED)
+        out += [Step(Op.DETACH_DISK, vm_target(d.name, Part.DISK, name),
+                     replace(disk, reclaim="delete") if name in deleting else disk, None,
+                     *unplug(DISK, name))
                 for name, disk in live.items() if name not in wanted and name not in in_config]
     if have.live_nics is not None and not nics(d, cfg, running=True):
         _, remove, add = match_nics(d.nics, have.live_nics)
         out += [Step(Op.ATTACH_NIC, _nic(d.name, n), None, n, Effect.LIVE, Cause.NOT_PLUGGED)
                 for n in add]
-        out += [Step(Op.DETACH_NIC, _nic(d.name, n), n, None, Effect.PENDING,
-                     Cause.NOT_RELEASED) for n in remove]
+        out += [Step(Op.DETACH_NIC, _nic(d.name, n), n, None, *unplug(NIC, n.mac or ""))
+                for n in remove]
     return out
 
 

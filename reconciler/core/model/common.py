@@ -16,6 +16,32 @@ class Source:
     line: int
 
 
+# What an entry of a mark's record of unfinished work (``Pending``) asks for.
+CREATE = "create"  # the disk's volume is the tool's to make: missing, it is made, not restored
+WRITE = "write"  # the cloud-init seed's content is not known to be complete: written again
+DELETE = "delete"  # the volume (of a disk, or the seed) is deleted once no domain holds it
+UNPLUG = "unplug"  # the disk or NIC (gone from the persistent definition) leaves the running VM
+# ... and which part of the VM it is about.
+DISK, SEED, NIC = "disk", "seed", "nic"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One piece of work apply recorded in a domain's mark before it began it, so that a run
+    interrupted at any point (kill -9, a host crash) leaves it visible and owned: the next plan
+    reads it and finishes it, with the manifest or, once the manifest is gone, by destroying.
+
+    ``op``: ``CREATE``, ``WRITE``, ``DELETE`` or ``UNPLUG`` (above). ``part``: ``DISK``,
+    ``SEED`` or ``NIC``. ``key``: the disk's name, the NIC's MAC ("" for the seed). ``pool``:
+    where the volume is (disks and the seed). A volume is always the VM's own, named from the
+    VM and ``key`` (``<vm>-<disk>``, ``<vm>-cidata``), never one the record names freely."""
+
+    op: str
+    part: str
+    key: str = ""
+    pool: str = ""
+
+
 @dataclass(frozen=True)
 class Mark:
     """The tool's element in a managed domain's <metadata>."""
@@ -27,4 +53,5 @@ class Mark:
     applied: dict[str, Any] = field(compare=False, hash=False)
     instance: str = "default"  # which reconciler instance owns the domain
     corrupt: bool = False  # the element is there but unreadable: never destroyed on its word
+    pending: tuple[Pending, ...] = ()  # work begun and not known to be finished, in order
 

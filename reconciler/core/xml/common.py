@@ -8,7 +8,17 @@ from typing import Any
 
 from lxml import etree
 
-from reconciler.core.model.common import Mark
+from reconciler.core.model.common import (
+    CREATE,
+    DELETE,
+    DISK,
+    NIC,
+    SEED,
+    UNPLUG,
+    WRITE,
+    Mark,
+    Pending,
+)
 from reconciler.core.model.vm import LiveHold
 
 NS = "https://reconciler.dev/xmlns/domain/v1"
@@ -50,6 +60,9 @@ def mark_element(mark: Mark) -> etree._Element:
     if mark.commit:
         sub(root, f"{{{NS}}}commit", mark.commit)
     sub(root, f"{{{NS}}}applied", json.dumps(mark.applied, sort_keys=True))
+    for entry in mark.pending:
+        attrs = {"op": entry.op, "part": entry.part, "key": entry.key, "pool": entry.pool}
+        sub(root, f"{{{NS}}}pending", **{k: v for k, v in attrs.items() if v})
     return root
 
 
@@ -109,7 +122,26 @@ def read_mark(root: etree._Element) -> Mark | None:
         # No instance: not provably ours. It then looks like another instance's domain.
         instance=element.findtext(f"{{{NS}}}instance") or "",
         corrupt=corrupt,
+        pending=tuple(_pending(element)),
     )
+
+
+_PENDING_PARTS = {CREATE: (DISK,), WRITE: (SEED,), DELETE: (DISK, SEED), UNPLUG: (DISK, NIC)}
+
+
+def _pending(element: etree._Element) -> list[Pending]:
+    """The mark's record of unfinished work; an entry the tool would not have written (edited
+    by hand) is left out."""
+    out = []
+    for entry in element.iterfind(f"{{{NS}}}pending"):
+        op, part = entry.get("op", ""), entry.get("part", "")
+        key, pool = entry.get("key", ""), entry.get("pool", "")
+        if part not in _PENDING_PARTS.get(op, ()) or (part == DISK and not key):
+            continue
+        if op != UNPLUG and not pool:
+            continue
+        out.append(Pending(op, part, key, pool))
+    return out
 
 
 def _plausible(applied: dict[str, Any]) -> bool:
