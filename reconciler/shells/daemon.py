@@ -45,6 +45,7 @@ EVENT_COALESCE = 0.05  # seconds: a burst of libvirt events gives one reconcile
 READ_TIMEOUT = 30.0  # seconds for reading the manifests and the host (keepalive ends a
 # libvirt call to a libvirtd that hangs after 20 s: this is for what keepalive does not cover)
 GIT_TIMEOUT = 5.0  # seconds for `git rev-parse HEAD`
+CONFIG_TIMEOUT = 5.0  # seconds for reading the config file (SIGHUP)
 CLOSE_TIMEOUT = 2.0  # seconds to close the libvirt connection at exit
 
 
@@ -102,6 +103,7 @@ class Daemon:
         self._crashed = False
         self._reading = self._read_lane()
         self._git = Lane("git rev-parse HEAD", bounded=self.progress.bounded)
+        self._config = Lane("reading the config file", bounded=self.progress.bounded)
 
     def _read_lane(self) -> Lane:
         return Lane("reading the manifests and the host", on_done=self.wakeups.read_done,
@@ -222,8 +224,8 @@ class Daemon:
     def _reload_config(self) -> None:
         self.progress.busy("reading the config")
         try:
-            cfg = self._reading.call(lambda: configuration.load(self.options.config_file),
-                                     timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
+            cfg = self._config.call(lambda: configuration.load(self.options.config_file),
+                                    timeout=CONFIG_TIMEOUT, stop=self.wakeups.stop.is_set)
         except (ReconcilerError, Blocked, Stopped) as exc:
             log.error("config reload failed; keeping the old config", error=str(exc))
             return

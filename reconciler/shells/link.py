@@ -106,20 +106,28 @@ class LivePoll:
         self.period = period
         self._names: set[str] = set()
         self._snapshot: dict[str, tuple[int, int, int]] = {}
+        self._generation = 0  # bumped by ``watch``
+        self._lock = threading.Lock()
 
     def watch(self, names: set[str]) -> None:
         """Poll these from now on, from a new baseline (after the daemon's own changes)."""
-        self._names, self._snapshot = names, {}
+        with self._lock:
+            self._names, self._snapshot = names, {}
+            self._generation += 1
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.period):
-            hv, names = self.link.hv, self._names
+            hv, names, generation = self.link.hv, self._names, self._generation
             if hv is None or not names:
                 continue
             try:
                 values = hv.live_values(set(names))
             except ReconcilerError:
                 continue
-            if self._snapshot and values != self._snapshot:
+            with self._lock:
+                if generation != self._generation:
+                    continue  # read before the daemon's own changes: no baseline
+                changed = bool(self._snapshot) and values != self._snapshot
+                self._snapshot = values
+            if changed:
                 self.changed()
-            self._snapshot = values

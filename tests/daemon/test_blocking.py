@@ -154,6 +154,27 @@ def test_a_manifest_that_blocks_its_reader_blocks_no_sigterm(host, tmp_path, dae
     assert time.monotonic() - started < 5
 
 
+def test_a_config_file_that_blocks_its_reader_at_sighup_blocks_no_reconcile(host, tmp_path,
+                                                                           daemon_factory):
+    config = tmp_path / "config.yaml"
+    config.write_text("maxDestroy: 5\n")
+    manifests = tmp_path / "manifests"
+    write_manifest(manifests, "a.yaml", vm_manifest(f"{host.prefix}a", state="stopped"))
+    daemon = daemon_factory(manifests, host.uri, args=("--config", str(config)))
+    daemon.wait_ready()
+    config.unlink()
+    os.mkfifo(config)  # SIGHUP reads it again: open() waits for a writer
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    name = f"{host.prefix}b"
+    write_manifest(manifests, "b.yaml", vm_manifest(name, state="stopped"))
+    assert wait_for(lambda: host.exists(name), 15), daemon.output()
+    assert "config reload failed" in daemon.output()
+    started = time.monotonic()
+    assert daemon.stopped_within(STOP_BOUND) == 0, daemon.output()
+    assert time.monotonic() - started < 5
+
+
 HANGING_GIT = """\
 #!/bin/sh
 # A git whose child never returns, holding the output pipe (a hung file system, a hook).

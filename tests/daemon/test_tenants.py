@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import daemonproc
 import libvirt
+import pytest
 from conftest import accelerator, run_cli, vm_manifest, write_manifest
 from daemonproc import wait_for
 
@@ -121,21 +122,37 @@ def test_another_instances_domain_churn_wakes_nothing(host, tmp_path, daemon_fac
     assert daemon.stop() == 0
 
 
-def test_a_tenants_network_churn_wakes_nothing(host, tmp_path, daemon_factory):
+def _tenant_network(host, tmp_path):  # type: ignore[no-untyped-def]
+    return host.conn.networkLookupByName(host.network())  # an isolated network, started
+
+
+def _tenant_pool(host, tmp_path):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "tenant-pool"
+    folder.mkdir()
+    pool = host.conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>{host.prefix}tpool</name><target><path>{folder}</path>"
+        "</target></pool>")
+    pool.create()
+    return pool
+
+
+@pytest.mark.parametrize("make", [_tenant_network, _tenant_pool], ids=["network", "pool"])
+def test_a_tenants_network_or_pool_churn_wakes_nothing(host, tmp_path, daemon_factory, make):
     _, _, daemon = _pending_restart_vm(host, tmp_path, daemon_factory)
-    net = host.conn.networkLookupByName(host.network())  # started: an isolated network
+    obj = make(host, tmp_path)
 
     def step(_: int) -> None:
-        if net.isActive():
-            net.destroy()
+        if obj.isActive():
+            obj.destroy()
         else:
-            net.create()
+            obj.create()
 
     before = _quiet(daemon)
     with churn(step) as done:
         time.sleep(QUIET)
     assert done[0] >= 4
     assert _quiet(daemon) == before, daemon.output()
+    assert daemon.metric('reconciler_libvirt_events_total{effect="ignored"}') >= 4
     assert daemon.stop() == 0
 
 
