@@ -77,8 +77,10 @@ class Wakeups:
         return True
 
     def read_done(self) -> None:
-        self.read_returned = True
-        self.wake.set()
+        """A read ended (any thread): if it was one given up on, its lane is free again."""
+        if self.read_retry_at is not None:
+            self.read_returned = True
+            self.wake.set()
 
     def read_blocked(self, error: str) -> float:
         """A read did not return: when it is tried again (seconds from now)."""
