@@ -36,7 +36,7 @@ from reconciler.shells.metrics import Metrics
 from reconciler.shells.retries import Retries
 from reconciler.shells.sdnotify import Notifier
 from reconciler.shells.statefile import StateFile
-from reconciler.shells.supervisor import Progress, Supervisor, exit_now
+from reconciler.shells.supervisor import HARD_STOP, Progress, Supervisor, exit_now
 from reconciler.shells.wakeups import Wakeups, interest
 
 log = structlog.get_logger("reconciler.run")
@@ -160,7 +160,8 @@ class Daemon:
                      interval=self.options.interval, debounce=self.options.debounce)
             loop = threading.Thread(target=self._run_loop, name="reconcile", daemon=True)
             loop.start()
-            ended = Supervisor(self.notifier, self.progress, self.wakeups.stop).supervise(loop)
+            ended = Supervisor(self.notifier, self.progress, self.wakeups.stop,
+                               hard_stop=HARD_STOP).supervise(loop)
             watcher.stop()
             code = 1 if self._crashed else 0
             if not ended:

@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from reconciler.core.result import Result
 from reconciler.core.status import VMStatus
+from reconciler.shells.bounded import Blocked, Lane
 
 log = structlog.get_logger("reconciler.run")
 
@@ -31,12 +32,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 STATUSES = ("in sync", "pending", "pending restart", "failed", "blocked", "conflict",
             "suspended")
 CLIENT_TIMEOUT = 10.0  # seconds a scraper may take to send its request or read the answer
+BIND_TIMEOUT = 2.0  # seconds a retry to bind the metrics address may take
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.server: WSGIServer | None = None
+        self._binding = Lane("binding the metrics address")
         r = self.registry
         self.runs = Counter("reconciler_reconcile_runs_total", "Reconcile runs by result",
                             ["result"], registry=r)
@@ -92,7 +95,12 @@ class Metrics:
         if not address or self.server is not None:
             return
         try:
-            self.serve(address)
+            if first:
+                self.serve(address)
+            else:  # from the reconcile loop: a host name's lookup may hang (DNS)
+                self._binding.call(lambda: self.serve(address), timeout=BIND_TIMEOUT)
+        except Blocked:
+            return
         except (OSError, ValueError) as exc:
             if first:
                 log.warning("metrics not served; running without them, trying again at each "

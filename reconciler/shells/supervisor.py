@@ -71,14 +71,17 @@ class Progress:
 
 class Supervisor:
     """``supervise(loop)`` runs in the main thread until the loop thread ends, or until
-    ``stop`` is set and the loop has had ``grace`` seconds to end."""
+    ``stop`` is set and the loop has had ``grace`` seconds to end. ``hard_stop``: seconds
+    after ``stop`` when the process exits whatever it does (None: never; a process that is
+    not the daemon's own must not be ended so)."""
 
     def __init__(self, notifier: Notifier, progress: Progress, stop: threading.Event,
-                 grace: float = STOP_GRACE) -> None:
+                 grace: float = STOP_GRACE, hard_stop: float | None = None) -> None:
         self.notifier = notifier
         self.progress = progress
         self.stop = stop
         self.grace = grace
+        self.hard_stop = hard_stop
         self._pinged_at = 0.0
 
     def supervise(self, loop: threading.Thread) -> bool:
@@ -90,8 +93,8 @@ class Supervisor:
             self.stop.wait(tick)
             if period:
                 self._watchdog(period)
-        if self.stop.is_set():
-            self._hard_stop_timer()
+        if self.stop.is_set() and self.hard_stop is not None:
+            self._hard_stop_timer(self.hard_stop)
         if loop.is_alive():
             loop.join(self.grace)
         return not loop.is_alive()
@@ -105,10 +108,10 @@ class Supervisor:
             self.notifier.send(WATCHDOG=1)
 
     @staticmethod
-    def _hard_stop_timer() -> None:
+    def _hard_stop_timer(seconds: float) -> None:
         """The last resort: whatever blocks the main thread too (a log write to a stalled
-        stderr), the process exits ``HARD_STOP`` seconds after SIGTERM."""
-        timer = threading.Timer(HARD_STOP, exit_now, args=(0,))
+        stderr), the process exits ``seconds`` after SIGTERM."""
+        timer = threading.Timer(seconds, exit_now, args=(0,))
         timer.daemon = True
         timer.start()
 

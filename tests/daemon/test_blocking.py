@@ -44,7 +44,7 @@ def test_a_notify_socket_nobody_reads_blocks_no_reconcile(host, tmp_path, daemon
     for i in range(3):  # reconciles go on, each one sending a STATUS nobody reads
         name = f"{host.prefix}b{i}"
         write_manifest(manifests, f"b{i}.yaml", vm_manifest(name, state="stopped"))
-        assert wait_for(lambda n=name: host.exists(n), 10), daemon.output()
+        assert wait_for(lambda n=name: host.exists(n), 15), daemon.output()
     assert wait_for(lambda: daemon.metric("reconciler_notify_dropped_total") >= 10, 5)
     assert daemon.stopped_within(STOP_BOUND) == 0, daemon.output()
 
@@ -69,7 +69,7 @@ def test_a_hung_qemu_stops_the_watchdog_and_sigterm_still_ends_the_daemon(host, 
         seen = len(daemon.messages)
         write_manifest(manifests, "h.yaml", vm_manifest(name, vcpus=2, max_vcpus=2))
         assert wait_for(lambda: any("STATUS=changing 1 resource" in m
-                                    for m in daemon.messages[seen:]), 10), daemon.output()
+                                    for m in daemon.messages[seen:]), 20), daemon.output()
         time.sleep(1)  # the loop is in setVcpusFlags now (a last ping may be on its way)
         blocked = time.monotonic()
         time.sleep(4)
@@ -195,11 +195,11 @@ def test_a_git_that_does_not_return_blocks_no_reconcile(host, tmp_path, daemon_f
     try:
         daemon = daemon_factory(manifests, host.uri,
                                 env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
-        assert wait_for(lambda: host.exists(name), 20), daemon.output()
-        daemon.wait_ready(5)
+        assert wait_for(lambda: host.exists(name), 30), daemon.output()
+        daemon.wait_ready(20)
         second = f"{host.prefix}g2"
         write_manifest(manifests, "g2.yaml", vm_manifest(second, state="stopped"))
-        assert wait_for(lambda: host.exists(second), 10), daemon.output()
+        assert wait_for(lambda: host.exists(second), 20), daemon.output()
         assert daemon.stopped_within(STOP_BOUND) == 0
     finally:
         for pid in pids.read_text().split() if pids.exists() else ():

