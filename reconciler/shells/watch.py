@@ -85,7 +85,7 @@ class Watch:
     def __init__(self, root: Path, wake: Callable[[], None], *,
                  on_error: Callable[[str], None] | None = None, poll: float = POLL) -> None:
         self.root = root
-        self.target = root.parent if root.is_file() else root
+        self.target = root  # for a file, its directory (known once the poller has looked)
         self.wake = wake
         self.on_error = on_error
         self.poll = poll
@@ -98,6 +98,8 @@ class Watch:
         self._watch: ObservedWatch | None = None
         self._gone = False
         self._failed: str | None = None
+        self._first = threading.Event()  # the first look is done
+        self._late = False  # ... after ``start`` stopped waiting for it
         self._poller = threading.Thread(target=self._poll, name="watch-identity", daemon=True)
 
     @property
@@ -105,15 +107,26 @@ class Watch:
         """Whether an inotify watch is set on what the path leads to."""
         return self._watch is not None
 
-    def start(self) -> None:
+    def start(self, wait: float = 2.0) -> None:
+        """Start watching; the first look at the file system is waited for ``wait`` seconds
+        at most (a file system that hangs): then it is made as soon as it can, and wakes."""
         self._observer.start()
+        self._poller.start()
+        if not self._first.wait(wait):
+            self._late = True
+
+    def _begin(self) -> None:
+        if self.root.is_file():
+            self.target = self.root.parent
         parent = self.target.parent
         if parent != self.target:
             with contextlib.suppress(OSError):  # the periodic look still notices it
                 self._observer.schedule(_Parent(self._nudge.set), str(parent),
                                         recursive=False)
         self.check(first=True)
-        self._poller.start()
+        self._first.set()
+        if self._late:
+            self.wake()
 
     def stop(self) -> None:
         self._stop.set()
@@ -127,6 +140,7 @@ class Watch:
     def _poll(self) -> None:
         """The one thread that sets watches up (the observer's own thread only nudges it: it
         holds the observer's lock while it hands out events)."""
+        self._begin()
         while True:
             self._nudge.wait(self.poll)
             self._nudge.clear()
@@ -136,7 +150,7 @@ class Watch:
 
     def check(self, *, first: bool = False) -> None:
         """Set the watch up again if what the path leads to is not what is watched (in the
-        poll thread, or before it starts)."""
+        poll thread only)."""
         with self._lock:
             now = identity(self.target)
             changed = now != self._identity or self._gone
