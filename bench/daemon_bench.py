@@ -476,7 +476,8 @@ class Bench:
         """What else happened on the host during a figure."""
         ours, foreign = self.events.between(since, time.monotonic(), self.prefix + "-")
         print(f"   libvirt lifecycle events meanwhile: {ours} of this benchmark's domains, "
-              f"{foreign} of other domains on the host (each one wakes the daemon)")
+              f"{foreign} of other domains on the host (those no manifest names and the daemon "
+              "does not manage wake nothing)")
         self.restarts(since, daemon)
 
     @staticmethod
@@ -599,7 +600,8 @@ class Bench:
               f"({(ticks_after - ticks_before) / CLK_TCK:.2f} s CPU; {runs:g} reconcile run(s) "
               f"in the window)   target < {CPU_TARGET:g} %: {verdict(cpu < CPU_TARGET)}")
         print(f"   libvirt lifecycle events in the window: {ours} of this benchmark's domains, "
-              f"{foreign} of other domains on the host (each one wakes the daemon)")
+              f"{foreign} of other domains on the host (those no manifest names and the daemon "
+              "does not manage wake nothing)")
         self.restarts(wall_before, daemon)
         print(f"   RSS: {rss_mib:5.1f} MiB (max over the window; peak since start VmHWM "
               f"{hwm / 1024:.1f} MiB)   target < {RSS_TARGET_MIB:g} MiB: "
@@ -638,7 +640,7 @@ class Bench:
             tick = time.monotonic()
             try:  # a transient domain: created and started at once, gone when destroyed
                 dom = self.live().createXML(xml, 0)
-                time.sleep(0.4)
+                time.sleep(0.1)
                 dom.destroy()
                 made += 1
             except libvirt.libvirtError as exc:
@@ -652,8 +654,13 @@ class Bench:
         events = sum(1 for at, n, _ in self.events.seen if n == name and started <= at <= ended)
         print(f"   the tenant's VM created and destroyed {made} times: {events} lifecycle "
               f"events from libvirt; the daemon ignored {ignored:g} event(s)")
-        print(f"   daemon reconciles in the window: {runs:g}   target 0 caused by the tenant: "
-              f"{verdict(runs == 0)}")
+        # A libvirtd restarted by someone else gives one reconcile on reconnecting.
+        wall = time.time() - (time.monotonic() - started)
+        reconnects = sum(1 for e in daemon.events() if e.get("event") == "connected to libvirt"
+                         and _epoch(e.get("timestamp", "")) >= wall)
+        caused = max(0.0, runs - reconnects)
+        print(f"   daemon reconciles in the window: {runs:g} ({reconnects} after libvirtd "
+              f"restarted)   target 0 caused by the tenant: {caused:g}, {verdict(caused == 0)}")
         self.restarts(started, daemon)
         daemon.stop()
 
