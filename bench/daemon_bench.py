@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: `reconciler run` (the daemon) on the real libvirtd.
 
-Three figures, each beside its target:
+Four figures, each beside its target:
 
 1. Edit-to-change latency. A running OS-less VM under the daemon (``--debounce 1``); its manifest
    is edited (``autostart`` toggled true/false, then vCPUs hot-plugged 1 -> 2 -> 3 -> 4) and the
@@ -14,6 +14,14 @@ Three figures, each beside its target:
    --yes``), the daemon at its default ``--interval 60``: its CPU share (utime + stime from
    /proc/PID/stat over 60 s) and RSS (VmRSS). Targets: CPU under 1 %, RSS under 80 MiB. Beside it
    the RSS of a bare libvirt-python process that lists the domains, for scale.
+
+4. Another tenant's churn. One managed VM under the daemon (``--interval 600``, so no resync
+   falls in the window) while another tenant creates (``createXML``: a transient domain, not
+   this reconciler's, no manifest names it) and destroys a VM every second for 60 s: the
+   daemon's reconciles in the window (reconciler_reconcile_runs_total), beside the tenant's
+   lifecycle events libvirt delivered and the events the daemon ignored
+   (reconciler_libvirt_events_total{effect="ignored"}). Target: 0 reconciles caused by the
+   tenant.
 
 These are figures, not a test: the script exits 0 whether the targets are met or not, and 1 only
 when the benchmark itself could not run. Hermetic: everything it creates is named
@@ -82,6 +90,7 @@ class Config:
     drifts: int
     idle_vms: int
     idle_seconds: float
+    tenant_seconds: float = 0.0
     log_dir: Path | None = None
 
 
@@ -467,7 +476,8 @@ class Bench:
         """What else happened on the host during a figure."""
         ours, foreign = self.events.between(since, time.monotonic(), self.prefix + "-")
         print(f"   libvirt lifecycle events meanwhile: {ours} of this benchmark's domains, "
-              f"{foreign} of other domains on the host (each one wakes the daemon)")
+              f"{foreign} of other domains on the host (those no manifest names and the daemon "
+              "does not manage wake nothing)")
         self.restarts(since, daemon)
 
     @staticmethod
@@ -590,7 +600,8 @@ class Bench:
               f"({(ticks_after - ticks_before) / CLK_TCK:.2f} s CPU; {runs:g} reconcile run(s) "
               f"in the window)   target < {CPU_TARGET:g} %: {verdict(cpu < CPU_TARGET)}")
         print(f"   libvirt lifecycle events in the window: {ours} of this benchmark's domains, "
-              f"{foreign} of other domains on the host (each one wakes the daemon)")
+              f"{foreign} of other domains on the host (those no manifest names and the daemon "
+              "does not manage wake nothing)")
         self.restarts(wall_before, daemon)
         print(f"   RSS: {rss_mib:5.1f} MiB (max over the window; peak since start VmHWM "
               f"{hwm / 1024:.1f} MiB)   target < {RSS_TARGET_MIB:g} MiB: "
@@ -604,6 +615,54 @@ class Bench:
         print("   baseline: python importing reconciler.shells.cli + reconciler.shells.daemon "
               "only: "
               f"RSS {int(imports[0]) / 1024:.1f} MiB")
+
+    # --- 4. another tenant's churn -------------------------------------------------------------
+
+    def tenant(self) -> None:
+        window = self.config.tenant_seconds
+        manifests = self.work / "manifests-tenant"
+        manifests.mkdir()
+        VMManifest(f"{self.prefix}-managed", state="stopped").write(manifests)
+        print(f"\n== 4. another tenant creates and destroys a VM every second, {window:.0f} s\n"
+              f"   {self.host_note()}")
+        daemon = self.start_daemon(manifests, "tenant", ["--interval", "600"])
+        daemon.wait_ready()
+        time.sleep(2.0)  # the first cycle's own events settle
+        name = f"{self.prefix}-tenant"
+        xml = (f"<domain type='{self.domain_type()}'><name>{name}</name>"
+               "<memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type>"
+               "<bios rebootTimeout='-1'/></os><devices/></domain>")
+        runs_before = daemon.metric("reconciler_reconcile_runs_total")
+        ignored_before = daemon.metric('reconciler_libvirt_events_total{effect="ignored"}')
+        started = time.monotonic()
+        made = 0
+        while time.monotonic() - started < window:
+            tick = time.monotonic()
+            try:  # a transient domain: created and started at once, gone when destroyed
+                dom = self.live().createXML(xml, 0)
+                time.sleep(0.1)
+                dom.destroy()
+                made += 1
+            except libvirt.libvirtError as exc:
+                print(f"   NOTE: the tenant's VM: {exc}")
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+        time.sleep(1.0)  # the last events arrive
+        ended = time.monotonic()
+        runs = daemon.metric("reconciler_reconcile_runs_total") - runs_before
+        ignored = (daemon.metric('reconciler_libvirt_events_total{effect="ignored"}')
+                   - ignored_before)
+        events = sum(1 for at, n, _ in self.events.seen if n == name and started <= at <= ended)
+        print(f"   the tenant's VM created and destroyed {made} times: {events} lifecycle "
+              f"events from libvirt; the daemon ignored {ignored:g} event(s)")
+        # A libvirtd restarted by someone else gives one reconcile on reconnecting.
+        wall = time.time() - (time.monotonic() - started)
+        reconnects = sum(1 for e in daemon.events() if e.get("event") == "connected to libvirt"
+                         and _epoch(e.get("timestamp", "")) >= wall)
+        caused = max(0.0, runs - reconnects)
+        print(f"   daemon reconciles in the window: {runs:g} ({reconnects} after libvirtd "
+              f"restarted)   target 0 caused by the tenant: {caused:g}, {verdict(caused == 0)}")
+        self.restarts(started, daemon)
+        daemon.stop()
 
     # --- cleanup -------------------------------------------------------------------------------
 
@@ -678,8 +737,9 @@ def parse_args(argv: Sequence[str] | None) -> Config:
                         help="fewer iterations and a 15 s idle window, for a fast check")
     parser.add_argument("--connect", default="qemu:///system", help="libvirt URI")
     parser.add_argument("--idle-vms", type=int, default=200, help="VMs for the idle figure")
-    parser.add_argument("--skip-idle", action="store_true", help="only figures 1 and 2")
-    parser.add_argument("--skip-latency", action="store_true", help="only figure 3")
+    parser.add_argument("--skip-idle", action="store_true", help="no figure 3")
+    parser.add_argument("--skip-latency", action="store_true", help="no figures 1 and 2")
+    parser.add_argument("--skip-tenant", action="store_true", help="no figure 4")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="copy the daemons' JSON logs here (default: thrown away)")
     args = parser.parse_args(argv)
@@ -691,6 +751,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         drifts=0 if args.skip_latency else (3 if quick else 10),
         idle_vms=0 if args.skip_idle else args.idle_vms,
         idle_seconds=15.0 if quick else 60.0,
+        tenant_seconds=0.0 if args.skip_tenant else (15.0 if quick else 60.0),
         log_dir=args.log_dir,
     )
 
@@ -722,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.latency()
         if config.idle_vms:
             bench.idle()
+        if config.tenant_seconds:
+            bench.tenant()
     except BenchError as exc:
         print(f"daemon_bench: {exc}", file=sys.stderr)
         for daemon in bench.daemons:

@@ -1,7 +1,11 @@
 """`reconciler run`: reconcile on file changes, libvirt events, a timer and SIGHUP.
 
 Level-based: an event only wakes the loop; every cycle re-reads the manifests and the whole
-live state and plans afresh. Reconciles never overlap (one loop thread).
+live state and plans afresh. Reconciles never overlap: one loop thread runs them. The main
+thread only supervises it (``supervisor``): it pings systemd's watchdog while the loop makes
+progress and ends the process in bounded time after SIGTERM, whatever the loop is blocked in.
+Reads that may block for good (files, libvirt, git, the state directory) are waited for a
+bounded time (``bounded``); libvirt's keepalive ends calls to a libvirtd that hangs.
 """
 
 from __future__ import annotations
@@ -19,22 +23,30 @@ from reconciler.adapters import config as configuration
 from reconciler.adapters import git as gitinfo
 from reconciler.adapters import libvirt as libvirt_adapter
 from reconciler.adapters import lock
-from reconciler.adapters import state as state_file
 from reconciler.adapters.cache import Cache
-from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply.executor import Settings, execute
 from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
-from reconciler.core.plan import Action, Kind, Plan, Resource
+from reconciler.core.plan import Action, Plan
 from reconciler.core.result import Outcome, Result
 from reconciler.shells import accounting, watch
-from reconciler.shells.backoff import Backoff
+from reconciler.shells.bounded import Blocked, Lane, Stopped
+from reconciler.shells.link import Link, LivePoll
 from reconciler.shells.metrics import Metrics
+from reconciler.shells.retries import Retries
 from reconciler.shells.sdnotify import Notifier
+from reconciler.shells.statefile import StateFile
+from reconciler.shells.supervisor import HARD_STOP, Progress, Supervisor, exit_now
+from reconciler.shells.wakeups import Wakeups, interest
 
 log = structlog.get_logger("reconciler.run")
 
 EVENT_COALESCE = 0.05  # seconds: a burst of libvirt events gives one reconcile
+READ_TIMEOUT = 30.0  # seconds for reading the manifests and the host (keepalive ends a
+# libvirt call to a libvirtd that hangs after 20 s: this is for what keepalive does not cover)
+GIT_TIMEOUT = 5.0  # seconds for `git rev-parse HEAD`
+CONFIG_TIMEOUT = 5.0  # seconds for reading the config file (SIGHUP)
+CLOSE_TIMEOUT = 2.0  # seconds to close the libvirt connection at exit
 
 
 @dataclass(frozen=True)
@@ -59,59 +71,78 @@ class Options:
                                self.allow_empty)
 
 
+@dataclass(frozen=True)
+class Cycle:
+    plan: Plan  # everything the host needs
+    ran: tuple[Action, ...]  # what was carried out this time (not waiting for a retry)
+    results: tuple[Result, ...]  # of ``ran``, as a fresh read shows them
+    in_sync: list[str]
+    problems: int
+
+
 class Daemon:
     def __init__(self, options: Options, notifier: Notifier | None = None) -> None:
         self.options = options
-        self.notifier = notifier or Notifier()
         self.metrics = Metrics()
-        self.backoff = Backoff()
-        # A permanent failure is not retried while its inputs stay as they were: name ->
-        # (digest of the manifest and of what was read of the domain, the error).
-        self._stuck: dict[str, tuple[str, str]] = {}
-        self._inputs: dict[str, str] = {}
-        self.hv: Libvirt | None = None
+        self.notifier = notifier or Notifier()
+        self.notifier.on_drop = self._notify_dropped
+        self.retries = Retries()
         self.ready = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._reload = threading.Event()
-        self._lost = threading.Event()
-        self._files_dirty_at: float | None = None
-        self._libvirt_dirty = False
-        self._next_resync = 0.0
-        self._reconnect = Backoff(base=1.0, cap=30.0)
-        self._reconnect_at = 0.0
+        self.wakeups = Wakeups(options.interval)
+        self.progress = Progress()
+        self.link = Link(options.connect, self.metrics, on_event=self.libvirt_event,
+                         on_lost=self.connection_lost, wake=self.wakeups.wake.set,
+                         bounded=self.progress.bounded)
+        self.state = StateFile(options.state_dir, self.metrics, instance=options.instance,
+                               bounded=self.progress.bounded)
         self._managed_before: dict[str, str] = {}  # name -> applied spec hash, last cycle
         self._suspended: list[str] = []  # VMs whose manifest says reconciler/suspend
-        self._problems_backoff = Backoff(base=2.0, cap=options.interval)
-        self._running_managed: set[str] = set()
-        self._live_snapshot: dict[str, tuple[int, int, int]] = {}
+        self.live = LivePoll(self.link, lambda: self.libvirt_event("domain", "", "live values"),
+                             options.live_poll)
         self._memo = Cache(None, memory=True)  # parsed manifests and domains, in memory
+        self._last: Cycle | None = None
+        self._crashed = False
+        self._reading = self._read_lane()
+        self._git = Lane("git rev-parse HEAD", bounded=self.progress.bounded)
+        self._config = Lane("reading the config file", bounded=self.progress.bounded)
+
+    def _read_lane(self) -> Lane:
+        return Lane("reading the manifests and the host", on_done=self.wakeups.read_done,
+                    bounded=self.progress.bounded)
 
     # --- wake-ups (any thread) -----------------------------------------------------------------
 
     def files_changed(self) -> None:
-        self._files_dirty_at = time.monotonic()
-        self._wake.set()
+        self.wakeups.files_changed()
 
-    def libvirt_event(self, name: str, what: str) -> None:
-        log.debug("libvirt event", vm=name, kind=what)
-        self._libvirt_dirty = True
-        self._wake.set()
+    def libvirt_event(self, kind: str, name: str, what: str) -> None:
+        woke = self.wakeups.libvirt_event(kind, name)
+        self.metrics.events.labels("woke" if woke else "ignored").inc()
+        if woke:
+            log.debug("libvirt event", kind=kind, name=name, what=what)
 
     def connection_lost(self, reason: str) -> None:
         log.warning("libvirt connection lost", reason=reason)
-        self._lost.set()
-        self._wake.set()
+        self.wakeups.connection_lost()
 
     def stop(self, *_: object) -> None:
-        self._stop.set()
-        self._wake.set()
+        self.wakeups.stopping()
 
     def reload(self, *_: object) -> None:
-        self._reload.set()
-        self._wake.set()
+        self.wakeups.reloading()
 
-    # --- the loop ------------------------------------------------------------------------------
+    def _notify_dropped(self) -> None:
+        self.metrics.notify_dropped.inc()
+        if self.notifier.dropped == 1:
+            log.warning("systemd does not read its notify socket: notifications are dropped "
+                        "(counted in reconciler_notify_dropped_total)")
+
+    @staticmethod
+    def _watch_failed(message: str) -> None:
+        log.error("cannot watch the manifest directory; relying on the periodic resync",
+                  error=message)
+
+    # --- the process (the main thread) ---------------------------------------------------------
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
@@ -119,114 +150,94 @@ class Daemon:
         signal.signal(signal.SIGHUP, self.reload)
         with lock.exclusive(self.options.instance, command="run",
                             state_dir=self.options.state_dir):
-            if self.options.metrics_addr:
-                self.metrics.serve(self.options.metrics_addr)
+            self.metrics.try_serve(self.options.metrics_addr, first=True)
             libvirt_adapter.start_event_loop()
-            observer = watch.watch(self.options.path, self.files_changed)
-            if observer is None:
-                log.error("cannot watch the manifest directory; relying on the periodic resync",
-                          path=str(self.options.path))
-            pinger = threading.Thread(target=self._watchdog, name="sd-watchdog", daemon=True)
-            pinger.start()
+            watcher = watch.Watch(self.options.path, self.files_changed,
+                                  on_error=self._watch_failed)
+            watcher.start()
             if self.options.live_poll > 0:
-                poller = threading.Thread(target=self._poll_live, name="live-poll", daemon=True)
-                poller.start()
+                threading.Thread(target=self.live.run, args=(self.wakeups.stop,),
+                                 name="live-poll", daemon=True).start()
             log.info("started", path=str(self.options.path), connect=self.options.connect,
                      interval=self.options.interval, debounce=self.options.debounce)
-            try:
-                self._loop()
-            finally:
-                self.notifier.send(STOPPING=1, STATUS="stopping")
-                if observer is not None:
-                    observer.stop()
-                if self.hv is not None:
-                    self.hv.close()
-                log.info("stopped")
-        return 0
+            loop = threading.Thread(target=self._run_loop, name="reconcile", daemon=True)
+            loop.start()
+            ended = Supervisor(self.notifier, self.progress, self.wakeups.stop,
+                               hard_stop=HARD_STOP).supervise(loop)
+            watcher.stop()
+            code = 1 if self._crashed else 0
+            if not ended:
+                log.error("stopping while a reconcile is blocked; the next start finishes it",
+                          blocked_in=self.progress.doing,
+                          seconds=round(time.monotonic() - self.progress.since, 1),
+                          result="abandoned")
+                exit_now(code, self._stopping)
+            self._stopping()
+            hv = self.link.hv
+            closed = hv is None or hv.close(within=CLOSE_TIMEOUT)
+            log.info("stopped")
+            if not closed or any(x.busy for x in (self._reading, self.link, self._git,
+                                                  self.state)):
+                exit_now(code)  # a thread still waits for an answer: do not wait for it
+        return code
+
+    def _stopping(self) -> None:
+        self.notifier.send(STOPPING=1, STATUS="stopping")
+
+    def _run_loop(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # a bug: the process ends (systemd restarts it)
+            log.exception("the reconcile loop crashed")
+            self._crashed = True
+        finally:
+            self.wakeups.stopping()
+
+    # --- the loop (its own thread) -------------------------------------------------------------
 
     def _loop(self) -> None:
+        w = self.wakeups
         self._cycle("start")
-        while not self._stop.is_set():
-            self._wake.wait(self._sleep_time())
-            self._wake.clear()
-            if self._stop.is_set():
+        while not w.stop.is_set():
+            self.progress.waiting()
+            w.wake.wait(w.sleep_time(time.monotonic(), self.options.debounce,
+                                     **self._timers()))
+            w.wake.clear()
+            if w.stop.is_set():
                 break
-            if self._reload.is_set():
-                self._reload.clear()
+            self.progress.busy("deciding")
+            if w.reload.is_set():
+                w.reload.clear()
                 self._reload_config()
                 self._cycle("SIGHUP")
                 continue
             now = time.monotonic()
-            if self._files_dirty_at is not None and now < self._files_dirty_at + \
-                    self.options.debounce:
+            if w.files_dirty_at is not None and now < w.files_dirty_at + self.options.debounce:
                 continue  # still settling: wait out the debounce
-            reason = self._due_reason(now)
+            reason = w.due(now, **self._timers())
             if reason:
                 if reason == "libvirt event":
                     time.sleep(EVENT_COALESCE)
                 self._cycle(reason)
 
-    def _due_reason(self, now: float) -> str | None:
-        if self._files_dirty_at is not None:
-            return "files changed"
-        if self._libvirt_dirty:
-            return "libvirt event"
-        if self._lost.is_set() or (self.hv is None and now >= self._reconnect_at):
-            return "reconnect"
-        if now >= self._next_resync:
-            return "resync"
-        retry = self.backoff.next_retry()
-        if retry is not None and now >= retry:
-            return "retry"
-        problems_retry = self._problems_backoff.next_retry()
-        if problems_retry is not None and now >= problems_retry:
-            return "manifest retry"
-        return None
-
-    def _sleep_time(self) -> float:
-        now = time.monotonic()
-        deadlines = [self._next_resync]
-        if self._files_dirty_at is not None:
-            deadlines.append(self._files_dirty_at + self.options.debounce)
-        if self.hv is None:
-            deadlines.append(self._reconnect_at)
-        for retry in (self.backoff.next_retry(), self._problems_backoff.next_retry()):
-            if retry is not None:
-                deadlines.append(retry)
-        return max(0.01, min(deadlines) - now)
-
-    def _watchdog(self) -> None:
-        period = self.notifier.watchdog_seconds
-        if not period:
-            return
-        while not self._stop.wait(period / 2):
-            self.notifier.send(WATCHDOG=1)
-
-    def _poll_live(self) -> None:
-        """Wake the loop when a running VM's vCPUs or memory change without an event."""
-        while not self._stop.wait(self.options.live_poll):
-            hv = self.hv
-            if hv is None or not self._running_managed:
-                continue
-            try:
-                values = hv.live_values(set(self._running_managed))
-            except ReconcilerError:
-                continue
-            if self._live_snapshot and values != self._live_snapshot:
-                self.libvirt_event("", "live values changed")
-            self._live_snapshot = values
+    def _timers(self) -> dict[str, float | None]:
+        return {"reconnect_at": self.link.retry_at if self.link.hv is None else None,
+                "retry_at": self.retries.backoff.next_retry()}
 
     def _reload_config(self) -> None:
+        self.progress.busy("reading the config")
         try:
-            cfg = configuration.load(self.options.config_file)
-        except ReconcilerError as exc:
+            cfg = self._config.call(lambda: configuration.load(self.options.config_file),
+                                    timeout=CONFIG_TIMEOUT, stop=self.wakeups.stop.is_set)
+        except (ReconcilerError, Blocked, Stopped) as exc:
             log.error("config reload failed; keeping the old config", error=str(exc))
             return
         new = replace(self.options, max_destroy=cfg.maxDestroy, parallel=cfg.parallel,
                       storage_roots=tuple(cfg.storageRoots))
         if cfg.connect != self.options.connect and self.options.config_file is not None:
             new = replace(new, connect=cfg.connect)
-            self._disconnect()
+            self.link.disconnect()
+            self.link.uri = cfg.connect
         self.options = new
         log.info("config reloaded", config=str(self.options.config_file or
                                               configuration.DEFAULT_PATH))
@@ -234,22 +245,32 @@ class Daemon:
     # --- one cycle -----------------------------------------------------------------------------
 
     def _cycle(self, reason: str) -> None:
-        self._files_dirty_at = None
-        self._libvirt_dirty = False
-        self._next_resync = time.monotonic() + self.options.interval
-        if self._lost.is_set():
-            self._lost.clear()
-            self._disconnect()
-        if self.hv is None and not self._connect():
-            return
+        w = self.wakeups
+        w.cycle_started()
+        self.progress.busy(f"reconciling ({reason})")
+        self.metrics.try_serve(self.options.metrics_addr)
+        if w.lost.is_set():
+            w.lost.clear()
+            self.link.disconnect()
+        if self.link.hv is None:
+            why = self.link.connect(w.stop.is_set)
+            if why is not None:
+                if not w.stop.is_set():
+                    self._not_ready(why, self.link.retry.failures["libvirt"].error,
+                                    connected=False)
+                return
         started = time.monotonic()
         try:
-            results, plan, in_sync, problems = self._reconcile()
+            cycle = self._reconcile()
+        except Stopped:
+            return
+        except Blocked as exc:
+            self._read_blocked(exc)
+            return
         except TransientError as exc:
             log.warning("libvirt unreachable during reconcile", error=str(exc))
-            self._disconnect()
-            self._connect_later(str(exc))
             self.metrics.runs.labels("error").inc()
+            self._not_ready(self.link.failed(str(exc)), str(exc), connected=False)
             return
         except ReconcilerError as exc:
             log.error("reconcile failed", error=str(exc))
@@ -259,142 +280,126 @@ class Daemon:
             log.exception("reconcile crashed; will try again at the next wake-up")
             self.metrics.runs.labels("error").inc()
             return
+        w.reads.succeeded("read")
         seconds = time.monotonic() - started
         self.metrics.duration.observe(seconds)
-        failed = [r for r in results if r.outcome == Outcome.FAILED]
+        failed = [r for r in cycle.results if r.outcome == Outcome.FAILED]
         self.metrics.runs.labels("failed" if failed else "ok").inc()
-        if not failed and not problems:
+        if not failed and not cycle.problems:
             self.metrics.last_success.set_to_current_time()
-        self._report(plan, results, in_sync, problems, reason, seconds)
+        self._report(cycle, reason, seconds)
 
-    def _connect(self) -> bool:
+    def _read_blocked(self, exc: Blocked) -> None:
+        """A read did not return in time (or an earlier one still has not)."""
+        self.metrics.blocked.labels("read").inc()
+        self.metrics.runs.labels("error").inc()
+        if self.link.dead():
+            # libvirt's keepalive ended the connection under the read but, of calls made at
+            # once on it, wakes only one (libvirt 9): the others wait for good. A new
+            # connection, and a new lane for its reads; the stuck thread is left behind.
+            self._reading = self._read_lane()
+            self._not_ready(self.link.failed(f"libvirt did not answer: {exc}"), str(exc),
+                            connected=False)
+            return
+        log.error("reconcile given up: a read did not return", error=str(exc),
+                  retry_in=self.wakeups.read_blocked(str(exc)))
+        self._not_ready(f"not ready: {exc}", str(exc), connected=True)
+
+    def _not_ready(self, summary: str, error: str, *, connected: bool) -> None:
+        self.notifier.send(STATUS=summary)
+        self.state.write(self._last_statuses(), ready=False, connected=connected, error=error)
+
+    def _commit(self) -> str | None:
         try:
-            hv = Libvirt(self.options.connect)
-            hv.watch(self.libvirt_event, self.connection_lost)
-        except ReconcilerError as exc:
-            self._connect_later(str(exc))
-            return False
-        self.hv = hv
-        self._reconnect.succeeded("libvirt")
-        self.metrics.connected.set(1)
-        log.info("connected to libvirt", uri=self.options.connect)
-        return True
+            return self._git.call(lambda: gitinfo.head_commit(self.options.path),
+                                  timeout=GIT_TIMEOUT)
+        except Blocked as exc:
+            self.metrics.blocked.labels("git").inc()
+            log.warning("the git commit is not recorded: git did not answer", error=str(exc))
+            return None
 
-    def _connect_later(self, error: str) -> None:
-        failure = self._reconnect.failed("libvirt", error, time.monotonic())
-        self._reconnect_at = failure.retry_at
-        self.metrics.connected.set(0)
-        delay = self._reconnect.delay(failure.count)
-        log.warning("libvirt unreachable; will retry", error=error, retry_in=delay)
-        self.notifier.send(STATUS=f"not ready: libvirt unreachable, retrying in {delay:.0f}s")
-        state_file.write(self.options.state_dir, self._last_statuses(),
-                         instance=self.options.instance, command="run", ready=False,
-                         connected=False, error=error)
+    def _started_action(self) -> bool:
+        """The executor asks before each action whether to start it: a step of progress."""
+        self.progress.beat()
+        return self.wakeups.stop.is_set()
 
-    def _disconnect(self) -> None:
-        if self.hv is not None:
-            self.hv.close()
-        self.hv = None
-        self.metrics.connected.set(0)
-
-    def _reconcile(self) -> tuple[tuple[Result, ...], Plan, list[str], int]:
-        assert self.hv is not None
+    def _reconcile(self) -> Cycle:
+        hv = self.link.hv
+        assert hv is not None
         # Files and domains unchanged since the last reconcile are not parsed again (every
         # volume size is still read, so drift in sizes is seen).
-        planned = pipeline.make_plan(self.options.source, self.hv, memo=self._memo,
-                                     every_size=True)
+        planned = self._reading.call(
+            lambda: pipeline.make_plan(self.options.source, hv, memo=self._memo,
+                                       every_size=True),
+            timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
+        self.wakeups.interest = interest(inputs, planned.live, self.options.instance)
         for problem in inputs.problems:
             log.error("manifest problem", problem=str(problem))
         if inputs.problems:
             # A file written halfway (git pull) is read again soon, not only at the next resync.
-            self._problems_backoff.failed("manifests", "invalid", time.monotonic())
+            self.wakeups.problems.failed("manifests", "invalid", time.monotonic())
         else:
-            self._problems_backoff.succeeded("manifests")
+            self.wakeups.problems.succeeded("manifests")
         now = time.monotonic()
-        self._inputs = {a.label: accounting.inputs_key(a, planned.live.read) for a in plan.actions}
-        runnable = tuple(a for a in plan.actions if not self.backoff.waiting(a.label, now)
-                         and self._stuck.get(a.label, ("",))[0] != self._inputs[a.label])
-        if any(a.kind == Kind.DESTROY and a.resource == Resource.VM and a not in runnable
-               for a in plan.actions):  # a VM destroy waits: what it uses stays with it
-            runnable = tuple(a for a in runnable
-                             if a.resource == Resource.VM or a.kind != Kind.DESTROY)
-        settings = Settings(parallel=self.options.parallel,
-                            commit=gitinfo.head_commit(self.options.path),
-                            stop=self._stop.is_set, instance=self.options.instance)
+        runnable = self.retries.runnable(plan, planned.live.read, now)
         ran = replace(plan, actions=runnable)
-        results = execute(ran, self.hv, settings)
-        # Reported as a fresh read of the host shows it (the next cycle would find the same).
-        _, results = pipeline.verify(self.options.source, self.hv,
-                                     replace(planned, plan=ran), results, memo=self._memo)
+        results: tuple[Result, ...] = ()
+        if runnable:
+            writes = sum(1 for a in runnable if a.writes)
+            if writes:
+                self.progress.busy("carrying out the plan")
+                self.notifier.send(STATUS=f"changing {writes} resource(s)")
+            settings = Settings(parallel=self.options.parallel,
+                                commit=self._commit() if writes else None,
+                                stop=self._started_action, instance=self.options.instance,
+                                clock=self.progress.clock)
+            results = execute(ran, hv, settings)
+            # Reported as a fresh read of the host shows it (the next cycle would find the
+            # same).
+            self.progress.busy("reading the host after the changes")
+            _, results = self._reading.call(
+                lambda: pipeline.verify(self.options.source, hv, replace(planned, plan=ran),
+                                        results, memo=self._memo), timeout=READ_TIMEOUT)
         for action, result in zip(runnable, results, strict=True):
-            self._account(action, result, now)
-        self.backoff.forget_except({a.label for a in plan.actions})
-        self._stuck = {n: v for n, v in self._stuck.items()
-                       if n in self._inputs and v[0] == self._inputs[n]}
+            self.retries.account(action, result, now)
+            if result.ok and accounting.is_drift(action, self._managed_before):
+                self.metrics.drift.inc()
+                log.info("drift repaired", vm=action.name)
+        self.retries.forget_except(plan)
         in_sync = status.in_sync(inputs, plan)  # VMs, networks and pools
         self._managed_before = {vm.name: vm.mark.spec_hash for vm in live if vm.mark}
-        self._running_managed = {vm.name for vm in live if vm.mark and vm.running}
-        self._live_snapshot = {}  # re-baseline after our own changes
-        self._plan, self._results, self._in_sync = plan, results, in_sync
+        self.live.watch({vm.name for vm in live if vm.mark and vm.running})
         self._suspended = [d.spec.name for d in inputs.vms if d.suspend]
-        return results, plan, in_sync, len(inputs.problems)
-
-    def _account(self, action: Action, result: Result, now: float) -> None:
-        if result.outcome == Outcome.FAILED and not result.retryable:
-            # Retrying the same thing fails the same way: not until the manifest or the
-            # domain changes (then its inputs' digest does).
-            self._stuck[action.label] = (self._inputs.get(action.label, ""), result.message)
-            self.backoff.succeeded(action.label)
-            log.warning("not retried until its manifest or domain changes", vm=action.label)
-            return
-        if result.outcome == Outcome.FAILED:
-            failure = self.backoff.failed(action.label, result.message, now)
-            log.warning("will retry", vm=action.label,
-                        retry_in=self.backoff.delay(failure.count))
-            return
-        self.backoff.succeeded(action.label)
-        if result.ok and accounting.is_drift(action, self._managed_before):
-            self.metrics.drift.inc()
-            log.info("drift repaired", vm=action.name)
+        self._last = Cycle(plan, runnable, results, in_sync, len(inputs.problems))
+        return self._last
 
     def _last_statuses(self) -> list[status.VMStatus]:
-        plan = getattr(self, "_plan", None)
-        if plan is None:
+        last = self._last
+        if last is None:
             return []
-        return status.vm_statuses(plan, self._results, self._in_sync, self._waiting(),
-                                  self._suspended)
+        return status.vm_statuses(last.plan, last.results, last.in_sync,
+                                  self.retries.waiting(), self._suspended)
 
-    def _waiting(self) -> dict[str, tuple[str, float | None]]:
-        """Failed resources held back: the error, and the wall-clock time of the next retry
-        (None: a permanent error, retried once its manifest or domain changes)."""
-        now, wall = time.monotonic(), time.time()
-        waiting: dict[str, tuple[str, float | None]] = {
-            name: (f.error, wall + (f.retry_at - now)) for name, f in self.backoff.failures.items()}
-        waiting.update({name: (error, None) for name, (_, error) in self._stuck.items()})
-        return waiting
-
-    def _report(self, plan: Plan, results: tuple[Result, ...], in_sync: list[str],
-                problems: int, reason: str, seconds: float) -> None:
-        statuses = status.vm_statuses(plan, results, in_sync, self._waiting(),
-                                      self._suspended)
-        self.metrics.record(results, statuses)
-        self.metrics.problems.set(problems)
+    def _report(self, cycle: Cycle, reason: str, seconds: float) -> None:
+        statuses = self._last_statuses()
+        # Only what was carried out counts as an action: a VM that waits for a restart, or
+        # stays blocked, is a status (reconciler_managed_vms), not an action each reconcile.
+        carried = [r for a, r in zip(cycle.ran, cycle.results, strict=True) if a.writes]
+        self.metrics.record(carried, statuses)
+        self.metrics.problems.set(cycle.problems)
         counts: dict[str, int] = {}
         for s in statuses:
             counts[s.status] = counts.get(s.status, 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no VMs"
-        if problems:
-            summary += f"; {problems} manifest problem(s)"
-        state_file.write(self.options.state_dir, statuses, instance=self.options.instance,
-                         command="run", ready=True, connected=True, problems=problems,
+        if cycle.problems:
+            summary += f"; {cycle.problems} manifest problem(s)"
+        self.state.write(statuses, ready=True, connected=True, problems=cycle.problems,
                          reason=reason, seconds=round(seconds, 3))
-        if results or reason == "start":
-            log.info("reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
+        (log.info if carried or reason == "start" else log.debug)(
+            "reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
         if not self.ready:
             self.ready = True
             self.notifier.send(READY=1, STATUS=summary)
         else:
             self.notifier.send(STATUS=summary)
-
-

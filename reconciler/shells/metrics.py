@@ -1,33 +1,45 @@
-"""Prometheus metrics of the daemon (prometheus-client), on their own registry."""
+"""Prometheus metrics of the daemon (prometheus-client), on their own registry, served by a
+threaded HTTP server of their own."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections import Counter as Tally
 from collections.abc import Iterable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 
-from reconciler.core.errors import PermanentError
 from reconciler.core.result import Result
 from reconciler.core.status import VMStatus
+from reconciler.shells.bounded import Blocked, Lane
+
+log = structlog.get_logger("reconciler.run")
 
 # No *_created series: they only add noise here. (prometheus-client leaves the function
 # unannotated.)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 STATUSES = ("in sync", "pending", "pending restart", "failed", "blocked", "conflict",
             "suspended")
+CLIENT_TIMEOUT = 10.0  # seconds a scraper may take to send its request or read the answer
+BIND_TIMEOUT = 2.0  # seconds a retry to bind the metrics address may take
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.server: WSGIServer | None = None
+        self._binding = Lane("binding the metrics address")
         r = self.registry
         self.runs = Counter("reconciler_reconcile_runs_total", "Reconcile runs by result",
                             ["result"], registry=r)
@@ -46,23 +58,71 @@ class Metrics:
                                   "When a reconcile last finished without failures", registry=r)
         self.connected = Gauge("reconciler_libvirt_connected", "1 while libvirt answers",
                                registry=r)
+        self.events = Counter("reconciler_libvirt_events_total",
+                              "libvirt events received, by whether they woke the loop",
+                              ["effect"], registry=r)
+        self.blocked = Counter("reconciler_blocked_calls_total",
+                               "Calls given up on after their timeout (they did not return)",
+                               ["call"], registry=r)
+        self.notify_dropped = Counter("reconciler_notify_dropped_total",
+                                      "systemd notifications dropped: systemd's queue was "
+                                      "full or nobody listened", registry=r)
 
     def serve(self, address: str) -> None:
-        """Serve /metrics at ``host:port`` (a daemon thread). Raises PermanentError when the
-        address is taken (on a shared host, another instance's daemon may have it) or wrong."""
-        host, _, port = address.rpartition(":")
-        try:
-            start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
-                              registry=self.registry)
-        except (OSError, ValueError) as exc:
-            raise PermanentError(
-                f"cannot serve metrics at {address}: {getattr(exc, 'strerror', None) or exc}; "
-                "each reconciler instance on a host needs its own --metrics-addr (or `off`)"
-            ) from exc
+        """Serve /metrics at ``host:port`` (``[v6]:port`` for IPv6) from a daemon thread.
 
-    def record(self, results: Iterable[Result], statuses: Iterable[VMStatus]) -> None:
-        for result in results:
+        Raises ValueError for an address that is not host:port, and OSError when the
+        address cannot be bound (the port is taken: EADDRINUSE; not this host's)."""
+        host, _, port = address.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"{address!r} is not host:port")
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingMixIn, WSGIServer):
+            address_family = family
+            daemon_threads = True
+
+        server = make_server(host, int(port), make_wsgi_app(self.registry), Server,
+                             handler_class=_Handler)
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        self.server = server
+
+    def try_serve(self, address: str | None, *, first: bool = False) -> None:
+        """Serve at ``address`` (None: not wanted) unless served already. An address that
+        cannot be bound (the port is taken) is a one-line warning, the first time; the
+        daemon runs without metrics meanwhile and calls this again at each reconcile."""
+        if not address or self.server is not None:
+            return
+        try:
+            if first:
+                self.serve(address)
+            else:  # from the reconcile loop: a host name's lookup may hang (DNS)
+                self._binding.call(lambda: self.serve(address), timeout=BIND_TIMEOUT)
+        except Blocked:
+            return
+        except (OSError, ValueError) as exc:
+            if first:
+                log.warning("metrics not served; running without them, trying again at each "
+                            "reconcile (each reconciler instance on a host needs its own "
+                            "--metrics-addr, or `off`)", address=address, error=str(exc))
+            return
+        if not first:
+            log.info("metrics served", address=address)
+
+    def record(self, carried_out: Iterable[Result], statuses: Iterable[VMStatus]) -> None:
+        """``carried_out``: the results of actions that changed something (or tried to)."""
+        for result in carried_out:
             self.actions.labels(str(result.kind), str(result.outcome)).inc()
         counts = Tally(s.status for s in statuses)
         for status in STATUSES:
             self.vms.labels(status).set(counts.get(status, 0))
+
+
+class _Handler(WSGIRequestHandler):
+    """No access log; a scraper that sends nothing is dropped after CLIENT_TIMEOUT."""
+
+    timeout = CLIENT_TIMEOUT
+
+    def log_message(self, format: str, *args: object) -> None:
+        return

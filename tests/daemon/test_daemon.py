@@ -8,18 +8,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+import daemonproc
 import libvirt
 import pytest
 from conftest import run_cli, suspended, vm_manifest, write_manifest
-from daemonproc import RECONCILER, daemons, wait_for
+from daemonproc import RECONCILER, wait_for
+
+daemon_factory = daemonproc.daemon_factory  # the fixture
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def daemon_factory(tmp_path):
-    with daemons(tmp_path) as start:
-        yield start
 
 
 def _vcpus_live(host, name: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
@@ -79,9 +80,31 @@ class Connection:
         with translated(f"cannot connect to {uri}"):
             self.conn: Any = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
 
-    def close(self) -> None:
-        with contextlib.suppress(libvirt.libvirtError):
-            self.conn.close()
+    def close(self, *, within: float | None = None) -> bool:
+        """Close the connection. Closing is itself a call to libvirtd, which one that hangs
+        does not answer (until keepalive gives up on it): with ``within`` (seconds) it is
+        made in a thread of its own and waited for that long. Whether it finished."""
+
+        def close() -> None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self.conn.close()
+
+        if within is None:
+            close()
+            return True
+        closer = threading.Thread(target=close, name="libvirt-close", daemon=True)
+        closer.start()
+        closer.join(within)
+        return not closer.is_alive()
+
+    def alive(self) -> bool:
+        """Whether the connection is still open: libvirtd did not close it and keepalive did
+        not give up on it (virConnectIsAlive, which asks libvirtd nothing, so it never
+        blocks)."""
+        try:
+            return bool(self.conn.isAlive() == 1)
+        except libvirt.libvirtError:
+            return False
 
     def free_memory(self) -> int | None:
         """The memory the host can give new guests, in bytes: free, buffers and page cache
