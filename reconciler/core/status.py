@@ -139,4 +139,13 @@ def table(document: Mapping[str, Any]) -> str:
         summary += f"; {daemon['problems']} manifest problem(s)"
     if daemon.get("connected") is False:
         summary += "; libvirt unreachable"
+    if daemon.get("commit"):
+        summary += f"; manifests at {str(daemon['commit'])[:12]}"
+        summary += " (dirty)" if daemon.get("dirty") else ""
+    elif daemon.get("git_problem"):
+        summary += f"; warning: {daemon['git_problem']}"
+    paused = daemon.get("suspended")
+    if isinstance(paused, Mapping):
+        summary += (f"; changes suspended since {paused.get('since')} by {paused.get('by')} "
+                    "(reconciler resume)")
     return "\n".join([*lines, summary]) + "\n"

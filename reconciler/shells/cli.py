@@ -402,10 +402,15 @@ def _confirm() -> bool:
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
+@click.option("--snapshot-file", type=click.Path(path_type=Path), default=None,
+              help="Keep a snapshot of the host there for plans in CI (refreshed after "
+                   "changes, at most every minute otherwise).")
+@_PRUNE
 @_common
 def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
         state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
         max_destroy: int | None, allow_empty: bool, parallel: int | None,
+        snapshot_file: Path | None, prune: str | None,
         config_file: Path | None = None) -> int:
     """The daemon: watch PATH and libvirt, reconcile until SIGTERM."""
     from reconciler.shells.daemon import Daemon, Options
@@ -416,7 +421,8 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
         metrics_addr=None if metrics_addr == "off" else metrics_addr,
         max_destroy=_max_destroy(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
-        storage_roots=tuple(cfg.storageRoots))
+        storage_roots=tuple(cfg.storageRoots), prune=prune or cfg.prune, notify=cfg.notify,
+        snapshot_file=snapshot_file)
     return Daemon(options).run()
 
 

@@ -20,10 +20,10 @@ import structlog
 
 from reconciler import pipeline
 from reconciler.adapters import config as configuration
-from reconciler.adapters import git as gitinfo
 from reconciler.adapters import libvirt as libvirt_adapter
 from reconciler.adapters import lock
 from reconciler.adapters.cache import Cache
+from reconciler.adapters.config import Notify
 from reconciler.apply.executor import Settings, execute
 from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
@@ -31,6 +31,7 @@ from reconciler.core.plan import Action, Plan
 from reconciler.core.result import Outcome, Result
 from reconciler.shells import accounting, watch
 from reconciler.shells.bounded import Blocked, Lane, Stopped
+from reconciler.shells.extras import Extras
 from reconciler.shells.link import Link, LivePoll
 from reconciler.shells.metrics import Metrics
 from reconciler.shells.retries import Retries
@@ -44,7 +45,6 @@ log = structlog.get_logger("reconciler.run")
 EVENT_COALESCE = 0.05  # seconds: a burst of libvirt events gives one reconcile
 READ_TIMEOUT = 30.0  # seconds for reading the manifests and the host (keepalive ends a
 # libvirt call to a libvirtd that hangs after 20 s: this is for what keepalive does not cover)
-GIT_TIMEOUT = 5.0  # seconds for `git rev-parse HEAD`
 CONFIG_TIMEOUT = 5.0  # seconds for reading the config file (SIGHUP)
 CLOSE_TIMEOUT = 2.0  # seconds to close the libvirt connection at exit
 
@@ -64,11 +64,14 @@ class Options:
     instance: str = defaults.INSTANCE
     storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
     live_poll: float = 5.0  # seconds between polls of running VMs' vCPUs and memory; 0: off
+    prune: str = "auto"  # auto | confirm | off; approvals are read from state_dir
+    notify: Notify | None = None  # the webhook (config notify)
+    snapshot_file: Path | None = None  # kept fresh for CI (`reconciler snapshot`'s format)
 
     @property
     def source(self) -> pipeline.Source:
         return pipeline.Source(self.path, self.instance, self.storage_roots, self.max_destroy,
-                               self.allow_empty)
+                               self.allow_empty, self.prune, self.state_dir)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,11 @@ class Daemon:
         self._last: Cycle | None = None
         self._crashed = False
         self._reading = self._read_lane()
-        self._git = Lane("git rev-parse HEAD", bounded=self.progress.bounded)
+        self.extras = Extras(path=options.path, state_dir=options.state_dir,
+                             instance=options.instance, metrics=self.metrics,
+                             notify=options.notify, snapshot_file=options.snapshot_file,
+                             storage_roots=options.storage_roots, bounded=self.progress.bounded)
+        self._paused: dict[str, object] | None = None
         self._config = Lane("reading the config file", bounded=self.progress.bounded)
 
     def _read_lane(self) -> Lane:
@@ -176,8 +183,8 @@ class Daemon:
             hv = self.link.hv
             closed = hv is None or hv.close(within=CLOSE_TIMEOUT)
             log.info("stopped")
-            if not closed or any(x.busy for x in (self._reading, self.link, self._git,
-                                                  self.state)):
+            self.extras.close()
+            if not closed or any(x.busy for x in (self._reading, self.link, self.state)):
                 exit_now(code)  # a thread still waits for an answer: do not wait for it
         return code
 
@@ -309,15 +316,6 @@ class Daemon:
         self.notifier.send(STATUS=summary)
         self.state.write(self._last_statuses(), ready=False, connected=connected, error=error)
 
-    def _commit(self) -> str | None:
-        try:
-            return self._git.call(lambda: gitinfo.head_commit(self.options.path),
-                                  timeout=GIT_TIMEOUT)
-        except Blocked as exc:
-            self.metrics.blocked.labels("git").inc()
-            log.warning("the git commit is not recorded: git did not answer", error=str(exc))
-            return None
-
     def _started_action(self) -> bool:
         """The executor asks before each action whether to start it: a step of progress."""
         self.progress.beat()
@@ -342,7 +340,8 @@ class Daemon:
         else:
             self.wakeups.problems.succeeded("manifests")
         now = time.monotonic()
-        runnable = self.retries.runnable(plan, planned.live.read, now)
+        self._paused = self.extras.paused()  # `reconciler suspend`: observe, apply nothing
+        runnable = () if self._paused else self.retries.runnable(plan, planned.live.read, now)
         ran = replace(plan, actions=runnable)
         results: tuple[Result, ...] = ()
         if runnable:
@@ -351,9 +350,9 @@ class Daemon:
                 self.progress.busy("carrying out the plan")
                 self.notifier.send(STATUS=f"changing {writes} resource(s)")
             settings = Settings(parallel=self.options.parallel,
-                                commit=self._commit() if writes else None,
+                                commit=self.extras.read_revision().commit if writes else None,
                                 stop=self._started_action, instance=self.options.instance,
-                                clock=self.progress.clock)
+                                clock=self.progress.clock, halt=self.wakeups.stop.is_set)
             results = execute(ran, hv, settings)
             # Reported as a fresh read of the host shows it (the next cycle would find the
             # same).
@@ -372,14 +371,19 @@ class Daemon:
         self.live.watch({vm.name for vm in live if vm.mark and vm.running})
         self._suspended = [d.spec.name for d in inputs.vms if d.suspend]
         self._last = Cycle(plan, runnable, results, in_sync, len(inputs.problems))
+        if any(a.writes for a in runnable):
+            self.extras.carried_out(replace(planned, plan=ran), results, hv.hostname())
+        self.extras.count_deliveries()
+        self.extras.snapshot(hv, changed=any(a.writes for a in runnable))
         return self._last
 
     def _last_statuses(self) -> list[status.VMStatus]:
         last = self._last
         if last is None:
             return []
-        return status.vm_statuses(last.plan, last.results, last.in_sync,
-                                  self.retries.waiting(), self._suspended)
+        return self.extras.suspended_statuses(
+            status.vm_statuses(last.plan, last.results, last.in_sync, self.retries.waiting(),
+                               self._suspended), self._paused)
 
     def _report(self, cycle: Cycle, reason: str, seconds: float) -> None:
         statuses = self._last_statuses()
@@ -394,8 +398,11 @@ class Daemon:
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no VMs"
         if cycle.problems:
             summary += f"; {cycle.problems} manifest problem(s)"
+        if reason == "start" or carried:
+            self.extras.read_revision()
         self.state.write(statuses, ready=True, connected=True, problems=cycle.problems,
-                         reason=reason, seconds=round(seconds, 3))
+                         reason=reason, seconds=round(seconds, 3),
+                         **self.extras.state_fields(self._paused))
         (log.info if carried or reason == "start" else log.debug)(
             "reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
         if not self.ready:

@@ -29,8 +29,8 @@ log = structlog.get_logger("reconciler.run")
 # No *_created series: they only add noise here. (prometheus-client leaves the function
 # unannotated.)
 disable_created_metrics()  # type: ignore[no-untyped-call]
-STATUSES = ("in sync", "pending", "pending restart", "failed", "blocked", "conflict",
-            "suspended")
+STATUSES = ("in sync", "pending", "pending restart", "pending destroy", "failed", "blocked",
+            "conflict", "suspended", "orphaned")
 CLIENT_TIMEOUT = 10.0  # seconds a scraper may take to send its request or read the answer
 BIND_TIMEOUT = 2.0  # seconds a retry to bind the metrics address may take
 
@@ -67,6 +67,19 @@ class Metrics:
         self.notify_dropped = Counter("reconciler_notify_dropped_total",
                                       "systemd notifications dropped: systemd's queue was "
                                       "full or nobody listened", registry=r)
+        self.info = Gauge("reconciler_info", "The revision of the manifests in force (1)",
+                          ["commit", "dirty", "instance"], registry=r)
+        self.suspended = Gauge("reconciler_suspended",
+                               "1 while `reconciler suspend` pauses the daemon", registry=r)
+        self.webhook = Counter("reconciler_webhook_deliveries_total",
+                               "Webhook documents by fate (sent, failed, dropped)", ["result"],
+                               registry=r)
+
+    def revision(self, commit: str | None, dirty: bool, instance: str) -> None:
+        """``reconciler_info{commit=..., dirty=..., instance=...} 1`` for the revision in force
+        (the previous one's series removed)."""
+        self.info.clear()
+        self.info.labels(commit or "", "true" if dirty else "false", instance).set(1)
 
     def serve(self, address: str) -> None:
         """Serve /metrics at ``host:port`` (``[v6]:port`` for IPv6) from a daemon thread.
