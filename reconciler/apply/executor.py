@@ -26,6 +26,7 @@ class Settings:
     parallel: int = defaults.PARALLEL
     balloon_wait: float = 3.0  # seconds a guest gets to take up a balloon target
     commit: str | None = None
+    dirty: bool = False  # the manifests differ from ``commit`` (recorded with it)
     instance: str = defaults.INSTANCE
     clock: Callable[[], float] = field(default=time.monotonic)
     stop: Callable[[], bool] | None = None  # True: start no further action (shutting down)
@@ -66,7 +67,8 @@ class _Runner:
         self.steps = steps
         self.hv = steps.hv
         self.settings = settings
-        self.vm = vm.Context(self.hv, settings.commit, settings.instance, settings.clock, steps)
+        self.vm = vm.Context(self.hv, settings.commit, settings.instance, settings.clock, steps,
+                             dirty=settings.dirty)
 
     def run(self, action: Action) -> Result:
         started = self.settings.clock()

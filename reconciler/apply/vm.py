@@ -41,12 +41,13 @@ class Context:
     instance: str
     clock: Callable[[], float]
     steps: Steps | None = None  # the step boundaries (None: no halt, no test hook)
+    dirty: bool = False  # the manifests differ from ``commit``
     # Live changes whose balloon target the executor settles once for every VM of the run.
     settling: list[devices.LiveChange] = field(default_factory=list)
 
     def mark(self, want: DesiredVM, unfinished: tuple[Pending, ...] = ()) -> Mark:
         return Mark(want.source.relative, want.spec_hash, self.commit, want.applied,
-                    self.instance, pending=unfinished)
+                    self.instance, pending=unfinished, dirty=self.dirty and bool(self.commit))
 
 
 class _Record:

@@ -315,7 +315,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     if revision.problem:  # said once, never left out silently
                         click.echo(f"warning: {revision.problem}", err=True)
                     settings = Settings(parallel=parallel or cfg.parallel,
-                                        commit=revision.commit, instance=instance,
+                                        commit=revision.commit, dirty=revision.dirty,
+                                        instance=instance,
                                         halt=interrupts.received)
                     interrupts.changing = True  # from here on a signal stops between steps
                     # Without changes this writes nothing: each action's result (blocked,

@@ -351,6 +351,7 @@ class Daemon:
                 self.notifier.send(STATUS=f"changing {writes} resource(s)")
             settings = Settings(parallel=self.options.parallel,
                                 commit=self.extras.read_revision().commit if writes else None,
+                                dirty=self.extras.revision.dirty,
                                 stop=self._started_action, instance=self.options.instance,
                                 clock=self.progress.clock, halt=self.wakeups.stop.is_set)
             results = execute(ran, hv, settings)

@@ -40,3 +40,27 @@ def test_status_name_shows_one_vm_with_its_last_applied_revisions(testdrv, prefi
     doc = json.loads(run_cli("status", "--state-dir", state, "--format", "json", name).stdout)
     assert [rev["commit"] for rev in doc["revisions"]] == commits
     assert run_cli("status", "--state-dir", state, f"{prefix}nobody").code == 1
+
+
+def test_the_commit_and_a_dirty_tree_go_into_the_changed_domains_metadata(testdrv, prefix,
+                                                                          tmp_path):
+    m, state = tmp_path / "repo" / "m", tmp_path / "s"
+    name = f"{prefix}web"
+    write_manifest(m, "web.yaml", vm_manifest(name, state="stopped"))
+    git = ["git", "-C", str(m.parent), "-c", "user.name=t", "-c", "user.email=t@example.net"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert _apply(m, state).code == 0
+    xml = testdrv.lookupByName(name).XMLDesc(0)
+    assert f">{commit}</reconciler:commit>" in xml and "dirty=" not in xml, xml
+    write_manifest(m, "web.yaml", vm_manifest(name, vcpus=2, max_vcpus=2, state="stopped"))
+    r = _apply(m, state)  # not committed: applied from a dirty tree
+    assert r.code == 0
+    xml = testdrv.lookupByName(name).XMLDesc(0)
+    assert f"<reconciler:commit dirty=\"true\">{commit}</reconciler:commit>" in xml, xml
+    revisions = json.loads(run_cli("status", "--state-dir", state, "--format", "json",
+                                   name).stdout)["revisions"]
+    assert [r["dirty"] for r in revisions] == [False, True]

@@ -54,4 +54,5 @@ class Mark:
     instance: str = "default"  # which reconciler instance owns the domain
     corrupt: bool = False  # the element is there but unreadable: never destroyed on its word
     pending: tuple[Pending, ...] = ()  # work begun and not known to be finished, in order
+    dirty: bool = False  # the manifests differed from ``commit`` when it was applied
 

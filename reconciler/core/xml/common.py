@@ -58,7 +58,9 @@ def mark_element(mark: Mark) -> etree._Element:
     sub(root, f"{{{NS}}}manifest", mark.manifest)
     sub(root, f"{{{NS}}}spec-hash", mark.spec_hash)
     if mark.commit:
-        sub(root, f"{{{NS}}}commit", mark.commit)
+        commit = sub(root, f"{{{NS}}}commit", mark.commit)
+        if mark.dirty:  # applied from files that differ from the commit
+            commit.set("dirty", "true")
     sub(root, f"{{{NS}}}applied", json.dumps(mark.applied, sort_keys=True))
     for entry in mark.pending:
         attrs = {"op": entry.op, "part": entry.part, "key": entry.key, "pool": entry.pool}
@@ -123,6 +125,7 @@ def read_mark(root: etree._Element) -> Mark | None:
         instance=element.findtext(f"{{{NS}}}instance") or "",
         corrupt=corrupt,
         pending=tuple(_pending(element)),
+        dirty=element.find(f"{{{NS}}}commit[@dirty='true']") is not None,
     )
 
 
