@@ -405,7 +405,8 @@ class Daemon:
                          reason=reason, seconds=round(seconds, 3),
                          **self.extras.state_fields(self._paused))
         (log.info if carried or reason == "start" else log.debug)(
-            "reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
+            "reconciled", reason=reason, seconds=round(seconds, 3), summary=summary,
+            commit=self.extras.revision.short)
         if not self.ready:
             self.ready = True
             self.notifier.send(READY=1, STATUS=summary)
