@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import gc
-import inspect
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,105 +16,35 @@ from reconciler import __version__, pipeline
 from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
 from reconciler.adapters.cache import Cache
-from reconciler.core import defaults, render, units
-from reconciler.core import instance as instance_name
+from reconciler.core import defaults, render
 from reconciler.core import schema as schemas
-from reconciler.core.errors import NotFoundError, PermanentError, ReconcilerError
+from reconciler.core.errors import NotFoundError
 from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
-from reconciler.shells import logs
+from reconciler.shells import gitops_cli
 from reconciler.shells.interrupts import Interrupts, Stopped
+from reconciler.shells.options import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    PRUNE,
+    common,
+    connect_libvirt,
+    duration,
+    finished,
+    formats,
+    manifest_path,
+    max_destroy_of,
+    path_arg,
+    snapshot_host,
+    source_of,
+)
 
 if TYPE_CHECKING:
-    from reconciler.adapters.libvirt import Libvirt
     from reconciler.core.result import Result
 
 # The executor, status, export, daemon (and structlog, watchdog, prometheus_client, pycdlib behind
 # them) are imported by the commands that use them: `plan` and `validate` start faster.
-
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-_LOGGING_COMMANDS = ("apply", "run")  # the commands whose code logs (structlog)
-# One-shot commands that change nothing: no cyclic garbage collector while they run (reference
-# counting frees what they drop; the collector's passes over ~1M objects cost tens of ms at
-# 1,000 VMs), and the process ends without tearing the interpreter down (see _Main).
-_READ_ONLY_COMMANDS = ("plan", "validate", "status_command", "export_command",
-                       "snapshot_command")
-_finished: list[bool] = []  # set when a read-only command has run to its exit code
-
-
-def _formats(*formats: str) -> Callable[[Callable[..., int]], Callable[..., None]]:
-    """``_common`` with these values of ``--format`` (text first: the default)."""
-    return functools.partial(_common, formats=formats)
-
-
-def _common(func: Callable[..., int], *,
-            formats: Sequence[str] = ("text", "json")) -> Callable[..., None]:
-    """Options every command takes, and error handling: one line to stderr, exit 1.
-    ``formats``: the values of the command's ``--format`` (text first: the default)."""
-
-    @click.option("--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
-                  help="libvirt URI (default qemu:///system, or the config's).")
-    @click.option("--instance", envvar="RECONCILER_INSTANCE", default=None,
-                  help="This reconciler's name on a shared host (default `default`).")
-    @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-                  help="Config file (default /etc/reconciler/config.yaml, optional).")
-    @click.option("--format", "fmt", type=click.Choice(list(formats)), default="text",
-                  help="Output format.")
-    @click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
-                  default="auto", help="Log format on stderr.")
-    @click.option("-v", "--verbose", is_flag=True, help="Log every action as it happens.")
-    @functools.wraps(func)
-    def wrapper(*, config_file: Path | None, log_format: str, verbose: bool, **kwargs: Any) -> None:
-        daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
-        if verbose or func.__name__ in _LOGGING_COMMANDS:  # the others log nothing
-            logs.configure(log_format, logging.INFO if verbose or daemon else logging.WARNING)
-        if "config_file" in inspect.signature(func).parameters:
-            kwargs["config_file"] = config_file
-        read_only = func.__name__ in _READ_ONLY_COMMANDS
-        collecting = gc.isenabled()
-        if read_only:
-            # measured 2026-11-30: 18 ms, 8% of a cached 1,000-VM plan (bench/README.md)
-            gc.disable()
-        try:
-            cfg = configuration.load(config_file)
-            kwargs["connect"] = kwargs["connect"] or cfg.connect
-            instance = kwargs.pop("instance")
-            instance = cfg.instance if instance is None else instance
-            if problem := instance_name.problem(instance):  # it names files: refuse ../x
-                raise PermanentError(problem)
-            if "instance" in inspect.signature(func).parameters:
-                kwargs["instance"] = instance
-            code = func(cfg=cfg, **kwargs)
-        except ReconcilerError as exc:
-            click.echo(f"reconciler: {exc}", err=True)
-            code = EXIT_ERROR
-        finally:
-            if collecting:
-                gc.enable()
-        if read_only:
-            _finished.append(True)
-        sys.exit(code)
-
-    return wrapper
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
-    """A duration as manifests spell it (``30s``, ``5m``), in seconds."""
-    try:
-        return units.parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-_PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--prune", type=click.Choice(["auto", "confirm", "off"]), default=None,
-    help="A VM whose manifest is gone: auto destroys it, confirm waits for `reconciler "
-         "approve NAME`, off never (default: the config's prune, else auto).")
-
-
-def _path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.argument("path", required=False, type=click.Path(path_type=Path))(func)
-
 
 def _valid_summary(inputs: Validated) -> str:
     """"3 VMs, 1 network valid": every kind that is present (VMs always)."""
@@ -127,10 +53,6 @@ def _valid_summary(inputs: Validated) -> str:
     parts = [f"{n} {word}{'' if n == 1 else 's'}" for i, (n, word) in enumerate(counts)
              if n or i == 0]
     return ", ".join(parts)
-
-
-def _manifest_path(path: Path | None, cfg: configuration.Config) -> Path:
-    return path if path is not None else Path(cfg.manifestDir)
 
 
 class _Main(click.Group):
@@ -142,11 +64,11 @@ class _Main(click.Group):
     which write their data at exit."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
-        _finished.clear()
+        finished.clear()
         try:
             return super().main(args, *rest, **extra)
         except SystemExit as exc:
-            if (args is None and _finished and isinstance(exc.code, int)
+            if (args is None and finished and isinstance(exc.code, int)
                     and sys.getprofile() is None and sys.gettrace() is None):  # no profiler
                 with contextlib.suppress(OSError, ValueError):  # else: exit the usual way
                     sys.stdout.flush()
@@ -164,12 +86,12 @@ def main() -> None:
 
 
 @main.command()
-@_path_arg
-@_formats("text", "json", "github")
+@path_arg
+@formats("text", "json", "github")
 def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt.
     ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
-    inputs = manifests.load_desired(_manifest_path(path, cfg), cfg.storageRoots)
+    inputs = manifests.load_desired(manifest_path(path, cfg), cfg.storageRoots)
     if fmt == "github":
         click.echo(render.github_annotations(inputs.problems), nl=False)
         if inputs.ok:
@@ -186,27 +108,27 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect:
 
 
 @main.command()
-@_path_arg
+@path_arg
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan (JSON) for apply.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
-@_PRUNE
-@_formats("text", "json", "markdown")
+@PRUNE
+@formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
          allow_empty: bool, snapshot: Path | None, prune: str | None) -> int:
     """Show what apply would do, over a read-only connection (or against a snapshot)."""
     from reconciler.adapters import git
 
-    folder = _manifest_path(path, cfg)
-    hv = (_snapshot_host(snapshot) if snapshot is not None
+    folder = manifest_path(path, cfg)
+    hv = (snapshot_host(snapshot) if snapshot is not None
           else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
-            _source(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
+            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
             memo=Cache(cache.default_dir()))
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
@@ -225,32 +147,6 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
 
 
-def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
-    """Open libvirt (imported here: ``plan --snapshot`` and ``validate`` run where
-    libvirt-python is not installed, as on a CI runner)."""
-    try:
-        from reconciler.adapters.libvirt import Libvirt
-    except ImportError as exc:
-        raise PermanentError(
-            f"libvirt-python is not installed ({exc}); install reconciler with the libvirt "
-            "extra on a hypervisor host (pip install 'reconciler[libvirt]'), or plan against "
-            "a snapshot: reconciler plan --snapshot FILE") from exc
-    return Libvirt(uri, readonly=readonly)
-
-
-def _max_destroy(option: int | None, cfg: configuration.Config) -> int:
-    return cfg.maxDestroy if option is None else option
-
-
-def _source(path: Path, cfg: configuration.Config, instance: str, max_destroy: int | None,
-            allow_empty: bool, prune: str | None = None,
-            state_dir: Path | None = None) -> pipeline.Source:
-    return pipeline.Source(path, instance, tuple(cfg.storageRoots),
-                           _max_destroy(max_destroy, cfg), allow_empty, prune or cfg.prune,
-                           state_dir or Path(cfg.stateDir))
-
-
-
 def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
                header: Header | None = None) -> None:
     if fmt == "json":
@@ -266,7 +162,7 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
 
 
 @main.command()
-@_path_arg
+@path_arg
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--plan", "plan_file", type=click.Path(exists=True, path_type=Path),
               help="Apply a plan saved with `plan --out`; refused if the live state changed.")
@@ -276,10 +172,10 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
               help="Where the status file goes (default /var/lib/reconciler).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
-@click.option("--lock-timeout", callback=_duration, default="0s", show_default=True,
+@click.option("--lock-timeout", callback=duration, default="0s", show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
-@_PRUNE
-@_common
+@PRUNE
+@common
 def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
           instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
@@ -291,7 +187,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     from reconciler.apply.executor import Settings, execute
     from reconciler.shells import saved_plan, status
 
-    folder = _manifest_path(path, cfg)
+    folder = manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
     with Interrupts() as interrupts:
         try:
@@ -299,7 +195,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                                 timeout=lock_timeout):
                 hv = connect_libvirt(connect)
                 try:
-                    source = _source(folder, cfg, instance, max_destroy, allow_empty, prune,
+                    source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
                                      states)
                     memo = Cache(cache.default_dir())
                     planned = pipeline.make_plan(source, hv, memo=memo)
@@ -390,7 +286,7 @@ def _confirm() -> bool:
 
 
 @main.command()
-@_path_arg
+@path_arg
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
 @click.option("--interval", type=float, default=defaults.RESYNC_INTERVAL, show_default=True,
@@ -406,8 +302,8 @@ def _confirm() -> bool:
 @click.option("--snapshot-file", type=click.Path(path_type=Path), default=None,
               help="Keep a snapshot of the host there for plans in CI (refreshed after "
                    "changes, at most every minute otherwise).")
-@_PRUNE
-@_common
+@PRUNE
+@common
 def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
         state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
         max_destroy: int | None, allow_empty: bool, parallel: int | None,
@@ -417,10 +313,10 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
     from reconciler.shells.daemon import Daemon, Options
 
     options = Options(
-        path=_manifest_path(path, cfg), connect=connect,
+        path=manifest_path(path, cfg), connect=connect,
         state_dir=state_dir or Path(cfg.stateDir), interval=interval, debounce=debounce,
         metrics_addr=None if metrics_addr == "off" else metrics_addr,
-        max_destroy=_max_destroy(max_destroy, cfg), allow_empty=allow_empty,
+        max_destroy=max_destroy_of(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
         storage_roots=tuple(cfg.storageRoots), prune=prune or cfg.prune, notify=cfg.notify,
         snapshot_file=snapshot_file)
@@ -433,11 +329,11 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
               help="State directory (default /var/lib/reconciler).")
 @click.option("--wait", is_flag=True,
               help="Wait until every VM is in sync with the manifests and healthy.")
-@click.option("--timeout", callback=_duration, default="5m", show_default=True,
+@click.option("--timeout", callback=duration, default="5m", show_default=True,
               help="How long --wait waits (30s, 5m, ...).")
 @click.option("--manifests", type=click.Path(path_type=Path), default=None,
               help="The manifests --wait compares with (default: the config's manifestDir).")
-@_common
+@common
 def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
                    state_dir: Path | None, wait: bool, timeout: int,
                    manifests: Path | None, name: str | None) -> int:
@@ -448,7 +344,7 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
     from reconciler.shells import status
 
     if wait:
-        source = _source(_manifest_path(manifests, cfg), cfg, instance, None, False)
+        source = source_of(manifest_path(manifests, cfg), cfg, instance, None, False)
         return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
                            timeout=timeout, fmt=fmt)
     if name is not None:
@@ -457,108 +353,9 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
 
 
-@main.command()
-@click.argument("name")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory (default /var/lib/reconciler).")
-@_common
-def approve(*, name: str, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
-            instance: str, state_dir: Path | None) -> int:
-    """Let a destroy held by prune: confirm go ahead (NAME: a VM, network/NAME, pool/NAME).
-    Exit 1 when nothing waits for approval under that name."""
-    from reconciler.adapters import approvals
-    from reconciler.core.model.vm import LiveVM
-    from reconciler.core.plan import Why
-
-    states = state_dir or Path(cfg.stateDir)
-    source = _source(_manifest_path(path, cfg), cfg, instance, None, False, "confirm", states)
-    hv = connect_libvirt(connect, readonly=True)
-    try:
-        planned = pipeline.make_plan(source, hv)
-    finally:
-        hv.close()
-    action = next((a for a in planned.plan.actions if a.label == name), None)
-    if action is None or action.reason is None or action.reason.why != Why.PENDING_DESTROY:
-        what = (render.describe(action) if action is not None else
-                "no destroy of it waits for approval (with prune: confirm, a managed VM, "
-                "network or pool whose manifest is gone waits)")
-        click.echo(f"Nothing to approve for {name}: {what}", err=True)
-        return EXIT_ERROR
-    uuid = action.live.uuid if isinstance(action.live, LiveVM) else ""
-    approvals.approve(states, instance, name, uuid)
-    click.echo(f"Approved: the next apply or reconcile of instance {instance} destroys {name}"
-               + (f" (domain {uuid})" if uuid else "") + ".")
-    return EXIT_OK
-
-
-@main.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory (default /var/lib/reconciler).")
-@click.option("--reason", default="", help="Why (shown in status).")
-@_common
-def suspend(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-            state_dir: Path | None, reason: str) -> int:
-    """Pause the daemon: it keeps observing and reporting, and applies nothing, until
-    `reconciler resume` (persisted: it survives restarts)."""
-    from reconciler.adapters import pause
-
-    record = pause.suspend(state_dir or Path(cfg.stateDir), instance, reason)
-    click.echo(f"Instance {instance} suspended since {record.get('since')} by "
-               f"{record.get('by')}: the daemon applies nothing until `reconciler resume`.")
-    return EXIT_OK
-
-
-@main.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory (default /var/lib/reconciler).")
-@_common
-def resume(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-           state_dir: Path | None) -> int:
-    """Lift `reconciler suspend`: the daemon applies changes again from its next reconcile."""
-    from reconciler.adapters import pause
-
-    if pause.resume(state_dir or Path(cfg.stateDir), instance):
-        click.echo(f"Instance {instance} resumed: the daemon applies changes again.")
-    else:
-        click.echo(f"Instance {instance} was not suspended.")
-    return EXIT_OK
-
-
-@main.command(name="snapshot")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Write it to this file (gzip when it ends in .gz); default: standard output.")
-@_common
-def snapshot_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-                     out: Path | None) -> int:
-    """Record everything a plan reads from the host (read-only), for plans in CI."""
-    from reconciler.adapters import snapshot as snapshots
-    from reconciler.adapters.libvirt.snapshot import take
-
-    hv = connect_libvirt(connect, readonly=True)
-    try:
-        snap = take(hv, cfg.storageRoots)
-    finally:
-        hv.close()
-    if out is None:
-        click.echo(json.dumps(snapshots.to_json(snap), indent=1))
-    else:
-        snapshots.write(snap, out)
-        click.echo(f"Snapshot of {snap.hostname or snap.uri} ({len(snap.domains)} domains, "
-                   f"{len(snap.networks)} networks, {len(snap.pools)} pools) written to {out}.",
-                   err=True)
-    return EXIT_OK
-
-
-def _snapshot_host(path: Path) -> pipeline.Host:
-    from reconciler.adapters import snapshot as snapshots
-
-    return snapshots.SnapshotHost(snapshots.read(path), path)
-
-
 @main.command(name="export")
 @click.argument("name")
-@_common
+@common
 def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: str,
                    instance: str) -> int:
     """Print a manifest for an existing domain (to adopt a VM made by hand)."""
@@ -599,3 +396,7 @@ def schema(kind: str | None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))
+
+
+for _command in gitops_cli.COMMANDS:
+    main.add_command(_command)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import libvirt
-from conftest import TEST_URI, CliResult, run_cli, vm_manifest, write_manifest
+from conftest import TEST_URI, CliResult, run_cli, vm_manifest, without_header, write_manifest
 from lxml import etree
 
 from reconciler.core import cloudinit
@@ -92,7 +92,8 @@ def root_of(host, name: str, *, inactive: bool = False) -> etree._Element:  # ty
 
 def converged(host, folder: Path) -> CliResult:  # type: ignore[no-untyped-def]
     r = cli(host.uri, "plan", folder, "--detailed-exitcode")
-    assert (r.code, r.stdout) == (0, "No changes. The live state matches the manifests.\n")
+    assert (r.code, without_header(r.stdout)) == (
+        0, "No changes. The live state matches the manifests.\n")
     return r
 
 
