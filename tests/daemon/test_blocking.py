@@ -29,7 +29,8 @@ def _watchdog(messages: list[tuple[float, str]], start: float, end: float) -> in
 
 def _state(daemon) -> dict:  # type: ignore[no-untyped-def, type-arg]
     try:
-        return json.loads((daemon.state_dir / "status.json").read_text())
+        instance = os.environ["RECONCILER_INSTANCE"]  # each test is its own instance
+        return json.loads((daemon.state_dir / "status" / f"{instance}.json").read_text())
     except (OSError, ValueError):
         return {}
 
