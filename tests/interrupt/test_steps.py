@@ -18,7 +18,7 @@ READS = {
     "read_definition", "live_values", "read_raw_networks", "read_networks", "network_xml",
     "read_raw_pools", "read_pools", "read_raw_volume", "read_volumes", "volume",
     "volume_exists", "domains_using", "watch", "register_events", "deregister_events",
-    "alive",
+    "alive", "host_routes", "hostname", "local", "read_raw_volumes", "real_paths", "taken",
 }
 
 
