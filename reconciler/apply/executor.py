@@ -93,7 +93,7 @@ class _Runner:
             log.warning("action interrupted", vm=action.label, action=str(action.kind),
                         steps=done)
             return Result(action.label, action.kind, Outcome.FAILED, message,
-                          self.settings.clock() - started, retryable=True)
+                          self.settings.clock() - started, retryable=True, interrupted=True)
         except Exception as exc:  # one resource's surprise must not stop the others
             if isinstance(exc, ReconcilerError):
                 error, retryable = str(exc), exc.retryable

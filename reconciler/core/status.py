@@ -39,8 +39,9 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     for action in plan.actions:
         manifest = action.desired.source.file if action.desired else None
         result = by_name.get(action.label)
-        if result is not None and result.interrupted:  # nothing done: the next run does it
-            out[action.label] = VMStatus(action.label, "pending", INTERRUPTED, manifest)
+        if result is not None and result.interrupted:  # the next run does it (or finishes it)
+            detail = INTERRUPTED if "not started" in result.message else result.message
+            out[action.label] = VMStatus(action.label, "pending", detail, manifest)
         elif action.label in waiting:
             error, retry_at = waiting[action.label]
             if retry_at is None:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
-from conftest import write_manifest
+from conftest import without_header, write_manifest
 from lxml import etree
 
 RECONCILER = str(Path(sys.executable).with_name("reconciler"))
@@ -170,7 +170,7 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 def _plan_text(host, folder: Path, base: str, instance: str) -> str:  # type: ignore[no-untyped-def]
     p = cli(host, "plan", folder, "--detailed-exitcode", instance=instance)
     assert p.returncode == 0, p.stdout + p.stderr  # nothing left that apply would do
-    return _norm(p.stdout, base)
+    return _norm(without_header(p.stdout), base)  # the header names this run's folder
 
 
 class _Scenario:
