@@ -138,7 +138,7 @@ def test_seed_is_uploaded_attached_and_replaced_without_showing_user_data(host, 
               "(updatePolicy: live) -- pending restart")
     r = cli(host.uri, "plan", folder)
     shown.append(r)
-    assert f"! {name}   {change}" in r.stdout
+    assert f"~ {name}   {change}" in r.stdout
     r = cli(host.uri, "plan", folder, "--format", "json")
     shown.append(r)
     (action,) = json.loads(r.stdout)["actions"]

@@ -213,7 +213,8 @@ def test_plan_json_follows_the_schema(testdrv, prefix, manifests) -> None:
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "blocked": 0}
+    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "blocked": 0,
+                              "pendingRestart": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is True
     assert [(a["name"], a["symbol"], a["kind"]) for a in doc["actions"]] == [
         (f"{prefix}web", "+", "create")]
@@ -425,7 +426,7 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
     simple(manifests, name, vcpus=1, max_vcpus=4)
     r = plan(manifests, "--detailed-exitcode")
     assert r.code == 2
-    assert f"! {name}   maxVcpus 2 -> 4 needs a restart (updatePolicy: live) -- pending " \
+    assert f"~ {name}   maxVcpus 2 -> 4 needs a restart (updatePolicy: live) -- pending " \
            "restart" in r.stdout
     r = apply(manifests, state_dir)
     assert r.code == 0, r.stdout + r.stderr
@@ -436,8 +437,11 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
     assert xml(testdrv, name).find("vcpu").text == "2"
     r = plan(manifests, "--detailed-exitcode")
     assert r.code == 0  # nothing left to write, only the restart nobody did
-    assert without_header(r.stdout).splitlines() == [f"! {name}   maxVcpus 2 -> 4 pending restart",
-                                     "Plan: 0 to create, 0 to update, 0 to destroy, 1 blocked."]
+    assert without_header(r.stdout).splitlines() == [
+        "No changes to apply.",
+        "Still pending restart (nothing to apply; each takes its saved changes at its next "
+        "start):",
+        f"= {name}   maxVcpus 2 -> 4 pending restart"]
 
 
 def test_max_vcpus_with_update_policy_restart_restarts(testdrv, prefix, manifests,
