@@ -128,6 +128,26 @@ def summary_text(plan: Plan) -> str:
             f"{pending}, {plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked.")
 
 
+def irreversible(plan: Plan) -> str:
+    """What in the plan cannot be undone, for the question apply asks (empty when nothing):
+    ``destroys 2 resources (web-01, network/lab) and deletes 1 volume (web-02-data)``."""
+    from reconciler.core.model.vm import Disk, volume_name
+
+    destroys = [a.label for a in plan.actions if a.kind == Kind.DESTROY and a.writes]
+    volumes = [volume_name(a.name, s.old.name) for a in plan.actions if a.writes
+               for s in a.writing(Op.DELETE_VOLUME) if isinstance(s.old, Disk)]
+    parts = []
+    if destroys:
+        parts.append(f"destroys {_count(len(destroys), 'resource')} ({', '.join(destroys)})")
+    if volumes:
+        parts.append(f"deletes {_count(len(volumes), 'volume')} ({', '.join(volumes)})")
+    return " and ".join(parts)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def header_text(header: Header) -> str:
     """E.g. ``Made for instance default on hv-01 (qemu:///system), manifests at commit
     1a2b3c4d5e6f, from a snapshot taken 2026-11-30T17:50:00Z.``"""

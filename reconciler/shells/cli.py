@@ -21,7 +21,7 @@ from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError
 from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
-from reconciler.shells import gitops_cli
+from reconciler.shells import confirm, gitops_cli
 from reconciler.shells.interrupts import Interrupts, Stopped
 from reconciler.shells.options import (
     EXIT_CHANGES,
@@ -165,7 +165,8 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
 @path_arg
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--plan", "plan_file", type=click.Path(exists=True, path_type=Path),
-              help="Apply a plan saved with `plan --out`; refused if the live state changed.")
+              help="Apply a plan saved with `plan --out` (reviewed: not asked again); refused "
+                   "if the live state changed.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
@@ -181,7 +182,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
           state_dir: Path | None, parallel: int | None, lock_timeout: int,
           prune: str | None) -> int:
-    """Plan, then carry the plan out."""
+    """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
+    the plan destroys anything or deletes a volume), unless --yes or --plan FILE."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
@@ -204,7 +206,9 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     if plan_file and not saved_plan.applicable(plan_file, doc):
                         return EXIT_ERROR
                     _show_plan(planned, fmt, doc)
-                    if planned.plan.has_changes and not yes and not _confirm():
+                    # A saved plan was reviewed when it was made: not asked again.
+                    if (planned.plan.has_changes and not yes and plan_file is None
+                            and not confirm.asked(planned.plan)):
                         click.echo("Apply cancelled.", err=True)
                         return EXIT_ERROR
                     revision = gitinfo.revision(folder)
@@ -275,14 +279,6 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
     done = {r.name for r in results if r.ok and r.name in destroys}
     if done:
         approvals.forget(state_dir, instance, done)
-
-
-def _confirm() -> bool:
-    if not sys.stdin.isatty():
-        click.echo("reconciler: not a terminal; pass --yes to apply without confirmation",
-                   err=True)
-        return False
-    return click.confirm("Apply this plan?", default=False)
 
 
 @main.command()
