@@ -36,6 +36,7 @@ from reconciler.shells.options import (
     manifest_path,
     max_destroy_of,
     path_arg,
+    seconds,
     snapshot_host,
     source_of,
 )
@@ -173,7 +174,8 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
               help="Where the status file goes (default /var/lib/reconciler).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
-@click.option("--lock-timeout", callback=duration, default="0s", show_default=True,
+@click.option("--lock-timeout", callback=duration, metavar="DURATION", default="0s",
+              show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
 @PRUNE
 @common
@@ -285,10 +287,12 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
 @path_arg
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
-@click.option("--interval", type=float, default=defaults.RESYNC_INTERVAL, show_default=True,
-              help="Seconds between periodic resyncs.")
-@click.option("--debounce", type=float, default=defaults.DEBOUNCE, show_default=True,
-              help="Seconds of quiet after a file change before reconciling.")
+@click.option("--interval", callback=seconds, metavar="DURATION",
+              default=f"{defaults.RESYNC_INTERVAL:g}s", show_default=True,
+              help="Time between periodic resyncs (30s, 5m; or seconds).")
+@click.option("--debounce", callback=seconds, metavar="DURATION",
+              default=f"{defaults.DEBOUNCE:g}s", show_default=True,
+              help="Quiet after a file change before reconciling (1s; or seconds).")
 @click.option("--metrics-addr", default=defaults.METRICS_ADDR, show_default=True,
               help="host:port for Prometheus metrics, or `off`.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one cycle may destroy.")
@@ -325,7 +329,8 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
               help="State directory (default /var/lib/reconciler).")
 @click.option("--wait", is_flag=True,
               help="Wait until every VM is in sync with the manifests and healthy.")
-@click.option("--timeout", callback=duration, default="5m", show_default=True,
+@click.option("--timeout", callback=duration, metavar="DURATION", default="5m",
+              show_default=True,
               help="How long --wait waits (30s, 5m, ...).")
 @click.option("--manifests", type=click.Path(path_type=Path), default=None,
               help="The manifests --wait compares with (default: the config's manifestDir).")

@@ -8,6 +8,7 @@ import functools
 import gc
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,6 +98,19 @@ def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         return units.parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def seconds(ctx: click.Context, param: click.Parameter, value: object) -> float:
+    """A duration as manifests spell it (``30s``, ``5m``), or a plain number of seconds
+    (``0.5``, as these options took before), in seconds."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return float(duration(ctx, param, text))
+    if not math.isfinite(number) or number < 0:
+        raise click.BadParameter(f"{text!r} is not a duration; write e.g. 30s, 5m or 1h")
+    return number
 
 
 PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
