@@ -159,6 +159,8 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
         click.echo(plan_markdown(planned.plan, planned.inputs.problems, header), nl=False)
         return
     click.echo(render.problems_text(planned.inputs.problems), nl=False, err=True)
+    if planned.inputs.problems and not planned.plan.actions:
+        return  # the error only: "No changes" would say the manifests were read and match
     click.echo(render.plan_text(planned.plan, header), nl=False)
 
 

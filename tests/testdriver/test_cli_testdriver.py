@@ -585,3 +585,12 @@ def test_a_description_is_kept_in_the_domain_and_follows_the_manifest(testdrv, p
     assert apply(manifests, state_dir).code == 0
     assert xml(testdrv, name, inactive=True).find("description") is None
     assert "No changes" in plan(manifests).stdout
+
+
+def test_plan_without_a_manifest_directory_prints_the_error_only(tmp_path) -> None:
+    """Issue 13.6: not "No changes. The live state matches the manifests." and an error."""
+    missing = tmp_path / "nowhere"
+    r = run_cli("plan", "--connect", "test:///default", str(missing))
+    assert r.code == 1
+    assert r.stdout == ""
+    assert r.stderr == f"{missing}: no such file or directory\n"
