@@ -89,7 +89,7 @@ def main() -> None:
 @main.command()
 @path_arg
 @formats("text", "json", "github")
-def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
+def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt.
     ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
     inputs = manifests.load_desired(manifest_path(path, cfg), cfg.storageRoots)

@@ -594,3 +594,15 @@ def test_plan_without_a_manifest_directory_prints_the_error_only(tmp_path) -> No
     assert r.code == 1
     assert r.stdout == ""
     assert r.stderr == f"{missing}: no such file or directory\n"
+
+
+@pytest.mark.parametrize(("command", "option"), [
+    ("validate", "--connect"), ("validate", "--instance"), ("validate", "-v"),
+    ("validate", "--log-format"), ("status", "-v"), ("status", "--log-format"),
+    ("plan", "-v"), ("export", "--log-format"), ("suspend", "--format"),
+    ("snapshot", "--instance")])
+def test_an_option_that_would_do_nothing_is_refused(command: str, option: str) -> None:
+    """Issue 13.6: options only on the commands where they mean something."""
+    r = run_cli(command, option, "x")
+    assert r.code == 2
+    assert f"No such option '{option}'" in r.stderr
