@@ -48,9 +48,10 @@ def digest(name: str, version: int) -> str:
 
 def cli(host_uri: str, command: str, folder: Path, *extra: str) -> CliResult:
     state = ["--state-dir", str(folder.parent / "state")] if command == "apply" else []
-    yes = ["--yes"] if command == "apply" else []
+    # apply logs (-v: every action); plan logs nothing, and takes no log options
+    yes = ["--yes", "-v", "--log-format", "json"] if command == "apply" else []
     started = time.monotonic()
-    r = run_cli(command, *yes, "-v", "--log-format", "json", "--connect", host_uri, *state,
+    r = run_cli(command, *yes, "--connect", host_uri, *state,
                 *extra, folder)
     print(f"$ {command} {' '.join(extra)} -> {r.code} in {time.monotonic() - started:.1f}s\n"
           f"{r.stdout}{r.stderr}")
