@@ -82,7 +82,7 @@ class _Runner:
             return Result(action.label, action.kind, Outcome.BLOCKED, words.reason_text(action),
                           why=action.reason.why if action.reason else None)
         if not action.writes:
-            return _pending_result(action, [], 0.0)
+            return replace(_pending_result(action, [], 0.0), untouched=True)
         self.steps.begin()
         try:
             pending = self._carry_out(action)

@@ -64,7 +64,9 @@ def plan_markdown(plan: Plan, problems: Iterable[Problem] = (),
         lines.append("**No changes.** The live state matches the manifests.")
     else:
         lines += ["| Create | Update | Destroy | Blocked |", "| ---: | ---: | ---: | ---: |",
-                  f"| {plan.count(Kind.CREATE)} | {plan.count(Kind.UPDATE)} | "
+                  f"| {plan.count(Kind.CREATE)} | {plan.count(Kind.UPDATE)}"
+                  + (f" ({plan.restart_count} pending restart)" if plan.restart_count else "")
+                  + " | "
                   f"{plan.count(Kind.DESTROY)} | {plan.blocked_count} |", ""]
         destroys = [a for a in plan.actions if a.kind == Kind.DESTROY and a.writes]
         if destroys:

@@ -283,7 +283,15 @@ class Action:
 
     @property
     def blocked(self) -> bool:
-        return self.kind == Kind.BLOCKED or self.refused or bool(self.pending_restart)
+        """Will not be done: a reason holds it back, or a step is refused."""
+        return self.kind == Kind.BLOCKED or self.refused
+
+    @property
+    def still_pending(self) -> bool:
+        """Untouched by this run, only waiting for a restart nobody has done yet (its changes
+        were saved by an earlier apply): listed apart, never as a change."""
+        return (self.kind == Kind.UPDATE and not self.blocked and not self.writes
+                and bool(self.pending_restart))
 
     def has(self, *ops: Op) -> bool:
         """Whether a step that writes carries out one of ``ops``."""
@@ -310,11 +318,29 @@ class Plan:
         return any(a.writes for a in self.actions)
 
     def count(self, kind: Kind) -> int:
+        """The actions of ``kind`` apply carries out (each change counts once: create, update
+        or destroy)."""
         return sum(1 for a in self.actions if a.kind == kind and a.writes and not a.blocked)
 
     @property
+    def restart_count(self) -> int:
+        """Updates that leave the VM pending restart (counted among the updates too)."""
+        return sum(1 for a in self.actions
+                   if a.kind == Kind.UPDATE and a.writes and bool(a.pending_restart))
+
+    @property
     def blocked_count(self) -> int:
+        """What will not be done."""
         return sum(1 for a in self.actions if a.blocked)
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        """The actions a plan lists as changes: all but those still pending restart."""
+        return tuple(a for a in self.actions if not a.still_pending)
+
+    @property
+    def still_pending(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.still_pending)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,24 @@ if TYPE_CHECKING:
     from reconciler.core.result import Result
 
 _SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
+STILL_PENDING = "pending restart"  # the JSON kind of a VM only still waiting for a restart
+STILL_PENDING_TITLE = ("Still pending restart (nothing to apply; each takes its saved changes "
+                       "at its next start):")
 
 
 def symbol(action: Action) -> str:
-    return "!" if action.blocked else _SYMBOL[action.kind]
+    """``!`` what will not be done, ``=`` still pending restart (left as it is), else the
+    kind's: ``+`` create, ``~`` update (a pending restart included), ``-`` destroy."""
+    if action.blocked:
+        return "!"
+    return "=" if action.still_pending else _SYMBOL[action.kind]
+
+
+def kind_of(action: Action) -> str:
+    """The action's kind as plans count it: blocked when it will not be done."""
+    if action.blocked:
+        return str(Kind.BLOCKED)
+    return STILL_PENDING if action.still_pending else str(action.kind)
 
 
 def _describe_create(action: Action) -> str:
@@ -97,14 +111,41 @@ def plan_text(plan: Plan, header: Header | None = None) -> str:
     if not plan.actions:
         return "No changes. The live state matches the manifests.\n" + footer
     width = max(len(a.label) for a in plan.actions)
-    lines = [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in plan.actions]
-    lines.append(summary_text(plan))
+    changes, waiting = plan.changes, plan.still_pending
+    lines = [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in changes]
+    lines.append(summary_text(plan) if changes else "No changes to apply.")
+    if waiting:
+        lines.append(STILL_PENDING_TITLE)
+        lines += [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in waiting]
     return "\n".join(lines) + "\n" + footer
 
 
 def summary_text(plan: Plan) -> str:
-    return (f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update, "
-            f"{plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked.")
+    """``Plan: 1 to create, 2 to update (1 pending restart), 1 to destroy, 1 blocked.``"""
+    restarts = plan.restart_count
+    pending = f" ({restarts} pending restart)" if restarts else ""
+    return (f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update"
+            f"{pending}, {plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked.")
+
+
+def irreversible(plan: Plan) -> str:
+    """What in the plan cannot be undone, for the question apply asks (empty when nothing):
+    ``destroys 2 resources (web-01, network/lab) and deletes 1 volume (web-02-data)``."""
+    from reconciler.core.model.vm import Disk, volume_name
+
+    destroys = [a.label for a in plan.actions if a.kind == Kind.DESTROY and a.writes]
+    volumes = [volume_name(a.name, s.old.name) for a in plan.actions if a.writes
+               for s in a.writing(Op.DELETE_VOLUME) if isinstance(s.old, Disk)]
+    parts = []
+    if destroys:
+        parts.append(f"destroys {_count(len(destroys), 'resource')} ({', '.join(destroys)})")
+    if volumes:
+        parts.append(f"deletes {_count(len(volumes), 'volume')} ({', '.join(volumes)})")
+    return " and ".join(parts)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def header_text(header: Header) -> str:
@@ -197,13 +238,15 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
         "observed": dict(plan.observed),
         "hasChanges": plan.has_changes,
         "summary": {"create": plan.count(Kind.CREATE), "update": plan.count(Kind.UPDATE),
-                    "destroy": plan.count(Kind.DESTROY), "blocked": plan.blocked_count},
+                    "pendingRestart": plan.restart_count,
+                    "destroy": plan.count(Kind.DESTROY), "blocked": plan.blocked_count,
+                    "stillPendingRestart": len(plan.still_pending)},
         "problems": [p.as_dict() for p in problems],
         "actions": [
             {
                 "name": a.name,
                 "resource": str(a.resource),
-                "kind": str(a.kind),
+                "kind": kind_of(a),
                 "symbol": symbol(a),
                 "text": describe(a),
                 "changes": [change_json(s) for s in changed_fields(a)],
@@ -221,7 +264,11 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
 
 
 def results_text(results: Iterable[Result]) -> str:
-    results = list(results)
+    """A line per result, the count, and once, apart, the VMs this run left untouched that
+    still wait for a restart."""
+    every = list(results)
+    results = [r for r in every if not r.untouched]
+    waiting = [r for r in every if r.untouched]
     lines = []
     for r in results:
         tail = f": {r.message}" if r.message else ""
@@ -235,6 +282,9 @@ def results_text(results: Iterable[Result]) -> str:
     lines.append(f"Apply: {done} done ({pending} pending restart), {failed} failed, "
                  f"{len(held) - suspended} blocked"
                  + (f", {suspended} suspended." if suspended else "."))
+    if waiting:
+        lines.append(STILL_PENDING_TITLE)
+        lines += [f"{r.name}: {r.message}" for r in waiting]
     return "\n".join(lines) + "\n"
 
 

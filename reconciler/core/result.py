@@ -27,6 +27,8 @@ class Result:
     # Not started because the run was stopped first (SIGTERM): nothing was done, and the next
     # run does it (status shows it pending, not failed).
     interrupted: bool = False
+    # Nothing to do this run but the restart an earlier apply left pending: listed apart.
+    untouched: bool = False
 
     @property
     def ok(self) -> bool:

@@ -21,7 +21,7 @@ from reconciler.core import schema as schemas
 from reconciler.core.errors import NotFoundError
 from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
-from reconciler.shells import gitops_cli
+from reconciler.shells import confirm, gitops_cli
 from reconciler.shells.interrupts import Interrupts, Stopped
 from reconciler.shells.options import (
     EXIT_CHANGES,
@@ -36,6 +36,7 @@ from reconciler.shells.options import (
     manifest_path,
     max_destroy_of,
     path_arg,
+    seconds,
     snapshot_host,
     source_of,
 )
@@ -88,7 +89,7 @@ def main() -> None:
 @main.command()
 @path_arg
 @formats("text", "json", "github")
-def validate(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str) -> int:
+def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt.
     ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
     inputs = manifests.load_desired(manifest_path(path, cfg), cfg.storageRoots)
@@ -158,6 +159,8 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
         click.echo(plan_markdown(planned.plan, planned.inputs.problems, header), nl=False)
         return
     click.echo(render.problems_text(planned.inputs.problems), nl=False, err=True)
+    if planned.inputs.problems and not planned.plan.actions:
+        return  # the error only: "No changes" would say the manifests were read and match
     click.echo(render.plan_text(planned.plan, header), nl=False)
 
 
@@ -165,14 +168,16 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
 @path_arg
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--plan", "plan_file", type=click.Path(exists=True, path_type=Path),
-              help="Apply a plan saved with `plan --out`; refused if the live state changed.")
+              help="Apply a plan saved with `plan --out` (reviewed: not asked again); refused "
+                   "if the live state changed.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="Where the status file goes (default /var/lib/reconciler).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
-@click.option("--lock-timeout", callback=duration, default="0s", show_default=True,
+@click.option("--lock-timeout", callback=duration, metavar="DURATION", default="0s",
+              show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
 @PRUNE
 @common
@@ -181,7 +186,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
           state_dir: Path | None, parallel: int | None, lock_timeout: int,
           prune: str | None) -> int:
-    """Plan, then carry the plan out."""
+    """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
+    the plan destroys anything or deletes a volume), unless --yes or --plan FILE."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
@@ -204,7 +210,9 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     if plan_file and not saved_plan.applicable(plan_file, doc):
                         return EXIT_ERROR
                     _show_plan(planned, fmt, doc)
-                    if planned.plan.has_changes and not yes and not _confirm():
+                    # A saved plan was reviewed when it was made: not asked again.
+                    if (planned.plan.has_changes and not yes and plan_file is None
+                            and not confirm.asked(planned.plan)):
                         click.echo("Apply cancelled.", err=True)
                         return EXIT_ERROR
                     revision = gitinfo.revision(folder)
@@ -277,22 +285,16 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
         approvals.forget(state_dir, instance, done)
 
 
-def _confirm() -> bool:
-    if not sys.stdin.isatty():
-        click.echo("reconciler: not a terminal; pass --yes to apply without confirmation",
-                   err=True)
-        return False
-    return click.confirm("Apply this plan?", default=False)
-
-
 @main.command()
 @path_arg
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
-@click.option("--interval", type=float, default=defaults.RESYNC_INTERVAL, show_default=True,
-              help="Seconds between periodic resyncs.")
-@click.option("--debounce", type=float, default=defaults.DEBOUNCE, show_default=True,
-              help="Seconds of quiet after a file change before reconciling.")
+@click.option("--interval", callback=seconds, metavar="DURATION",
+              default=f"{defaults.RESYNC_INTERVAL:g}s", show_default=True,
+              help="Time between periodic resyncs (30s, 5m; or seconds).")
+@click.option("--debounce", callback=seconds, metavar="DURATION",
+              default=f"{defaults.DEBOUNCE:g}s", show_default=True,
+              help="Quiet after a file change before reconciling (1s; or seconds).")
 @click.option("--metrics-addr", default=defaults.METRICS_ADDR, show_default=True,
               help="host:port for Prometheus metrics, or `off`.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one cycle may destroy.")
@@ -329,7 +331,8 @@ def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
               help="State directory (default /var/lib/reconciler).")
 @click.option("--wait", is_flag=True,
               help="Wait until every VM is in sync with the manifests and healthy.")
-@click.option("--timeout", callback=duration, default="5m", show_default=True,
+@click.option("--timeout", callback=duration, metavar="DURATION", default="5m",
+              show_default=True,
               help="How long --wait waits (30s, 5m, ...).")
 @click.option("--manifests", type=click.Path(path_type=Path), default=None,
               help="The manifests --wait compares with (default: the config's manifestDir).")

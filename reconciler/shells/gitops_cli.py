@@ -28,7 +28,7 @@ from reconciler.shells.options import (
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
 @common
-def approve(*, name: str, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
+def approve(*, name: str, path: Path | None, cfg: configuration.Config, connect: str,
             instance: str, state_dir: Path | None) -> int:
     """Let a destroy held by prune: confirm go ahead (NAME: a VM, network/NAME, pool/NAME).
     Exit 1 when nothing waits for approval under that name."""
@@ -62,8 +62,8 @@ def approve(*, name: str, path: Path | None, cfg: configuration.Config, fmt: str
               help="State directory (default /var/lib/reconciler).")
 @click.option("--reason", default="", help="Why (shown in status).")
 @common
-def suspend(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-            state_dir: Path | None, reason: str) -> int:
+def suspend(*, cfg: configuration.Config, instance: str, state_dir: Path | None,
+            reason: str) -> int:
     """Pause the daemon: it keeps observing and reporting, and applies nothing, until
     `reconciler resume` (persisted: it survives restarts)."""
     from reconciler.adapters import pause
@@ -78,8 +78,7 @@ def suspend(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None,
               help="State directory (default /var/lib/reconciler).")
 @common
-def resume(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-           state_dir: Path | None) -> int:
+def resume(*, cfg: configuration.Config, instance: str, state_dir: Path | None) -> int:
     """Lift `reconciler suspend`: the daemon applies changes again from its next reconcile."""
     from reconciler.adapters import pause
 
@@ -94,7 +93,7 @@ def resume(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write it to this file (gzip when it ends in .gz); default: standard output.")
 @common
-def snapshot_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+def snapshot_command(*, cfg: configuration.Config, connect: str,
                      out: Path | None) -> int:
     """Record everything a plan reads from the host (read-only), for plans in CI."""
     from reconciler.adapters import snapshot as snapshots

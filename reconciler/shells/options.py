@@ -8,6 +8,7 @@ import functools
 import gc
 import inspect
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,23 +46,19 @@ def common(func: Callable[..., int], *,
     """Options every command takes, and error handling: one line to stderr, exit 1.
     ``formats``: the values of the command's ``--format`` (text first: the default)."""
 
-    @click.option("--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
-                  help="libvirt URI (default qemu:///system, or the config's).")
-    @click.option("--instance", envvar="RECONCILER_INSTANCE", default=None,
-                  help="This reconciler's name on a shared host (default `default`).")
-    @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-                  help="Config file (default /etc/reconciler/config.yaml, optional).")
-    @click.option("--format", "fmt", type=click.Choice(list(formats)), default="text",
-                  help="Output format.")
-    @click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
-                  default="auto", help="Log format on stderr.")
-    @click.option("-v", "--verbose", is_flag=True, help="Log every action as it happens.")
+    # Only the options that mean something to this command: --connect where it reads libvirt,
+    # --instance where it names the instance, --format where it has formats, the log options
+    # where it logs; --config everywhere.
+    takes = inspect.signature(func).parameters
+    logs_anything = func.__name__ in LOGGING_COMMANDS
+
     @functools.wraps(func)
-    def wrapper(*, config_file: Path | None, log_format: str, verbose: bool, **kwargs: Any) -> None:
+    def wrapper(*, config_file: Path | None, log_format: str = "auto", verbose: bool = False,
+                **kwargs: Any) -> None:
         daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
-        if verbose or func.__name__ in LOGGING_COMMANDS:  # the others log nothing
+        if logs_anything:
             logs.configure(log_format, logging.INFO if verbose or daemon else logging.WARNING)
-        if "config_file" in inspect.signature(func).parameters:
+        if "config_file" in takes:
             kwargs["config_file"] = config_file
         read_only = func.__name__ in READ_ONLY_COMMANDS
         collecting = gc.isenabled()
@@ -70,12 +67,13 @@ def common(func: Callable[..., int], *,
             gc.disable()
         try:
             cfg = configuration.load(config_file)
-            kwargs["connect"] = kwargs["connect"] or cfg.connect
-            instance = kwargs.pop("instance")
-            instance = cfg.instance if instance is None else instance
-            if problem := instance_name.problem(instance):  # it names files: refuse ../x
-                raise PermanentError(problem)
-            if "instance" in inspect.signature(func).parameters:
+            if "connect" in takes:
+                kwargs["connect"] = kwargs["connect"] or cfg.connect
+            if "instance" in takes:
+                instance = kwargs["instance"]
+                instance = cfg.instance if instance is None else instance
+                if problem := instance_name.problem(instance):  # it names files: refuse ../x
+                    raise PermanentError(problem)
                 kwargs["instance"] = instance
             code = func(cfg=cfg, **kwargs)
         except ReconcilerError as exc:
@@ -88,6 +86,28 @@ def common(func: Callable[..., int], *,
             finished.append(True)
         sys.exit(code)
 
+    options: list[Callable[[Any], Any]] = []
+    if "connect" in takes:
+        options.append(click.option(
+            "--connect", "connect", envvar="RECONCILER_CONNECT", default=None,
+            help="libvirt URI (default qemu:///system, or the config's)."))
+    if "instance" in takes:
+        options.append(click.option(
+            "--instance", envvar="RECONCILER_INSTANCE", default=None,
+            help="This reconciler's name on a shared host (default `default`)."))
+    options.append(click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), default=None,
+        help="Config file (default /etc/reconciler/config.yaml, optional)."))
+    if "fmt" in takes:
+        options.append(click.option("--format", "fmt", type=click.Choice(list(formats)),
+                                    default="text", help="Output format."))
+    if logs_anything:
+        options.append(click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
+                                    default="auto", help="Log format on stderr."))
+        options.append(click.option("-v", "--verbose", is_flag=True,
+                                    help="Log every action as it happens."))
+    for option in reversed(options):
+        wrapper = option(wrapper)
     return wrapper
 
 
@@ -97,6 +117,19 @@ def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
         return units.parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def seconds(ctx: click.Context, param: click.Parameter, value: object) -> float:
+    """A duration as manifests spell it (``30s``, ``5m``), or a plain number of seconds
+    (``0.5``, as these options took before), in seconds."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return float(duration(ctx, param, text))
+    if not math.isfinite(number) or number < 0:
+        raise click.BadParameter(f"{text!r} is not a duration; write e.g. 30s, 5m or 1h")
+    return number
 
 
 PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(

@@ -48,9 +48,10 @@ def digest(name: str, version: int) -> str:
 
 def cli(host_uri: str, command: str, folder: Path, *extra: str) -> CliResult:
     state = ["--state-dir", str(folder.parent / "state")] if command == "apply" else []
-    yes = ["--yes"] if command == "apply" else []
+    # apply logs (-v: every action); plan logs nothing, and takes no log options
+    yes = ["--yes", "-v", "--log-format", "json"] if command == "apply" else []
     started = time.monotonic()
-    r = run_cli(command, *yes, "-v", "--log-format", "json", "--connect", host_uri, *state,
+    r = run_cli(command, *yes, "--connect", host_uri, *state,
                 *extra, folder)
     print(f"$ {command} {' '.join(extra)} -> {r.code} in {time.monotonic() - started:.1f}s\n"
           f"{r.stdout}{r.stderr}")
@@ -138,7 +139,7 @@ def test_seed_is_uploaded_attached_and_replaced_without_showing_user_data(host, 
               "(updatePolicy: live) -- pending restart")
     r = cli(host.uri, "plan", folder)
     shown.append(r)
-    assert f"! {name}   {change}" in r.stdout
+    assert f"~ {name}   {change}" in r.stdout
     r = cli(host.uri, "plan", folder, "--format", "json")
     shown.append(r)
     (action,) = json.loads(r.stdout)["actions"]

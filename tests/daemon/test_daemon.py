@@ -164,3 +164,18 @@ def test_libvirtd_outage_is_survived(host, tmp_path, daemon_factory):
     assert wait_for(lambda: host.exists(second), 40), daemon.output()
     assert daemon.proc.poll() is None
     assert daemon.stop() == 0
+
+
+def test_durations_are_spelled_as_in_manifests(tmp_path, daemon_factory):
+    """Issue 13.6: `--interval 30s` was refused ("'30s' is not a valid float"). Durations take
+    the manifests' spelling; a plain number is still seconds; anything else is refused."""
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    daemon = daemon_factory(manifests, "test:///default",
+                            args=("--interval", "5m", "--debounce", "2s"))
+    daemon.wait_ready()
+    (started,) = [e for e in daemon.events() if e.get("event") == "started"]
+    assert (started["interval"], started["debounce"]) == (300, 2), daemon.output()
+    r = run_cli("run", "--interval", "soon", str(manifests))
+    assert r.code == 2
+    assert "'soon' is not a duration" in r.stderr

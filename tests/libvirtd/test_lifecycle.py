@@ -128,8 +128,8 @@ def test_apply_creates_three_vms_then_plan_is_empty(host, tmp_path):
     assert web not in r.stdout and off not in r.stdout
     # the balloon the guest did not take up is pending, not re-applied
     line = plan_line(r.stdout, big)
-    assert line.startswith("!") and "memory 128MiB -> 64MiB pending restart" in line
-    assert "Plan: 0 to create, 0 to update, 0 to destroy, 1 blocked." in r.stdout
+    assert line.startswith("=") and "memory 128MiB -> 64MiB pending restart" in line
+    assert "No changes to apply." in r.stdout and "blocked" not in r.stdout
 
 
 # --- 2. live vCPU hot-plug and balloon ---------------------------------------------------------
@@ -172,7 +172,7 @@ def test_vcpus_hotplug_live_and_balloon_pending_restart(host, tmp_path):
     r = plan(host, folder, "--detailed-exitcode")
     assert r.code == 0
     line = plan_line(r.stdout, name)
-    assert line.startswith("!") and "memory" in line and "pending restart" in line
+    assert line.startswith("=") and "memory" in line and "pending restart" in line
     assert "(live)" not in line and "vcpus" not in line
     r = apply(host, folder)
     assert r.code == 0
@@ -218,7 +218,7 @@ def test_vcpu_unplug_refused_is_persisted_and_pending(host, tmp_path):
     r = plan(host, folder, "--detailed-exitcode")
     assert r.code == 0
     line = plan_line(r.stdout, name)
-    assert line.startswith("!") and "vcpus 2 -> 1 pending restart" in line
+    assert line.startswith("=") and "vcpus 2 -> 1 pending restart" in line
     assert "(live)" not in line
 
 
@@ -241,7 +241,7 @@ def test_max_memory_needs_restart_live_policy_then_restart_policy(host, tmp_path
     r = plan(host, folder, "--detailed-exitcode")
     assert r.code == 2
     line = plan_line(r.stdout, keep)
-    assert line.startswith("!")
+    assert line.startswith("~")
     assert "maxMemory 64MiB -> 128MiB needs a restart (updatePolicy: live)" in line
     line = plan_line(r.stdout, bounce)
     assert line.startswith("~") and line.endswith("restarts the VM")
@@ -268,7 +268,7 @@ def test_max_memory_needs_restart_live_policy_then_restart_policy(host, tmp_path
     r = plan(host, folder, "--detailed-exitcode")
     assert r.code == 0
     line = plan_line(r.stdout, keep)
-    assert line.startswith("!") and "maxMemory 64MiB -> 128MiB pending restart" in line
+    assert line.startswith("=") and "maxMemory 64MiB -> 128MiB pending restart" in line
     assert bounce not in r.stdout
     r = apply(host, folder)
     assert r.code == 0 and f"{keep}:" not in r.stdout

@@ -16,8 +16,8 @@ SPEC_LINES = [
     "~ web-01   vcpus 2 -> 4 (live), memory 2GiB -> 4GiB (live)",
     "+ db-01    2 vcpus, 4GiB, disks root 40GiB",
     "- old-01   destroy (volumes retained: old-01-root)",
-    "! web-02   maxMemory 4GiB -> 8GiB needs a restart (updatePolicy: live) -- pending restart",
-    "Plan: 1 to create, 1 to update, 1 to destroy, 1 blocked.",
+    "~ web-02   maxMemory 4GiB -> 8GiB needs a restart (updatePolicy: live) -- pending restart",
+    "Plan: 1 to create, 2 to update (1 pending restart), 1 to destroy, 0 blocked.",
 ]
 
 
@@ -42,7 +42,8 @@ def test_json_plan_follows_the_schema_and_agrees_with_the_text() -> None:
                         "'2GB' is not a quantity; write 2GiB or 2048MiB")]
     doc = render.plan_json(plan, problems)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 1, "update": 1, "destroy": 1, "blocked": 1}
+    assert doc["summary"] == {"create": 1, "update": 2, "pendingRestart": 1, "destroy": 1,
+                              "blocked": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is True
     assert doc["fingerprint"] == plan.fingerprint
     assert doc["problems"] == [{"file": "manifests/bad.yaml", "line": 12, "column": 5,
@@ -53,6 +54,7 @@ def test_json_plan_follows_the_schema_and_agrees_with_the_text() -> None:
         assert f"{action['symbol']} {action['name']:<6}   {action['text']}" in text_lines
     by_name = {a["name"]: a for a in doc["actions"]}
     assert by_name["web-02"]["pendingRestart"] is True
+    assert (by_name["web-02"]["kind"], by_name["web-02"]["symbol"]) == ("update", "~")
     assert by_name["web-02"]["changes"] == [
         {"field": "maxMemory", "old": "4GiB", "new": "8GiB", "mode": "restart", "note": ""}]
     assert by_name["db-01"]["manifest"] == "manifests/db-01.yaml"
@@ -64,7 +66,8 @@ def test_json_plan_of_a_guarded_destroy_carries_the_reason() -> None:
     plan = run_case(_case("more destroys than max_destroy destroy none and say why"))
     doc = render.plan_json(plan)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 0, "update": 0, "destroy": 0, "blocked": 3}
+    assert doc["summary"] == {"create": 0, "update": 0, "destroy": 0, "blocked": 3,
+                              "pendingRestart": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is False
     assert all("--max-destroy 2" in a["reason"] for a in doc["actions"])
 
@@ -93,3 +96,44 @@ def test_apply_results_count_suspended_vms_apart() -> None:
     ]
     assert render.results_text(results).splitlines()[-1] == (
         "Apply: 1 done (0 pending restart), 0 failed, 0 blocked, 1 suspended.")
+
+
+def test_a_vm_only_still_pending_restart_is_listed_apart_and_not_counted() -> None:
+    """Issue 13.3: what apply leaves as it is is neither an update nor blocked."""
+    plan = run_case(_case("after apply the config has the new maxVcpus, the running VM waits; "
+                          "nothing to write"))
+    assert render.plan_text(plan).splitlines() == [
+        "No changes to apply.",
+        "Still pending restart (nothing to apply; each takes its saved changes at its next "
+        "start):",
+        "= web-02   maxVcpus 4 -> 8 pending restart"]
+    doc = render.plan_json(plan)
+    Draft202012Validator(schema.load("plan")).validate(doc)
+    assert doc["summary"] == {"create": 0, "update": 0, "pendingRestart": 0, "destroy": 0,
+                              "blocked": 0, "stillPendingRestart": 1}
+    assert [(a["kind"], a["symbol"]) for a in doc["actions"]] == [("pending restart", "=")]
+
+
+def test_json_kind_and_symbol_agree_with_the_text_counts() -> None:
+    """A refused update is shown ``!`` and counted blocked: its JSON kind says blocked too."""
+    for _, case in load_cases():
+        doc = render.plan_json(run_case(case))
+        for action in doc["actions"]:
+            assert {"+": "create", "~": "update", "-": "destroy", "!": "blocked",
+                    "=": "pending restart"}[action["symbol"]] == action["kind"], case["name"]
+        blocked = sum(1 for a in doc["actions"] if a["kind"] == "blocked")
+        assert doc["summary"]["blocked"] == blocked, case["name"]
+
+
+def test_apply_results_list_vms_untouched_and_still_pending_once_apart() -> None:
+    results = [
+        Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
+        Result("web-02", Kind.UPDATE, Outcome.PENDING_RESTART,
+               "maxMemory 4GiB -> 8GiB needs a restart", untouched=True),
+    ]
+    assert render.results_text(results) == (
+        "web-01: update converged\n"
+        "Apply: 1 done (0 pending restart), 0 failed, 0 blocked.\n"
+        "Still pending restart (nothing to apply; each takes its saved changes at its next "
+        "start):\n"
+        "web-02: maxMemory 4GiB -> 8GiB needs a restart\n")

@@ -213,7 +213,8 @@ def test_plan_json_follows_the_schema(testdrv, prefix, manifests) -> None:
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "blocked": 0}
+    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "blocked": 0,
+                              "pendingRestart": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is True
     assert [(a["name"], a["symbol"], a["kind"]) for a in doc["actions"]] == [
         (f"{prefix}web", "+", "create")]
@@ -425,7 +426,7 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
     simple(manifests, name, vcpus=1, max_vcpus=4)
     r = plan(manifests, "--detailed-exitcode")
     assert r.code == 2
-    assert f"! {name}   maxVcpus 2 -> 4 needs a restart (updatePolicy: live) -- pending " \
+    assert f"~ {name}   maxVcpus 2 -> 4 needs a restart (updatePolicy: live) -- pending " \
            "restart" in r.stdout
     r = apply(manifests, state_dir)
     assert r.code == 0, r.stdout + r.stderr
@@ -436,8 +437,11 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
     assert xml(testdrv, name).find("vcpu").text == "2"
     r = plan(manifests, "--detailed-exitcode")
     assert r.code == 0  # nothing left to write, only the restart nobody did
-    assert without_header(r.stdout).splitlines() == [f"! {name}   maxVcpus 2 -> 4 pending restart",
-                                     "Plan: 0 to create, 0 to update, 0 to destroy, 1 blocked."]
+    assert without_header(r.stdout).splitlines() == [
+        "No changes to apply.",
+        "Still pending restart (nothing to apply; each takes its saved changes at its next "
+        "start):",
+        f"= {name}   maxVcpus 2 -> 4 pending restart"]
 
 
 def test_max_vcpus_with_update_policy_restart_restarts(testdrv, prefix, manifests,
@@ -581,3 +585,24 @@ def test_a_description_is_kept_in_the_domain_and_follows_the_manifest(testdrv, p
     assert apply(manifests, state_dir).code == 0
     assert xml(testdrv, name, inactive=True).find("description") is None
     assert "No changes" in plan(manifests).stdout
+
+
+def test_plan_without_a_manifest_directory_prints_the_error_only(tmp_path) -> None:
+    """Issue 13.6: not "No changes. The live state matches the manifests." and an error."""
+    missing = tmp_path / "nowhere"
+    r = run_cli("plan", "--connect", "test:///default", str(missing))
+    assert r.code == 1
+    assert r.stdout == ""
+    assert r.stderr == f"{missing}: no such file or directory\n"
+
+
+@pytest.mark.parametrize(("command", "option"), [
+    ("validate", "--connect"), ("validate", "--instance"), ("validate", "-v"),
+    ("validate", "--log-format"), ("status", "-v"), ("status", "--log-format"),
+    ("plan", "-v"), ("export", "--log-format"), ("suspend", "--format"),
+    ("snapshot", "--instance")])
+def test_an_option_that_would_do_nothing_is_refused(command: str, option: str) -> None:
+    """Issue 13.6: options only on the commands where they mean something."""
+    r = run_cli(command, option, "x")
+    assert r.code == 2
+    assert f"No such option '{option}'" in r.stderr
