@@ -402,17 +402,33 @@ def _confirm() -> bool:
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="VMs changed at once (default 4).")
+@click.option("--git", "git_url", envvar="RECONCILER_GIT_URL", default=None, metavar="URL",
+              help="Pull mode: follow this repository's branch (kept in the state directory) "
+                   "instead of PATH.")
+@click.option("--branch", default="main", show_default=True, help="Pull mode: the branch.")
+@click.option("--git-path", default=".", show_default=True, metavar="DIR",
+              help="Pull mode: the manifest folder inside the repository.")
+@click.option("--git-interval", callback=_duration, default="30s", show_default=True,
+              help="Pull mode: how often to fetch (30s, 5m); SIGHUP fetches at once.")
+@click.option("--git-ssh-key", envvar="RECONCILER_GIT_SSH_KEY", default=None, metavar="FILE",
+              type=click.Path(path_type=Path), help="Pull mode: the SSH key for an SSH URL.")
 @_common
 def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
         state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
-        max_destroy: int | None, allow_empty: bool, parallel: int | None,
+        max_destroy: int | None, allow_empty: bool, parallel: int | None, git_url: str | None,
+        branch: str, git_path: str, git_interval: int, git_ssh_key: Path | None,
         config_file: Path | None = None) -> int:
-    """The daemon: watch PATH and libvirt, reconcile until SIGTERM."""
+    """The daemon: watch PATH (or, with --git, a repository's branch) and libvirt, reconcile
+    until SIGTERM."""
+    from reconciler.shells import pull
     from reconciler.shells.daemon import Daemon, Options
 
+    states = state_dir or Path(cfg.stateDir)
+    remote = pull.Remote(git_url, branch, git_path, git_interval, git_ssh_key) if git_url else None
     options = Options(
-        path=_manifest_path(path, cfg), connect=connect,
-        state_dir=state_dir or Path(cfg.stateDir), interval=interval, debounce=debounce,
+        path=_manifest_path(pull.manifest_path(path, remote, states, instance), cfg),
+        connect=connect, git=remote,
+        state_dir=states, interval=interval, debounce=debounce,
         metrics_addr=None if metrics_addr == "off" else metrics_addr,
         max_destroy=_max_destroy(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,

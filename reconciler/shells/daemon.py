@@ -29,7 +29,7 @@ from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
 from reconciler.core.plan import Action, Plan
 from reconciler.core.result import Outcome, Result
-from reconciler.shells import accounting, watch
+from reconciler.shells import accounting, pull, watch
 from reconciler.shells.bounded import Blocked, Lane, Stopped
 from reconciler.shells.link import Link, LivePoll
 from reconciler.shells.metrics import Metrics
@@ -64,6 +64,7 @@ class Options:
     instance: str = defaults.INSTANCE
     storage_roots: tuple[str, ...] = defaults.STORAGE_ROOTS
     live_poll: float = 5.0  # seconds between polls of running VMs' vCPUs and memory; 0: off
+    git: pull.Remote | None = None  # pull mode (shells.pull): PATH is the checkout in force
 
     @property
     def source(self) -> pipeline.Source:
@@ -105,6 +106,9 @@ class Daemon:
         self._reading = self._read_lane()
         self._git = Lane("git rev-parse HEAD", bounded=self.progress.bounded)
         self._config = Lane("reading the config file", bounded=self.progress.bounded)
+        self.manifests = pull.of(options.git, state_dir=options.state_dir,
+                                 instance=options.instance, wake=self.files_changed,
+                                 roots=lambda: self.options.storage_roots)
 
     def _read_lane(self) -> Lane:
         return Lane("reading the manifests and the host", on_done=self.wakeups.read_done,
@@ -130,6 +134,7 @@ class Daemon:
 
     def reload(self, *_: object) -> None:
         self.wakeups.reloading()
+        self.manifests.fetch_now()
 
     def _notify_dropped(self) -> None:
         self.metrics.notify_dropped.inc()
@@ -155,6 +160,7 @@ class Daemon:
             watcher = watch.Watch(self.options.path, self.files_changed,
                                   on_error=self._watch_failed)
             watcher.start()
+            self.manifests.start()
             if self.options.live_poll > 0:
                 threading.Thread(target=self.live.run, args=(self.wakeups.stop,),
                                  name="live-poll", daemon=True).start()
@@ -165,6 +171,7 @@ class Daemon:
             ended = Supervisor(self.notifier, self.progress, self.wakeups.stop,
                                hard_stop=HARD_STOP).supervise(loop)
             watcher.stop()
+            self.manifests.stop()
             code = 1 if self._crashed else 0
             if not ended:
                 log.error("stopping while a reconcile is blocked; the next start finishes it",
@@ -267,6 +274,9 @@ class Daemon:
         except Blocked as exc:
             self._read_blocked(exc)
             return
+        except pull.NotYet as exc:
+            self._not_ready(f"not ready: {exc}", str(exc), connected=True)
+            return
         except TransientError as exc:
             log.warning("libvirt unreachable during reconcile", error=str(exc))
             self.metrics.runs.labels("error").inc()
@@ -310,6 +320,8 @@ class Daemon:
         self.state.write(self._last_statuses(), ready=False, connected=connected, error=error)
 
     def _commit(self) -> str | None:
+        if self.manifests.commit:  # pull mode: the commit the cycle read
+            return self.manifests.commit
         try:
             return self._git.call(lambda: gitinfo.head_commit(self.options.path),
                                   timeout=GIT_TIMEOUT)
@@ -326,10 +338,11 @@ class Daemon:
     def _reconcile(self) -> Cycle:
         hv = self.link.hv
         assert hv is not None
+        source = self.manifests.pin(self.options.source)  # pull mode: the checkout in force
         # Files and domains unchanged since the last reconcile are not parsed again (every
         # volume size is still read, so drift in sizes is seen).
         planned = self._reading.call(
-            lambda: pipeline.make_plan(self.options.source, hv, memo=self._memo,
+            lambda: pipeline.make_plan(source, hv, memo=self._memo,
                                        every_size=True),
             timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
@@ -359,7 +372,7 @@ class Daemon:
             # same).
             self.progress.busy("reading the host after the changes")
             _, results = self._reading.call(
-                lambda: pipeline.verify(self.options.source, hv, replace(planned, plan=ran),
+                lambda: pipeline.verify(source, hv, replace(planned, plan=ran),
                                         results, memo=self._memo), timeout=READ_TIMEOUT)
         for action, result in zip(runnable, results, strict=True):
             self.retries.account(action, result, now)
@@ -395,7 +408,7 @@ class Daemon:
         if cycle.problems:
             summary += f"; {cycle.problems} manifest problem(s)"
         self.state.write(statuses, ready=True, connected=True, problems=cycle.problems,
-                         reason=reason, seconds=round(seconds, 3))
+                         reason=reason, seconds=round(seconds, 3), commit=self.manifests.commit)
         (log.info if carried or reason == "start" else log.debug)(
             "reconciled", reason=reason, seconds=round(seconds, 3), summary=summary)
         if not self.ready:
