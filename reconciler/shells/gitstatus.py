@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from reconciler.adapters import gitsync
+from reconciler.adapters import checkouts
 from reconciler.core import render, status
 
 
@@ -21,7 +21,7 @@ def show(document: dict[str, Any], *, state_dir: Path, instance: str, fmt: str) 
     the last fetch failed or no commit is in force, and 2 (pending) while the last reconcile
     read another commit than the one in force (the statuses are not about it yet). Raises
     ``ReconcilerError`` when the pull state file is not one the tool wrote."""
-    pulled = gitsync.read_state(state_dir, instance)
+    pulled = checkouts.read_state(state_dir, instance)
     code = status.exit_code(document)
     if pulled is None:
         click.echo(render.dumps(document) if fmt == "json" else status.table(document), nl=False)

@@ -1,10 +1,10 @@
 """Pull mode (`reconciler run --git URL`): a thread of its own fetches the branch every
 ``--git-interval`` seconds and on SIGHUP, exports each new commit into a directory of its own,
-validates it with the loader and only then makes it the commit in force (``adapters.gitsync``).
-A commit with problems is not switched to: the commit in force stays, and the pull state
-(``<state dir>/git/<instance>.json``, shown by `reconciler status`) holds both commits and the
-problems. A fetch that hangs is killed at its timeout and never holds up the reconcile loop or
-SIGTERM.
+validates it with the loader and only then makes it the commit in force (``adapters.gitsync``,
+``adapters.checkouts``). A commit with problems is not switched to: the commit in force stays,
+and the pull state (``<state dir>/git/<instance>.json``, shown by `reconciler status`) holds
+both commits and the problems. A fetch that hangs is killed at its timeout and never holds up
+the reconcile loop or SIGTERM.
 
 The loop reads the checkout in force as it was when its cycle began (``pin``): a switch in the
 middle of a reconcile changes nothing under it, and the commit it records in the domains it
@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from reconciler import pipeline
-from reconciler.adapters import gitsync, manifests
+from reconciler.adapters import checkouts, gitsync, manifests
 from reconciler.adapters.gitsync import GitError, Remote
 from reconciler.core.errors import PermanentError, Problem, ReconcilerError
 from reconciler.core.status import iso_time
@@ -65,7 +65,7 @@ def manifest_path(path: Path | None, remote: Remote | None, state_dir: Path,
         raise PermanentError(f"PATH ({path}) and --git exclude each other: in pull mode the "
                              "manifests are the repository's --git-path")
     gitsync.check(remote)
-    return gitsync.Layout(state_dir.absolute(), instance).current / remote.path
+    return checkouts.Layout(state_dir.absolute(), instance).current / remote.path
 
 
 class Local:
@@ -80,7 +80,7 @@ class Local:
     def start(self) -> None:
         """A pull state left by an earlier run in pull mode would be shown as current: gone."""
         try:
-            gitsync.forget(self.state_dir, self.instance)
+            checkouts.forget(self.state_dir, self.instance)
         except OSError as exc:
             log.warning("cannot remove the old pull state", error=str(exc))
 
@@ -112,7 +112,7 @@ class Puller:
         self.remote = remote
         self.roots = roots
         self.wake = wake
-        self.layout = gitsync.Layout(state_dir.absolute(), instance)
+        self.layout = checkouts.Layout(state_dir.absolute(), instance)
         self.git = gitsync.Git(self.layout.repo,
                                gitsync.access(remote, os.environ if environ is None else environ))
         self._lock = threading.Lock()  # guards the commits below (the loop pins one)
@@ -200,7 +200,7 @@ class Puller:
         if name is None:
             return
         sha = name[:40]
-        if name != gitsync.checkout_name(sha, self.remote.path):
+        if name != checkouts.checkout_name(sha, self.remote.path):
             self._consider(sha, time.time())  # exported anew for this manifest folder
             return
         problems = self._validate(name)
@@ -238,7 +238,7 @@ class Puller:
         self._fetch = {"last": iso_time(now), "ok": True, "error": None,
                        "last_ok": iso_time(now)}
         good, latest = self._good, self._latest
-        if good is not None and good.sha == sha and good.checkout == gitsync.checkout_name(
+        if good is not None and good.sha == sha and good.checkout == checkouts.checkout_name(
                 sha, self.remote.path):
             if latest is None or latest.get("commit") != sha:
                 self._latest = {**good.as_dict(), "fetched": iso_time(now), "problems": []}
@@ -252,7 +252,7 @@ class Puller:
 
     def _consider(self, sha: str, now: float) -> None:
         """Export commit ``sha``, validate it, and switch to it when it has no problem."""
-        name = gitsync.checkout_name(sha, self.remote.path)
+        name = checkouts.checkout_name(sha, self.remote.path)
         roots = tuple(self.roots())
         try:
             subject, committed = self.git.describe(sha)
@@ -332,7 +332,7 @@ class Puller:
             "latest": self._latest, "fetch": self._fetch,
         }
         try:
-            gitsync.write_state(self.layout, document)
+            checkouts.write_state(self.layout, document)
         except OSError as exc:
             log.error("pull state not written", error=str(exc))
 
@@ -341,10 +341,10 @@ def redacted(remote: Remote) -> str:
     return gitsync.redact(remote.url)
 
 
-def _saved(layout: gitsync.Layout) -> dict[str, Any]:
+def _saved(layout: checkouts.Layout) -> dict[str, Any]:
     """The pull state the last run left (empty when none, or unreadable)."""
     try:
-        return gitsync.read_state(layout.state.parent.parent, layout.base.name) or {}
+        return checkouts.read_state(layout.state.parent.parent, layout.base.name) or {}
     except (PermanentError, OSError):
         return {}
 
