@@ -305,18 +305,34 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
               help="Keep a snapshot of the host there for plans in CI (refreshed after "
                    "changes, at most every minute otherwise).")
 @PRUNE
+@click.option("--git", "git_url", envvar="RECONCILER_GIT_URL", default=None, metavar="URL",
+              help="Pull mode: follow this repository's branch (kept in the state directory) "
+                   "instead of PATH.")
+@click.option("--branch", default="main", show_default=True, help="Pull mode: the branch.")
+@click.option("--git-path", default=".", show_default=True, metavar="DIR",
+              help="Pull mode: the manifest folder inside the repository.")
+@click.option("--git-interval", callback=duration, default="30s", show_default=True,
+              help="Pull mode: how often to fetch (30s, 5m); SIGHUP fetches at once.")
+@click.option("--git-ssh-key", envvar="RECONCILER_GIT_SSH_KEY", default=None, metavar="FILE",
+              type=click.Path(path_type=Path), help="Pull mode: the SSH key for an SSH URL.")
 @common
 def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
         state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
         max_destroy: int | None, allow_empty: bool, parallel: int | None,
-        snapshot_file: Path | None, prune: str | None,
+        snapshot_file: Path | None, prune: str | None, git_url: str | None,
+        branch: str, git_path: str, git_interval: int, git_ssh_key: Path | None,
         config_file: Path | None = None) -> int:
-    """The daemon: watch PATH and libvirt, reconcile until SIGTERM."""
+    """The daemon: watch PATH (or, with --git, a repository's branch) and libvirt, reconcile
+    until SIGTERM."""
+    from reconciler.shells import pull
     from reconciler.shells.daemon import Daemon, Options
 
+    states = state_dir or Path(cfg.stateDir)
+    remote = pull.Remote(git_url, branch, git_path, git_interval, git_ssh_key) if git_url else None
     options = Options(
-        path=manifest_path(path, cfg), connect=connect,
-        state_dir=state_dir or Path(cfg.stateDir), interval=interval, debounce=debounce,
+        path=manifest_path(pull.manifest_path(path, remote, states, instance), cfg),
+        connect=connect, git=remote,
+        state_dir=states, interval=interval, debounce=debounce,
         metrics_addr=None if metrics_addr == "off" else metrics_addr,
         max_destroy=max_destroy_of(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,

@@ -29,7 +29,7 @@ from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
 from reconciler.core.plan import Action, Plan
 from reconciler.core.result import Outcome, Result
-from reconciler.shells import accounting, watch
+from reconciler.shells import accounting, pull, watch
 from reconciler.shells.bounded import Blocked, Lane, Stopped
 from reconciler.shells.extras import Extras
 from reconciler.shells.link import Link, LivePoll
@@ -67,6 +67,7 @@ class Options:
     prune: str = "auto"  # auto | confirm | off; approvals are read from state_dir
     notify: Notify | None = None  # the webhook (config notify)
     snapshot_file: Path | None = None  # kept fresh for CI (`reconciler snapshot`'s format)
+    git: pull.Remote | None = None  # pull mode (shells.pull): PATH is the checkout in force
 
     @property
     def source(self) -> pipeline.Source:
@@ -112,6 +113,9 @@ class Daemon:
                              storage_roots=options.storage_roots, bounded=self.progress.bounded)
         self._paused: dict[str, object] | None = None
         self._config = Lane("reading the config file", bounded=self.progress.bounded)
+        self.manifests = pull.of(options.git, state_dir=options.state_dir,
+                                 instance=options.instance, wake=self.files_changed,
+                                 roots=lambda: self.options.storage_roots)
 
     def _read_lane(self) -> Lane:
         return Lane("reading the manifests and the host", on_done=self.wakeups.read_done,
@@ -137,6 +141,7 @@ class Daemon:
 
     def reload(self, *_: object) -> None:
         self.wakeups.reloading()
+        self.manifests.fetch_now()
 
     def _notify_dropped(self) -> None:
         self.metrics.notify_dropped.inc()
@@ -162,6 +167,7 @@ class Daemon:
             watcher = watch.Watch(self.options.path, self.files_changed,
                                   on_error=self._watch_failed)
             watcher.start()
+            self.manifests.start()
             if self.options.live_poll > 0:
                 threading.Thread(target=self.live.run, args=(self.wakeups.stop,),
                                  name="live-poll", daemon=True).start()
@@ -172,6 +178,7 @@ class Daemon:
             ended = Supervisor(self.notifier, self.progress, self.wakeups.stop,
                                hard_stop=HARD_STOP).supervise(loop)
             watcher.stop()
+            self.manifests.stop()
             code = 1 if self._crashed else 0
             if not ended:
                 log.error("stopping while a reconcile is blocked; the next start finishes it",
@@ -274,6 +281,9 @@ class Daemon:
         except Blocked as exc:
             self._read_blocked(exc)
             return
+        except pull.NotYet as exc:
+            self._not_ready(f"not ready: {exc}", str(exc), connected=True)
+            return
         except TransientError as exc:
             log.warning("libvirt unreachable during reconcile", error=str(exc))
             self.metrics.runs.labels("error").inc()
@@ -324,10 +334,11 @@ class Daemon:
     def _reconcile(self) -> Cycle:
         hv = self.link.hv
         assert hv is not None
+        source = self.manifests.pin(self.options.source)  # pull mode: the checkout in force
         # Files and domains unchanged since the last reconcile are not parsed again (every
         # volume size is still read, so drift in sizes is seen).
         planned = self._reading.call(
-            lambda: pipeline.make_plan(self.options.source, hv, memo=self._memo,
+            lambda: pipeline.make_plan(source, hv, memo=self._memo,
                                        every_size=True),
             timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
@@ -350,7 +361,8 @@ class Daemon:
                 self.progress.busy("carrying out the plan")
                 self.notifier.send(STATUS=f"changing {writes} resource(s)")
             settings = Settings(parallel=self.options.parallel,
-                                commit=self.extras.read_revision().commit if writes else None,
+                                commit=(self.extras.read_revision(self.manifests.commit).commit
+                                        if writes else None),
                                 dirty=self.extras.revision.dirty,
                                 stop=self._started_action, instance=self.options.instance,
                                 clock=self.progress.clock, halt=self.wakeups.stop.is_set)
@@ -359,7 +371,7 @@ class Daemon:
             # same).
             self.progress.busy("reading the host after the changes")
             _, results = self._reading.call(
-                lambda: pipeline.verify(self.options.source, hv, replace(planned, plan=ran),
+                lambda: pipeline.verify(source, hv, replace(planned, plan=ran),
                                         results, memo=self._memo), timeout=READ_TIMEOUT)
         for action, result in zip(runnable, results, strict=True):
             self.retries.account(action, result, now)
@@ -400,7 +412,7 @@ class Daemon:
         if cycle.problems:
             summary += f"; {cycle.problems} manifest problem(s)"
         if reason == "start" or carried:
-            self.extras.read_revision()
+            self.extras.read_revision(self.manifests.commit)
         self.state.write(statuses, ready=True, connected=True, problems=cycle.problems,
                          reason=reason, seconds=round(seconds, 3),
                          **self.extras.state_fields(self._paused))

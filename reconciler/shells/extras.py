@@ -68,11 +68,13 @@ class Extras:
         self.metrics.suspended.set(1 if record is not None else 0)
         return record
 
-    def read_revision(self) -> Revision:
+    def read_revision(self, pinned: str | None = None) -> Revision:
         """The manifests' revision (bounded); a problem is warned about once, when it starts
-        or changes, and shown in status."""
+        or changes, and shown in status. ``pinned``: the commit in force in pull mode (its
+        checkout is an export, exactly that commit: never dirty, no git to ask)."""
         try:
-            revision = self._git.call(lambda: gitinfo.revision(self.path), timeout=GIT_TIMEOUT)
+            revision = (Revision(commit=pinned) if pinned else
+                        self._git.call(lambda: gitinfo.revision(self.path), timeout=GIT_TIMEOUT))
         except Blocked as exc:
             self.metrics.blocked.labels("git").inc()
             revision = Revision(problem=f"git did not answer within {GIT_TIMEOUT:.0f} s: {exc}")

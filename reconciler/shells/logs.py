@@ -12,7 +12,11 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
-                else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                # Tracebacks without their frames' variables (rich shows them by default):
+                # they may hold credentials or cloud-init user data.
+                else structlog.dev.ConsoleRenderer(
+                    colors=sys.stderr.isatty(),
+                    exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -13,6 +13,7 @@ import click
 
 from reconciler.adapters import state as state_file
 from reconciler.core import render, status
+from reconciler.shells import gitstatus
 
 if TYPE_CHECKING:
     from reconciler import pipeline
@@ -38,8 +39,7 @@ def show(*, state_dir: Path, instance: str, fmt: str) -> int:
         else:
             click.echo(message)
         return status.exit_code(None)
-    click.echo(render.dumps(document) if fmt == "json" else status.table(document), nl=False)
-    return status.exit_code(document)
+    return gitstatus.show(document, state_dir=state_dir, instance=instance, fmt=fmt)
 
 
 def record(state_dir: Path, instance: str, planned: pipeline.Planned,

@@ -28,9 +28,10 @@ def free_port() -> int:
 
 class Daemon:
     """``read_notify=False``: the notify socket is bound and never read (a systemd that does
-    not keep up). ``env``: added to the environment (e.g. WATCHDOG_USEC)."""
+    not keep up). ``env``: added to the environment (e.g. WATCHDOG_USEC). ``manifests``: PATH,
+    None for none (pull mode, ``--git`` in ``args``)."""
 
-    def __init__(self, manifests: Path, state_dir: Path, uri: str, tmp: Path, *,
+    def __init__(self, manifests: Path | None, state_dir: Path, uri: str, tmp: Path, *,
                  read_notify: bool = True, env: dict[str, str] | None = None,
                  port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.manifests = manifests
@@ -51,7 +52,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [RECONCILER, "run", "--connect", uri, "--state-dir", str(state_dir),
              "--debounce", "0.3", "--interval", "30", "--log-format", "json",
-             "--metrics-addr", f"127.0.0.1:{self.port}", *args, str(manifests)],
+             "--metrics-addr", f"127.0.0.1:{self.port}", *args,
+             *([] if manifests is None else [str(manifests)])],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def _read(self) -> None:
