@@ -127,11 +127,14 @@ def prefix(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def own_instance(prefix: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def own_instance(prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test is its own reconciler instance: it never sees (or destroys) the domains of
     other tests or of anything else on the host."""
     instance = f"test-{prefix.rstrip('-')}"
     monkeypatch.setenv("RECONCILER_INSTANCE", instance)
+    # Its writers' locks in its own folder, never the host's /run/reconciler (a writer killed
+    # by a test leaves its lock file behind; flock makes it harmless, but it is litter).
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / ".locks"))
     return instance
 
 
