@@ -10,8 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from reconciler.adapters import atomic, files
-from reconciler.core import instance as instance_name
+from reconciler.adapters import atomic, files, state
 from reconciler.core.errors import PermanentError
 from reconciler.core.status import iso_time
 
@@ -19,10 +18,7 @@ FOLDER = "approvals"
 
 
 def path(state_dir: Path, instance: str) -> Path:
-    problem = instance_name.problem(instance)
-    if problem:
-        raise PermanentError(problem)
-    return state_dir / FOLDER / f"{instance}.json"
+    return state.instance_file(state_dir, FOLDER, instance)
 
 
 def read(state_dir: Path, instance: str) -> frozenset[tuple[str, str]]:

@@ -74,7 +74,3 @@ def _problem(folder: Path, stderr: str) -> str:
     first = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
     return f"git cannot read {folder}: {first or 'it failed'}; no commit is recorded"
 
-
-def head_commit(path: Path) -> str | None:
-    """HEAD of the work tree holding ``path``, or None (see ``revision`` for why)."""
-    return revision(path).commit

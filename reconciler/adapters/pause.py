@@ -11,19 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import atomic, files
-from reconciler.core import instance as instance_name
-from reconciler.core.errors import PermanentError
+from reconciler.adapters import atomic, files, state
 from reconciler.core.status import iso_time
 
 FOLDER = "suspended"
 
 
 def path(state_dir: Path, instance: str) -> Path:
-    problem = instance_name.problem(instance)
-    if problem:
-        raise PermanentError(problem)
-    return state_dir / FOLDER / f"{instance}.json"
+    return state.instance_file(state_dir, FOLDER, instance)
 
 
 def read(state_dir: Path, instance: str) -> dict[str, Any] | None:

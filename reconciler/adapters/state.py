@@ -22,13 +22,19 @@ FOLDER = "status"
 MAX_BYTES = 64 << 20  # a state file larger than this is not one the tool wrote
 
 
-def path(state_dir: Path, instance: str) -> Path:
-    """Where ``instance``'s state file is. Raises PermanentError for a name that is no safe
-    file name (``core.instance``)."""
+def instance_file(state_dir: Path, folder: str, instance: str) -> Path:
+    """``<state dir>/<folder>/<instance>.json``: where an instance keeps a file of its own in
+    the state directory (its state, approvals, pause, history). Raises PermanentError for a
+    name that is no safe file name (``core.instance``)."""
     problem = instance_name.problem(instance)
     if problem:
         raise PermanentError(problem)
-    return state_dir / FOLDER / f"{instance}.json"
+    return state_dir / folder / f"{instance}.json"
+
+
+def path(state_dir: Path, instance: str) -> Path:
+    """Where ``instance``'s state file is (see ``instance_file``)."""
+    return instance_file(state_dir, FOLDER, instance)
 
 
 def write(state_dir: Path, statuses: Iterable[VMStatus], *, instance: str,

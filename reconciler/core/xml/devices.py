@@ -234,6 +234,7 @@ def disk_targets(root: etree._Element) -> dict[str, str]:
     """Volume name -> target dev of each volume disk, e.g. {'web-01-root': 'vda'}; a disk on an
     external snapshot's overlay counts under its base volume when that is the VM's own."""
     out = {}
+    name = root.findtext("name") or ""
     for element in root.iter("disk"):
         source, target = element.find("source"), element.find("target")
         if source is None or target is None:
@@ -241,7 +242,6 @@ def disk_targets(root: etree._Element) -> dict[str, str]:
         if source.get("volume"):
             out[source.get("volume")] = target.get("dev")
         else:
-            name = root.findtext("name") or ""
             own = own_volume(name, element) if name else None
             if own is not None:
                 out[own[1]] = target.get("dev")
