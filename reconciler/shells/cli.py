@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -16,12 +15,10 @@ from reconciler import __version__, pipeline
 from reconciler.adapters import cache, manifests
 from reconciler.adapters import config as configuration
 from reconciler.adapters.cache import Cache
-from reconciler.core import defaults, render
-from reconciler.core import schema as schemas
-from reconciler.core.errors import NotFoundError
+from reconciler.core import render
 from reconciler.core.plan import Header
 from reconciler.core.validate.result import Validated
-from reconciler.shells import confirm, gitops_cli
+from reconciler.shells import commands, confirm, gitops_cli
 from reconciler.shells.interrupts import Interrupts, Stopped
 from reconciler.shells.options import (
     EXIT_CHANGES,
@@ -34,9 +31,7 @@ from reconciler.shells.options import (
     finished,
     formats,
     manifest_path,
-    max_destroy_of,
     path_arg,
-    seconds,
     snapshot_host,
     source_of,
 )
@@ -285,137 +280,9 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
         approvals.forget(state_dir, instance, done)
 
 
-@main.command()
-@path_arg
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory (default /var/lib/reconciler).")
-@click.option("--interval", callback=seconds, metavar="DURATION",
-              default=f"{defaults.RESYNC_INTERVAL:g}s", show_default=True,
-              help="Time between periodic resyncs (30s, 5m; or seconds).")
-@click.option("--debounce", callback=seconds, metavar="DURATION",
-              default=f"{defaults.DEBOUNCE:g}s", show_default=True,
-              help="Quiet after a file change before reconciling (1s; or seconds).")
-@click.option("--metrics-addr", default=defaults.METRICS_ADDR, show_default=True,
-              help="host:port for Prometheus metrics, or `off`.")
-@click.option("--max-destroy", type=int, default=None, help="Most VMs one cycle may destroy.")
-@click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
-@click.option("--parallel", type=click.IntRange(1, 64), default=None,
-              help="VMs changed at once (default 4).")
-@click.option("--snapshot-file", type=click.Path(path_type=Path), default=None,
-              help="Keep a snapshot of the host there for plans in CI (refreshed after "
-                   "changes, at most every minute otherwise).")
-@PRUNE
-@click.option("--git", "git_url", envvar="RECONCILER_GIT_URL", default=None, metavar="URL",
-              help="Pull mode: follow this repository's branch (kept in the state directory) "
-                   "instead of PATH.")
-@click.option("--branch", default="main", show_default=True, help="Pull mode: the branch.")
-@click.option("--git-path", default=".", show_default=True, metavar="DIR",
-              help="Pull mode: the manifest folder inside the repository.")
-@click.option("--git-interval", callback=duration, default="30s", show_default=True,
-              help="Pull mode: how often to fetch (30s, 5m); SIGHUP fetches at once.")
-@click.option("--git-ssh-key", envvar="RECONCILER_GIT_SSH_KEY", default=None, metavar="FILE",
-              type=click.Path(path_type=Path), help="Pull mode: the SSH key for an SSH URL.")
-@common
-def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-        state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
-        max_destroy: int | None, allow_empty: bool, parallel: int | None,
-        snapshot_file: Path | None, prune: str | None, git_url: str | None,
-        branch: str, git_path: str, git_interval: int, git_ssh_key: Path | None,
-        config_file: Path | None = None) -> int:
-    """The daemon: watch PATH (or, with --git, a repository's branch) and libvirt, reconcile
-    until SIGTERM."""
-    from reconciler.shells import pull
-    from reconciler.shells.daemon import Daemon, Options
-
-    states = state_dir or Path(cfg.stateDir)
-    remote = pull.Remote(git_url, branch, git_path, git_interval, git_ssh_key) if git_url else None
-    options = Options(
-        path=manifest_path(pull.manifest_path(path, remote, states, instance), cfg),
-        connect=connect, git=remote,
-        state_dir=states, interval=interval, debounce=debounce,
-        metrics_addr=None if metrics_addr == "off" else metrics_addr,
-        max_destroy=max_destroy_of(max_destroy, cfg), allow_empty=allow_empty,
-        parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
-        storage_roots=tuple(cfg.storageRoots), prune=prune or cfg.prune, notify=cfg.notify,
-        snapshot_file=snapshot_file)
-    return Daemon(options).run()
-
-
-@main.command(name="status")
-@click.argument("name", required=False)
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory (default /var/lib/reconciler).")
-@click.option("--wait", is_flag=True,
-              help="Wait until every VM is in sync with the manifests and healthy.")
-@click.option("--timeout", callback=duration, metavar="DURATION", default="5m",
-              show_default=True,
-              help="How long --wait waits (30s, 5m, ...).")
-@click.option("--manifests", type=click.Path(path_type=Path), default=None,
-              help="The manifests --wait compares with (default: the config's manifestDir).")
-@common
-def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
-                   state_dir: Path | None, wait: bool, timeout: int,
-                   manifests: Path | None, name: str | None) -> int:
-    """Each object the instance manages: in sync, pending, pending restart, failed, blocked,
-    conflict or suspended. Exit 0 all in sync, 1 anything failed, blocked or in conflict, 2
-    work pending. With --wait: exit 0 once every VM is in sync and healthy (running as asked,
-    its guest agent connected when guestAgent is set), 1 at the timeout, saying what is not."""
-    from reconciler.shells import status
-
-    if wait:
-        source = source_of(manifest_path(manifests, cfg), cfg, instance, None, False)
-        return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
-                           timeout=timeout, fmt=fmt)
-    if name is not None:
-        return status.show_one(state_dir=state_dir or Path(cfg.stateDir), instance=instance,
-                               name=name, fmt=fmt)
-    return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
-
-
-@main.command(name="export")
-@click.argument("name")
-@common
-def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: str,
-                   instance: str) -> int:
-    """Print a manifest for an existing domain (to adopt a VM made by hand)."""
-    from reconciler.core import export
-
-    hv = connect_libvirt(connect, readonly=True)
-    try:
-        found = hv.read_definition(name)
-    except NotFoundError:
-        click.echo(f"reconciler: no domain named {name!r} on {connect}", err=True)
-        return EXIT_ERROR
-    finally:
-        hv.close()
-    exported = export.export_manifest(found.xml, running=found.running,
-                                      autostart=found.autostart, volumes=found.volumes,
-                                      instance=instance)
-    if fmt == "json":
-        click.echo(render.dumps({"manifest": exported.manifest, "notes": list(exported.notes)}),
-                   nl=False)
-    else:
-        click.echo(export.to_yaml(exported), nl=False)
-    return EXIT_OK
-
-
-@main.command()
-@click.argument("kind", required=False)
-def schema(kind: str | None) -> None:
-    """Print the JSON schema of a manifest kind (default VirtualMachine), or `plan`."""
-    name = kind or "VirtualMachine"
-    try:
-        document = schemas.load(name)
-    except KeyError:
-        known = ", ".join([*schemas.KINDS, *schemas.OTHER])
-        click.echo(f"reconciler: unknown schema {name!r}; known: {known}", err=True)
-        sys.exit(EXIT_ERROR)
-    click.echo(json.dumps(document, indent=2))
-
-
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))
 
 
-for _command in gitops_cli.COMMANDS:
+for _command in (*commands.COMMANDS, *gitops_cli.COMMANDS):
     main.add_command(_command)
