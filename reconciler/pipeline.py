@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -11,6 +12,8 @@ from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
+from reconciler.core.errors import ReconcilerError
+from reconciler.core.fleet import Share, arrivals, creating, share
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
@@ -121,6 +124,8 @@ class Source:
     prune: str = "auto"  # auto | confirm | off (``core.diff.guards.pruning``)
     # Where `reconciler approve` records approved destroys (read afresh by every plan).
     state_dir: Path | None = None
+    # Many hosts: this host's name among the Host manifests (None: the connection's hostname).
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,15 +135,23 @@ class Planned:
     live: LiveState  # what the plan was computed from
 
 
+# Many hosts: (libvirt URI of another host, VM names) -> those of them that run there, managed
+# by this instance (``adapters.libvirt.peers.managed_here``); raises ReconcilerError when the
+# host cannot be read.
+Peers = Callable[[str, Sequence[str]], frozenset[str]]
+
+
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
-              every_size: bool = False) -> Planned:
+              every_size: bool = False, peers: Peers | None = None) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
     ``memo``: a cache of parsed manifests and domains, and of a plan with nothing to do, keyed
     by a digest of all its inputs (see ``reconciler.adapters.cache``); saved here, also when
     the host cannot be read. ``every_size``: read every volume's size, also those whose last
-    applied size is the manifest's (the daemon's resync: drift in sizes is seen).
+    applied size is the manifest's (the daemon's resync: drift in sizes is seen). ``peers``:
+    many hosts: how to look for a VM this host would create on the fleet's other hosts (None:
+    not looked for, as in a plan from a snapshot).
 
     Raises ``ReconcilerError`` when libvirt cannot be read."""
     try:
@@ -148,12 +161,14 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
+    fleet = _share(source, hv, inputs, live)
+    inputs = fleet.inputs
     approved = (approvals.read(source.state_dir, source.instance)
                 if source.state_dir is not None and source.prune == "confirm" else frozenset())
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     prune=source.prune, approved=approved,
                     allow_empty=source.allow_empty, single_file=source.path.is_file(),
-                    storage_roots=source.storage_roots)
+                    storage_roots=source.storage_roots, elsewhere=fleet.elsewhere)
     paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
              *(p.config.path for p in live.pools if p.config.path)]
     real_paths = hv.real_paths(paths)
@@ -183,11 +198,55 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
 
             live = _with_details(hv, _with_host(hv, live), needs(plan))
             plan = compute(inputs, live, guards, source.instance)
+    if peers is not None and fleet.host is not None:
+        plan = _arrivals(plan, fleet, peers)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
         memo.save()
     return Planned(plan, inputs, live)
+
+
+def _share(source: Source, hv: Host, inputs: Validated, live: LiveState) -> Share:
+    """This host's share of the manifests (all of them without Host manifests).
+
+    Raises ``core.fleet.NotInFleet`` when Hosts are declared and this host is none of them."""
+    if not inputs.hosts:
+        return Share(inputs)
+    me = source.host or hv.hostname()
+    return share(inputs, me, live_networks=[n.name for n in live.networks],
+                 live_pools=[p.name for p in live.pools])
+
+
+def _arrivals(plan: Plan, fleet: Share, peers: Peers) -> Plan:
+    """``plan`` with the creates of VMs that run on another host blocked (they move here), and
+    all creates blocked while another host cannot be read (``core.fleet.arrivals``)."""
+    names = creating(plan)
+    if not names:
+        return plan
+    others = sorted((h.spec.name, h.spec.uri) for h in fleet.inputs.hosts
+                    if h.spec.name != fleet.host)
+    if not others:
+        return plan
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(uri: str) -> frozenset[str] | ReconcilerError:
+        try:
+            return peers(uri, names)
+        except ReconcilerError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(16, len(others))) as pool:  # each bounded in time
+        answers = list(pool.map(read, [uri for _, uri in others]))
+    found: dict[str, str] = {}
+    unread: dict[str, str] = {}
+    for (host, _), answer in zip(others, answers, strict=True):
+        if isinstance(answer, ReconcilerError):
+            unread[host] = str(answer)
+        else:
+            for name in sorted(answer):
+                found.setdefault(name, host)
+    return arrivals(plan, found, unread)
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

@@ -24,6 +24,9 @@ class Config:
     storageRoots: tuple[str, ...] = field(default=defaults.STORAGE_ROOTS)
     # The webhook (``adapters.webhook``): {url: http(s)://..., secret: optional HMAC key}.
     notify: Notify | None = None
+    # Many hosts: this host's name among the repository's Host manifests (default: the
+    # hostname libvirt reports for the connection).
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ def load(path: Path | None) -> Config:
         ("instance", "a name (a string)", isinstance(data.get("instance", ""), str)),
         ("manifestDir", "a path (a string)", isinstance(data.get("manifestDir", ""), str)),
         ("stateDir", "a path (a string)", isinstance(data.get("stateDir", ""), str)),
+        ("host", "a host name (a string)", isinstance(data.get("host", ""), str)
+         and bool(data.get("host", "x"))),
         ("maxDestroy", "a whole number >= 0", _count(data.get("maxDestroy", 0), 0)),
         ("prune", "one of auto, confirm, off", data.get("prune", "auto") in (
             "auto", "confirm", "off")),

@@ -203,6 +203,10 @@ class Why(StrEnum):
     MANAGED_SAVE = "managed save"  # its next start resumes a saved image with the old config
     PENDING_DESTROY = "pending destroy"  # prune: confirm, and no `reconciler approve NAME` yet
     ORPHANED = "orphaned"  # prune: off: its manifest is gone, it is never destroyed
+    LEAVING = "leaving"  # names: (host,): the repository places the VM on another host
+    UNPLACED = "unplaced"  # names: (why,): many hosts: no host may run the VM now
+    ARRIVING = "arriving"  # names: (host,): it runs there, and moves here (not created twice)
+    PEER_UNREAD = "peer unread"  # names: "host (error)": it may run there; not created
 
 
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,

@@ -12,6 +12,7 @@ KINDS = {
     "VirtualMachine": "virtualmachine.v1.json",
     "Network": "network.v1.json",
     "StoragePool": "storagepool.v1.json",
+    "Host": "host.v1.json",
 }
 OTHER = {"plan": "plan.v1.json"}
 

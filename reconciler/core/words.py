@@ -297,6 +297,19 @@ def reason_text(action: Action) -> str:
     if why == Why.ORPHANED:
         return ("orphaned: its manifest is gone and prune is off, so it is left as it is; "
                 "remove it by hand, or prune with --prune auto or confirm")
+    if why == Why.LEAVING:
+        return (f"leaving: the repository places it on host {reason.names[0]}; it is never "
+                "destroyed here, and stays as it is until it has moved there")
+    if why == Why.UNPLACED:
+        return (f"unplaced: no host may run it now ({reason.names[0]}); it is never "
+                "destroyed here, and stays as it is")
+    if why == Why.ARRIVING:
+        return (f"arriving: it runs on host {reason.names[0]}, which moves it here; it is not "
+                "created a second time")
+    if why == Why.PEER_UNREAD:
+        return (f"not created: cannot tell whether it already runs on another host: "
+                f"{', '.join(reason.names)} cannot be read; it is created once every host "
+                "answers")
     if why == Why.DESTROY_FAILED:
         return "not removed: a VM destroy failed this run"
     return ("the pool is inactive, so its owner cannot be checked; start it by hand "

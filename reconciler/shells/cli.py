@@ -32,6 +32,7 @@ from reconciler.shells.options import (
     formats,
     manifest_path,
     path_arg,
+    peers_of,
     snapshot_host,
     source_of,
 )
@@ -125,7 +126,7 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     try:
         planned = pipeline.make_plan(
             source_of(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
-            memo=Cache(cache.default_dir()))
+            memo=Cache(cache.default_dir()), peers=None if snapshot else peers_of(instance))
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
                         commit=revision.commit, snapshot=hv.taken, dirty=revision.dirty,
@@ -199,7 +200,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
                                      states)
                     memo = Cache(cache.default_dir())
-                    planned = pipeline.make_plan(source, hv, memo=memo)
+                    planned = pipeline.make_plan(source, hv, memo=memo,
+                                                 peers=peers_of(instance))
                     doc = render.plan_json(planned.plan, planned.inputs.problems,
                                            instance=instance)
                     if plan_file and not saved_plan.applicable(plan_file, doc):

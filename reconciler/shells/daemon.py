@@ -34,6 +34,7 @@ from reconciler.shells.bounded import Blocked, Lane, Stopped
 from reconciler.shells.extras import Extras
 from reconciler.shells.link import Link, LivePoll
 from reconciler.shells.metrics import Metrics
+from reconciler.shells.options import peers_of
 from reconciler.shells.retries import Retries
 from reconciler.shells.sdnotify import Notifier
 from reconciler.shells.statefile import StateFile
@@ -338,8 +339,8 @@ class Daemon:
         # Files and domains unchanged since the last reconcile are not parsed again (every
         # volume size is still read, so drift in sizes is seen).
         planned = self._reading.call(
-            lambda: pipeline.make_plan(source, hv, memo=self._memo,
-                                       every_size=True),
+            lambda: pipeline.make_plan(source, hv, memo=self._memo, every_size=True,
+                                       peers=peers_of(self.options.instance)),
             timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
         self.wakeups.interest = interest(inputs, planned.live, self.options.instance)

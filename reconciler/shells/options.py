@@ -159,6 +159,17 @@ def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
     return Libvirt(uri, readonly=readonly)
 
 
+def peers_of(instance: str) -> pipeline.Peers:
+    """How a host looks for a VM it would create on the fleet's other hosts (many hosts)."""
+
+    def managed_there(uri: str, names: Sequence[str]) -> frozenset[str]:
+        from reconciler.adapters.libvirt.peers import managed_here
+
+        return managed_here(uri, names, instance)
+
+    return managed_there
+
+
 def max_destroy_of(option: int | None, cfg: configuration.Config) -> int:
     return cfg.maxDestroy if option is None else option
 
@@ -168,7 +179,7 @@ def source_of(path: Path, cfg: configuration.Config, instance: str, max_destroy:
             state_dir: Path | None = None) -> pipeline.Source:
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),
                            max_destroy_of(max_destroy, cfg), allow_empty, prune or cfg.prune,
-                           state_dir or Path(cfg.stateDir))
+                           state_dir or Path(cfg.stateDir), host=cfg.host)
 
 
 def snapshot_host(path: Path) -> pipeline.Host:

@@ -242,7 +242,7 @@ def test_long_values_are_cut_in_messages(workdir: Path) -> None:
     result = run_cli("validate", "manifests")
     (line,) = result.stdout.splitlines()
     assert line.startswith("manifests/a.yaml:2:1: kind: unknown kind 'xxxx")
-    assert line.endswith("...; expected one of: VirtualMachine, Network, StoragePool")
+    assert line.endswith("...; expected one of: VirtualMachine, Network, StoragePool, Host")
     assert len(line) < 200
 
 

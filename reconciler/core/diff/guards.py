@@ -29,6 +29,10 @@ class Guards:
     # (label, domain UUID) of each destroy approved with `reconciler approve` ("" for a
     # network or pool): an approval holds for that very domain, not a later one of its name.
     approved: frozenset[tuple[str, str]] = frozenset()
+    # Many hosts: (VM, host, why) of each VM the repository places on another host (host ""
+    # when none may run it now: ``why``). Found here, it is leaving, never destroyed
+    # (``core.fleet``).
+    elsewhere: tuple[tuple[str, str, str], ...] = ()
 
 
 DEFAULT_GUARDS = Guards()

@@ -98,6 +98,9 @@ def _unmanaged(want: DesiredVM, have: LiveVM) -> Action:
 
 
 def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
+    elsewhere = {vm: (host, why) for vm, host, why in guards.elsewhere}
+    leaving = [vm for vm in orphans if vm.name in elsewhere]
+    orphans = [vm for vm in orphans if vm.name not in elsewhere]
     kept = {vm.name: reason for vm in orphans
             if (reason := pruning(guards, vm.name, vm.uuid)) is not None}
     unprotected = [vm for vm in orphans if not _protected(vm)
@@ -116,7 +119,12 @@ def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> 
             actions.append(Action(Kind.BLOCKED, me, reason=kept[vm.name], live=vm))
         else:
             actions.append(Action(Kind.DESTROY, me, destroy_steps(vm), live=vm))
-    return actions
+    for vm in leaving:  # placed on another host (or, for now, on none): never destroyed here
+        host, why = elsewhere[vm.name]
+        reason = Reason(Why.LEAVING, names=(host,)) if host else Reason(Why.UNPLACED,
+                                                                         names=(why,))
+        actions.append(Action(Kind.BLOCKED, vm_target(vm.name), reason=reason, live=vm))
+    return sorted(actions, key=lambda a: a.name)
 
 
 def _protected(vm: LiveVM) -> bool:

@@ -117,6 +117,10 @@ class DesiredVM:
     spec_hash: str
     adopt: bool = False  # annotation reconciler/adopt: "true": adopt a matching unmanaged domain
     suspend: bool = False  # annotation reconciler/suspend: "true": leave the VM as it is
+    # Many hosts (kind: Host): the host named by spec.host, or the labels of spec.hostSelector
+    # (sorted pairs). Where the VM runs, not what it is: kept out of the spec and its hash.
+    host: str | None = None
+    host_selector: tuple[tuple[str, str], ...] = ()
 
     @property
     def applied(self) -> dict[str, Any]:

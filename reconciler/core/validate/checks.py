@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core import schema as schemas
 from reconciler.core.errors import Problem, short
 from reconciler.core.units import parse_duration, parse_quantity
-from reconciler.core.validate import network, pool, vm
+from reconciler.core.validate import host, network, pool, vm
 from reconciler.core.validate.common import ADOPT, NAME, SUSPEND, spec_hash
 from reconciler.core.validate.crossdoc import combine
 from reconciler.core.validate.document import Document
@@ -187,6 +187,7 @@ _KINDS: dict[str, _Kind] = {
     vm.KIND: _Kind(lambda doc, data, _roots: vm.check(doc, data), vm.semantics),
     network.KIND: _Kind(lambda doc, data, _roots: network.check(doc, data)),
     pool.KIND: _Kind(pool.check),
+    host.KIND: _Kind(lambda doc, data, _roots: host.check(doc, data)),
 }
 
 
@@ -215,7 +216,7 @@ def check(doc: Document, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS) -
 
 def _claim_key(data: object, name: str) -> ClaimKey:
     kind = data.get("kind") if isinstance(data, dict) else None
-    return (kind if kind in (network.KIND, pool.KIND) else vm.KIND, name)
+    return (kind if kind in (network.KIND, pool.KIND, host.KIND) else vm.KIND, name)
 
 
 def _name_of(data: object) -> str | None:

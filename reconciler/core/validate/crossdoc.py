@@ -28,7 +28,11 @@ def combine(checked: Iterable[Checked], load_problems: Iterable[Problem] = ()) -
             problems.extend(_claim(claimed, twice, doc.claim, doc))
     built = [doc for doc in checked if doc.vm is not None]
     networks = [doc for doc in checked if doc.network is not None]
-    clashes = [*_shared_macs(built), *_shared_volumes(built)]
+    hosts = [doc for doc in checked
+             if doc.host is not None and ("Host", doc.host.spec.name) not in twice]
+    hosts_declared = any(doc.claim is not None and doc.claim[0] == "Host" for doc in checked)
+    clashes = [*_shared_macs(built), *_shared_volumes(built),
+               *_placement(built, hosts, hosts_declared)]
     bridges = list(_shared_bridges(networks))
     problems.extend(problem for problem, _ in [*clashes, *bridges])
     dropped = {name for kind, name in twice if kind == "VirtualMachine"}
@@ -42,6 +46,7 @@ def combine(checked: Iterable[Checked], load_problems: Iterable[Problem] = ()) -
                        if doc.network and doc.network.spec.name not in dropped_networks),
         pools=tuple(doc.pool for doc in checked
                     if doc.pool and ("StoragePool", doc.pool.spec.name) not in twice),
+        hosts=tuple(doc.host for doc in hosts if doc.host),
     )
 
 
@@ -112,3 +117,38 @@ def _shared_bridges(networks: Sequence[Checked]) -> Iterable[Clash]:
             yield (doc.problem("spec.bridge", f"bridge {bridge!r} is already used by network "
                                               f"{first.network.spec.name!r} ({first.file})"),
                    (doc.network.spec.name, first.network.spec.name))
+
+
+def _placement(built: Sequence[Checked], hosts: Sequence[Checked],
+               declared: bool) -> Iterable[Clash]:
+    """Fleet-wide: with Host manifests, each VM names an existing host (``spec.host``) or a
+    selector that matches at least one (``spec.hostSelector``); without any, a VM names none.
+    A VM placed nowhere is not applied (no host could tell it is its own). ``declared``: a
+    Host manifest exists, also one with problems (its VMs then wait for it, as "not declared"
+    would send them nowhere)."""
+    by_name = {doc.host.spec.name: doc.host.spec for doc in hosts if doc.host}
+    known = ", ".join(sorted(by_name)) or "none valid"
+    for doc in built:
+        assert doc.vm is not None
+        vm = doc.vm
+        name = vm.spec.name
+        if not declared:
+            if vm.host is not None or vm.host_selector:
+                where = "spec.host" if vm.host is not None else "spec.hostSelector"
+                yield (doc.problem(where, "the repository declares no Host manifest; declare "
+                                          "the hosts (kind: Host) or remove this field"), (name,))
+        elif vm.host is not None:
+            if vm.host not in by_name:
+                yield (doc.problem("spec.host", f"no Host named {short(vm.host)} is declared "
+                                                f"(hosts: {known})"), (name,))
+        elif vm.host_selector:
+            if not any(host.matches(vm.host_selector) for host in by_name.values()):
+                wanted = ",".join(f"{k}={v}" for k, v in vm.host_selector)
+                yield (doc.problem("spec.hostSelector",
+                                   f"no Host has the labels {short(wanted)} (hosts: {known})"),
+                       (name,))
+        else:
+            yield (doc.problem("metadata.name",
+                               "the repository declares Host manifests: give this VM "
+                               "spec.host or spec.hostSelector, so that exactly one host "
+                               "runs it"), (name,))

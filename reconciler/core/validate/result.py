@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from reconciler.core import defaults
 from reconciler.core.errors import Problem
+from reconciler.core.model.host import DesiredHost
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool
 from reconciler.core.model.vm import DesiredVM
@@ -20,6 +21,8 @@ class Validated:
     problems: tuple[Problem, ...]
     networks: tuple[DesiredNetwork, ...] = ()
     pools: tuple[DesiredPool, ...] = ()
+    # The fleet's hosts (kind: Host); none: one host, every VM is placed on it.
+    hosts: tuple[DesiredHost, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -27,7 +30,7 @@ class Validated:
 
 
 Position = tuple[int, int]  # line, column
-ClaimKey = tuple[str, str]  # (kind, name): VMs, networks and pools have separate name spaces
+ClaimKey = tuple[str, str]  # (kind, name): each kind has its own name space
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Checked:
     vm: DesiredVM | None = None  # set only for a document without problems
     network: DesiredNetwork | None = None
     pool: DesiredPool | None = None
+    host: DesiredHost | None = None
     # Where the fields that a cross-document problem names are (MACs, disk names, cloudInit,
     # the bridge), by dotted field name.
     where: dict[str, Position] = field(default_factory=dict, compare=False)

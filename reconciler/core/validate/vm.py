@@ -46,7 +46,7 @@ def check(doc: Document, data: dict[str, Any]) -> Checked:
     if semantic:
         return Checked(doc.file, semantic, claim(data), name_at)
     spec = data["spec"]
-    paths: list[FieldPath] = [("spec", "cloudInit")]
+    paths: list[FieldPath] = [("spec", "cloudInit"), ("spec", "host"), ("spec", "hostSelector")]
     paths += [("spec", "disks", i, "name") for i in range(len(spec["disks"]))]
     paths += [("spec", "networks", i, "mac") for i in range(len(spec["networks"]))]
     return Checked(doc.file, (), claim(data), name_at, vm=desired(doc, data),
@@ -75,6 +75,10 @@ def semantics(doc: Document, data: dict[str, Any]) -> Iterable[Problem]:
     yield from _check_text(doc, spec)
     yield from _check_disks(doc, spec)
     yield from _check_macs(doc, spec)
+    if "host" in spec and "hostSelector" in spec:
+        yield doc.problem(("spec", "hostSelector"),
+                          "give spec.host (one host) or spec.hostSelector (labels that pick "
+                          "one), not both")
 
 
 def _check_sizes(doc: Document, spec: dict[str, Any]) -> Iterable[Problem]:
@@ -207,6 +211,8 @@ def desired(doc: Document, data: dict[str, Any]) -> DesiredVM:
         spec_hash=spec_hash(applied),
         adopt=data["metadata"]["annotations"].get(ADOPT) == "true",
         suspend=data["metadata"]["annotations"].get(SUSPEND) == "true",
+        host=spec.get("host"),
+        host_selector=tuple(sorted(spec.get("hostSelector", {}).items())),
     )
 
 

@@ -1,0 +1,94 @@
+"""One host's share of a fleet's manifests: the VMs placed on it, and the networks and pools
+they need. Pure.
+
+With no ``kind: Host`` manifest the share is everything (one host, as before the fleet). With
+Host manifests, each host's reconciler knows itself by name (config ``host``) and reconciles
+only its share; a VM the repository places on another host is never destroyed here (see
+``core.diff.guards.Guards.elsewhere``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from reconciler.core.errors import PermanentError
+from reconciler.core.placement import Placed, place
+from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
+from reconciler.core.validate.result import Validated
+
+
+class NotInFleet(PermanentError):
+    """The repository declares Hosts, and this host is not one of them: nothing is planned (a
+    host outside the fleet must not read "no VM is mine" as "destroy them all")."""
+
+
+@dataclass(frozen=True)
+class Share:
+    """``inputs``: what this host reconciles. ``elsewhere``: (VM, host, why) of each VM placed
+    on another host (host "" when no host may run it now, and ``why`` says why), sorted.
+    ``placement``: every placed VM."""
+
+    inputs: Validated
+    elsewhere: tuple[tuple[str, str, str], ...] = ()
+    placement: dict[str, Placed] = field(default_factory=dict)
+    host: str | None = None  # this host's name in the fleet; None: no fleet
+
+
+def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
+          live_pools: Iterable[str] = ()) -> Share:
+    """``me``'s share of ``inputs``: its VMs; the declared networks and pools those VMs use,
+    and the declared ones already on the host (kept as declared, never pruned for being
+    unused here). ``live_networks``, ``live_pools``: names on the host.
+
+    Raises ``NotInFleet`` when Hosts are declared and ``me`` is none of them."""
+    if not inputs.hosts:
+        return Share(inputs)
+    names = sorted(h.spec.name for h in inputs.hosts)
+    if me not in names:
+        raise NotInFleet(
+            f"this host is {me!r}, and the repository's Host manifests name {', '.join(names)}; "
+            "set `host` in the config (or rename the Host manifest) so that this host knows its "
+            "share; nothing is planned until then")
+    placement = place(inputs.vms, inputs.hosts)
+    mine = tuple(vm for vm in inputs.vms if placement[vm.spec.name].host == me)
+    networks = {nic.network for vm in mine for nic in vm.spec.nics if nic.network}
+    networks |= set(live_networks)
+    pools = {disk.pool for vm in mine for disk in vm.spec.disks}
+    pools |= {vm.spec.cloud_init.pool for vm in mine if vm.spec.cloud_init}
+    pools |= set(live_pools)
+    ours = replace(inputs, vms=mine,
+                   networks=tuple(n for n in inputs.networks if n.spec.name in networks),
+                   pools=tuple(p for p in inputs.pools if p.spec.name in pools))
+    elsewhere = tuple(sorted((name, placed.host or "", placed.reason)
+                             for name, placed in placement.items() if placed.host != me))
+    return Share(ours, elsewhere, placement, me)
+
+
+def creating(plan: Plan) -> tuple[str, ...]:
+    """The VMs the plan creates: those a host must first look for on the other hosts. Pure."""
+    return tuple(a.name for a in plan.actions
+                 if a.resource == Resource.VM and a.kind == Kind.CREATE)
+
+
+def arrivals(plan: Plan, found: dict[str, str], unread: dict[str, str]) -> Plan:
+    """``plan`` with each create of a VM that runs on another host (``found``: VM -> host)
+    blocked as arriving: the host it leaves moves it here, and this host never makes a second
+    one. While another host cannot be read (``unread``: host -> error), no VM is created here
+    either: it may run there. Pure."""
+    if not found and not unread:
+        return plan
+    out = []
+    for action in plan.actions:
+        if action.resource == Resource.VM and action.kind == Kind.CREATE:
+            if action.name in found:
+                action = _blocked(action, Reason(Why.ARRIVING, names=(found[action.name],)))
+            elif unread:
+                names = tuple(f"{host} ({error})" for host, error in sorted(unread.items()))
+                action = _blocked(action, Reason(Why.PEER_UNREAD, names=names))
+        out.append(action)
+    return replace(plan, actions=tuple(out))
+
+
+def _blocked(action: Action, reason: Reason) -> Action:
+    return Action(Kind.BLOCKED, action.target, action.steps, reason, desired=action.desired,
+                  live=action.live)

@@ -1,0 +1,123 @@
+"""One host's share of a fleet, on libvirt's test driver: it reconciles only the VMs placed on
+it, and a VM the repository places elsewhere is never destroyed here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli, vm_manifest, write_manifest
+from test_fleet_manifests import host_manifest
+
+URI = "test:///default"
+
+
+def _config(tmp_path: Path, host: str) -> Path:
+    path = tmp_path / f"{host}.yaml"
+    path.write_text(f"host: {host}\n")
+    return path
+
+
+def _apply(m: Path, tmp_path: Path, host: str, *extra: str):  # type: ignore[no-untyped-def]
+    return run_cli("apply", "--yes", "--connect", URI, "--config", _config(tmp_path, host),
+                   "--state-dir", tmp_path / "state", *extra, m)
+
+
+NODE = Path(__file__).parents[2] / "examples" / "test-node.xml"
+
+
+def _readable(manifest: str) -> str:
+    """A Host whose URI opens an empty test host of its own (nothing runs there)."""
+    return manifest.split("  uri: ")[0] + f"  uri: test://{NODE}\n"
+
+
+def _fleet(tmp_path: Path, prefix: str, web_host: str) -> Path:
+    m = tmp_path / "m"
+    write_manifest(m, "hosts/a.yaml", _readable(host_manifest("hv-a", "rack=a")))
+    write_manifest(m, "hosts/b.yaml", _readable(host_manifest("hv-b", "rack=b")))
+    write_manifest(m, "web.yaml", vm_manifest(f"{prefix}web", state="stopped",
+                                              extra=f"host: {web_host}"))
+    write_manifest(m, "db.yaml", vm_manifest(f"{prefix}db", state="stopped",
+                                             extra="hostSelector: {rack: b}"))
+    return m
+
+
+def test_a_host_creates_only_its_share(testdrv, prefix, tmp_path):
+    m = _fleet(tmp_path, prefix, "hv-a")
+    r = _apply(m, tmp_path, "hv-a")
+    assert r.code == 0, r.stdout + r.stderr
+    names = {d.name() for d in testdrv.listAllDomains(0)}
+    assert f"{prefix}web" in names
+    assert f"{prefix}db" not in names  # placed on hv-b
+    assert f"{prefix}db" not in r.stdout
+
+
+def test_a_vm_placed_on_another_host_is_leaving_never_destroyed(testdrv, prefix, tmp_path):
+    m = _fleet(tmp_path, prefix, "hv-a")
+    assert _apply(m, tmp_path, "hv-a").code == 0
+    _fleet(tmp_path, prefix, "hv-b")  # web now belongs to hv-b
+    r = run_cli("plan", "--connect", URI, "--config", _config(tmp_path, "hv-a"), "--format",
+                "json", m)
+    doc = json.loads(r.stdout)
+    [web] = [a for a in doc["actions"] if a["name"] == f"{prefix}web"]
+    assert web["kind"] == "blocked"
+    assert "leaving: the repository places it on host hv-b" in web["reason"]
+    r = _apply(m, tmp_path, "hv-a")
+    assert r.code == 1  # not converged: the VM is not where the repository wants it
+    assert f"! {prefix}web" in r.stdout
+    assert testdrv.lookupByName(f"{prefix}web")  # still here
+
+
+def test_a_host_outside_the_fleet_plans_nothing(testdrv, prefix, tmp_path):
+    m = _fleet(tmp_path, prefix, "hv-a")
+    assert _apply(m, tmp_path, "hv-a").code == 0
+    r = _apply(m, tmp_path, "hv-z")
+    assert r.code == 1
+    assert "this host is 'hv-z', and the repository's Host manifests name hv-a, hv-b" in r.stderr
+    assert testdrv.lookupByName(f"{prefix}web")
+
+
+def test_removing_every_host_manifest_does_not_destroy_placed_vms(testdrv, prefix, tmp_path):
+    m = _fleet(tmp_path, prefix, "hv-a")
+    assert _apply(m, tmp_path, "hv-a").code == 0
+    for f in (m / "hosts").iterdir():
+        f.unlink()
+    r = _apply(m, tmp_path, "hv-a")
+    assert r.code == 1
+    assert "the repository declares no Host manifest" in r.stderr
+    assert "not destroyed: 2 manifest problem(s)" in r.stdout
+    assert testdrv.lookupByName(f"{prefix}web")
+
+
+def _peer_fleet(tmp_path: Path, prefix: str, a_uri: str, web_host: str) -> Path:
+    m = tmp_path / "m"
+    node = Path(__file__).parents[2] / "examples" / "test-node.xml"
+    write_manifest(m, "hosts/a.yaml", host_manifest("hv-a").replace(
+        "qemu+ssh://root@hv-a/system", a_uri))
+    write_manifest(m, "hosts/b.yaml", host_manifest("hv-b").replace(
+        "qemu+ssh://root@hv-b/system", f"test://{node}"))
+    write_manifest(m, "web.yaml", vm_manifest(f"{prefix}web", state="stopped",
+                                              extra=f"host: {web_host}"))
+    return m
+
+
+def test_a_vm_running_on_another_host_is_not_created_a_second_time(testdrv, prefix, tmp_path):
+    m = _peer_fleet(tmp_path, prefix, URI, "hv-a")
+    assert _apply(m, tmp_path, "hv-a").code == 0  # web runs on hv-a (test:///default)
+    _peer_fleet(tmp_path, prefix, URI, "hv-b")
+    node = Path(__file__).parents[2] / "examples" / "test-node.xml"
+    r = run_cli("apply", "--yes", "--connect", f"test://{node}", "--config",
+                _config(tmp_path, "hv-b"), "--state-dir", tmp_path / "state-b", m)
+    assert r.code == 1
+    assert f"! {prefix}web" in r.stdout
+    assert "arriving: it runs on host hv-a, which moves it here" in r.stdout
+    assert "Plan: 0 to create" in r.stdout
+
+
+def test_no_vm_is_created_while_another_host_cannot_be_read(testdrv, prefix, tmp_path):
+    m = _peer_fleet(tmp_path, prefix, f"test://{tmp_path}/no-such-host.xml", "hv-b")
+    node = Path(__file__).parents[2] / "examples" / "test-node.xml"
+    r = run_cli("plan", "--connect", f"test://{node}", "--config", _config(tmp_path, "hv-b"), m)
+    assert r.code == 0, r.stdout + r.stderr
+    assert f"! {prefix}web" in r.stdout
+    assert "cannot tell whether it already runs on another host: hv-a (" in r.stdout
