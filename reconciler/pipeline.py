@@ -142,7 +142,8 @@ Peers = Callable[[str, Sequence[str]], frozenset[str]]
 
 
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
-              every_size: bool = False, peers: Peers | None = None) -> Planned:
+              every_size: bool = False, peers: Peers | None = None,
+              loaded: Validated | None = None) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
@@ -151,11 +152,13 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     the host cannot be read. ``every_size``: read every volume's size, also those whose last
     applied size is the manifest's (the daemon's resync: drift in sizes is seen). ``peers``:
     many hosts: how to look for a VM this host would create on the fleet's other hosts (None:
-    not looked for, as in a plan from a snapshot).
+    not looked for, as in a plan from a snapshot). ``loaded``: the manifests, already
+    validated (the fleet plan reads them once for every host).
 
     Raises ``ReconcilerError`` when libvirt cannot be read."""
     try:
-        inputs, digest = load_keyed(source.path, source.storage_roots, memo)
+        inputs, digest = ((loaded, b"") if loaded is not None
+                          else load_keyed(source.path, source.storage_roots, memo))
         live = read_state(hv, source.instance, None if every_size else inputs, memo)
     except BaseException:
         if memo is not None:

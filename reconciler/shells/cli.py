@@ -110,17 +110,35 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
 @click.option("--out", type=click.Path(path_type=Path), help="Save the plan (JSON) for apply.")
 @click.option("--max-destroy", type=int, default=None, help="Most VMs one run may destroy.")
 @click.option("--allow-empty", is_flag=True, help="Let an empty manifest set remove every VM.")
+@click.option("--fleet", is_flag=True,
+              help="Plan every Host of the repository at once (over each Host's URI, or "
+                   "from --snapshots), grouped by host.")
+@click.option("--snapshots", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --fleet: read each host from DIR/NAME.snapshot instead of its URI.")
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
 @PRUNE
 @formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
-         allow_empty: bool, snapshot: Path | None, prune: str | None) -> int:
-    """Show what apply would do, over a read-only connection (or against a snapshot)."""
+         allow_empty: bool, snapshot: Path | None, prune: str | None, fleet: bool,
+         snapshots: Path | None) -> int:
+    """Show what apply would do, over a read-only connection (or against a snapshot; or,
+    with --fleet, for every host of the repository)."""
     from reconciler.adapters import git
 
     folder = manifest_path(path, cfg)
+    if fleet or snapshots is not None:
+        if not fleet or snapshot is not None or out is not None:
+            raise click.UsageError("--snapshots goes with --fleet; --fleet takes neither "
+                                   "--snapshot nor --out")
+        from reconciler.shells import fleet as fleets
+
+        opener = (fleets.snapshot_opener(snapshots) if snapshots is not None
+                  else fleets.libvirt_opener)
+        whole, header = fleets.plan_fleet(
+            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), opener)
+        return fleets.show(whole, header, fmt, detailed_exitcode=detailed_exitcode)
     hv = (snapshot_host(snapshot) if snapshot is not None
           else connect_libvirt(connect, readonly=True))
     try:
