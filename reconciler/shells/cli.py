@@ -34,6 +34,7 @@ from reconciler.shells.options import (
     path_arg,
     snapshot_host,
     source_of,
+    target_options,
 )
 
 if TYPE_CHECKING:
@@ -112,11 +113,14 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
 @PRUNE
+@target_options
 @formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
-         allow_empty: bool, snapshot: Path | None, prune: str | None) -> int:
-    """Show what apply would do, over a read-only connection (or against a snapshot)."""
+         allow_empty: bool, snapshot: Path | None, prune: str | None,
+         targets: tuple[str, ...], selectors: tuple[str, ...]) -> int:
+    """Show what apply would do, over a read-only connection (or against a snapshot).
+    With --target / -l, only for those VMs (and their networks and pools)."""
     from reconciler.adapters import git
 
     folder = manifest_path(path, cfg)
@@ -124,7 +128,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
           else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
-            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
+            source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
+                      targets=targets, selectors=selectors), hv,
             memo=Cache(cache.default_dir()))
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
@@ -175,19 +180,26 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
               show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
 @PRUNE
+@target_options
 @common
 def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
           instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
           state_dir: Path | None, parallel: int | None, lock_timeout: int,
-          prune: str | None) -> int:
+          prune: str | None, targets: tuple[str, ...], selectors: tuple[str, ...]) -> int:
     """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
-    the plan destroys anything or deletes a volume), unless --yes or --plan FILE."""
+    the plan destroys anything or deletes a volume), unless --yes or --plan FILE. With
+    --target / -l, only for those VMs; a saved plan keeps the target it was made with."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
     from reconciler.shells import saved_plan, status
 
+    if plan_file is not None and (targets or selectors):
+        raise click.UsageError("--target and -l cannot be given with --plan: a saved plan "
+                               "is applied with the target it was made with")
+    if plan_file is not None:
+        targets, selectors = saved_plan.target_options(plan_file)
     folder = manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
     with Interrupts() as interrupts:
@@ -197,7 +209,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                 hv = connect_libvirt(connect)
                 try:
                     source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
-                                     states)
+                                       states, targets=targets, selectors=selectors)
                     memo = Cache(cache.default_dir())
                     planned = pipeline.make_plan(source, hv, memo=memo)
                     doc = render.plan_json(planned.plan, planned.inputs.problems,
