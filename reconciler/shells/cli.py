@@ -292,9 +292,13 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
         approvals.forget(state_dir, instance, done)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name=os.path.basename(sys.argv[0]))
-
-
 for _command in (*commands.COMMANDS, *gitops_cli.COMMANDS):
     main.add_command(_command)
+for _command in (main, *main.commands.values()):
+    # `reconciler --help` (and the man page's list) show each command's first sentence whole,
+    # wrapped, never cut at 45 characters with "..." as click does by default.
+    _command.short_help = _command.short_help or _command.get_short_help_str(limit=1000)
+
+
+if __name__ == "__main__":  # pragma: no cover  (after the commands are added)
+    main(prog_name=os.path.basename(sys.argv[0]))
