@@ -195,11 +195,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     from reconciler.apply.executor import Settings, execute
     from reconciler.shells import saved_plan, status
 
-    if plan_file is not None and (targets or selectors):
-        raise click.UsageError("--target and -l cannot be given with --plan: a saved plan "
-                               "is applied with the target it was made with")
-    if plan_file is not None:
-        targets, selectors = saved_plan.target_options(plan_file)
+    if plan_file is not None:  # its own target (--target or -l besides: a usage error)
+        targets, selectors = saved_plan.target_options(plan_file, targets, selectors)
     folder = manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
     with Interrupts() as interrupts:

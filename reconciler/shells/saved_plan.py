@@ -30,10 +30,15 @@ def applicable(saved: Path, doc: dict[str, object]) -> bool:
     return True
 
 
-def target_options(saved: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def target_options(saved: Path, targets: tuple[str, ...] = (), selectors: tuple[str, ...] = (),
+                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The ``--target`` and ``-l`` values a saved plan was made with, for the fresh plan that
     ``apply --plan`` compares with it: the same partial run. A file that is not a saved plan,
-    or whose target is not one, gives none (the comparison then refuses it)."""
+    or whose target is not one, gives none (the comparison then refuses it). ``targets``,
+    ``selectors``: those given on the command line; any raises ``click.UsageError``."""
+    if targets or selectors:
+        raise click.UsageError("--target and -l cannot be given with --plan: a saved plan "
+                               "is applied with the target it was made with")
     try:
         doc = json.loads(saved.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
@@ -41,8 +46,8 @@ def target_options(saved: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     found = doc.get("target") if isinstance(doc, dict) else None
     if not isinstance(found, dict):
         return (), ()
-    targets, selector = found.get("targets"), found.get("selector")
-    options = (tuple(str(t) for t in targets) if isinstance(targets, list) else (),
+    listed, selector = found.get("targets"), found.get("selector")
+    options = (tuple(str(t) for t in listed) if isinstance(listed, list) else (),
                (selector,) if isinstance(selector, str) and selector else ())
     try:
         Targeting.of(*options)
