@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -12,11 +12,12 @@ from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
-from reconciler.core.errors import ReconcilerError
+from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fleet import Share, arrivals, creating, share
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.plan import Plan, fingerprint
+from reconciler.core.targeting import Targeting
 from reconciler.core.validate.result import Validated
 
 if TYPE_CHECKING:
@@ -65,18 +66,20 @@ class Host(Protocol):
 # plan with nothing to do (the steady state) does not load them (part of its start-up time).
 
 
-def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str,
+          targeting: Targeting | None = None) -> Plan:
     """``core.planner.draft``."""
     from reconciler.core import planner
 
-    return planner.draft(inputs, live, guards, instance)
+    return planner.draft(inputs, live, guards, instance, targeting)
 
 
-def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str,
+            targeting: Targeting | None = None) -> Plan:
     """``core.planner.compute``."""
     from reconciler.core import planner
 
-    return planner.compute(inputs, live, guards, instance)
+    return planner.compute(inputs, live, guards, instance, targeting)
 
 
 def read_state(hv: Host, instance: str, desired: Validated | None = None,
@@ -126,6 +129,8 @@ class Source:
     state_dir: Path | None = None
     # Many hosts: this host's name among the Host manifests (None: the connection's hostname).
     host: str | None = None
+    # `plan`/`apply --target`, `-l`: a run limited to some VMs (never the daemon's).
+    target: Targeting = field(default_factory=Targeting)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ Peers = Callable[[str, Sequence[str]], frozenset[str]]
 
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
               every_size: bool = False, peers: Peers | None = None,
-              loaded: Validated | None = None) -> Planned:
+              loaded: Validated | None = None, check_target: bool = True) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
@@ -154,17 +159,23 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     many hosts: how to look for a VM this host would create on the fleet's other hosts (None:
     not looked for, as in a plan from a snapshot). ``loaded``: the manifests, already
     validated (the fleet plan reads them once for every host).
+    ``check_target``: refuse a ``source.target`` that matches nothing (off when verifying an
+    apply, whose targeted orphans are gone).
 
-    Raises ``ReconcilerError`` when libvirt cannot be read."""
+    Raises ``ReconcilerError`` when libvirt cannot be read, and ``PermanentError`` when
+    ``source.target`` matches nothing (see ``core.targeting.Targeting.misses``)."""
     try:
         inputs, digest = ((loaded, b"") if loaded is not None
                           else load_keyed(source.path, source.storage_roots, memo))
         live = read_state(hv, source.instance, None if every_size else inputs, memo)
+        misses = source.target.misses(inputs, live, source.instance) if check_target else []
+        if misses:
+            raise PermanentError("; ".join(misses))
+        fleet = _share(source, hv, inputs, live)
     except BaseException:
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
-    fleet = _share(source, hv, inputs, live)
     inputs = fleet.inputs
     approved = (approvals.read(source.state_dir, source.instance)
                 if source.state_dir is not None and source.prune == "confirm" else frozenset())
@@ -186,21 +197,25 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             live = replace(live, storage=replace(live.storage, file_users=by_real))
     key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
                         infra_text(live).encode(), repr(guards).encode(),
-                        source.instance.encode())
+                        source.instance.encode(), repr(source.target).encode(),
+                        repr(fleet.host).encode())
            if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
     if isinstance(found, Plan):
         # Its key covers every domain, network and pool, not the volumes: what this plan read
         # about its own objects is observed afresh.
-        seen = scope.observed(inputs, live, source.instance)
-        plan = replace(found, fingerprint=scope.fingerprint(seen), observed=seen)
+        chosen = (source.target.choose(inputs, live, source.instance)
+                  if source.target.active else None)
+        seen = scope.observed(inputs, live, source.instance, chosen)
+        plan = replace(found, fingerprint=scope.fingerprint(seen, found.partial),
+                       observed=seen)
     else:
-        plan = draft(inputs, live, guards, source.instance)
+        plan = draft(inputs, live, guards, source.instance, source.target)
         if plan.actions:  # changes are decided on the host's facts and the volumes' details
             from reconciler.core.resolve import needs
 
             live = _with_details(hv, _with_host(hv, live), needs(plan))
-            plan = compute(inputs, live, guards, source.instance)
+            plan = compute(inputs, live, guards, source.instance, source.target)
     if peers is not None and fleet.host is not None:
         plan = _arrivals(plan, fleet, peers)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -263,5 +278,5 @@ def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result,
         return planned, results
     from reconciler.core.verify import observed
 
-    fresh = make_plan(source, hv, memo=memo, every_size=True)
+    fresh = make_plan(source, hv, memo=memo, every_size=True, check_target=False)
     return fresh, observed(planned.plan, results, fresh.plan)

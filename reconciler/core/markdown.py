@@ -10,7 +10,15 @@ from collections.abc import Iterable
 from reconciler.core import words
 from reconciler.core.errors import Problem
 from reconciler.core.plan import Action, Header, Kind, Plan
-from reconciler.core.render import change_json, changed_fields, describe, summary_text, symbol
+from reconciler.core.render import (
+    change_json,
+    changed_fields,
+    describe,
+    no_changes_text,
+    partial_text,
+    summary_text,
+    symbol,
+)
 
 MARKER = "<!-- reconciler-plan"
 
@@ -60,8 +68,11 @@ def plan_markdown(plan: Plan, problems: Iterable[Problem] = (),
                   f"| {_cell(header.host or '-')} ({_code(header.uri)}) | "
                   f"{_code(header.instance)} | {commit} | {header.snapshot or 'live read'} |",
                   ""]
+    if plan.partial is not None:
+        lines += ["> [!NOTE]", f"> **{_cell(partial_text(plan))}**", ""]
     if not plan.actions:
-        lines.append("**No changes.** The live state matches the manifests.")
+        lines.append("**No changes.** The live state matches the manifests." if plan.partial
+                     is None else f"**{_cell(no_changes_text(plan))}**")
     else:
         lines += ["| Create | Update | Destroy | Blocked |", "| ---: | ---: | ---: | ---: |",
                   f"| {plan.count(Kind.CREATE)} | {plan.count(Kind.UPDATE)}"

@@ -307,6 +307,21 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """A targeted run (``core.targeting``): the options as given (``text``: ``--target web-*
+    -l tier=web``; ``targets``, ``selector``), the names it planned, and how many VMs are
+    declared or managed in all (``total``)."""
+
+    text: str
+    targets: tuple[str, ...]
+    selector: str
+    vms: tuple[str, ...]
+    networks: tuple[str, ...]
+    pools: tuple[str, ...]
+    total: int
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     # A digest of what the plan read about its own objects (``core.scope``): a saved plan is
@@ -316,6 +331,8 @@ class Plan:
     # Each of its objects and a digest of what was read of it (``core.scope.observed``): what
     # moved, when the fingerprint differs.
     observed: tuple[tuple[str, str], ...] = ()
+    # A targeted run: only these objects were planned; None: every object of the instance.
+    partial: Partial | None = None
 
     @property
     def has_changes(self) -> bool:

@@ -27,13 +27,16 @@ from reconciler.core.plan import (
     vm_target,
 )
 from reconciler.core.resolve import resolve
+from reconciler.core.targeting import Targeting
 from reconciler.core.validate.result import Validated
 
 
-def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str,
+            targeting: Targeting | None = None) -> Plan:
     """The whole plan: pools and networks first, then VMs, then removed pools and networks;
-    storage and references resolved against what was observed (``core.resolve``). Pure."""
-    plan = draft(inputs, live, guards, instance)
+    storage and references resolved against what was observed (``core.resolve``). With an
+    active ``targeting``, only what it chooses (see ``draft``). Pure."""
+    plan = draft(inputs, live, guards, instance, targeting)
     return resolve(plan, live.storage, pools=live.pools,
                    networks=[n.name for n in live.networks if n.active],
                    inactive_networks=[n.name for n in live.networks if not n.active],
@@ -41,11 +44,23 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str) -
                    host=live.host_interfaces, max_vcpus=live.max_vcpus)
 
 
-def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> Plan:
+def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str,
+          targeting: Targeting | None = None) -> Plan:
     """The plan before storage and references are resolved: what each resource needs (it
     tells which facts of the host the final plan must read, see ``core.resolve.needs``).
-    Pure."""
-    vm_plan = diff.plan(inputs.vms, live.vms, guards, read=live.read)
+
+    With an active ``targeting`` (``core.targeting``), only the VMs it chooses are diffed,
+    and only the networks and pools it chooses (those VMs' dependencies included) keep their
+    actions: nothing else is created, changed or destroyed. Every domain, manifest and network
+    is still seen as a user of what it refers to, and the guards count the whole manifest set
+    (an empty set is not one a target made empty). Pure."""
+    chosen = (targeting.choose(inputs, live, instance)
+              if targeting is not None and targeting.active else None)
+    wanted = inputs if chosen is None else chosen.narrow(inputs)
+    live_vms = live.vms if chosen is None else tuple(
+        vm for vm in live.vms if vm.name in chosen.vms)
+    vm_plan = diff.plan(wanted.vms, live_vms, guards, read=live.read,
+                        desired_empty=not inputs.vms)
     # VMs this run destroys no longer hold their pools and networks (the executor removes
     # those only after every VM destroy succeeded).
     leaving = {a.name for a in vm_plan.actions if a.kind == Kind.DESTROY}
@@ -62,11 +77,15 @@ def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str) -> 
     ]
     # A removal (nothing declares it) comes last, done or held back, as a VM's destroy does;
     # the prune policy keeps what is not to be removed (pending approval, or never).
+    if chosen is not None:
+        infra = [a for a in infra if chosen.has(a)]
     first = [a for a in infra if a.desired is not None]
     last = [_pruned(a, guards) for a in infra if a.desired is None]
-    seen = scope.observed(inputs, live, instance)  # what it read about its own objects
-    vm_actions = _disconnected(vm_plan.actions, inputs, live)
-    return Plan((*first, *vm_actions, *last), scope.fingerprint(seen), vm_plan.problems, seen)
+    seen = scope.observed(inputs, live, instance, chosen)  # what it read about its own objects
+    vm_actions = _disconnected(vm_plan.actions, wanted, live)
+    partial = None if chosen is None or targeting is None else chosen.partial(targeting)
+    return Plan((*first, *vm_actions, *last), scope.fingerprint(seen, partial),
+                vm_plan.problems, seen, partial)
 
 
 def _pruned(action: Action, guards: Guards) -> Action:

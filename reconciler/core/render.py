@@ -108,16 +108,38 @@ def plan_text(plan: Plan, header: Header | None = None) -> str:
     """The plan as lines of text: a line per action, the summary, and with ``header`` a last
     line naming what the plan was made for (see ``header_text``)."""
     footer = f"{header_text(header)}\n" if header is not None else ""
+    partial = f"{partial_text(plan)}\n" if plan.partial is not None else ""
     if not plan.actions:
-        return "No changes. The live state matches the manifests.\n" + footer
+        return partial + no_changes_text(plan) + "\n" + footer
     width = max(len(a.label) for a in plan.actions)
     changes, waiting = plan.changes, plan.still_pending
-    lines = [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in changes]
+    lines = [partial.rstrip("\n")] if partial else []
+    lines += [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in changes]
     lines.append(summary_text(plan) if changes else "No changes to apply.")
     if waiting:
         lines.append(STILL_PENDING_TITLE)
         lines += [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in waiting]
     return "\n".join(lines) + "\n" + footer
+
+
+def partial_text(plan: Plan) -> str:
+    """A targeted run's line: ``Targeted run: 2 of 7 VMs (--target web-*); the others were
+    not planned.``, with the networks and pools it planned when it planned any; empty for a
+    run over everything."""
+    part = plan.partial
+    if part is None:
+        return ""
+    infra = [f"network/{n}" for n in part.networks] + [f"pool/{p}" for p in part.pools]
+    also = f" and {', '.join(infra)}" if infra else ""
+    return (f"Targeted run: {len(part.vms)} of {_count(part.total, 'VM')}{also} "
+            f"({part.text}); the others were not planned.")
+
+
+def no_changes_text(plan: Plan) -> str:
+    """"No changes", for the whole instance or, on a targeted run, for what it planned only."""
+    if plan.partial is not None:
+        return "No changes for the targeted resources: they match their manifests."
+    return "No changes. The live state matches the manifests."
 
 
 def summary_text(plan: Plan) -> str:
@@ -234,6 +256,7 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
         "version": __version__,
         **({"instance": instance} if instance is not None else {}),
         **({"header": header_json(header)} if header is not None else {}),
+        "target": partial_json(plan),
         "fingerprint": plan.fingerprint,
         "observed": dict(plan.observed),
         "hasChanges": plan.has_changes,
@@ -261,6 +284,16 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
             for a in plan.actions
         ],
     }
+
+
+def partial_json(plan: Plan) -> dict[str, object] | None:
+    """A targeted run's options and what it planned (None: every object was planned)."""
+    part = plan.partial
+    if part is None:
+        return None
+    return {"targets": list(part.targets), "selector": part.selector, "text": part.text,
+            "vms": list(part.vms), "networks": list(part.networks), "pools": list(part.pools),
+            "totalVms": part.total}
 
 
 def results_text(results: Iterable[Result]) -> str:

@@ -37,17 +37,23 @@ from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import domain_digest
+from reconciler.core.plan import Partial, domain_digest
+from reconciler.core.targeting import Chosen
 from reconciler.core.validate.result import Validated
 
 ABSENT = "absent"
 Observed = tuple[tuple[str, str], ...]  # (object, a digest of what was read of it), sorted
 
 
-def observed(inputs: Validated, live: LiveState, instance: str) -> Observed:
+def observed(inputs: Validated, live: LiveState, instance: str,
+             chosen: Chosen | None = None) -> Observed:
     """Each object in the plan's scope (see the module) with a short digest of what the plan
-    read of it, or ``absent``. ``instance``: the reconciler instance planning. Pure."""
-    mine = [vm for vm in live.vms if vm.managed]  # owned_view: the others' marks are hidden
+    read of it, or ``absent``. ``instance``: the reconciler instance planning; ``chosen``: the
+    objects a targeted run plans (``core.targeting``), None: all of them. Pure."""
+    if chosen is not None:
+        inputs = chosen.narrow(inputs)
+    # owned_view: the others' marks are hidden
+    mine = [vm for vm in live.vms if vm.managed and (chosen is None or vm.name in chosen.vms)]
     declared = {d.spec.name: d for d in inputs.vms}
     entries: dict[str, str] = {}
     for vm in inputs.vms:
@@ -57,12 +63,14 @@ def observed(inputs: Validated, live: LiveState, instance: str) -> Observed:
     for pool in inputs.pools:
         entries[f"manifest pool {pool.spec.name}"] = _digest(pool.spec_hash)
     _domains(entries, live, {*declared, *(vm.name for vm in mine)})
-    nets = _network_names(inputs, mine, live.networks, instance)
-    pools = _pool_names(inputs, mine, live.pools, instance)
-    leaving_nets = {n.name for n in live.networks if n.mark is not None
-                    and n.mark.instance == instance} - {n.spec.name for n in inputs.networks}
-    leaving_pools = {p.name for p in live.pools if p.owner == instance} - {
-        p.spec.name for p in inputs.pools}
+    own_nets = [n for n in live.networks if n.mark is not None and n.mark.instance == instance
+                and (chosen is None or n.name in chosen.networks)]
+    own_pools = [p for p in live.pools if p.owner == instance
+                 and (chosen is None or p.name in chosen.pools)]
+    nets = _network_names(inputs, mine, own_nets)
+    pools = _pool_names(inputs, mine, own_pools)
+    leaving_nets = {n.name for n in own_nets} - {n.spec.name for n in inputs.networks}
+    leaving_pools = {p.name for p in own_pools} - {p.spec.name for p in inputs.pools}
     _networks(entries, live, nets, mine, leaving_nets)
     _pools(entries, live, pools, leaving_pools)
     if live.storage is not None:
@@ -77,9 +85,12 @@ def observed(inputs: Validated, live: LiveState, instance: str) -> Observed:
     return tuple(sorted(entries.items()))
 
 
-def fingerprint(seen: Observed) -> str:
-    """A digest of ``observed``: equal exactly when every entry is. Pure."""
+def fingerprint(seen: Observed, partial: Partial | None = None) -> str:
+    """A digest of ``observed`` (and of a targeted run's options, ``partial``): equal exactly
+    when every entry is, and the run targets the same. Pure."""
     digest = hashlib.sha256()
+    if partial is not None:
+        digest.update(f"target\0{partial.text}\n".encode())
     for name, value in seen:
         digest.update(f"{name}\0{value}\n".encode())
     return digest.hexdigest()[:16]
@@ -114,14 +125,14 @@ def _domains(entries: dict[str, str], live: LiveState, names: Iterable[str]) -> 
             live.read.get(name) or domain_digest(vm), vm.owner, vm.managed)
 
 
-def _network_names(inputs: Validated, mine: list[LiveVM], live: Iterable[LiveNetwork],
-                   instance: str) -> set[str]:
+def _network_names(inputs: Validated, mine: list[LiveVM], own: Iterable[LiveNetwork],
+                   ) -> set[str]:
     names = {n.spec.name for n in inputs.networks}
     names |= {n.network for d in inputs.vms for n in d.spec.nics if n.network}
     names |= {n.network for vm in mine for n in (*vm.config.nics, *(vm.live_nics or ()))
               if n.network}
     names |= {network for vm in mine for _, network, _ in vm.live_ports}
-    return names | {n.name for n in live if n.mark is not None and n.mark.instance == instance}
+    return names | {n.name for n in own}
 
 
 def _networks(entries: dict[str, str], live: LiveState, names: set[str], mine: list[LiveVM],
@@ -142,14 +153,13 @@ def _networks(entries: dict[str, str], live: LiveState, names: set[str], mine: l
                                              net.running, kept, users)
 
 
-def _pool_names(inputs: Validated, mine: list[LiveVM], live: Iterable[LivePool],
-                instance: str) -> set[str]:
+def _pool_names(inputs: Validated, mine: list[LiveVM], own: Iterable[LivePool]) -> set[str]:
     names = {p.spec.name for p in inputs.pools}
     for spec in (*(d.spec for d in inputs.vms), *(vm.config for vm in mine)):
         names |= {d.pool for d in spec.disks}
         if spec.cloud_init is not None:
             names.add(spec.cloud_init.pool)
-    return names | {p.name for p in live if p.owner == instance}
+    return names | {p.name for p in own}
 
 
 def _pools(entries: dict[str, str], live: LiveState, names: set[str],
@@ -226,6 +236,9 @@ def refusals(saved: Mapping[str, object], fresh: Mapping[str, object]) -> list[s
     made_for, now = saved.get("instance"), fresh.get("instance")
     if made_for is not None and made_for != now:
         return [f"it was made for instance {made_for!r}, not {now!r}"]
+    if _target_text(saved) != _target_text(fresh):
+        return [f"it was made for {_target_text(saved) or 'every object'}, not "
+                f"{_target_text(fresh) or 'every object'}"]
     seen, fresh_seen = saved.get("observed"), fresh.get("observed")
     out = []
     if isinstance(seen, dict) and isinstance(fresh_seen, dict):
@@ -238,6 +251,11 @@ def refusals(saved: Mapping[str, object], fresh: Mapping[str, object]) -> list[s
     fresh_actions = fresh.get("actions")
     return out + _actions_moved(actions, fresh_actions if isinstance(fresh_actions, list)
                                 else [])
+
+
+def _target_text(doc: Mapping[str, object]) -> str:
+    target = doc.get("target")
+    return str(target.get("text", "")) if isinstance(target, Mapping) else ""
 
 
 def _actions_moved(old: list[object], new: list[object]) -> list[str]:

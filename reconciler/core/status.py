@@ -81,6 +81,35 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
     return sorted(out.values(), key=lambda s: s.name)
 
 
+NOT_PLANNED = "not planned by the last apply (a targeted run); its status is from before"
+UNKNOWN = "not planned yet (the last apply was a targeted run)"
+
+
+def partial_statuses(statuses: Iterable[VMStatus], plan: Plan, inputs: Validated,
+                     previous: Iterable[Mapping[str, Any]]) -> list[VMStatus]:
+    """After a targeted apply (``plan.partial``): the statuses of what it planned, and for
+    every other declared or earlier listed object its entry from before (``previous``: the
+    state file's ``vms``), else "pending", never "in sync" on no evidence. Pure."""
+    part = plan.partial
+    if part is None:
+        return list(statuses)
+    planned = {*part.vms, *(f"network/{n}" for n in part.networks),
+               *(f"pool/{p}" for p in part.pools)}
+    out = {s.name: s for s in statuses if s.name in planned}
+    for entry in previous:
+        name = entry.get("name")
+        if isinstance(name, str) and name not in planned:
+            detail = str(entry.get("detail") or "")
+            out[name] = VMStatus(name, str(entry.get("status", "pending")),
+                                 f"{detail}; {NOT_PLANNED}" if detail else NOT_PLANNED,
+                                 entry.get("manifest"), entry.get("last_error"),
+                                 entry.get("next_retry"))
+    for name in in_sync(inputs, Plan((), "")):  # every declared object
+        if name not in out:
+            out[name] = VMStatus(name, "pending", UNKNOWN)
+    return sorted(out.values(), key=lambda s: s.name)
+
+
 def in_sync(inputs: Validated, plan: Plan) -> list[str]:
     """The declared VMs, networks and pools the plan has nothing for, as plans name them
     (``web-01``, ``network/lab``, ``pool/fast``). Pure."""

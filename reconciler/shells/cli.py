@@ -35,6 +35,7 @@ from reconciler.shells.options import (
     peers_of,
     snapshot_host,
     source_of,
+    target_options,
 )
 
 if TYPE_CHECKING:
@@ -118,20 +119,23 @@ def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
 @click.option("--snapshot", type=click.Path(path_type=Path), default=None,
               help="Plan against a snapshot file (reconciler snapshot), with no libvirt.")
 @PRUNE
+@target_options
 @formats("text", "json", "markdown")
 def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
          detailed_exitcode: bool, out: Path | None, max_destroy: int | None,
-         allow_empty: bool, snapshot: Path | None, prune: str | None, fleet: bool,
+         allow_empty: bool, snapshot: Path | None, prune: str | None,
+         targets: tuple[str, ...], selectors: tuple[str, ...], fleet: bool,
          snapshots: Path | None) -> int:
     """Show what apply would do, over a read-only connection (or against a snapshot; or,
-    with --fleet, for every host of the repository)."""
+    with --fleet, for every host of the repository). With --target / -l, only for those VMs
+    (and their networks and pools)."""
     from reconciler.adapters import git
 
     folder = manifest_path(path, cfg)
     if fleet or snapshots is not None:
-        if not fleet or snapshot is not None or out is not None:
-            raise click.UsageError("--snapshots goes with --fleet; --fleet takes neither "
-                                   "--snapshot nor --out")
+        if not fleet or snapshot is not None or out is not None or targets or selectors:
+            raise click.UsageError("--snapshots goes with --fleet; --fleet takes none of "
+                                   "--snapshot, --out, --target, -l")
         from reconciler.shells import fleet as fleets
 
         opener = (fleets.snapshot_opener(snapshots) if snapshots is not None
@@ -143,7 +147,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
           else connect_libvirt(connect, readonly=True))
     try:
         planned = pipeline.make_plan(
-            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), hv,
+            source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
+                      targets=targets, selectors=selectors), hv,
             memo=Cache(cache.default_dir()), peers=None if snapshot else peers_of(instance))
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
@@ -194,19 +199,23 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
               show_default=True,
               help="How long to wait for another writer of the instance (30s, 5m).")
 @PRUNE
+@target_options
 @common
 def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str,
           instance: str, yes: bool,
           plan_file: Path | None, max_destroy: int | None, allow_empty: bool,
           state_dir: Path | None, parallel: int | None, lock_timeout: int,
-          prune: str | None) -> int:
+          prune: str | None, targets: tuple[str, ...], selectors: tuple[str, ...]) -> int:
     """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
-    the plan destroys anything or deletes a volume), unless --yes or --plan FILE."""
+    the plan destroys anything or deletes a volume), unless --yes or --plan FILE. With
+    --target / -l, only for those VMs; a saved plan keeps the target it was made with."""
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
     from reconciler.shells import saved_plan, status
 
+    if plan_file is not None:  # its own target (--target or -l besides: a usage error)
+        targets, selectors = saved_plan.target_options(plan_file, targets, selectors)
     folder = manifest_path(path, cfg)
     states = state_dir or Path(cfg.stateDir)
     with Interrupts() as interrupts:
@@ -216,7 +225,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                 hv = connect_libvirt(connect)
                 try:
                     source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
-                                     states)
+                                       states, targets=targets, selectors=selectors)
                     memo = Cache(cache.default_dir())
                     planned = pipeline.make_plan(source, hv, memo=memo,
                                                  peers=peers_of(instance))
@@ -300,9 +309,13 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
         approvals.forget(state_dir, instance, done)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name=os.path.basename(sys.argv[0]))
-
-
 for _command in (*commands.COMMANDS, *gitops_cli.COMMANDS):
     main.add_command(_command)
+for _command in (main, *main.commands.values()):
+    # `reconciler --help` (and the man page's list) show each command's first sentence whole,
+    # wrapped, never cut at 45 characters with "..." as click does by default.
+    _command.short_help = _command.short_help or _command.get_short_help_str(limit=1000)
+
+
+if __name__ == "__main__":  # pragma: no cover  (after the commands are added)
+    main(prog_name=os.path.basename(sys.argv[0]))

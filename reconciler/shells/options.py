@@ -138,6 +138,34 @@ PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
          "approve NAME`, off never (default: the config's prune, else auto).")
 
 
+def _patterns(_ctx: click.Context, param: click.Parameter,
+              values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--target`` / ``-l`` values, each checked (``core.targeting``, imported here)."""
+    from reconciler.core import targeting
+
+    check = targeting.parse_pattern if param.name == "targets" else targeting.parse_selector
+    for value in values:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return values
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--target PATTERN`` and ``-l/--selector SELECTOR``, both repeatable: a run limited to
+    some VMs (``core.targeting``)."""
+    func = click.option(
+        "-l", "--selector", "selectors", multiple=True, callback=_patterns,
+        metavar="KEY=VALUE[,...]",
+        help="Only the VMs whose manifest labels match (KEY=VALUE, KEY!=VALUE, KEY, !KEY; "
+             "all must match; with --target: both).")(func)
+    return click.option(
+        "--target", "targets", multiple=True, callback=_patterns, metavar="PATTERN",
+        help="Only the VMs whose name matches this glob (web-*), or network/NAME, pool/NAME; "
+             "repeatable (any matches). A targeted VM's networks and pools come with it.")(func)
+
+
 def path_arg(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("path", required=False, type=click.Path(path_type=Path))(func)
 
@@ -176,10 +204,15 @@ def max_destroy_of(option: int | None, cfg: configuration.Config) -> int:
 
 def source_of(path: Path, cfg: configuration.Config, instance: str, max_destroy: int | None,
             allow_empty: bool, prune: str | None = None,
-            state_dir: Path | None = None) -> pipeline.Source:
+            state_dir: Path | None = None, *, targets: Sequence[str] = (),
+            selectors: Sequence[str] = ()) -> pipeline.Source:
+    """The plan's source; ``targets``, ``selectors``: ``--target``, ``-l`` (checked)."""
+    from reconciler.core.targeting import Targeting
+
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),
                            max_destroy_of(max_destroy, cfg), allow_empty, prune or cfg.prune,
-                           state_dir or Path(cfg.stateDir), host=cfg.host)
+                           state_dir or Path(cfg.stateDir), target=Targeting.of(targets, selectors),
+                           host=cfg.host)
 
 
 def snapshot_host(path: Path) -> pipeline.Host:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from reconciler.core import scope
+from reconciler.core.targeting import Targeting
 
 
 def applicable(saved: Path, doc: dict[str, object]) -> bool:
@@ -27,3 +28,29 @@ def applicable(saved: Path, doc: dict[str, object]) -> bool:
                    "and review it", err=True)
         return False
     return True
+
+
+def target_options(saved: Path, targets: tuple[str, ...] = (), selectors: tuple[str, ...] = (),
+                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ``--target`` and ``-l`` values a saved plan was made with, for the fresh plan that
+    ``apply --plan`` compares with it: the same partial run. A file that is not a saved plan,
+    or whose target is not one, gives none (the comparison then refuses it). ``targets``,
+    ``selectors``: those given on the command line; any raises ``click.UsageError``."""
+    if targets or selectors:
+        raise click.UsageError("--target and -l cannot be given with --plan: a saved plan "
+                               "is applied with the target it was made with")
+    try:
+        doc = json.loads(saved.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return (), ()
+    found = doc.get("target") if isinstance(doc, dict) else None
+    if not isinstance(found, dict):
+        return (), ()
+    listed, selector = found.get("targets"), found.get("selector")
+    options = (tuple(str(t) for t in listed) if isinstance(listed, list) else (),
+               (selector,) if isinstance(selector, str) and selector else ())
+    try:
+        Targeting.of(*options)
+    except ValueError:
+        return (), ()
+    return options

@@ -49,6 +49,10 @@ def record(state_dir: Path, instance: str, planned: pipeline.Planned,
     inputs = planned.inputs
     statuses = status.vm_statuses(planned.plan, results, status.in_sync(inputs, planned.plan),
                                   suspended=[d.spec.name for d in inputs.vms if d.suspend])
+    if planned.plan.partial is not None:  # a targeted run: the others' entries are kept
+        before = state_file.read(state_dir, instance) or {}
+        statuses = status.partial_statuses(statuses, planned.plan, inputs,
+                                           before.get("vms") or [])
     state_file.write(state_dir, statuses, instance=instance, command="apply",
                      problems=len(inputs.problems),
                      commit=revision.commit if revision else None,

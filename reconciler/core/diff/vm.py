@@ -25,9 +25,12 @@ from reconciler.core.plan import (
 
 
 def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM],
-         guards: Guards = DEFAULT_GUARDS, *, read: Mapping[str, str] | None = None) -> Plan:
+         guards: Guards = DEFAULT_GUARDS, *, read: Mapping[str, str] | None = None,
+         desired_empty: bool | None = None) -> Plan:
     """The actions that bring ``live`` to ``desired``. ``read``: digests of what was read of
-    each domain, for the fingerprint (see ``plan.fingerprint``). Pure."""
+    each domain, for the fingerprint (see ``plan.fingerprint``). ``desired_empty``: whether
+    the whole manifest set declares no VM (a targeted run diffs part of it); None: whether
+    ``desired`` is empty. Pure."""
     desired = tuple(desired)
     live = tuple(live)
     live_by_name = {vm.name: vm for vm in live}
@@ -46,7 +49,8 @@ def plan(desired: Iterable[DesiredVM], live: Iterable[LiveVM],
     wanted = {d.spec.name for d in desired}
     orphans = sorted((vm for vm in live if vm.managed and vm.name not in wanted),
                      key=lambda v: v.name)
-    actions.extend(_destroys(orphans, guards, desired_empty=not desired))
+    empty = not desired if desired_empty is None else desired_empty
+    actions.extend(_destroys(orphans, guards, desired_empty=empty))
     return Plan(tuple(actions), fingerprint(live, read), guards.problems)
 
 
