@@ -197,3 +197,21 @@ def test_a_bad_quantity_is_flagged_by_an_editor() -> None:
     # and it says how to write one, not the pattern
     assert "2GiB" in vm_schema_definition("quantity")["patternErrorMessage"]
     assert "30s" in vm_schema_definition("duration")["patternErrorMessage"]
+
+
+def patterns(node: object) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [found for item in node for found in patterns(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if isinstance(node.get("pattern"), str) else []
+    return own + [found for value in node.values() for found in patterns(value)]
+
+
+@pytest.mark.parametrize("name", MANIFEST_SCHEMAS)
+def test_every_pattern_has_a_message_for_editors(name: str) -> None:
+    # yaml-language-server shows patternErrorMessage instead of "does not match the pattern".
+    found = patterns(json.loads((SHIPPED / name).read_text()))
+    assert found
+    for node in found:
+        assert node.get("patternErrorMessage"), node["pattern"]
