@@ -14,12 +14,26 @@ KINDS = {
     "StoragePool": "storagepool.v1.json",
     "Host": "host.v1.json",
 }
-OTHER = {"plan": "plan.v1.json"}
+MANIFEST = "manifest"  # every kind in one schema, for files that mix kinds
+OTHER = {MANIFEST: "manifest.v1.json", "plan": "plan.v1.json"}
+ALIASES = {"all": MANIFEST}
+DRAFT = "http://json-schema.org/draft-07/schema#"  # what editors (yaml-language-server) support
+
+
+def lookup(name: str) -> str:
+    """The schema a user means by ``name``: a kind in any case (``network``), ``manifest`` or
+    ``all`` for every kind, or ``plan``. KeyError for anything else. Pure."""
+    known = {key.lower(): key for key in [*KINDS, *OTHER]}
+    lowered = name.lower()
+    found = known.get(ALIASES.get(lowered, lowered))
+    if found is None:
+        raise KeyError(name)
+    return found
 
 
 @cache
 def load(name: str) -> dict[str, Any]:
-    """A schema by kind (``VirtualMachine``) or by name (``plan``)."""
+    """A schema by kind (``VirtualMachine``) or by name (``manifest``, ``plan``)."""
     filename = KINDS.get(name) or OTHER.get(name)
     if filename is None:
         raise KeyError(name)
@@ -32,6 +46,43 @@ def load(name: str) -> dict[str, Any]:
     schema = json.loads(
         resources.files("reconciler").joinpath("schemas", filename).read_text("utf-8"))
     return schema
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The schema of any manifest, generated from the kinds' schemas (``manifest.v1.json`` is
+    this, written out): each kind's own schema applies to a document whose ``kind`` names it
+    (if/then, so that an editor reports only that kind's errors, not every kind's)."""
+    branches: list[dict[str, Any]] = []
+    shared: dict[str, Any] = {}
+    for kind in KINDS:
+        kind_schema = copy.deepcopy(load(kind))
+        assert kind_schema["$schema"] == DRAFT, kind
+        for key in ("$schema", "$id"):
+            del kind_schema[key]
+        for name, definition in kind_schema.pop("definitions", {}).items():
+            assert shared.setdefault(name, definition) == definition, name  # one meaning each
+        shared[kind] = kind_schema
+        branches.append({"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                         "then": {"$ref": f"#/definitions/{kind}"}})
+    return {
+        "$schema": DRAFT,
+        "$id": "https://reconciler.dev/schemas/manifest.v1.json",
+        "title": "reconciler manifest",
+        "description": "Any reconciler manifest: the schema of the kind that `kind` names.",
+        "type": "object",
+        "required": ["apiVersion", "kind"],
+        "properties": {
+            "apiVersion": {"const": "reconciler/v1"},
+            "kind": {"description": "What the document declares.", "enum": list(KINDS)},
+        },
+        "allOf": branches,
+        "definitions": shared,
+    }
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    """A schema as ``reconciler schema`` prints it and ``schemas/`` holds a generated one."""
+    return json.dumps(schema, indent=2)
 
 
 def with_defaults(instance: object, schema: dict[str, Any],

@@ -8,6 +8,9 @@ _QUANTITY = re.compile(r"^([0-9]+)(KiB|MiB|GiB|TiB|Ki|Mi|Gi|Ti)$")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h)$")
 _FACTORS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
+# Blanks around a value are allowed (a quoted YAML string may carry them): these, and no others,
+# so that the schemas' patterns (ECMA-262 regular expressions, for editors) can say the same.
+BLANKS = " \t\r\n"
 # What people write instead: 2GB, 2G, 2 GiB, 2gib, 1.5GiB (case-insensitive).
 _LOOSE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt])(?:i?b|i)?$", re.IGNORECASE)
 _BARE = re.compile(r"^[0-9]+$")
@@ -17,7 +20,7 @@ MAX_VALUE = (1 << 63) - 1  # the largest size (bytes) or duration (seconds) acce
 def parse_quantity(text: object) -> int:
     """Bytes for a quantity such as ``2GiB`` or ``512Mi``; ValueError says how to write it."""
     if isinstance(text, str):
-        match = _QUANTITY.match(text.strip())
+        match = _QUANTITY.match(text.strip(BLANKS))
         if match:
             size = _bounded(match.group(1)) * _FACTORS[match.group(2)[0]]
             if size > MAX_VALUE:
@@ -58,7 +61,7 @@ def _bounded(digits: str) -> int:
 def parse_duration(text: object) -> int:
     """Seconds for a duration such as ``30s``, ``5m`` or ``1h``."""
     if isinstance(text, str):
-        match = _DURATION.match(text.strip())
+        match = _DURATION.match(text.strip(BLANKS))
         if match:
             seconds = _bounded(match.group(1)) * _SECONDS[match.group(2)]
             if seconds > MAX_VALUE:
@@ -66,6 +69,35 @@ def parse_duration(text: object) -> int:
             return seconds
     raise ValueError(f"{text!r} is not a duration; write a whole number with s, m or h "
                      "(e.g. 30s, 5m)")
+
+
+def _at_most(limit: int) -> str:
+    """A regular expression for the decimal numbers 0 to ``limit``, leading zeros allowed."""
+    digits = str(limit)
+    shorter = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    same_length = []  # below ``limit`` from its i-th digit on, then any digits
+    for i, digit in enumerate(digits):
+        lowest = 1 if i == 0 else 0
+        highest, rest = int(digit) - 1, len(digits) - i - 1
+        if highest >= lowest:
+            below = str(lowest) if highest == lowest else f"[{lowest}-{highest}]"
+            any_digits = "" if rest == 0 else "[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"
+            same_length.append(digits[:i] + below + any_digits)
+    return "0*(?:" + "|".join([*shorter, *same_length, digits]) + ")"
+
+
+def _pattern(factors: dict[str, int], units: dict[str, str]) -> str:
+    """What the parser accepts, as one regular expression that means the same to Python and to
+    ECMA-262 (editors): blanks, a number no larger than MAX_VALUE in its unit, the unit."""
+    blanks = "[" + BLANKS.encode("unicode_escape").decode() + "]*"
+    each = [f"{_at_most(MAX_VALUE // factors[unit])}(?:{spellings})"
+            for unit, spellings in units.items()]
+    return f"^{blanks}(?:{'|'.join(each)}){blanks}$"
+
+
+# The schemas' ``pattern`` of a quantity and a duration (a test holds the schemas to these).
+QUANTITY_PATTERN = _pattern(_FACTORS, {"K": "KiB|Ki", "M": "MiB|Mi", "G": "GiB|Gi", "T": "TiB|Ti"})
+DURATION_PATTERN = _pattern(_SECONDS, {"s": "s", "m": "m", "h": "h"})
 
 
 def format_bytes(size: int) -> str:

@@ -3,7 +3,6 @@ Registered on the command group by ``cli``."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -145,15 +144,15 @@ def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: s
 @click.command()
 @click.argument("kind", required=False)
 def schema(kind: str | None) -> None:
-    """Print the JSON schema of a manifest kind (default VirtualMachine), or `plan`."""
-    name = kind or "VirtualMachine"
+    """Print the JSON schema of a manifest kind (any case: `network`), of every kind at once
+    (the default; also `all`), or of the plan (`plan`)."""
     try:
-        document = schemas.load(name)
+        document = schemas.load(schemas.lookup(kind or schemas.MANIFEST))
     except KeyError:
-        known = ", ".join([*schemas.KINDS, *schemas.OTHER])
-        click.echo(f"reconciler: unknown schema {name!r}; known: {known}", err=True)
+        known = ", ".join([*schemas.KINDS, f"{schemas.MANIFEST} (all kinds; also: all)", "plan"])
+        click.echo(f"reconciler: unknown schema {kind!r}; known: {known}", err=True)
         sys.exit(EXIT_ERROR)
-    click.echo(json.dumps(document, indent=2))
+    click.echo(schemas.dumps(document))
 
 
 COMMANDS = (run, status_command, export_command, schema)

@@ -24,6 +24,7 @@ from conftest import (
     write_manifest,
 )
 from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 from lxml import etree
 
 from reconciler.adapters import lock
@@ -399,19 +400,30 @@ def test_a_second_writer_is_refused_naming_the_holder(testdrv, prefix, manifests
 # --- schema ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [None, "VirtualMachine", "plan"])
-def test_schema_prints_valid_json_schema(kind: str | None) -> None:
-    r = run_cli("schema", *([kind] if kind else []))
-    assert r.code == 0
+@pytest.mark.parametrize(("typed", "name"), [
+    ((), "manifest"), (("all",), "manifest"), (("manifest",), "manifest"),
+    (("VirtualMachine",), "VirtualMachine"), (("virtualmachine",), "VirtualMachine"),
+    (("network",), "Network"), (("Network",), "Network"), (("STORAGEPOOL",), "StoragePool"),
+    (("storagepool",), "StoragePool"), (("plan",), "plan"), (("Plan",), "plan"),
+])
+def test_schema_prints_valid_json_schema(typed: tuple[str, ...], name: str) -> None:
+    r = run_cli("schema", *typed)
+    assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
-    Draft202012Validator.check_schema(doc)
-    assert doc == schema.load(kind or "VirtualMachine")
+    validator_for(doc).check_schema(doc)
+    assert doc == schema.load(name)
+
+
+def test_schema_without_a_kind_accepts_every_kind() -> None:
+    doc = json.loads(run_cli("schema").stdout)
+    assert doc["properties"]["kind"]["enum"] == ["VirtualMachine", "Network", "StoragePool"]
 
 
 def test_schema_of_an_unknown_kind() -> None:
     r = run_cli("schema", "Nope")
     assert r.code == 1
-    assert "unknown schema 'Nope'" in r.stderr
+    assert r.stderr == ("reconciler: unknown schema 'Nope'; known: VirtualMachine, Network, "
+                        "StoragePool, manifest (all kinds; also: all), plan\n")
 
 
 # --- changes that need a restart, drift, devices -----------------------------------------------

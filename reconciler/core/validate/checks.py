@@ -68,7 +68,8 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
             formats.checks(name, raises=raises)(check)
         # YAML's 2.0 is a float: refuse it where a whole number is meant (JSON Schema would
         # accept it).
-        draft = jsonschema.Draft202012Validator
+        schema = schemas.load(kind)
+        draft = jsonschema.validators.validator_for(schema)  # the draft editors read it with
         strict = jsonschema.validators.extend(
             draft,
             type_checker=draft.TYPE_CHECKER.redefine(
@@ -76,7 +77,7 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
                 lambda _checker, value: isinstance(value, int) and not isinstance(value, bool),
             ),
         )
-        cached = strict(schemas.load(kind), format_checker=formats)
+        cached = strict(schema, format_checker=formats)
         _VALIDATORS[kind] = cached
     return cached
 

@@ -102,6 +102,8 @@ def translate(doc: Document, error: jsonschema.ValidationError) -> Iterable[Prob
     instance, validator = error.instance, error.validator
     shown = shown_value(instance, path, validator)
     fmt = schema.get("format")
+    if fmt in ("quantity", "duration") and validator == "pattern":
+        return  # the pattern (for editors) says what the format check says: said once, there
     if fmt in ("quantity", "duration") and not isinstance(instance, bool):
         parse = parse_quantity if fmt == "quantity" else parse_duration
         try:
