@@ -73,7 +73,11 @@ def test_the_manifest_schema_accepts_the_examples_of_every_kind() -> None:
     docs = [*example_documents(),
             {"apiVersion": "reconciler/v1", "kind": "Network", "metadata": {"name": "lab"}},
             {"apiVersion": "reconciler/v1", "kind": "StoragePool", "metadata": {"name": "fast"},
-             "spec": {"path": "/var/lib/libvirt/pools/fast"}}]
+             "spec": {"path": "/var/lib/libvirt/pools/fast"}},
+            {"apiVersion": "reconciler/v1", "kind": "Host",
+             "metadata": {"name": "hv-01", "labels": {"rack": "a"}},
+             "spec": {"uri": "qemu+ssh://root@hv-01/system",
+                      "capacity": {"vcpus": 64, "memory": "256GiB", "vms": 40}}}]
     assert {d["kind"] for d in docs} == set(schema.KINDS)  # type: ignore[index]
     for doc in docs:
         assert problems(combined, doc) == []
