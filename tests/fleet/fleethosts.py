@@ -50,6 +50,25 @@ def guest_xml(name: str, *, domain_type: str, volume: str, fmt: str = "qcow2",
     return text
 
 
+def domain_type(conn: libvirt.virConnect) -> str:
+    """kvm where the host offers it, else qemu (TCG)."""
+    return "kvm" if "<domain type='kvm'" in conn.getCapabilities() else "qemu"
+
+
+def make_guest(conn: libvirt.virConnect, name: str, *, fmt: str = "qcow2", start: bool = False,
+               volume: libvirt.virStorageVol | None = None,
+               disk_size: int = 16 * MiB) -> libvirt.virDomain:
+    """An OS-less guest on ``conn`` (defined, started if ``start``) with ``volume`` as its disk,
+    or a new blank one, ``name``-root, in the default pool."""
+    if volume is None:
+        volume = create_volume(conn, f"{name}-root", disk_size, fmt)
+    dom = conn.defineXML(guest_xml(name, domain_type=domain_type(conn), volume=volume.name(),
+                                   fmt=fmt))
+    if start:
+        dom.create()
+    return dom
+
+
 def volume_xml(name: str, capacity: int, fmt: str = "qcow2") -> str:
     """A thin volume, as reconciler makes them: without <allocation>, libvirt would preallocate
     a raw file in full (fallocate), and its whole length would count as data."""
