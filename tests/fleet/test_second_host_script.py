@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -46,6 +47,14 @@ def qemu_of(name: str) -> list[int]:
     """Pids of QEMU processes running guest ``name`` (on either host)."""
     r = subprocess.run(["pgrep", "-f", f"guest={name},"], capture_output=True, text=True)
     return [int(p) for p in r.stdout.split()]
+
+
+def first_libvirtd() -> int:
+    """The first host's libvirtd: the one in this process's mount namespace."""
+    mine = os.readlink("/proc/self/ns/mnt")
+    r = subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True, text=True)
+    [pid] = [int(p) for p in r.stdout.split() if os.readlink(f"/proc/{p}/ns/mnt") == mine]
+    return pid
 
 
 def gone(pid: int, timeout: float = 10.0) -> bool:
@@ -113,9 +122,21 @@ def test_start_after_the_daemons_died(own_second_host, host_b: Host):
     os.kill(virtlogd, signal.SIGKILL)
     assert gone(libvirtd) and gone(virtlogd)
     assert script("status").returncode == 3
+    # Pids get reused (and after a reboot the pid files name anything): the pid files now name
+    # the first host's libvirtd and an unrelated process; neither may be signalled.
+    base = Path(host_b.uri.split("socket=", 1)[1]).parents[1]
+    first = first_libvirtd()
+    bystander = subprocess.Popen(["sleep", "300"])
+    (base / "libvirtd.pid").write_text(f"{first}\n")
+    (base / "virtlogd.pid").write_text(f"{bystander.pid}\n")
 
-    r = script("start")
-    assert r.returncode == 0, r.stderr
+    try:
+        r = script("start")
+        assert r.returncode == 0, r.stderr
+        assert bystander.poll() is None and os.path.exists(f"/proc/{first}")
+    finally:
+        bystander.kill()
+        bystander.wait()
     assert gone(qemu)  # the orphaned guest was powered off
     new_libvirtd, new_virtlogd = daemon_pids()
     assert new_libvirtd != libvirtd and new_virtlogd != virtlogd
