@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import libvirt
 import pytest
@@ -23,6 +25,9 @@ from reconciler.shells.cli import main
 
 QEMU_URI = "qemu:///system"
 TEST_URI = "test:///default"
+# The second hypervisor host (scripts/second-host: another libvirtd in its own mount namespace,
+# started by scripts/testbed-setup), for the two-host tests in tests/fleet.
+SECOND_HOST_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "second-host"
 
 
 @dataclass
@@ -104,17 +109,56 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     qemu = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"
     line = f"libvirtd: {QEMU_URI}, QEMU {qemu}, accelerator: {accelerator(conn)}"
     conn.close()
-    return [line]
+    uri = second_host_uri_text()
+    second = _open(uri)
+    if second is None:
+        return [line, f"second host: {uri} not reachable; two-host tests "
+                + ("FAIL (CI=true)" if os.environ.get("CI") == "true" else "are skipped")]
+    second.close()
+    return [line, f"second host: {uri}"]
+
+
+def _open(uri: str) -> libvirt.virConnect | None:
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError:
+        return None
+
+
+def _missing(message: str) -> NoReturn:
+    """The test bed must provide it under CI (fail); elsewhere the test is skipped."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def second_host_uri_text() -> str:
+    """The second host's URI: RECONCILER_SECOND_HOST_URI, or what scripts/second-host says."""
+    uri = os.environ.get("RECONCILER_SECOND_HOST_URI")
+    if uri:
+        return uri
+    return subprocess.run([str(SECOND_HOST_SCRIPT), "uri"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def second_host_uri() -> str:
+    """The URI of the second hypervisor host (scripts/second-host), checked to answer and to be
+    another host than qemu:///system (its own host UUID)."""
+    uri = second_host_uri_text()
+    conn = _open(uri)
+    if conn is None:
+        _missing(f"the second host {uri} is not reachable: run scripts/second-host start "
+                 "(scripts/testbed-setup does)")
+    conn.close()
+    return uri
 
 
 @pytest.fixture
 def qemu_conn() -> Iterator[libvirt.virConnect]:
     conn = _open_qemu()
     if conn is None:
-        message = f"{QEMU_URI} is not reachable: run scripts/testbed-setup"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"{QEMU_URI} is not reachable: run scripts/testbed-setup")
     yield conn
     with contextlib.suppress(libvirt.libvirtError):  # host.reconnect() may have closed it
         conn.close()
@@ -156,11 +200,26 @@ def host(qemu_conn: libvirt.virConnect, prefix: str) -> Iterator[Host]:
     h.cleanup()
 
 
+@pytest.fixture
+def host_b(second_host_uri: str, prefix: str) -> Iterator[Host]:
+    """The second hypervisor host, cleaned of this test's domains and volumes afterwards (the
+    same prefix as ``host``: a test that moves a guest between them cleans both). Never define
+    networks on it: both hosts share this machine's bridges."""
+    conn = _open(second_host_uri)
+    if conn is None:
+        _missing(f"the second host {second_host_uri} stopped answering")
+    h = Host(conn, prefix, second_host_uri)
+    yield h
+    h.cleanup()
+    with contextlib.suppress(libvirt.libvirtError):
+        h.conn.close()
+
+
 class Host:
-    def __init__(self, conn: libvirt.virConnect, prefix: str) -> None:
+    def __init__(self, conn: libvirt.virConnect, prefix: str, uri: str = QEMU_URI) -> None:
         self.conn = conn
         self.prefix = prefix
-        self.uri = QEMU_URI
+        self.uri = uri
 
     def network(self) -> str:
         """An isolated network (no <forward>, no addresses) for this test's NICs."""
