@@ -25,6 +25,13 @@ PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 PREFIX = re.compile(r"<(\d)>")
 
 
+@pytest.fixture(autouse=True)
+def _structlog_reset():  # type: ignore[no-untyped-def]
+    """The logging these tests configure writes to their captured stderr: not after them."""
+    yield
+    structlog.reset_defaults()
+
+
 def _journal_stream(fd: int) -> str:
     st = os.fstat(fd)
     return f"{st.st_dev}:{st.st_ino}"
