@@ -53,7 +53,7 @@ def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[
                     held = replace(action, kind=Kind.BLOCKED, reason=Reason(Why.DESTROY_FAILED))
                     results[id(action)] = Result(action.label, action.kind, Outcome.BLOCKED,
                                                  words.reason_text(held),
-                                                 why=Why.DESTROY_FAILED)
+                                                 why=Why.DESTROY_FAILED, started=False)
                 break
             for action, result in zip(phase, workers.map(runner.run, phase), strict=True):
                 results[id(action)] = result
@@ -74,15 +74,15 @@ class _Runner:
         started = self.settings.clock()
         if self.settings.stop is not None and self.settings.stop():
             return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
-                          retryable=True, interrupted=True)
+                          retryable=True, interrupted=True, started=False)
         if action.writes and self.steps.halted():
             return Result(action.label, action.kind, Outcome.FAILED, "interrupted: not started",
-                          retryable=True, interrupted=True)
+                          retryable=True, interrupted=True, started=False)
         if action.kind == Kind.BLOCKED or action.refused:
             return Result(action.label, action.kind, Outcome.BLOCKED, words.reason_text(action),
-                          why=action.reason.why if action.reason else None)
+                          why=action.reason.why if action.reason else None, started=False)
         if not action.writes:
-            return replace(_pending_result(action, [], 0.0), untouched=True)
+            return replace(_pending_result(action, [], 0.0), untouched=True, started=False)
         self.steps.begin()
         try:
             pending = self._carry_out(action)
@@ -93,7 +93,8 @@ class _Runner:
             log.warning("action interrupted", vm=action.label, action=str(action.kind),
                         steps=done)
             return Result(action.label, action.kind, Outcome.FAILED, message,
-                          self.settings.clock() - started, retryable=True, interrupted=True)
+                          self.settings.clock() - started, retryable=True, interrupted=True,
+                          started=done > 0)
         except Exception as exc:  # one resource's surprise must not stop the others
             if isinstance(exc, ReconcilerError):
                 error, retryable = str(exc), exc.retryable

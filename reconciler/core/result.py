@@ -29,6 +29,9 @@ class Result:
     interrupted: bool = False
     # Nothing to do this run but the restart an earlier apply left pending: listed apart.
     untouched: bool = False
+    # Whether the action was carried out (all of it or some steps): False when it was blocked,
+    # had nothing to do, or was not started (stopped first, a destroy held back).
+    started: bool = True
 
     @property
     def ok(self) -> bool:

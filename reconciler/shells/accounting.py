@@ -4,10 +4,11 @@ whether a change repaired drift. Pure."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Action, Kind, Resource
+from reconciler.core.result import Result
 
 
 def inputs_key(action: Action, read: Mapping[str, str]) -> str:
@@ -33,3 +34,9 @@ def is_drift(action: Action, managed_before: dict[str, str]) -> bool:
         return managed_before.get(action.name) == action.desired.spec_hash
     return False
 
+
+def taken(actions: Iterable[Action], results: Iterable[Result]) -> list[Result]:
+    """The results (in ``actions``' order) of the actions that were carried out, whatever
+    came of them: not those blocked, with nothing to do but wait for a restart, or not started
+    (the run was stopped first; a destroy held back after another failed)."""
+    return [r for a, r in zip(actions, results, strict=True) if a.writes and r.started]

@@ -58,7 +58,7 @@ from reconciler.shells.options import (
 @click.option("--git-ssh-key", envvar="RECONCILER_GIT_SSH_KEY", default=None, metavar="FILE",
               type=click.Path(path_type=Path), help="Pull mode: the SSH key for an SSH URL.")
 @common
-def run(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str, instance: str,
+def run(*, path: Path | None, cfg: configuration.Config, connect: str, instance: str,
         state_dir: Path | None, interval: float, debounce: float, metrics_addr: str,
         max_destroy: int | None, allow_empty: bool, parallel: int | None,
         snapshot_file: Path | None, prune: str | None, git_url: str | None,

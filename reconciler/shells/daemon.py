@@ -83,12 +83,14 @@ class Cycle:
     results: tuple[Result, ...]  # of ``ran``, as a fresh read shows them
     in_sync: list[str]
     problems: int
+    states: dict[str, str]  # domain name -> libvirt's state word, as last read
 
 
 class Daemon:
     def __init__(self, options: Options, notifier: Notifier | None = None) -> None:
         self.options = options
         self.metrics = Metrics()
+        self.metrics.build(libvirt=libvirt_adapter.library_version())
         self.notifier = notifier or Notifier()
         self.notifier.on_drop = self._notify_dropped
         self.retries = Retries()
@@ -356,6 +358,7 @@ class Daemon:
         runnable = () if self._paused else self.retries.runnable(plan, planned.live.read, now)
         ran = replace(plan, actions=runnable)
         results: tuple[Result, ...] = ()
+        after = planned  # the last read of the host
         if runnable:
             writes = sum(1 for a in runnable if a.writes)
             if writes:
@@ -371,7 +374,7 @@ class Daemon:
             # Reported as a fresh read of the host shows it (the next cycle would find the
             # same).
             self.progress.busy("reading the host after the changes")
-            _, results = self._reading.call(
+            after, results = self._reading.call(
                 lambda: pipeline.verify(source, hv, replace(planned, plan=ran),
                                         results, memo=self._memo), timeout=READ_TIMEOUT)
         for action, result in zip(runnable, results, strict=True):
@@ -384,7 +387,8 @@ class Daemon:
         self._managed_before = {vm.name: vm.mark.spec_hash for vm in live if vm.mark}
         self.live.watch({vm.name for vm in live if vm.mark and vm.running})
         self._suspended = [d.spec.name for d in inputs.vms if d.suspend]
-        self._last = Cycle(plan, runnable, results, in_sync, len(inputs.problems))
+        self._last = Cycle(plan, runnable, results, in_sync, len(inputs.problems),
+                           {vm.name: vm.state for vm in after.live.vms})
         if any(a.writes for a in runnable):
             self.extras.carried_out(replace(planned, plan=ran), results, hv.hostname())
         self.extras.count_deliveries()
@@ -403,8 +407,8 @@ class Daemon:
         statuses = self._last_statuses()
         # Only what was carried out counts as an action: a VM that waits for a restart, or
         # stays blocked, is a status (reconciler_managed_vms), not an action each reconcile.
-        carried = [r for a, r in zip(cycle.ran, cycle.results, strict=True) if a.writes]
-        self.metrics.record(carried, statuses)
+        carried = accounting.taken(cycle.ran, cycle.results)
+        self.metrics.record(carried, statuses, cycle.states)
         self.metrics.problems.set(cycle.problems)
         counts: dict[str, int] = {}
         for s in statuses:

@@ -3,10 +3,11 @@ threaded HTTP server of their own."""
 
 from __future__ import annotations
 
+import platform
 import socket
 import threading
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -20,6 +21,7 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
+from reconciler import __version__
 from reconciler.core.result import Result
 from reconciler.core.status import VMStatus
 from reconciler.shells.bounded import Blocked, Lane
@@ -31,6 +33,7 @@ log = structlog.get_logger("reconciler.run")
 disable_created_metrics()  # type: ignore[no-untyped-call]
 STATUSES = ("in sync", "pending", "pending restart", "pending destroy", "failed", "blocked",
             "conflict", "suspended", "orphaned")
+ABSENT = "absent"  # reconciler_vm_info's state of a declared VM that has no domain
 CLIENT_TIMEOUT = 10.0  # seconds a scraper may take to send its request or read the answer
 BIND_TIMEOUT = 2.0  # seconds a retry to bind the metrics address may take
 
@@ -74,6 +77,17 @@ class Metrics:
         self.webhook = Counter("reconciler_webhook_deliveries_total",
                                "Webhook documents by fate (sent, failed, dropped)", ["result"],
                                registry=r)
+        self.vm_info = Gauge("reconciler_vm_info",
+                             "1 per VM of this instance: its libvirt state and sync status",
+                             ["name", "state", "sync"], registry=r)
+        self._vm_series: set[tuple[str, str, str]] = set()
+        self.build_info = Gauge("reconciler_build_info",
+                                "1: the versions of reconciler, Python and the libvirt library",
+                                ["version", "python", "libvirt"], registry=r)
+
+    def build(self, libvirt: str) -> None:
+        """``reconciler_build_info{version, python, libvirt} 1``."""
+        self.build_info.labels(__version__, platform.python_version(), libvirt).set(1)
 
     def revision(self, commit: str | None, dirty: bool, instance: str) -> None:
         """``reconciler_info{commit=..., dirty=..., instance=...} 1`` for the revision in force
@@ -123,13 +137,33 @@ class Metrics:
         if not first:
             log.info("metrics served", address=address)
 
-    def record(self, carried_out: Iterable[Result], statuses: Iterable[VMStatus]) -> None:
-        """``carried_out``: the results of actions that changed something (or tried to)."""
+    def record(self, carried_out: Iterable[Result], statuses: Iterable[VMStatus],
+               states: Mapping[str, str] = {}) -> None:
+        """``carried_out``: the results of the actions carried out (``accounting.taken``).
+        ``statuses``: every object's status; ``states``: domain name -> libvirt's state word,
+        as last read. Each VM's ``reconciler_vm_info`` series is set, and those of VMs gone
+        (or whose state or status changed) removed."""
         for result in carried_out:
-            self.actions.labels(str(result.kind), str(result.outcome)).inc()
+            self.actions.labels(word(result.kind), word(result.outcome)).inc()
+        statuses = list(statuses)
         counts = Tally(s.status for s in statuses)
         for status in STATUSES:
-            self.vms.labels(status).set(counts.get(status, 0))
+            self.vms.labels(word(status)).set(counts.get(status, 0))
+        # VMs only: networks and pools are named network/NAME, pool/NAME (a VM's name has no
+        # slash).
+        series = {(s.name, word(states.get(s.name, ABSENT)), word(s.status))
+                  for s in statuses if "/" not in s.name}
+        for labels in series:
+            self.vm_info.labels(*labels).set(1)
+        for gone in self._vm_series - series:
+            self.vm_info.remove(*gone)
+        self._vm_series = series
+
+
+def word(value: str) -> str:
+    """A label value as one snake_case word (``pending restart`` -> ``pending_restart``,
+    ``shut off`` -> ``shut_off``): label values never hold spaces."""
+    return "_".join(str(value).split())
 
 
 class _Handler(WSGIRequestHandler):

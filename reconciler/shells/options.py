@@ -77,7 +77,7 @@ def common(func: Callable[..., int], *,
                 kwargs["instance"] = instance
             code = func(cfg=cfg, **kwargs)
         except ReconcilerError as exc:
-            click.echo(f"reconciler: {exc}", err=True)
+            click.echo(logs.error_line(f"reconciler: {exc}"), err=True)
             code = EXIT_ERROR
         finally:
             if collecting:

@@ -131,7 +131,8 @@ def test_systemd_unit_verifies(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit
     for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
-                    "PrivateTmp=yes", "ReadWritePaths=/var/lib/reconciler"):
+                    "PrivateTmp=yes", "ReadWritePaths=/var/lib/reconciler",
+                    "SyslogLevelPrefix=yes"):
         assert setting in unit
 
 

@@ -65,7 +65,7 @@ def _pending_restart_vm(host, tmp_path, daemon_factory):  # type: ignore[no-unty
     daemon = daemon_factory(manifests, host.uri)
     daemon.wait_ready()
     write_manifest(manifests, "p.yaml", vm_manifest(name, max_vcpus=3))
-    assert wait_for(lambda: daemon.metric('reconciler_managed_vms{status="pending restart"}')
+    assert wait_for(lambda: daemon.metric('reconciler_managed_vms{status="pending_restart"}')
                     == 1, 10), daemon.output()
     time.sleep(1.0)  # the change's own events and their reconcile settle
     return manifests, name, daemon
@@ -98,7 +98,7 @@ def test_a_reconcile_with_nothing_to_do_counts_no_action(host, tmp_path, daemon_
                         > r, 10)
         runs = daemon.metric_sum("reconciler_reconcile_runs_total")
     assert daemon.metric_sum("reconciler_actions_total") == actions
-    assert daemon.metric('reconciler_managed_vms{status="pending restart"}') == 1
+    assert daemon.metric('reconciler_managed_vms{status="pending_restart"}') == 1
     assert sum(1 for e in daemon.events() if e.get("event") == "reconciled") == logged
     assert daemon.stop() == 0
 

@@ -11,7 +11,7 @@ reason constants as words), ``inventory`` (every domain at once, with the parse 
 
 from __future__ import annotations
 
-from reconciler.adapters.libvirt.connection import translated
+from reconciler.adapters.libvirt.connection import library_version, translated
 from reconciler.adapters.libvirt.domains import Domains
 from reconciler.adapters.libvirt.events import Events, start_event_loop
 from reconciler.adapters.libvirt.inventory import Inventory
@@ -25,4 +25,5 @@ class Libvirt(Inventory, Domains, Networks, Storage, Events):
     on it; each comes from the module of its kind."""
 
 
-__all__ = ["POOL_MARKER", "Libvirt", "VolumeKey", "start_event_loop", "translated"]
+__all__ = ["POOL_MARKER", "Libvirt", "VolumeKey", "library_version", "start_event_loop",
+           "translated"]

@@ -36,6 +36,12 @@ def _silence(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_silence, None)
 
 
+def library_version() -> str:
+    """The version of the libvirt library this process uses (``9.0.0``)."""
+    number = int(libvirt.getVersion())
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
 @contextlib.contextmanager
 def translated(what: str, *, settled: bool = False) -> Iterator[None]:
     """Turn a libvirtError into NotFoundError, TransientError or PermanentError.
