@@ -416,14 +416,14 @@ def test_schema_prints_valid_json_schema(typed: tuple[str, ...], name: str) -> N
 
 def test_schema_without_a_kind_accepts_every_kind() -> None:
     doc = json.loads(run_cli("schema").stdout)
-    assert doc["properties"]["kind"]["enum"] == ["VirtualMachine", "Network", "StoragePool"]
+    assert doc["properties"]["kind"]["enum"] == ["VirtualMachine", "Network", "StoragePool", "Host"]
 
 
 def test_schema_of_an_unknown_kind() -> None:
     r = run_cli("schema", "Nope")
     assert r.code == 1
     assert r.stderr == ("reconciler: unknown schema 'Nope'; known: VirtualMachine, Network, "
-                        "StoragePool, manifest (all kinds; also: all), plan\n")
+                        "StoragePool, Host, manifest (all kinds; also: all), plan\n")
 
 
 # --- changes that need a restart, drift, devices -----------------------------------------------
