@@ -15,8 +15,10 @@ from reconciler.core.diff.guards import Guards
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.fleet import Share, arrivals, creating, share
 from reconciler.core.live import LiveState, infra_text, owned_view
+from reconciler.core.model.host import Destination
 from reconciler.core.model.storage import StorageView
-from reconciler.core.plan import Plan, fingerprint
+from reconciler.core.model.vm import LiveVM
+from reconciler.core.plan import Plan, Why, fingerprint
 from reconciler.core.targeting import Targeting
 from reconciler.core.validate.result import Validated
 
@@ -144,11 +146,15 @@ class Planned:
 # by this instance (``adapters.libvirt.peers.managed_here``); raises ReconcilerError when the
 # host cannot be read.
 Peers = Callable[[str, Sequence[str]], frozenset[str]]
+# Many hosts: (host name, its URI, the VMs that move there) -> what the moves need to know of
+# it (``adapters.libvirt.peers.destination``); never raises.
+Destinations = Callable[[str, str, tuple[LiveVM, ...]], Destination]
 
 
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
               every_size: bool = False, peers: Peers | None = None,
-              loaded: Validated | None = None, check_target: bool = True) -> Planned:
+              loaded: Validated | None = None, check_target: bool = True,
+              destinations: Destinations | None = None) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
@@ -160,7 +166,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     not looked for, as in a plan from a snapshot). ``loaded``: the manifests, already
     validated (the fleet plan reads them once for every host).
     ``check_target``: refuse a ``source.target`` that matches nothing (off when verifying an
-    apply, whose targeted orphans are gone).
+    apply, whose targeted orphans are gone). ``destinations``: many hosts: how to read the
+    host a VM leaving this one moves to (None: the VM is shown leaving, not moved).
 
     Raises ``ReconcilerError`` when libvirt cannot be read, and ``PermanentError`` when
     ``source.target`` matches nothing (see ``core.targeting.Targeting.misses``)."""
@@ -218,6 +225,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             plan = compute(inputs, live, guards, source.instance, source.target)
     if peers is not None and fleet.host is not None:
         plan = _arrivals(plan, fleet, peers)
+    if destinations is not None and fleet.host is not None:
+        plan = _moves(plan, fleet, destinations)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
@@ -265,6 +274,28 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers) -> Plan:
             for name in sorted(answer):
                 found.setdefault(name, host)
     return arrivals(plan, found, unread)
+
+
+def _moves(plan: Plan, fleet: Share, destinations: Destinations) -> Plan:
+    """``plan`` with each VM leaving for another host moved there, or blocked saying why
+    (``core.moves``): each destination read once, at once."""
+    from reconciler.core.moves import plan_moves
+
+    going: dict[str, list[LiveVM]] = {}
+    for action in plan.actions:
+        reason = action.reason
+        if reason is not None and reason.why == Why.LEAVING and isinstance(action.live, LiveVM):
+            going.setdefault(reason.names[0], []).append(action.live)
+    if not going:
+        return plan
+    uris = {h.spec.name: h.spec.uri for h in fleet.inputs.hosts}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(16, len(going))) as pool:
+        read = {host: pool.submit(destinations, host, uris[host], tuple(vms))
+                for host, vms in going.items()}
+    assert fleet.host is not None
+    return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()})
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

@@ -4,14 +4,14 @@ others. Pools and networks are created before the VMs that use them and removed 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import structlog
 
 from reconciler.adapters.libvirt import Libvirt
-from reconciler.apply import devices, network, pool, vm
+from reconciler.apply import devices, move, network, pool, vm
 from reconciler.apply.steps import Interrupted, Steps
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
@@ -33,6 +33,8 @@ class Settings:
     # True: start no further step (apply got SIGTERM/SIGINT); the action in flight stops
     # between two steps (see ``reconciler.apply.steps``) and the next run finishes it.
     halt: Callable[[], bool] | None = None
+    # Many hosts: how to reach each Host a VM may move to (``apply.move.Route``), by name.
+    routes: Mapping[str, move.Route] = field(default_factory=dict)
 
 
 def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[Result, ...]:
@@ -147,6 +149,9 @@ class _Runner:
             return []
         if action.resource == Resource.POOL:
             pool.carry_out(action, self.hv, instance=self.settings.instance)
+            return []
+        if action.kind == Kind.MOVE:
+            move.carry_out(action, self.hv, self.settings.routes)
             return []
         return vm.carry_out(action, self.vm)
 

@@ -40,6 +40,7 @@ WRITES = frozenset({
     "create_volume", "resize_volume", "delete_volume", "upload_volume",
     "define_pool", "mark_pool", "start_pool", "set_pool_autostart", "remove_pool",
     "define_network", "start_network", "set_network_autostart", "remove_network",
+    "migrate", "copy_volume_to",
 })
 
 

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     UPDATE = "update"
     DESTROY = "destroy"
     BLOCKED = "blocked"
+    MOVE = "move"  # many hosts: to the host the repository now places the VM on
 
 
 class Resource(StrEnum):
@@ -117,6 +118,13 @@ class Op(StrEnum):
     MOVE_SEED = "move seed"  # to another pool
     DETACH_SEED = "detach seed"  # detach (eject live) and delete its volume
     DELETE_SEED = "delete seed"  # destroy: its volume goes with the VM
+    # Moves to another host (``core.moves``): old: this host's name, new: the destination's.
+    PREPARE_VOLUME = "prepare volume"  # an empty volume of the disk's name and size there
+    COPY_VOLUME = "copy volume"  # the volume's bytes copied there (libvirt storage streams)
+    MIGRATE = "migrate"  # live migration, peer to peer, disks copied (NBD); defined there
+    DEFINE_THERE = "define there"  # a stopped VM's definition, with its mark, defined there
+    UNDEFINE_HERE = "undefine here"  # the definition left behind by a cold move
+    DELETE_HERE = "delete here"  # a moved volume's copy on this host (the data lives there)
     # Networks and pools.
     SET_BRIDGE = "set bridge"
     SET_FORWARD = "set forward"
@@ -206,6 +214,7 @@ class Why(StrEnum):
     LEAVING = "leaving"  # names: (host,): the repository places the VM on another host
     UNPLACED = "unplaced"  # names: (why,): many hosts: no host may run the VM now
     ARRIVING = "arriving"  # names: (host,): it runs there, and moves here (not created twice)
+    MOVE_BLOCKED = "move blocked"  # names: (destination host, why the move cannot start)
     PEER_UNREAD = "peer unread"  # names: "host (error)": it may run there; not created
 
 

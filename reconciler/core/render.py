@@ -30,7 +30,8 @@ from reconciler.core.units import format_bytes
 if TYPE_CHECKING:
     from reconciler.core.result import Result
 
-_SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!"}
+_SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: "!",
+           Kind.MOVE: ">"}
 STILL_PENDING = "pending restart"  # the JSON kind of a VM only still waiting for a restart
 STILL_PENDING_TITLE = ("Still pending restart (nothing to apply; each takes its saved changes "
                        "at its next start):")
@@ -89,6 +90,8 @@ def describe(action: Action) -> str:
         return ", ".join([_describe_create(action), *reused])
     if action.kind == Kind.DESTROY:
         return f"destroy ({words.reason_text(action)})"
+    if action.kind == Kind.MOVE:
+        return words.move_text(action)
     if action.suspended and words.creating(action):
         return f"{words.reason_text(action)} -- would create: {_describe_create(action)}"
     if action.suspended and action.steps:  # and what it would do (restart included)
@@ -146,8 +149,11 @@ def summary_text(plan: Plan) -> str:
     """``Plan: 1 to create, 2 to update (1 pending restart), 1 to destroy, 1 blocked.``"""
     restarts = plan.restart_count
     pending = f" ({restarts} pending restart)" if restarts else ""
+    moves = plan.count(Kind.MOVE)
+    moving = f", {moves} to move" if moves else ""  # many hosts only
     return (f"Plan: {plan.count(Kind.CREATE)} to create, {plan.count(Kind.UPDATE)} to update"
-            f"{pending}, {plan.count(Kind.DESTROY)} to destroy, {plan.blocked_count} blocked.")
+            f"{pending}, {plan.count(Kind.DESTROY)} to destroy{moving}, "
+            f"{plan.blocked_count} blocked.")
 
 
 def irreversible(plan: Plan) -> str:
@@ -262,7 +268,8 @@ def plan_json(plan: Plan, problems: Iterable[Problem] = (), *,
         "hasChanges": plan.has_changes,
         "summary": {"create": plan.count(Kind.CREATE), "update": plan.count(Kind.UPDATE),
                     "pendingRestart": plan.restart_count,
-                    "destroy": plan.count(Kind.DESTROY), "blocked": plan.blocked_count,
+                    "destroy": plan.count(Kind.DESTROY), "move": plan.count(Kind.MOVE),
+                    "blocked": plan.blocked_count,
                     "stillPendingRestart": len(plan.still_pending)},
         "problems": [p.as_dict() for p in problems],
         "actions": [

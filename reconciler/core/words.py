@@ -303,6 +303,9 @@ def reason_text(action: Action) -> str:
     if why == Why.UNPLACED:
         return (f"unplaced: no host may run it now ({reason.names[0]}); it is never "
                 "destroyed here, and stays as it is")
+    if why == Why.MOVE_BLOCKED:
+        host, cause = reason.names
+        return f"move to {host} blocked: {cause}; it stays here, untouched"
     if why == Why.ARRIVING:
         return (f"arriving: it runs on host {reason.names[0]}, which moves it here; it is not "
                 "created a second time")
@@ -347,3 +350,9 @@ def _fate(action: Action) -> str:
         parts.append(f"seed volume deleted: {seed_volume(name)}")
     return "; ".join(parts) or "no volumes"
 
+
+def move_text(action: Action) -> str:
+    """``move hv-a -> hv-b (live migration)`` / ``(cold move)``."""
+    step = next(s for s in action.steps if s.op in (Op.MIGRATE, Op.DEFINE_THERE))
+    how = "live migration" if step.op == Op.MIGRATE else "cold move"
+    return f"move {step.old} -> {step.new} ({how})"

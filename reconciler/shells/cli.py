@@ -27,12 +27,14 @@ from reconciler.shells.options import (
     PRUNE,
     common,
     connect_libvirt,
+    destinations_of,
     duration,
     finished,
     formats,
     manifest_path,
     path_arg,
     peers_of,
+    routes_of,
     snapshot_host,
     source_of,
     target_options,
@@ -149,7 +151,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
         planned = pipeline.make_plan(
             source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
                       targets=targets, selectors=selectors), hv,
-            memo=Cache(cache.default_dir()), peers=None if snapshot else peers_of(instance))
+            memo=Cache(cache.default_dir()), peers=None if snapshot else peers_of(instance),
+            destinations=None if snapshot else destinations_of(hv))  # type: ignore[arg-type]
         revision = git.revision(folder)
         header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
                         commit=revision.commit, snapshot=hv.taken, dirty=revision.dirty,
@@ -228,7 +231,8 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                                        states, targets=targets, selectors=selectors)
                     memo = Cache(cache.default_dir())
                     planned = pipeline.make_plan(source, hv, memo=memo,
-                                                 peers=peers_of(instance))
+                                                 peers=peers_of(instance),
+                                                 destinations=destinations_of(hv))
                     doc = render.plan_json(planned.plan, planned.inputs.problems,
                                            instance=instance)
                     if plan_file and not saved_plan.applicable(plan_file, doc):
@@ -244,7 +248,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                         click.echo(f"warning: {revision.problem}", err=True)
                     settings = Settings(parallel=parallel or cfg.parallel,
                                         commit=revision.commit, dirty=revision.dirty,
-                                        instance=instance,
+                                        instance=instance, routes=routes_of(planned.inputs),
                                         halt=interrupts.received)
                     interrupts.changing = True  # from here on a signal stops between steps
                     # Without changes this writes nothing: each action's result (blocked,

@@ -34,7 +34,7 @@ from reconciler.shells.bounded import Blocked, Lane, Stopped
 from reconciler.shells.extras import Extras
 from reconciler.shells.link import Link, LivePoll
 from reconciler.shells.metrics import Metrics
-from reconciler.shells.options import peers_of
+from reconciler.shells.options import destinations_of, peers_of, routes_of
 from reconciler.shells.retries import Retries
 from reconciler.shells.sdnotify import Notifier
 from reconciler.shells.statefile import StateFile
@@ -342,7 +342,8 @@ class Daemon:
         # volume size is still read, so drift in sizes is seen).
         planned = self._reading.call(
             lambda: pipeline.make_plan(source, hv, memo=self._memo, every_size=True,
-                                       peers=peers_of(self.options.instance)),
+                                       peers=peers_of(self.options.instance),
+                                       destinations=destinations_of(hv)),
             timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
         self.wakeups.interest = interest(inputs, planned.live, self.options.instance)
@@ -369,7 +370,8 @@ class Daemon:
                                         if writes else None),
                                 dirty=self.extras.revision.dirty,
                                 stop=self._started_action, instance=self.options.instance,
-                                clock=self.progress.clock, halt=self.wakeups.stop.is_set)
+                                clock=self.progress.clock, halt=self.wakeups.stop.is_set,
+                                routes=routes_of(inputs))
             results = execute(ran, hv, settings)
             # Reported as a fresh read of the host shows it (the next cycle would find the
             # same).

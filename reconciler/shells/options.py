@@ -25,6 +25,10 @@ from reconciler.shells import logs
 
 if TYPE_CHECKING:
     from reconciler.adapters.libvirt import Libvirt
+    from reconciler.apply.move import Route
+    from reconciler.core.model.host import Destination
+    from reconciler.core.model.vm import LiveVM
+    from reconciler.core.validate.result import Validated
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 LOGGING_COMMANDS = ("apply", "run")  # the commands whose code logs (structlog)
@@ -196,6 +200,35 @@ def peers_of(instance: str) -> pipeline.Peers:
         return managed_here(uri, names, instance)
 
     return managed_there
+
+
+def destinations_of(hv: Libvirt) -> pipeline.Destinations:
+    """How a host reads the host a VM leaving it moves to (many hosts): over the Host's URI,
+    with each running VM's CPU (read here) checked there."""
+
+    def read(host: str, uri: str, vms: tuple[LiveVM, ...]) -> Destination:
+        from reconciler.adapters.libvirt.peers import destination
+        from reconciler.core.errors import ReconcilerError
+
+        cpus: dict[str, str] = {}
+        for vm in vms:
+            if vm.running:
+                try:
+                    xml = hv.live_cpu(vm.name)
+                except ReconcilerError:
+                    continue
+                if xml:
+                    cpus[vm.name] = xml
+        return destination(host, uri, vms, cpus)
+
+    return read
+
+
+def routes_of(inputs: Validated) -> dict[str, Route]:
+    """How apply reaches each Host a VM may move to."""
+    from reconciler.apply.move import Route
+
+    return {h.spec.name: Route(h.spec.uri, h.spec.migrate_uri) for h in inputs.hosts}
 
 
 def max_destroy_of(option: int | None, cfg: configuration.Config) -> int:

@@ -55,17 +55,41 @@ def test_a_host_creates_only_its_share(testdrv, prefix, tmp_path):
 def test_a_vm_placed_on_another_host_is_leaving_never_destroyed(testdrv, prefix, tmp_path):
     m = _fleet(tmp_path, prefix, "hv-a")
     assert _apply(m, tmp_path, "hv-a").code == 0
-    _fleet(tmp_path, prefix, "hv-b")  # web now belongs to hv-b
+    _fleet(tmp_path, prefix, "hv-b")  # web now belongs to hv-b, which cannot be read
+    write_manifest(m, "hosts/b.yaml", host_manifest("hv-b", "rack=b").replace(
+        "qemu+ssh://root@hv-b/system", f"test://{tmp_path}/gone.xml"))
     r = run_cli("plan", "--connect", URI, "--config", _config(tmp_path, "hv-a"), "--format",
                 "json", m)
     doc = json.loads(r.stdout)
     [web] = [a for a in doc["actions"] if a["name"] == f"{prefix}web"]
     assert web["kind"] == "blocked"
-    assert "leaving: the repository places it on host hv-b" in web["reason"]
+    assert web["why"] == "move blocked"
+    assert web["reason"].startswith("move to hv-b blocked: hv-b cannot be read: ")
+    assert web["reason"].endswith("; it stays here, untouched")
     r = _apply(m, tmp_path, "hv-a")
     assert r.code == 1  # not converged: the VM is not where the repository wants it
     assert f"! {prefix}web" in r.stdout
     assert testdrv.lookupByName(f"{prefix}web")  # still here
+
+
+def test_a_vm_placed_on_another_host_is_planned_as_a_move(testdrv, prefix, tmp_path):
+    m = _fleet(tmp_path, prefix, "hv-a")
+    assert _apply(m, tmp_path, "hv-a").code == 0
+    _fleet(tmp_path, prefix, "hv-b")
+    r = run_cli("plan", "--connect", URI, "--config", _config(tmp_path, "hv-a"), m)
+    assert f"> {prefix}web   move hv-a -> hv-b (cold move)" in r.stdout
+    assert "Plan: 0 to create, 0 to update, 0 to destroy, 1 to move, 0 blocked." in r.stdout
+    doc = json.loads(run_cli("plan", "--connect", URI, "--config", _config(tmp_path, "hv-a"),
+                             "--format", "json", m).stdout)
+    [web] = [a for a in doc["actions"] if a["name"] == f"{prefix}web"]
+    assert (web["kind"], web["symbol"]) == ("move", ">")
+    assert [s["op"] for s in web["steps"]] == ["define there", "undefine here"]  # no disks
+    # from a snapshot the destination is not read: the VM is shown leaving
+    snap = tmp_path / "a.snapshot"
+    assert run_cli("snapshot", "--connect", URI, "--out", snap).code == 0
+    r = run_cli("plan", "--snapshot", snap, "--config", _config(tmp_path, "hv-a"), m)
+    assert f"! {prefix}web" in r.stdout and "leaving: the repository places it on host hv-b" \
+        in r.stdout
 
 
 def test_a_host_outside_the_fleet_plans_nothing(testdrv, prefix, tmp_path):

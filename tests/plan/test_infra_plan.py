@@ -67,7 +67,7 @@ def test_removals_name_their_resource_in_json() -> None:
         ("pool", "create", "fast"), ("network", "create", "lab"), ("vm", "create", "web-01"),
         ("vm", "destroy", "old-01"), ("pool", "destroy", "old-pool"),
         ("network", "destroy", "old-net")]
-    assert doc["summary"] == {"create": 3, "update": 0, "destroy": 3, "blocked": 0,
+    assert doc["summary"] == {"create": 3, "update": 0, "destroy": 3, "move": 0, "blocked": 0,
                               "pendingRestart": 0, "stillPendingRestart": 0}
     assert [a["manifest"] for a in doc["actions"][:3]] == [
         "manifests/fast.yaml", "manifests/lab.yaml", "manifests/web-01.yaml"]

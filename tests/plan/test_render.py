@@ -43,7 +43,7 @@ def test_json_plan_follows_the_schema_and_agrees_with_the_text() -> None:
     doc = render.plan_json(plan, problems)
     Draft202012Validator(schema.load("plan")).validate(doc)
     assert doc["summary"] == {"create": 1, "update": 2, "pendingRestart": 1, "destroy": 1,
-                              "blocked": 0, "stillPendingRestart": 0}
+                              "move": 0, "blocked": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is True
     assert doc["fingerprint"] == plan.fingerprint
     assert doc["problems"] == [{"file": "manifests/bad.yaml", "line": 12, "column": 5,
@@ -66,7 +66,7 @@ def test_json_plan_of_a_guarded_destroy_carries_the_reason() -> None:
     plan = run_case(_case("more destroys than max_destroy destroy none and say why"))
     doc = render.plan_json(plan)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 0, "update": 0, "destroy": 0, "blocked": 3,
+    assert doc["summary"] == {"create": 0, "update": 0, "destroy": 0, "move": 0, "blocked": 3,
                               "pendingRestart": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is False
     assert all("--max-destroy 2" in a["reason"] for a in doc["actions"])
@@ -110,7 +110,7 @@ def test_a_vm_only_still_pending_restart_is_listed_apart_and_not_counted() -> No
     doc = render.plan_json(plan)
     Draft202012Validator(schema.load("plan")).validate(doc)
     assert doc["summary"] == {"create": 0, "update": 0, "pendingRestart": 0, "destroy": 0,
-                              "blocked": 0, "stillPendingRestart": 1}
+                              "move": 0, "blocked": 0, "stillPendingRestart": 1}
     assert [(a["kind"], a["symbol"]) for a in doc["actions"]] == [("pending restart", "=")]
 
 

@@ -214,7 +214,7 @@ def test_plan_json_follows_the_schema(testdrv, prefix, manifests) -> None:
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     Draft202012Validator(schema.load("plan")).validate(doc)
-    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "blocked": 0,
+    assert doc["summary"] == {"create": 1, "update": 0, "destroy": 0, "move": 0, "blocked": 0,
                               "pendingRestart": 0, "stillPendingRestart": 0}
     assert doc["hasChanges"] is True
     assert [(a["name"], a["symbol"], a["kind"]) for a in doc["actions"]] == [

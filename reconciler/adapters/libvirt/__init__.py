@@ -6,7 +6,8 @@ into the live model; ``read_live``, ``read_networks`` and ``read_pools`` do both
 Modules: ``connection`` (open, close, errors, the domain type), ``states`` (libvirt's state and
 reason constants as words), ``inventory`` (every domain at once, with the parse cache),
 ``domains`` (operations on one domain), ``networks``, ``storage`` (pools and volumes),
-``events`` (the daemon's event loop and ``watch``).
+``events`` (the daemon's event loop and ``watch``), ``migration`` (moves between hosts),
+``peers`` (reads of the fleet's other hosts).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from reconciler.adapters.libvirt.connection import library_version, translated
 from reconciler.adapters.libvirt.domains import Domains
 from reconciler.adapters.libvirt.events import Events, start_event_loop
 from reconciler.adapters.libvirt.inventory import Inventory
+from reconciler.adapters.libvirt.migration import Migration
 from reconciler.adapters.libvirt.networks import Networks
 from reconciler.adapters.libvirt.storage import Storage
 from reconciler.core.observe import POOL_MARKER, VolumeKey
 
 
-class Libvirt(Inventory, Domains, Networks, Storage, Events):
+class Libvirt(Inventory, Domains, Networks, Storage, Events, Migration):
     """A connection (``Libvirt(uri, readonly=False)``) and the operations the reconciler needs
     on it; each comes from the module of its kind."""
 

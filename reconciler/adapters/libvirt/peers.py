@@ -12,6 +12,7 @@ import libvirt
 from lxml import etree
 
 from reconciler.core.errors import TransientError
+from reconciler.core.model.host import Destination
 from reconciler.core.xml.common import read_mark
 
 PEER_TIMEOUT = 10.0  # seconds a peer host has to answer (connect and every lookup)
@@ -59,4 +60,71 @@ def managed_here(uri: str, names: Sequence[str], instance: str,
     if "error" in box:
         raise TransientError(f"{uri}: {box['error']}")
     result: frozenset[str] = box["found"]
+    return result
+
+
+def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
+                *, timeout: float = PEER_TIMEOUT) -> Destination:
+    """What a move of ``vms`` (live VMs) to ``host`` needs to know of it, read over ``uri``
+    (read-only, within ``timeout`` seconds). ``cpus``: VM -> its running <cpu> element, checked
+    with the destination's hypervisor. Never raises: a host that cannot be read gives a
+    Destination with ``error``."""
+    box: dict[str, Any] = {}
+    pools_used = {d.pool for vm in vms for d in vm.config.disks}
+    pools_used |= {vm.config.cloud_init.pool for vm in vms if vm.config.cloud_init}
+    names = {vm.name for vm in vms}
+
+    def read() -> None:
+        try:
+            conn = libvirt.openReadOnly(uri)
+        except libvirt.libvirtError as exc:
+            box["error"] = exc.get_error_message() or str(exc)
+            return
+        try:
+            box["result"] = _read(conn)
+        except libvirt.libvirtError as exc:
+            box["error"] = exc.get_error_message() or str(exc)
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    def _read(conn: Any) -> Destination:
+        try:
+            stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+            free: int | None = sum(int(stats[k]) for k in ("free", "buffers", "cached")
+                                   if k in stats) * 1024 if "free" in stats else None
+        except libvirt.libvirtError:
+            free = None
+        pools, volumes = [], set()
+        for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            pools.append((pool.name(), int(pool.info()[3])))
+            if pool.name() in pools_used:
+                volumes |= {(pool.name(), v) for v in pool.listVolumes()}
+        domains = []
+        for dom in conn.listAllDomains(0):
+            if dom.name() in names:
+                mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
+                domains.append((dom.name(), mark.instance if mark else ""))
+        networks = frozenset(n.name() for n in conn.listAllNetworks(
+            libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+        arch = etree.fromstring(conn.getCapabilities().encode()).findtext("host/cpu/arch")
+        cpu = []
+        for name, xml in sorted(cpus.items()):
+            try:
+                verdict = conn.compareHypervisorCPU(None, arch, None, None, xml, 0)
+            except libvirt.libvirtError:
+                continue  # the driver cannot say: libvirt checks again when migrating
+            cpu.append((name, verdict != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE))
+        return Destination(host, uri, free_memory=free, pools=tuple(sorted(pools)),
+                           volumes=frozenset(volumes), domains=tuple(sorted(domains)),
+                           networks=networks, cpu=tuple(cpu))
+
+    reader = threading.Thread(target=read, name="libvirt-destination", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        return Destination(host, uri, error=f"no answer within {timeout:g} s")
+    if "error" in box:
+        return Destination(host, uri, error=box["error"])
+    result: Destination = box["result"]
     return result

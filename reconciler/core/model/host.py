@@ -22,7 +22,8 @@ class Capacity:
 @dataclass(frozen=True)
 class HostSpec:
     """``name``: the host's reconciler knows itself by it (config ``host``). ``uri``: the
-    libvirt URI that reaches it from elsewhere (fleet plans, migration). ``labels``: sorted
+    libvirt URI that reaches it from elsewhere (fleet plans, migration); ``migrate_uri``: where
+    QEMU sends a live migration's data (None: the host name of ``uri``). ``labels``: sorted
     (key, value) pairs that a VM's ``hostSelector`` matches. ``cordon``: a selector never
     picks it."""
 
@@ -31,6 +32,7 @@ class HostSpec:
     labels: tuple[tuple[str, str], ...] = ()
     capacity: Capacity = Capacity()
     cordon: bool = False
+    migrate_uri: str | None = None  # where a live migration's data goes (tcp://ADDRESS)
 
     def matches(self, selector: tuple[tuple[str, str], ...]) -> bool:
         """Whether every (key, value) of ``selector`` is one of this host's labels."""
@@ -42,3 +44,24 @@ class HostSpec:
 class DesiredHost:
     spec: HostSpec
     source: Source
+
+
+@dataclass(frozen=True)
+class Destination:
+    """What a move needs to know of the host a VM moves to, read over its Host's URI just
+    before planning the move. ``error``: why it could not be read (then nothing else is
+    known). ``free_memory``: bytes the host can give a new guest (None: not known).
+    ``pools``: active pool -> bytes available. ``volumes``: (pool, volume) names that exist.
+    ``domains``: name -> the reconciler instance whose mark it carries ("" for a domain made
+    by hand). ``networks``: active networks. ``cpu``: whether the host's CPU can run each
+    running VM's CPU model, by VM (False: libvirt said incompatible; absent: not checked)."""
+
+    host: str
+    uri: str
+    error: str = ""
+    free_memory: int | None = None
+    pools: tuple[tuple[str, int], ...] = ()
+    volumes: frozenset[tuple[str, str]] = frozenset()
+    domains: tuple[tuple[str, str], ...] = ()
+    networks: frozenset[str] = frozenset()
+    cpu: tuple[tuple[str, bool], ...] = ()

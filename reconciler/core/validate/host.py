@@ -30,5 +30,6 @@ def desired(doc: Document, data: dict[str, Any]) -> DesiredHost:
         vms=limits.get("vms"))
     host = HostSpec(name=data["metadata"]["name"], uri=spec["uri"],
                     labels=tuple(sorted(data["metadata"]["labels"].items())),
-                    capacity=capacity, cordon=spec["cordon"])
+                    capacity=capacity, cordon=spec["cordon"],
+                    migrate_uri=spec.get("migrateUri"))
     return DesiredHost(host, source(doc))

@@ -68,6 +68,35 @@ def mark_element(mark: Mark) -> etree._Element:
     return root
 
 
+# Many hosts: the moves a domain went through, in its own metadata element (apart from the
+# mark, which every apply rewrites), carried along by a migration or a cold move.
+MOVES_NS = "https://reconciler.dev/xmlns/moves/v1"
+MOVES_KEY = "reconciler-moves"
+
+
+def add_move(domain_xml: str, source: str, destination: str, how: str, at: str) -> str:
+    """``domain_xml`` with one more move in its history: from ``source`` to ``destination``,
+    ``how`` ("live" or "cold"), ``at`` (UTC, ISO 8601). The last 20 are kept. Pure."""
+    root = etree.fromstring(domain_xml.encode())
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = sub(root, "metadata")
+    moves = metadata.find(f"{{{MOVES_NS}}}moves")
+    if moves is None:
+        moves = etree.SubElement(metadata, f"{{{MOVES_NS}}}moves", nsmap={MOVES_KEY: MOVES_NS})
+    sub(moves, f"{{{MOVES_NS}}}move", **{"from": source, "to": destination, "how": how,
+                                         "at": at})
+    for old in moves.findall(f"{{{MOVES_NS}}}move")[:-20]:
+        moves.remove(old)
+    return to_xml(root)
+
+
+def read_moves(root: etree._Element) -> tuple[tuple[str, str, str, str], ...]:
+    """(from, to, how, at) of each move recorded on a domain, oldest first. Pure."""
+    return tuple((m.get("from", ""), m.get("to", ""), m.get("how", ""), m.get("at", ""))
+                 for m in root.iterfind(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move"))
+
+
 def mark_xml(mark: Mark) -> str:
     return to_xml(mark_element(mark))
 

@@ -1,0 +1,201 @@
+"""Moves between hosts through libvirt's own engines: live migration (peer to peer, disks
+copied over NBD) and volumes copied through storage streams. libvirt's API only (no paths, no
+shell), so it works the same between two machines as between the test bed's two libvirtds."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import libvirt
+from lxml import etree
+
+from reconciler.adapters.libvirt.connection import Connection, translated
+from reconciler.core.errors import PermanentError
+
+CHUNK = 256 * 1024  # what one libvirt stream message carries at most
+
+# libvirt's flags for a move of a running VM (virDomainMigrateToURI3): live, the source
+# libvirtd talks to the destination itself, the definition made persistent there and undefined
+# here only once the migration has succeeded, and every writable disk copied (NBD) into the
+# volume prepared there with the same pool, name and size.
+LIVE_MOVE = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+             | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+
+
+@dataclass
+class Copied:
+    """Bytes of a volume copy: sent as ``data``, skipped as ``holes``, and holes of the source
+    sent as ``zeros`` over data the destination already held."""
+
+    data: int = 0
+    holes: int = 0
+    zeros: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.data + self.holes
+
+
+class Migration(Connection):
+    def live_cpu(self, name: str) -> str | None:
+        """The running domain's <cpu> element (libvirt expands host-model there), or None
+        when it has none with a model (nothing to check against another host's CPU)."""
+        with translated(f"reading the CPU of {name}"):
+            root = etree.fromstring(self._dom(name).XMLDesc(0).encode())
+        cpu = root.find("cpu")
+        if cpu is None or cpu.find("model") is None:
+            return None
+        return str(etree.tostring(cpu, encoding="unicode"))
+
+    def migrate(self, name: str, destination: str, *, data_uri: str | None = None) -> None:
+        """Live-migrate the running domain to the libvirtd at ``destination`` (a URI the
+        source libvirtd itself can open: peer to peer). ``data_uri``: where QEMU sends memory
+        and disks (tcp://ADDRESS); default, the destination's host name. Its disks' volumes
+        must exist there (same pool, name and size)."""
+        params: dict[str, str] = {}
+        if data_uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = data_uri
+        with translated(f"migrating {name} to {destination}"):
+            self._dom(name).migrateToURI3(destination, params, LIVE_MOVE)
+
+    def copy_volume_to(self, other: Connection, pool: str, name: str) -> Copied:
+        """Make volume ``name`` of ``pool`` on ``other`` (created there with this one's
+        capacity and format when missing) a byte-identical, as sparse, copy of this host's,
+        through storage streams. Neither may be in use. A hole in a sparse upload is not
+        written (libvirt seeks over it), so where the destination already holds data (a new
+        qcow2's header, an interrupted earlier copy) the source's holes are sent as zeros."""
+        with translated(f"copying volume {name} of pool {pool}", settled=True):
+            src = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+            target_pool = other.conn.storagePoolLookupByName(pool)
+            try:
+                dst = target_pool.storageVolLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+                dst = target_pool.createXML(_same_volume(src), 0)
+            return _copy(src, dst)
+
+
+def _same_volume(src: libvirt.virStorageVol) -> str:
+    """A thin volume with ``src``'s name, capacity and format (without <allocation>, libvirt
+    would preallocate a raw file in full)."""
+    desc = etree.fromstring(src.XMLDesc(0).encode())
+    fmt = desc.find("target/format")
+    root = etree.Element("volume")
+    etree.SubElement(root, "name").text = src.name()
+    etree.SubElement(root, "capacity", unit="bytes").text = str(src.info()[1])
+    etree.SubElement(root, "allocation", unit="bytes").text = "0"
+    target = etree.SubElement(root, "target")
+    etree.SubElement(target, "format", type=fmt.get("type", "raw") if fmt is not None else "raw")
+    return str(etree.tostring(root, encoding="unicode"))
+
+
+def _extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
+    """Where ``vol``'s file holds data, (start, end) pairs, read by a sparse download."""
+    stream = vol.connect().newStream(0)
+    vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+    extents: list[tuple[int, int]] = []
+    offset = 0
+    try:
+        while True:
+            got = stream.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+            if got == -3:  # a hole
+                offset += stream.recvHole(0)
+                continue
+            if not isinstance(got, bytes):
+                raise libvirt.libvirtError(f"cannot read {vol.name()}: {got}")
+            if not got:
+                break
+            if extents and extents[-1][1] == offset:
+                extents[-1] = (extents[-1][0], offset + len(got))
+            else:
+                extents.append((offset, offset + len(got)))
+            offset += len(got)
+        stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
+    return extents
+
+
+def _copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
+    size = src.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
+    existing = _extents(dst)
+    if existing and existing[-1][1] > size:
+        raise PermanentError(f"volume {dst.name()} on the destination holds data beyond the "
+                             f"{size} bytes of the source; delete it there, the next run "
+                             "copies it again")
+    stats = Copied()
+    up = dst.connect().newStream(0)
+    down = src.connect().newStream(0)
+    try:
+        dst.upload(up, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+        src.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+
+        def on_data(_stream: libvirt.virStream, data: bytes, _opaque: None) -> int:
+            _send_all(up, data)
+            stats.data += len(data)
+            return 0
+
+        def on_hole(_stream: libvirt.virStream, length: int, _opaque: None) -> int:
+            start = stats.size
+            for kind, begin, end in _split(start, start + length, existing):
+                if kind == "zeros":
+                    for n in _chunks(end - begin):
+                        _send_all(up, bytes(n))
+                    stats.zeros += end - begin
+                else:
+                    up.sendHole(end - begin, 0)
+            stats.holes += length
+            return 0
+
+        down.sparseRecvAll(on_data, on_hole, None)
+        down.finish()
+        up.finish()
+    except BaseException:
+        for stream in (down, up):
+            with contextlib.suppress(libvirt.libvirtError):
+                stream.abort()
+        raise
+    if stats.size != size:
+        raise PermanentError(f"copied {stats.size} bytes of volume {src.name()}, expected "
+                             f"{size}")
+    return stats
+
+
+def _send_all(stream: libvirt.virStream, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        sent = stream.send(bytes(view[:CHUNK]))
+        if sent < 0:
+            raise libvirt.libvirtError(f"stream send returned {sent}")
+        view = view[sent:]
+
+
+def _chunks(total: int) -> Iterator[int]:
+    while total > 0:
+        n = min(total, CHUNK)
+        yield n
+        total -= n
+
+
+def _split(start: int, end: int,
+           extents: list[tuple[int, int]]) -> Iterator[tuple[str, int, int]]:
+    """[start, end) cut into ("zeros", a, b) where it overlaps ``extents`` and ("hole", a, b)
+    elsewhere, in order."""
+    pos = start
+    for begin, stop in extents:
+        if stop <= pos or begin >= end:
+            continue
+        if begin > pos:
+            yield "hole", pos, begin
+            pos = begin
+        upto = min(stop, end)
+        yield "zeros", pos, upto
+        pos = upto
+    if pos < end:
+        yield "hole", pos, end

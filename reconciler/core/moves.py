@@ -1,0 +1,125 @@
+"""Moves between hosts: a VM that runs here and that the repository now places on another host
+is moved there, not destroyed here and created there. Pure.
+
+The host it leaves carries the move out (it holds the VM, its disks and its state); the host
+it goes to only waits for it ("arriving", see ``core.fleet.arrivals``). A running VM is
+live-migrated by libvirt (peer to peer, its disks copied over NBD into volumes prepared there
+first, its definition made persistent there and undefined here only once the migration has
+succeeded: libvirt's VIR_MIGRATE_PERSIST_DEST | UNDEFINE_SOURCE). A stopped VM moves cold: each
+volume copied through libvirt's storage streams, the definition defined there, then undefined
+here. Either way the volumes left here are deleted last, once the VM is there.
+
+What would stop a move half way is checked before it starts, on a fresh read of the
+destination (``model.host.Destination``): the host answers, has the pools, room in them and
+the memory, no volume or domain of the VM's names is in the way, has the networks, and its
+CPU can run the VM. Otherwise the move is blocked with the reason and the VM stays here,
+untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from reconciler.core.cloudinit import seed_volume
+from reconciler.core.model.host import Destination
+from reconciler.core.model.vm import LiveVM
+from reconciler.core.plan import (
+    Action,
+    Effect,
+    Kind,
+    Op,
+    Part,
+    Plan,
+    Reason,
+    Step,
+    Why,
+    vm_target,
+)
+from reconciler.core.units import format_bytes
+
+
+def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination]) -> Plan:
+    """``plan`` with each VM leaving for a host in ``destinations`` moved there, or blocked
+    with why it cannot be; a destination not read leaves the VM leaving. ``here``: this
+    host's name. Pure."""
+    out = []
+    for action in plan.actions:
+        reason = action.reason
+        if (reason is not None and reason.why == Why.LEAVING
+                and isinstance(action.live, LiveVM) and reason.names[0] in destinations):
+            action = move(action.live, here, destinations[reason.names[0]])
+        out.append(action)
+    return replace(plan, actions=tuple(out))
+
+
+def volumes(vm: LiveVM) -> tuple[tuple[str, str, int, str, str], ...]:
+    """(pool, volume, capacity in bytes, format, part key) of every volume a move takes: each
+    disk's, and the cloud-init seed's (capacity 0: not known from the definition)."""
+    out = [(d.pool, d.volume(vm.name), d.size, d.format, d.name) for d in vm.config.disks]
+    if vm.config.cloud_init is not None:
+        out.append((vm.config.cloud_init.pool, seed_volume(vm.name), 0, "raw", ""))
+    return tuple(out)
+
+
+def blocker(vm: LiveVM, dest: Destination) -> str | None:
+    """Why ``vm`` cannot move to ``dest`` now, or None. Pure."""
+    if dest.error:
+        return f"{dest.host} cannot be read: {dest.error}"
+    if vm.config.firmware == "uefi":
+        return "a UEFI VM's NVRAM is not moved between hosts yet; move it by hand"
+    if not vm.persistent:
+        return "a transient domain cannot be moved; define it first"
+    if vm.state not in ("running", "shut off"):
+        return f"it is {vm.state}; a move starts only from running or shut off"
+    domains = dict(dest.domains)
+    if vm.name in domains:
+        owner = domains[vm.name]
+        whose = "made by hand" if not owner else f"of instance {owner}"
+        return f"{dest.host} already has a domain {vm.name!r} ({whose})"
+    pools = dict(dest.pools)
+    need: dict[str, int] = {}
+    for pool, volume, capacity, _, _ in volumes(vm):
+        if pool not in pools:
+            return f"{dest.host} has no active pool {pool!r}"
+        if (pool, volume) in dest.volumes:
+            return (f"{dest.host} already has a volume {volume!r} in pool {pool!r}; "
+                    "delete it there if it is a leftover")
+        need[pool] = need.get(pool, 0) + capacity
+    for pool, bytes_ in sorted(need.items()):
+        if pools[pool] < bytes_:
+            return (f"pool {pool!r} on {dest.host} has {format_bytes(pools[pool])} free, the "
+                    f"disks take up to {format_bytes(bytes_)}")
+    for nic in vm.config.nics:
+        if nic.network and nic.network not in dest.networks:
+            return f"{dest.host} has no active network {nic.network!r}"
+    if vm.running:
+        memory = vm.live_memory or vm.config.memory
+        if dest.free_memory is not None and dest.free_memory < memory:
+            return (f"{dest.host} has {format_bytes(dest.free_memory)} of memory free, the VM "
+                    f"takes {format_bytes(memory)}")
+        if dict(dest.cpu).get(vm.name) is False:
+            return f"{dest.host}'s CPU cannot run this VM's CPU model (libvirt's CPU check)"
+    return None
+
+
+def move(vm: LiveVM, here: str, dest: Destination) -> Action:
+    """The move of ``vm`` from ``here`` to ``dest``, or the blocked action saying why not."""
+    me = vm_target(vm.name)
+    why = blocker(vm, dest)
+    if why is not None:
+        return Action(Kind.BLOCKED, me, reason=Reason(Why.MOVE_BLOCKED, names=(dest.host, why)),
+                      live=vm)
+    steps: list[Step] = []
+    parts = [(vm_target(vm.name, Part.DISK, key) if key else vm_target(vm.name, Part.SEED),
+              pool, volume) for pool, volume, _, _, key in volumes(vm)]
+    if vm.running:
+        for target, _, _ in parts:  # disks: empty volumes for NBD; the seed: read-only, copied
+            op = Op.COPY_VOLUME if target.part == Part.SEED else Op.PREPARE_VOLUME
+            steps.append(Step(op, target, here, dest.host))
+        steps.append(Step(Op.MIGRATE, me, here, dest.host, Effect.LIVE))
+    else:
+        steps += [Step(Op.COPY_VOLUME, target, here, dest.host) for target, _, _ in parts]
+        steps.append(Step(Op.DEFINE_THERE, me, here, dest.host))
+        steps.append(Step(Op.UNDEFINE_HERE, me, here, dest.host))
+    steps += [Step(Op.DELETE_HERE, target, here, dest.host) for target, _, _ in parts]
+    return Action(Kind.MOVE, me, tuple(steps), live=vm)
