@@ -266,7 +266,8 @@ _BOOKKEEPING = frozenset({Op.SET_SPEC_HASH, Op.SET_MANIFEST, Op.FINISH})
 def changed(action: Action, *, running: bool) -> list[Deed]:
     """What an update's carried-out steps did, but the power state: ``resized live`` and
     ``hot-plugged`` for live steps on a running VM, ``updated`` for the rest of the
-    definition (only the tool's own records changed: ``updated`` too)."""
+    definition. Only the tool's own records changed: ``updated``, unless the power state
+    changes (what the records follow)."""
     steps = [s for s in action.steps if s.writes and s.op not in _POWER]
     live = running and not action.restart
     did = []
@@ -276,7 +277,8 @@ def changed(action: Action, *, running: bool) -> list[Deed]:
         did.append(Deed(Did.HOTPLUGGED))
     rest = [s for s in steps if s.op not in _BOOKKEEPING and not (
         live and s.effect == Effect.LIVE and s.op in _RESIZES | _PLUGS)]
-    if rest or (steps and not did):
+    power = action.restart or action.has(*_POWER)
+    if rest or (steps and not did and not power):
         did.insert(0, Deed(Did.UPDATED))
     return did
 
