@@ -4,7 +4,7 @@ others. Pools and networks are created before the VMs that use them and removed 
 Each result says what was done (``Result.did``: created, started, forced off after 60s, ...), as
 the steps carried out found it; a failure is a result, logged at debug only (the shell prints
 or logs it, once). An ``Observer`` in the settings is told of each action and long step as it
-begins (see ``reconciler.apply.progress``)."""
+begins and ends (see ``reconciler.apply.progress``)."""
 
 from __future__ import annotations
 

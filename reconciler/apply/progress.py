@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from reconciler.core.result import Result
+    from reconciler.core.result import Deed, Result
 
 
 class Activity(StrEnum):
@@ -22,14 +22,24 @@ class Activity(StrEnum):
     DESTROYING = "destroying"
     ADOPTING = "adopting"
     STARTING = "starting"
+    # Steps of an action that may take long.
     SHUTTING_DOWN = "shutting down"  # graceful ACPI shutdown: ``timeout`` seconds, then forced
     FORCING_OFF = "forcing off"
 
 
 class Observer(Protocol):
-    def began(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
-        """``name`` (a resource's label) starts ``activity`` now; ``timeout``: seconds until
-        it is cut short (a graceful shutdown's shutdownTimeout, then a forced power-off)."""
+    def began(self, name: str, activity: Activity) -> None:
+        """The action on ``name`` (a resource's label) begins: creating, updating, destroying
+        or adopting."""
+
+    def step(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
+        """A step of ``name``'s action that may take long begins (starting, shutting down,
+        forcing off); ``timeout``: seconds until it is cut short (a graceful shutdown's
+        shutdownTimeout, then a forced power-off)."""
+
+    def did(self, name: str, deed: Deed) -> None:
+        """A step of ``name``'s action is done (``forced off after 60s``); the action goes
+        on."""
 
     def ended(self, result: Result) -> None:
         """The resource's action is over (before the fresh read that may still correct the
@@ -39,7 +49,13 @@ class Observer(Protocol):
 class Silent:
     """An observer that shows nothing (the daemon, and apply with nothing to show)."""
 
-    def began(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
+    def began(self, name: str, activity: Activity) -> None:
+        return None
+
+    def step(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
+        return None
+
+    def did(self, name: str, deed: Deed) -> None:
         return None
 
     def ended(self, result: Result) -> None:

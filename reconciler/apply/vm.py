@@ -140,9 +140,9 @@ def start(spec: VMSpec, ctx: Context, did: list[Deed]) -> list[str]:
     """Start the VM. QEMU boots with all of maxMemory and asks the guest to balloon down to
     memory; a guest that has not done so (yet, or ever: no balloon driver) is recorded on the
     running domain, so the next plan reports it pending instead of ballooning again."""
-    ctx.observer.began(spec.name, Activity.STARTING)
+    ctx.observer.step(spec.name, Activity.STARTING)
     ctx.hv.start(spec.name)
-    did.append(Deed(Did.STARTED))
+    _done(ctx, spec.name, did, Deed(Did.STARTED))
     if spec.memory >= spec.max_memory:
         return []
     live = devices.live_value(ctx.hv, spec.name, Op.SET_MEMORY)
@@ -156,7 +156,7 @@ def start(spec: VMSpec, ctx: Context, did: list[Deed]) -> list[str]:
 def stop(name: str, timeout: int, ctx: Context, did: list[Deed]) -> None:
     """Graceful ACPI shutdown; forced power-off once ``timeout`` seconds have passed. ``did``
     gets which of the two it was."""
-    ctx.observer.began(name, Activity.SHUTTING_DOWN, timeout=timeout)
+    ctx.observer.step(name, Activity.SHUTTING_DOWN, timeout=timeout)
     try:
         ctx.hv.shutdown(name)
     except ReconcilerError as exc:
@@ -166,13 +166,19 @@ def stop(name: str, timeout: int, ctx: Context, did: list[Deed]) -> None:
         deadline = ctx.clock() + timeout
         while ctx.clock() < deadline:
             if not ctx.hv.domain_state(name)[0]:
-                did.append(Deed(Did.SHUT_DOWN))
+                _done(ctx, name, did, Deed(Did.SHUT_DOWN))
                 return
             time.sleep(0.2)
         log.info("forcing power-off after shutdown timeout", vm=name, timeout=timeout)
-        ctx.observer.began(name, Activity.FORCING_OFF)
+        ctx.observer.step(name, Activity.FORCING_OFF)
         ctx.hv.power_off(name)
-        did.append(Deed(Did.FORCED_OFF, after=timeout))
+        _done(ctx, name, did, Deed(Did.FORCED_OFF, after=timeout))
+
+
+def _done(ctx: Context, name: str, did: list[Deed], deed: Deed) -> None:
+    """A long step done: recorded for the result, and told to the observer."""
+    did.append(deed)
+    ctx.observer.did(name, deed)
 
 
 def destroy(action: Action, vm: LiveVM, ctx: Context, did: list[Deed]) -> None:

@@ -48,14 +48,17 @@ _TONES: dict[str, dict[str, Any]] = {
 }
 _LIVE: dict[str, Any] = {"fg": "cyan", "bold": True}
 _RESTART: dict[str, Any] = {"fg": "bright_magenta", "bold": True}
+_TAGGED = ("create", "update", "pending")  # the plan's change lines (and pending results)
 
 
 def paint(line: Line) -> str:
     """``line``'s text with its tone's colour, and the live and restart tags in theirs."""
     from reconciler.core.render import LIVE_TAGS, RESTART_TAGS
 
-    tags = {**{t: _LIVE for t in LIVE_TAGS}, **{t: _RESTART for t in RESTART_TAGS}}
     style = _TONES.get(str(line.tone), {})
+    if str(line.tone) not in _TAGGED:
+        return click.style(line.text, **style) if style else line.text
+    tags = {**{t: _LIVE for t in LIVE_TAGS}, **{t: _RESTART for t in RESTART_TAGS}}
     out, text = [], line.text
     while text:
         at, tag = min(((text.find(t), t) for t in tags if t in text), default=(-1, ""))

@@ -2,8 +2,9 @@
 how long, and when a graceful shutdown will be cut short.
 
 - On a terminal: a live display (rich), one line per resource in flight, redrawn a few times a
-  second and gone when apply is done (the results say the rest):
-  ``web-01  shutting down  12s  forced off in 48s``.
+  second and gone when apply is done (the results say the rest): the step, its time elapsed
+  and the countdown to a forced power-off, ``web-01  shutting down  12s  forced off in 48s``,
+  then what was done, ``web-01  destroying  61s  forced off after 60s``.
 - Off a terminal: plain lines, one per resource every 10 s it has been at the same activity,
   as Terraform's "Still destroying... [10s elapsed]":
   ``web-01: Still shutting down... [10s elapsed, forced off in 50s]``. The period is
@@ -20,13 +21,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.apply.progress import Activity, Observer, Silent
 
 if TYPE_CHECKING:
-    from reconciler.core.result import Result
+    from reconciler.core.result import Deed, Result
 
 INTERVAL_ENV = "RECONCILER_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 10.0
@@ -34,10 +35,17 @@ DEFAULT_INTERVAL = 10.0
 
 @dataclass
 class _Row:
-    activity: Activity
-    since: float
-    deadline: float | None
-    next_line: float  # off a terminal: when its next "Still ..." line is due
+    action: Activity
+    since: float  # the action's start
+    step: Activity | None = None  # a long step in flight
+    step_since: float = 0.0
+    deadline: float | None = None  # when the step is cut short (a forced power-off)
+    next_line: float = 0.0  # off a terminal: when its next "Still ..." line is due
+    done: str = ""  # the long steps done: "forced off after 3s"
+
+    def now_doing(self) -> tuple[Activity, float]:
+        """The step in flight, else the action, and since when."""
+        return (self.step, self.step_since) if self.step else (self.action, self.since)
 
 
 class _Board:
@@ -48,11 +56,28 @@ class _Board:
         self.rows: dict[str, _Row] = {}
         self.lock = threading.Lock()
 
-    def began(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
+    def began(self, name: str, activity: Activity) -> None:
         now = self.clock()
-        deadline = now + timeout if timeout is not None else None
         with self.lock:
-            self.rows[name] = _Row(activity, now, deadline, now + self.interval)
+            self.rows[name] = _Row(activity, now, next_line=now + self.interval)
+
+    def step(self, name: str, activity: Activity, *, timeout: float | None = None) -> None:
+        now = self.clock()
+        with self.lock:
+            row = self.rows.get(name)
+            if row is not None:
+                row.step, row.step_since = activity, now
+                row.deadline = now + timeout if timeout is not None else None
+                row.next_line = now + self.interval
+
+    def did(self, name: str, deed: Deed) -> None:
+        now = self.clock()
+        with self.lock:
+            row = self.rows.get(name)
+            if row is not None:
+                row.step, row.deadline = None, None
+                row.done = ", ".join(d for d in (row.done, str(deed)) if d)
+                row.next_line = now + self.interval
 
     def ended(self, result: Result) -> None:
         with self.lock:
@@ -60,13 +85,14 @@ class _Board:
 
     def snapshot(self) -> list[tuple[str, _Row]]:
         with self.lock:
-            return list(self.rows.items())
+            return [(name, replace(row)) for name, row in self.rows.items()]
 
 
 def still(name: str, row: _Row, now: float) -> str:
     """``web-01: Still shutting down... [10s elapsed, forced off in 50s]``."""
+    activity, since = row.now_doing()
     tail = (f", forced off in {_left(row.deadline, now)}s" if row.deadline is not None else "")
-    return f"{name}: Still {row.activity}... [{int(now - row.since)}s elapsed{tail}]"
+    return f"{name}: Still {activity}... [{int(now - since)}s elapsed{tail}]"
 
 
 def _left(deadline: float, now: float) -> int:
@@ -105,9 +131,10 @@ class _Live(_Board):
         now = self.clock()
         table = Table.grid(padding=(0, 2))
         for name, row in self.snapshot():
-            left = (f"forced off in {_left(row.deadline, now)}s"
-                    if row.deadline is not None else "")
-            table.add_row(name, str(row.activity), f"{int(now - row.since)}s", left)
+            activity, since = row.now_doing()
+            note = (f"forced off in {_left(row.deadline, now)}s" if row.deadline is not None
+                    else row.done)
+            table.add_row(name, str(activity), f"{int(now - since)}s", note)
         return table
 
 

@@ -111,3 +111,33 @@ def test_the_colour_decision() -> None:
         assert not console.colour(Tty())
     finally:
         console.configure(no_color=False)
+
+
+def test_progress_lines_follow_the_step_and_count_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain "Still ..." line of a VM: the step in flight with its countdown, else its
+    action; after a forced power-off, the action again."""
+    from reconciler.apply.progress import Activity
+    from reconciler.core.result import Deed, Did
+    from reconciler.shells import progress
+
+    now = [100.0]
+    board = progress._Lines(io.StringIO(), 10.0, lambda: now[0])
+    board.began("web-01", Activity.DESTROYING)
+    now[0] += 2.4
+    board.step("web-01", Activity.SHUTTING_DOWN, timeout=60)
+    now[0] += 10.2
+    [(name, row)] = board.snapshot()
+    assert progress.still(name, row, now[0]) == (
+        "web-01: Still shutting down... [10s elapsed, forced off in 50s]")
+    now[0] += 50
+    board.did("web-01", Deed(Did.FORCED_OFF, after=60))
+    now[0] += 11
+    [(name, row)] = board.snapshot()
+    assert progress.still(name, row, now[0]) == "web-01: Still destroying... [73s elapsed]"
+    assert row.done == "forced off after 1m"
+    monkeypatch.setenv("RECONCILER_PROGRESS_INTERVAL", "2s")
+    assert progress.interval() == 2.0
+    monkeypatch.setenv("RECONCILER_PROGRESS_INTERVAL", "0.5")
+    assert progress.interval() == 0.5
+    monkeypatch.setenv("RECONCILER_PROGRESS_INTERVAL", "soon")
+    assert progress.interval() == 10.0
