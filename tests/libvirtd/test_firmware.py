@@ -48,7 +48,7 @@ def test_uefi_vm_with_vnc_and_boot_order(host, tmp_path):
     r = run_cli("plan", "--connect", host.uri, m)
     assert f"~ {name}" in r.stdout and "boot cdrom,hd -> hd" in r.stdout
     r = run_cli("apply", "--yes", "--connect", host.uri, "--state-dir", state, m)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout
+    assert r.code == 0 and f"{name}: updated, forced off after 1s\n" in r.stdout, r.stdout
     config = etree.fromstring(host.xml(name, inactive=True).encode())
     assert [b.get("dev") for b in config.iterfind("os/boot")] == ["hd"]
 
