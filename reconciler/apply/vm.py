@@ -22,6 +22,7 @@ from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
 from reconciler.apply.progress import Activity, Observer, Silent
 from reconciler.apply.steps import Steps
+from reconciler.core import words
 from reconciler.core.diff import vm_pending
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.model.common import CREATE, DELETE, DISK, SEED, UNPLUG, WRITE, Mark, Pending
@@ -209,6 +210,7 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context,
     hv, spec, name = ctx.hv, want.spec, want.spec.name
     running = have.running
     pending: list[str] = []
+    unplugged: list[str] = []  # the devices the guest has not released
     if action.has(Op.RESUME):  # paused by someone: running again first
         hv.resume(name)
         did.append(Deed(Did.RESUMED))
@@ -237,7 +239,8 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context,
         hv.set_autostart(name, spec.autostart)
     if running and live_before is not None:
         config_root = xmlcommon.parse(hv.domain_xml(name))
-        pending += devices.hotplug(hv, action, config_root, live_before)
+        unplugged = devices.hotplug(hv, action, config_root, live_before)
+        pending += unplugged
         entries = vm_pending.without(entries, UNPLUG)  # sent: what is left waits for the guest
         if not action.restart:
             change = devices.live_resources(hv, action, have, ctx.clock)
@@ -247,7 +250,7 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context,
                 ctx.settling.append(change)  # its balloon is watched with the others
     if have.config.cloud_init and action.has(Op.DETACH_SEED) and live_before is not None:
         pending += devices.eject_seed(hv, name, live_before)
-    did += changed(action, running=running)
+    did += changed(action, running=running, released=not unplugged)
     if action.restart:
         stop(name, spec.shutdown_timeout, ctx, did)
         pending = start(spec, ctx, did)  # a fresh boot: earlier live causes are gone
@@ -265,23 +268,26 @@ def update(action: Action, want: DesiredVM, have: LiveVM, ctx: Context,
 _RESIZES = frozenset({Op.SET_VCPUS, Op.SET_MEMORY, Op.GROW_VOLUME})
 _PLUGS = frozenset({Op.ATTACH_DISK, Op.DETACH_DISK, Op.ATTACH_NIC, Op.DETACH_NIC,
                     Op.ATTACH_SEED, Op.DETACH_SEED, Op.RECONNECT_NIC})
+_UNPLUGS = frozenset({Op.DETACH_DISK, Op.DETACH_NIC, Op.DETACH_SEED})
 _POWER = frozenset({Op.START, Op.STOP, Op.RESUME})
 _BOOKKEEPING = frozenset({Op.SET_SPEC_HASH, Op.SET_MANIFEST, Op.FINISH})
 
 
-def changed(action: Action, *, running: bool) -> list[Deed]:
+def changed(action: Action, *, running: bool, released: bool = True) -> list[Deed]:
     """What an update's carried-out steps did, but the power state: ``resized live`` and
-    ``hot-plugged`` for live steps on a running VM, ``updated`` for the rest of the
-    definition. Only the tool's own records changed: ``updated``, unless the power state
-    changes (what the records follow)."""
+    ``hot-plugged`` for live steps on a running VM (an unplug only when the guest
+    ``released`` the device), ``updated`` for the rest of the definition. Only the tool's own
+    records changed: ``updated``, unless the power state changes (what the records follow)."""
     steps = [s for s in action.steps if s.writes and s.op not in _POWER]
     live = running and not action.restart
     did = []
     if live and any(s.op in _RESIZES and s.effect == Effect.LIVE for s in steps):
         did.append(Deed(Did.RESIZED_LIVE))
-    if live and any(s.op in _PLUGS and s.effect == Effect.LIVE for s in steps):
+    plugged = [s for s in steps if live and s.op in _PLUGS and s.effect == Effect.LIVE
+               and (released or s.op not in _UNPLUGS)]
+    if plugged:
         did.append(Deed(Did.HOTPLUGGED))
-    rest = [s for s in steps if s.op not in _BOOKKEEPING and not (
+    rest = [s for s in steps if s.op not in _BOOKKEEPING | words.VOLUME_OPS and not (
         live and s.effect == Effect.LIVE and s.op in _RESIZES | _PLUGS)]
     power = action.restart or action.has(*_POWER)
     if rest or (steps and not did and not power):

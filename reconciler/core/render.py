@@ -312,9 +312,11 @@ def results_text(results: Iterable[Result]) -> str:
 def result_text(r: Result) -> str:
     """What apply did, as it did it: ``web-01: created, started``, ``old-01: forced off after
     60s, destroyed``, ``web-02: updated, pending restart: CAUSE``; a failure with its error
-    (and what was done before it), a blocked action with its reason."""
-    if r.outcome == "blocked":
-        return f"{r.name}: blocked" + (f": {r.message}" if r.message else "")
+    (and what was done before it), a blocked action with its reason (after what was done, when
+    the read after it found it blocked: ``created, started; blocked: the domain is paused``)."""
+    if r.outcome == "blocked":  # not attempted, or found blocked by the fresh read after it
+        done = f"{r.done_text}; " if r.did else ""
+        return f"{r.name}: {done}blocked" + (f": {r.message}" if r.message else "")
     if r.outcome == "failed":
         before = f" (done before: {r.done_text})" if r.did else ""
         return f"{r.name}: {r.kind} failed" + (f": {r.message}" if r.message else "") + before

@@ -90,7 +90,8 @@ def test_apply_creates_three_vms_then_plan_is_empty(host, tmp_path):
     # QEMU boots with maxMemory and asks the guest to balloon down, which an OS-less guest never
     # does: reported, never as done.
     line = result_line(r.stdout, big)
-    assert line.startswith(f"{big}: create pending restart: memory") and "balloon" in line
+    assert line.startswith(f"{big}: created, started, pending restart: memory"), line
+    assert "balloon" in line
 
     # web: running, autostart, 2 disks of the declared sizes, one NIC on the test network
     dom = host.domain(web)

@@ -102,6 +102,8 @@ def test_results_say_what_was_done_never_converged() -> None:
                did=(Deed(Did.UPDATED), Deed(Did.SHUT_DOWN), Deed(Did.STARTED))),
         Result("gone-01", Kind.DESTROY, Outcome.FAILED, "undefine: domain is locked",
                did=(Deed(Did.FORCED_OFF, after=300),)),
+        Result("efi-01", Kind.CREATE, Outcome.BLOCKED, "the domain is paused",
+               did=(Deed(Did.CREATED), Deed(Did.STARTED))),
     ]
     assert render.results_text(results).splitlines()[:-1] == [
         "build-01: created, started",
@@ -110,6 +112,7 @@ def test_results_say_what_was_done_never_converged() -> None:
         "web-03: updated, shut down, started",
         "gone-01: destroy failed: undefine: domain is locked (done before: forced off after "
         "5m)",
+        "efi-01: created, started; blocked: the domain is paused",
     ]
     assert "converged" not in render.results_text(results)
     doc = render.results_json(results)
@@ -119,6 +122,7 @@ def test_results_say_what_was_done_never_converged() -> None:
         ("converged", ["adopted"], None),
         ("converged", ["updated", "shut down", "started"], None),
         ("failed", ["forced off"], 300),
+        ("blocked", ["created", "started"], None),
     ]
     assert doc[1]["text"] == "old-01: forced off after 1m, destroyed"
 

@@ -430,7 +430,7 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
            "restart" in r.stdout
     r = apply(manifests, state_dir)
     assert r.code == 0, r.stdout + r.stderr
-    assert f"{name}: update pending restart: maxVcpus 2 -> 4 needs a restart" in r.stdout
+    assert f"{name}: updated, pending restart: maxVcpus 2 -> 4 needs a restart" in r.stdout
     dom = testdrv.lookupByName(name)
     assert dom.ID() == dom_id  # not restarted
     assert xml(testdrv, name, inactive=True).find("vcpu").text == "4"

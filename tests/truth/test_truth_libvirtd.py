@@ -329,7 +329,7 @@ def test_a_virt_install_domain_is_adopted_and_changed_touching_nothing_else(host
     text = (m / "vi.yaml").read_text().replace("memory: 64MiB", "memory: 128MiB")
     write_manifest(m, "vi.yaml", text)
     r = apply(host, m)
-    assert r.code == 0 and f"{name}: resized live\n" in r.stdout, r.stdout
+    assert r.code == 0 and f"{name}: updated\n" in r.stdout, r.stdout
     after = host.xml(name, inactive=True)
     assert "<memory unit='KiB'>131072</memory>" in after
     drop = ("memory", "currentMemory")
