@@ -124,7 +124,7 @@ class _Runner:
                           did=tuple(did))
         seconds = self.settings.clock() - started
         result = replace(_pending_result(action, pending, seconds), did=tuple(did))
-        log.info("action done", vm=action.name, action=str(action.kind),
+        log.debug("action done", vm=action.name, action=str(action.kind),
                  result=str(result.outcome), seconds=round(seconds, 3))
         return result
 
