@@ -115,7 +115,9 @@ class _Lines(_Board):
             with self.lock:
                 for name, row in self.rows.items():
                     if now >= row.next_line:
-                        due.append(still(name, row, now))
+                        # A countdown at 0 is a forced power-off under way: said by the result.
+                        if row.deadline is None or _left(row.deadline, now) > 0:
+                            due.append(still(name, row, now))
                         row.next_line += self.interval
             for line in due:
                 self.stream.write(line + "\n")
