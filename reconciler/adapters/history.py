@@ -2,8 +2,9 @@
 ``<state dir>/history/<instance>.json``, ``{name: [entry, ...]}`` with the last ``KEEP``
 entries of each object, newest last. An entry: ``{"time": ISO time, "commit": 40 hex or null,
 "dirty": bool, "spec": the manifest's spec digest or null, "action": create | update | destroy,
-"result": converged | pending restart | failed | blocked, "message": text}``. Written by the
-instance's one writer (`apply`, `run`) after each run that carried out actions."""
+"result": converged | pending restart | failed | blocked, "did": what was done, as results say
+it ("created, started"; empty in entries written before it was recorded), "message": text}``.
+Written by the instance's one writer (`apply`, `run`) after each run that carried out actions."""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """Carry out a plan on libvirt: one worker per resource, bounded; one failure never stops the
-others. Pools and networks are created before the VMs that use them and removed after them."""
+others. Pools and networks are created before the VMs that use them and removed after them.
+
+Each result says what was done (``Result.did``: created, started, forced off after 60s, ...), as
+the steps carried out found it; a failure is a result, logged at debug only (the shell prints
+or logs it, once). An ``Observer`` in the settings is told of each action and long step as it
+begins and ends (see ``reconciler.apply.progress``)."""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import structlog
 
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, move, network, pool, vm
+from reconciler.apply.progress import Activity, Observer, Silent
 from reconciler.apply.steps import Interrupted, Steps
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
-from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
-from reconciler.core.result import Outcome, Result
+from reconciler.core.plan import Action, Kind, Op, Plan, Reason, Resource, Why
+from reconciler.core.result import Deed, Did, Outcome, Result
 
 log = structlog.get_logger("reconciler.apply")
 
@@ -35,6 +41,7 @@ class Settings:
     halt: Callable[[], bool] | None = None
     # Many hosts: how to reach each Host a VM may move to (``apply.move.Route``), by name.
     routes: Mapping[str, move.Route] = field(default_factory=dict)
+    observer: Observer = field(default_factory=Silent)  # told of each action as it begins
 
 
 def execute(plan: Plan, hv: Libvirt, settings: Settings | None = None) -> tuple[Result, ...]:
@@ -70,9 +77,15 @@ class _Runner:
         self.hv = steps.hv
         self.settings = settings
         self.vm = vm.Context(self.hv, settings.commit, settings.instance, settings.clock, steps,
-                             dirty=settings.dirty)
+                             dirty=settings.dirty, observer=settings.observer)
 
     def run(self, action: Action) -> Result:
+        result = self._run(action)
+        if action.writes:
+            self.settings.observer.ended(result)
+        return result
+
+    def _run(self, action: Action) -> Result:
         started = self.settings.clock()
         if self.settings.stop is not None and self.settings.stop():
             return Result(action.label, action.kind, Outcome.FAILED, "not started: shutting down",
@@ -86,8 +99,10 @@ class _Runner:
         if not action.writes:
             return replace(_pending_result(action, [], 0.0), untouched=True, started=False)
         self.steps.begin()
+        self.settings.observer.began(action.label, _activity(action))
+        did: list[Deed] = []
         try:
-            pending = self._carry_out(action)
+            pending = self._carry_out(action, did)
         except Interrupted as stop:
             done = self.steps.done
             message = (f"interrupted after {done} step{'' if done == 1 else 's'}, before {stop}: "
@@ -96,7 +111,7 @@ class _Runner:
                         steps=done)
             return Result(action.label, action.kind, Outcome.FAILED, message,
                           self.settings.clock() - started, retryable=True, interrupted=True,
-                          started=done > 0)
+                          started=done > 0, did=tuple(did))
         except Exception as exc:  # one resource's surprise must not stop the others
             if isinstance(exc, ReconcilerError):
                 error, retryable = str(exc), exc.retryable
@@ -104,12 +119,14 @@ class _Runner:
                 log.exception("action crashed", vm=action.label)
                 error, retryable = f"internal error: {exc!r}", False
             seconds = self.settings.clock() - started
-            log.error("action failed", vm=action.label, action=str(action.kind),
+            # Debug only: the failure is the result, which the shell prints (or logs) once.
+            log.debug("action failed", vm=action.label, action=str(action.kind),
                       error=error, seconds=round(seconds, 3), retryable=retryable)
-            return Result(action.label, action.kind, Outcome.FAILED, error, seconds, retryable)
+            return Result(action.label, action.kind, Outcome.FAILED, error, seconds, retryable,
+                          did=tuple(did))
         seconds = self.settings.clock() - started
-        result = _pending_result(action, pending, seconds)
-        log.info("action done", vm=action.name, action=str(action.kind),
+        result = replace(_pending_result(action, pending, seconds), did=tuple(did))
+        log.debug("action done", vm=action.name, action=str(action.kind),
                  result=str(result.outcome), seconds=round(seconds, 3))
         return result
 
@@ -142,18 +159,43 @@ class _Runner:
                                           message=message)
         self.vm.settling.clear()
 
-    def _carry_out(self, action: Action) -> list[str]:
+    def _carry_out(self, action: Action, did: list[Deed]) -> list[str]:
         if action.resource == Resource.NETWORK:
             network.carry_out(action, self.hv, instance=self.settings.instance,
                               commit=self.settings.commit)
+            did += _infra_did(action)
             return []
         if action.resource == Resource.POOL:
             pool.carry_out(action, self.hv, instance=self.settings.instance)
+            did += _infra_did(action)
             return []
         if action.kind == Kind.MOVE:
             move.carry_out(action, self.hv, self.settings.routes)
+            step = next(s for s in action.steps if s.op in (Op.MIGRATE, Op.DEFINE_THERE))
+            how = "live migration" if step.op == Op.MIGRATE else "cold move"
+            did.append(Deed(Did.MOVED, to=f"{step.new} ({how})"))
             return []
-        return vm.carry_out(action, self.vm)
+        return vm.carry_out(action, self.vm, did)
+
+
+def _activity(action: Action) -> Activity:
+    if action.has(Op.ADOPT):
+        return Activity.ADOPTING
+    if action.kind == Kind.DESTROY:
+        return Activity.DESTROYING
+    if action.kind == Kind.CREATE or words.creating(action):
+        return Activity.CREATING
+    return Activity.UPDATING
+
+
+def _infra_did(action: Action) -> list[Deed]:
+    """What a network's or pool's carried-out action did."""
+    if action.kind == Kind.DESTROY:
+        return [Deed(Did.DESTROYED)]
+    if action.kind == Kind.CREATE:
+        return [Deed(Did.CREATED)]
+    did = [Deed(Did.UPDATED)] if any(s.writes and s.op != Op.START for s in action.steps) else []
+    return did + ([Deed(Did.STARTED)] if action.has(Op.START) else [])
 
 
 def _pending_result(action: Action, pending: list[str], seconds: float) -> Result:

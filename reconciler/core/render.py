@@ -7,7 +7,8 @@ import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from enum import StrEnum
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler import __version__
 from reconciler.core.errors import Problem
@@ -35,6 +36,35 @@ _SYMBOL = {Kind.CREATE: "+", Kind.UPDATE: "~", Kind.DESTROY: "-", Kind.BLOCKED: 
 STILL_PENDING = "pending restart"  # the JSON kind of a VM only still waiting for a restart
 STILL_PENDING_TITLE = ("Still pending restart (nothing to apply; each takes its saved changes "
                        "at its next start):")
+
+
+class Tone(StrEnum):
+    """What a line of a plan or of results is, for a shell that colours it (the core draws no
+    colour): each action's kind, each result's outcome, the summary and the rest."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DESTROY = "destroy"
+    BLOCKED = "blocked"
+    PENDING = "pending"  # still pending restart; a result pending restart
+    DONE = "done"  # a result: converged
+    FAILED = "failed"
+    SUMMARY = "summary"
+    PLAIN = "plain"  # titles, the header
+
+
+class Line(NamedTuple):
+    tone: Tone
+    text: str
+
+
+# The words inside a plan line that say how a change takes effect, for a shell that colours
+# them: live on the running VM, or waiting for (or done by) a restart.
+LIVE_TAGS = ("(live)",)
+RESTART_TAGS = ("(restart)", "-- restarts the VM", "pending restart")
+
+_TONE = {"+": Tone.CREATE, "~": Tone.UPDATE, "-": Tone.DESTROY, "!": Tone.BLOCKED,
+         "=": Tone.PENDING, ">": Tone.UPDATE}
 
 
 def symbol(action: Action) -> str:
@@ -110,19 +140,28 @@ def describe(action: Action) -> str:
 def plan_text(plan: Plan, header: Header | None = None) -> str:
     """The plan as lines of text: a line per action, the summary, and with ``header`` a last
     line naming what the plan was made for (see ``header_text``)."""
-    footer = f"{header_text(header)}\n" if header is not None else ""
-    partial = f"{partial_text(plan)}\n" if plan.partial is not None else ""
+    return "".join(f"{line.text}\n" for line in plan_lines(plan, header))
+
+
+def plan_lines(plan: Plan, header: Header | None = None) -> list[Line]:
+    """``plan_text``'s lines (without line ends), each with its tone."""
+    footer = [Line(Tone.PLAIN, header_text(header))] if header is not None else []
+    partial = [Line(Tone.PLAIN, partial_text(plan))] if plan.partial is not None else []
     if not plan.actions:
-        return partial + no_changes_text(plan) + "\n" + footer
+        return [*partial, Line(Tone.SUMMARY, no_changes_text(plan)), *footer]
     width = max(len(a.label) for a in plan.actions)
     changes, waiting = plan.changes, plan.still_pending
-    lines = [partial.rstrip("\n")] if partial else []
-    lines += [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in changes]
-    lines.append(summary_text(plan) if changes else "No changes to apply.")
+
+    def line(action: Action) -> Line:
+        mark = symbol(action)
+        return Line(_TONE[mark], f"{mark} {action.label:<{width}}   {describe(action)}")
+
+    lines = [*partial, *(line(a) for a in changes)]
+    lines.append(Line(Tone.SUMMARY, summary_text(plan) if changes else "No changes to apply."))
     if waiting:
-        lines.append(STILL_PENDING_TITLE)
-        lines += [f"{symbol(a)} {a.label:<{width}}   {describe(a)}" for a in waiting]
-    return "\n".join(lines) + "\n" + footer
+        lines.append(Line(Tone.PLAIN, STILL_PENDING_TITLE))
+        lines += [line(a) for a in waiting]
+    return lines + footer
 
 
 def partial_text(plan: Plan) -> str:
@@ -306,31 +345,65 @@ def partial_json(plan: Plan) -> dict[str, object] | None:
 def results_text(results: Iterable[Result]) -> str:
     """A line per result, the count, and once, apart, the VMs this run left untouched that
     still wait for a restart."""
+    return "".join(f"{line.text}\n" for line in results_lines(results))
+
+
+def result_text(r: Result) -> str:
+    """What apply did, as it did it: ``web-01: created, started``, ``old-01: forced off after
+    60s, destroyed``, ``web-02: updated, pending restart: CAUSE``; a failure with its error
+    (and what was done before it), a blocked action with its reason (after what was done, when
+    the read after it found it blocked: ``created, started; blocked: the domain is paused``)."""
+    if r.outcome == "blocked":  # not attempted, or found blocked by the fresh read after it
+        done = f"{r.done_text}; " if r.did else ""
+        return f"{r.name}: {done}blocked" + (f": {r.message}" if r.message else "")
+    if r.outcome == "failed":
+        before = f" (done before: {r.done_text})" if r.did else ""
+        return f"{r.name}: {r.kind} failed" + (f": {r.message}" if r.message else "") + before
+    parts = [r.done_text] if r.did else []
+    if r.outcome == "pending restart":
+        parts.append("pending restart" + (f": {r.message}" if r.message else ""))
+    elif r.message:
+        parts.append(r.message)
+    return f"{r.name}: {', '.join(parts) or 'in sync'}"
+
+
+_RESULT_TONE = {"converged": Tone.DONE, "pending restart": Tone.PENDING,
+                "failed": Tone.FAILED, "blocked": Tone.BLOCKED}
+
+
+def results_lines(results: Iterable[Result]) -> list[Line]:
+    """``results_text``'s lines (without line ends), each with its tone."""
     every = list(results)
     results = [r for r in every if not r.untouched]
     waiting = [r for r in every if r.untouched]
-    lines = []
-    for r in results:
-        tail = f": {r.message}" if r.message else ""
-        what = str(r.outcome) if r.kind == Kind.BLOCKED else f"{r.kind} {r.outcome}"
-        lines.append(f"{r.name}: {what}{tail}")
+    lines = [Line(_RESULT_TONE[str(r.outcome)], result_text(r)) for r in results]
     failed = sum(1 for r in results if r.outcome == "failed")
     held = [r for r in results if r.outcome == "blocked"]
     suspended = sum(1 for r in held if r.why == Why.SUSPENDED)
     pending = sum(1 for r in results if r.outcome == "pending restart")
     done = len(results) - failed - len(held)
-    lines.append(f"Apply: {done} done ({pending} pending restart), {failed} failed, "
-                 f"{len(held) - suspended} blocked"
-                 + (f", {suspended} suspended." if suspended else "."))
+    lines.append(Line(Tone.SUMMARY,
+                      f"Apply: {done} done ({pending} pending restart), {failed} failed, "
+                      f"{len(held) - suspended} blocked"
+                      + (f", {suspended} suspended." if suspended else ".")))
     if waiting:
-        lines.append(STILL_PENDING_TITLE)
-        lines += [f"{r.name}: {r.message}" for r in waiting]
-    return "\n".join(lines) + "\n"
+        lines.append(Line(Tone.PLAIN, STILL_PENDING_TITLE))
+        lines += [Line(Tone.PENDING, f"{r.name}: {r.message}") for r in waiting]
+    return lines
 
 
 def results_json(results: Iterable[Result]) -> list[dict[str, object]]:
+    """Each result: ``outcome`` where it stands (converged, pending restart, failed, blocked);
+    ``did`` what was done, in order (created, adopted, resumed, updated, resized live,
+    hot-plugged, shut down, forced off, started, destroyed), with ``forcedOffAfter`` the
+    shutdownTimeout in seconds that ran out (else null); ``text`` the line text output shows."""
+    from reconciler.core.result import Did
+
     return [{"name": r.name, "kind": str(r.kind), "outcome": str(r.outcome),
-             "message": r.message, "seconds": round(r.seconds, 3)} for r in results]
+             "message": r.message, "seconds": round(r.seconds, 3),
+             "did": [str(d.did) for d in r.did],
+             "forcedOffAfter": next((d.after for d in r.did if d.did == Did.FORCED_OFF), None),
+             "text": result_text(r)} for r in results]
 
 
 def github_annotations(problems: Iterable[Problem]) -> str:

@@ -180,10 +180,12 @@ def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
 
         click.echo(plan_markdown(planned.plan, planned.inputs.problems, header), nl=False)
         return
+    from reconciler.shells import console
+
     click.echo(render.problems_text(planned.inputs.problems), nl=False, err=True)
     if planned.inputs.problems and not planned.plan.actions:
         return  # the error only: "No changes" would say the manifests were read and match
-    click.echo(render.plan_text(planned.plan, header), nl=False)
+    console.echo_lines(render.plan_lines(planned.plan, header))
 
 
 @main.command()
@@ -215,7 +217,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters import lock
     from reconciler.apply.executor import Settings, execute
-    from reconciler.shells import saved_plan, status
+    from reconciler.shells import progress, saved_plan, status
 
     if plan_file is not None:  # its own target (--target or -l besides: a usage error)
         targets, selectors = saved_plan.target_options(plan_file, targets, selectors)
@@ -246,14 +248,16 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     revision = gitinfo.revision(folder)
                     if revision.problem:  # said once, never left out silently
                         click.echo(f"warning: {revision.problem}", err=True)
-                    settings = Settings(parallel=parallel or cfg.parallel,
-                                        commit=revision.commit, dirty=revision.dirty,
-                                        instance=instance, routes=routes_of(planned.inputs),
-                                        halt=interrupts.received)
                     interrupts.changing = True  # from here on a signal stops between steps
                     # Without changes this writes nothing: each action's result (blocked,
                     # pending restart, suspended) still goes to the status file.
-                    results = execute(planned.plan, hv, settings)
+                    with progress.shown(enabled=planned.plan.has_changes) as observer:
+                        settings = Settings(parallel=parallel or cfg.parallel,
+                                            commit=revision.commit, dirty=revision.dirty,
+                                            instance=instance, halt=interrupts.received,
+                                            observer=observer,
+                                            routes=routes_of(planned.inputs))
+                        results = execute(planned.plan, hv, settings)
                     # Each result as a fresh read of the host shows it: "converged" only
                     # when a new plan has nothing left to do for that resource.
                     _, results = pipeline.verify(source, hv, planned, results, memo=memo)
@@ -276,7 +280,9 @@ def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
         if fmt == "json":
             click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
         else:
-            click.echo(render.results_text(results), nl=False)
+            from reconciler.shells import console
+
+            console.echo_lines(render.results_lines(results))
     if interrupts.signal:
         text, unfinished = interrupts.summary([r.message for r in results])
         click.echo(text, err=True)

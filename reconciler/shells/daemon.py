@@ -381,6 +381,13 @@ class Daemon:
                                         results, memo=self._memo), timeout=READ_TIMEOUT)
         for action, result in zip(runnable, results, strict=True):
             self.retries.account(action, result, now)
+            if result.outcome == Outcome.FAILED:  # the daemon's one report of it
+                log.error("action failed", vm=action.label, action=str(action.kind),
+                          error=result.message, retryable=result.retryable,
+                          did=result.done_text or None)
+            elif result.did:
+                log.info("action done", vm=action.label, did=result.done_text,
+                         result=str(result.outcome))
             if result.ok and accounting.is_drift(action, self._managed_before):
                 self.metrics.drift.inc()
                 log.info("drift repaired", vm=action.name)

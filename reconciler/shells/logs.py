@@ -1,5 +1,7 @@
 """structlog setup: a console renderer on a TTY, JSON lines otherwise; under systemd each line
-starts with its syslog priority, so the journal files it at its level."""
+starts with its syslog priority, so the journal files it at its level. The console renderer
+colours only as ``console.colour`` decides for stderr (a terminal, no --no-color, no
+NO_COLOR)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
 
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    from reconciler.shells import console
+
     renderer = (structlog.processors.JSONRenderer() if fmt == "json"
                 # Tracebacks without their frames' variables (rich shows them by default):
                 # they may hold credentials or cloud-init user data.
                 else structlog.dev.ConsoleRenderer(
-                    colors=sys.stderr.isatty(),
+                    colors=console.colour(sys.stderr),
                     exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[

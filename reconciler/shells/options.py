@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 LOGGING_COMMANDS = ("apply", "run")  # the commands whose code logs (structlog)
+# The commands whose output may be coloured on a terminal (--no-color, NO_COLOR).
+COLOURED_COMMANDS = ("plan", "apply", "validate", "status_command", "run")
 # One-shot commands that change nothing: no cyclic garbage collector while they run (reference
 # counting frees what they drop; the collector's passes over ~1M objects cost tens of ms at
 # 1,000 VMs), and the process ends without tearing the interpreter down (see _Main).
@@ -55,11 +57,16 @@ def common(func: Callable[..., int], *,
     # where it logs; --config everywhere.
     takes = inspect.signature(func).parameters
     logs_anything = func.__name__ in LOGGING_COMMANDS
+    coloured = func.__name__ in COLOURED_COMMANDS
 
     @functools.wraps(func)
     def wrapper(*, config_file: Path | None, log_format: str = "auto", verbose: bool = False,
-                **kwargs: Any) -> None:
+                no_color: bool = False, **kwargs: Any) -> None:
         daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
+        if coloured:
+            from reconciler.shells import console
+
+            console.configure(no_color=no_color)
         if logs_anything:
             logs.configure(log_format, logging.INFO if verbose or daemon else logging.WARNING)
         if "config_file" in takes:
@@ -105,6 +112,10 @@ def common(func: Callable[..., int], *,
     if "fmt" in takes:
         options.append(click.option("--format", "fmt", type=click.Choice(list(formats)),
                                     default="text", help="Output format."))
+    if coloured:
+        options.append(click.option(
+            "--no-color", is_flag=True,
+            help="No colour on a terminal (as NO_COLOR=1 does); never any off one."))
     if logs_anything:
         options.append(click.option("--log-format", type=click.Choice(["auto", "console", "json"]),
                                     default="auto", help="Log format on stderr."))

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -80,7 +80,7 @@ def record_history(state_dir: Path, instance: str, planned: pipeline.Planned,
             "dirty": revision.dirty if revision else False,
             "spec": getattr(action.desired, "spec_hash", None),
             "action": str(action.kind), "result": str(result.outcome),
-            "message": result.message}))
+            "did": result.done_text, "message": result.message}))
     with contextlib.suppress(OSError):  # a convenience: a full disk must not fail the run
         history.append(state_dir, instance, entries)
 
@@ -124,9 +124,8 @@ def show_one(*, state_dir: Path, instance: str, name: str, fmt: str) -> int:
         for r in revisions:
             commit = (str(r.get("commit"))[:12] + ("+dirty" if r.get("dirty") else "")
                       if r.get("commit") else "no commit")
-            tail = f": {r['message']}" if r.get("message") else ""
             lines.append(f"  {r.get('time')}  {commit:<18} spec {r.get('spec') or '-':<16} "
-                         f"{r.get('action')} {r.get('result')}{tail}")
+                         f"{_revision_result(r)}")
         click.echo("\n".join(lines) + "\n", nl=False)
     if entry is None:
         return status.EXIT_IN_SYNC
@@ -176,3 +175,15 @@ def wait(source: pipeline.Source, connect: Callable[[], Host], *, timeout: int,
         click.echo(f"Not in sync and healthy after {timeout} s:")
         click.echo("".join(f"  {line}\n" for line in missing), nl=False)
     return 1
+
+
+def _revision_result(entry: dict[str, Any]) -> str:
+    """What a run did, as apply's result said it: ``created, started``, ``updated, pending
+    restart: CAUSE``, ``update failed: ERROR`` (entries written before ``did`` was recorded:
+    ``update converged``)."""
+    did, result, message = entry.get("did"), entry.get("result"), entry.get("message")
+    if not did or result == "failed":
+        what = f"{entry.get('action')} {result}"
+    else:
+        what = f"{did}, pending restart" if result == "pending restart" else str(did)
+    return what + (f": {message}" if message else "")

@@ -114,7 +114,7 @@ def test_seed_is_uploaded_attached_and_replaced_without_showing_user_data(host, 
     r = cli(host.uri, "apply", folder)
     shown.append(r)
     assert r.code == 0, r.stdout + r.stderr
-    assert f"{name}: create converged" in r.stdout
+    assert f"{name}: created, started\n" in r.stdout
     assert '"event": "cloud-init seed uploaded"' in r.stderr  # -v logs reach r.stderr
 
     vol = host.volume(f"{name}-cidata")
@@ -149,7 +149,7 @@ def test_seed_is_uploaded_attached_and_replaced_without_showing_user_data(host, 
     r = cli(host.uri, "apply", folder)
     shown.append(r)
     assert r.code == 0, r.stdout + r.stderr
-    assert (f"{name}: update pending restart: cloudInit {digest(name, 1)} -> {digest(name, 2)} "
+    assert (f"{name}: updated, pending restart: cloudInit {digest(name, 1)} -> {digest(name, 2)} "
             "needs a restart") in r.stdout
     assert host.domain(name).ID() == first_id  # not restarted
     vol = host.volume(f"{name}-cidata")
@@ -175,7 +175,8 @@ def test_restart_policy_restarts_for_a_new_seed(host, tmp_path) -> None:
     assert f"~ {name}   cloudInit {digest(name, 1)} -> {digest(name, 2)} (restart) -- " \
            "restarts the VM" in r.stdout
     r = cli(host.uri, "apply", folder)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout + r.stderr
+    assert r.code == 0 and f"{name}: updated, forced off after 1s, started\n" in r.stdout, (
+        r.stdout + r.stderr)
     assert host.domain(name).isActive() and host.domain(name).ID() != first_id
     assert cloudinit.read_iso(download(host.volume(f"{name}-cidata")))[1]["user-data"] == \
         user_data(2).encode()
@@ -194,7 +195,7 @@ def test_seed_goes_with_its_cloud_init_and_with_the_vm(host, tmp_path) -> None:
     r = cli(host.uri, "plan", folder)
     assert f"~ {name}   cloudInit (remove, seed volume deleted) (live)" in r.stdout
     r = cli(host.uri, "apply", folder)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout + r.stderr
+    assert r.code == 0 and f"{name}: hot-plugged\n" in r.stdout, r.stdout + r.stderr
     assert seeds(root_of(host, name, inactive=True)) == []
     assert [medium(c) for c in seeds(root_of(host, name))] in ([], [None])  # none, or empty
     assert host.volume(f"{name}-cidata") is None

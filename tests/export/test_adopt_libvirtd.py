@@ -104,7 +104,7 @@ def test_a_running_hand_made_domain_is_adopted_without_being_touched(host, tmp_p
                                      "Plan: 0 to create, 1 to update, 0 to destroy, 0 blocked.\n")
     r = cli(host, "apply", "--yes", "--state-dir", tmp_path / "state", folder)
     assert r.code == 0
-    assert f"{name}: update converged" in r.stdout
+    assert f"{name}: adopted\n" in r.stdout
 
     after = host.xml(name, inactive=True)
     mark = mark_of(after)

@@ -151,7 +151,7 @@ def test_a_hand_made_domain_is_exported_and_adopted(testdrv, prefix, tmp_path,
                                      "Plan: 0 to create, 1 to update, 0 to destroy, 0 blocked.\n")
     r = apply(folder)
     assert r.code == 0, r.stdout + r.stderr
-    assert f"{name}: update converged" in r.stdout
+    assert f"{name}: adopted\n" in r.stdout
 
     dom = testdrv.lookupByName(name)
     after = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

@@ -36,7 +36,7 @@ def test_status_name_shows_one_vm_with_its_last_applied_revisions(testdrv, prefi
     assert "Status:      in sync" in r.stdout and f"manifests at {commits[-1][:12]}" in r.stdout
     lines = [line for line in r.stdout.splitlines() if line.startswith("  ")]
     assert [c[:12] for c in commits] == [line.split()[1] for line in lines], r.stdout
-    assert "create converged" in lines[0] and "update converged" in lines[-1]
+    assert lines[0].endswith(" created") and lines[-1].endswith(" updated"), lines
     doc = json.loads(run_cli("status", "--state-dir", state, "--format", "json", name).stdout)
     assert [rev["commit"] for rev in doc["revisions"]] == commits
     assert run_cli("status", "--state-dir", state, f"{prefix}nobody").code == 1

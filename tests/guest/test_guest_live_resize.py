@@ -264,7 +264,7 @@ def guest(boot_files: BootFiles, tmp_path_factory: pytest.TempPathFactory,
         # 1. reconciler creates the domain, stopped (its best accelerator: kvm here).
         g.write(vcpus=1, max_vcpus=2, memory="96MiB", max_memory="192MiB", state="stopped")
         r = g.cli("apply", "--yes")
-        assert r.code == 0 and g.result_line(r.stdout) == f"{g.name}: create converged"
+        assert r.code == 0 and g.result_line(r.stdout) == f"{g.name}: created"
 
         # 2. by hand: TCG, direct kernel boot, a serial console in a file
         config = g.xml(inactive=True)
@@ -351,13 +351,13 @@ def test_live_memory_changed_by_hand_after_boot_is_set_back(guest):
         g.dom().setMemoryFlags(128 * MiB // KiB, libvirt.VIR_DOMAIN_AFFECT_LIVE)  # by hand
         assert guestboot.wait_for(lambda: kib(g.root(), "currentMemory") == 128 * MiB, 10)
         assert g.result_line(g.boot_result.stdout).startswith(
-            f"{g.name}: update pending restart: memory")  # what the boot apply had recorded
+            f"{g.name}: started, pending restart: memory")  # what the boot apply had recorded
 
         r = g.plan("--detailed-exitcode")
         assert r.code == 2, r.stdout
         assert "memory 128MiB -> 96MiB (live)" in r.stdout
         r = g.apply()
-        assert g.result_line(r.stdout) == f"{g.name}: update converged"
+        assert g.result_line(r.stdout) == f"{g.name}: resized live"
         assert kib(g.root(), "currentMemory") == 96 * MiB
         assert g.domain_id() == first_id
         g.assert_converged()
@@ -378,7 +378,7 @@ def test_memory_grows_live_and_the_guest_takes_it(guest):
     assert "memory 96MiB -> 160MiB (live)" in r.stdout
     r = g.apply()
     assert r.code == 0
-    assert g.result_line(r.stdout) == f"{g.name}: update converged"
+    assert g.result_line(r.stdout) == f"{g.name}: resized live"
 
     assert g.domain_id() == first_id
     assert kib(g.root(), "currentMemory") == 160 * MiB
@@ -403,7 +403,7 @@ def test_vcpu_hotplug_is_onlined_by_the_guest(guest):
     assert r.code == 2 and "vcpus 1 -> 2 (live)" in r.stdout
     r = g.apply()
     assert r.code == 0
-    assert g.result_line(r.stdout) == f"{g.name}: update converged"
+    assert g.result_line(r.stdout) == f"{g.name}: resized live"
     assert g.domain_id() == first_id
     assert vcpus(g.root()) == (2, 2)
     assert vcpus(g.root(inactive=True)) == (2, 2)
@@ -449,7 +449,7 @@ def test_vcpu_unplug_is_ejected_by_the_guest(guest):
     print(f"guest view after the unplug: {state}")
     assert state.cpus_online == "0"
     try:
-        assert g.result_line(r.stdout) == f"{g.name}: update converged"
+        assert g.result_line(r.stdout) == f"{g.name}: resized live"
         assert vcpus(g.root()) == (1, 2)
     except AssertionError as exc:
         raise LibvirtMissedTheUnplug(str(exc)) from exc

@@ -63,7 +63,7 @@ def test_a_restart_stopped_between_stop_and_start_is_finished(host, tmp_path):
     assert killed(apply_stopped(host, folder, 3)) == "power_off"
     assert not host.domain(name).isActive()
     r = apply(host, folder)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout
+    assert r.code == 0 and f"{name}: started\n" in r.stdout, r.stdout
     assert host.domain(name).isActive()
     assert host.domain(name).vcpusFlags(4) == 2  # VIR_DOMAIN_VCPU_MAXIMUM: the new maxVcpus
     _converged(host, folder)

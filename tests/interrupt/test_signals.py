@@ -37,7 +37,7 @@ def test_sigterm_during_a_destroy_finishes_the_graceful_stop_and_nothing_more(ho
 
     r2 = apply(host, folder)
     assert r2.code == 0
-    assert f"{name}: destroy converged" in r2.stdout
+    assert f"{name}: destroyed\n" in r2.stdout
     assert not host.exists(name) and volumes(host, name) == {}
     assert_converged(host, folder)
 

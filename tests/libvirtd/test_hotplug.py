@@ -44,7 +44,7 @@ def test_disk_and_nic_hotplugged_into_running_vm(host, tmp_path):
     assert "disk data 16MiB (add)" in line and f"nic network {net}" in line
     r = apply(host, folder)
     assert r.code == 0
-    assert result_line(r.stdout, name) == f"{name}: update converged"
+    assert result_line(r.stdout, name) == f"{name}: hot-plugged"
     assert domain_id(host, name) == first_id
     assert capacity(host, f"{name}-data") == 16 * MiB
     for inactive in (False, True):
@@ -63,7 +63,7 @@ def test_disk_and_nic_hotplugged_into_running_vm(host, tmp_path):
     r = apply(host, folder)
     assert r.code == 0
     line = result_line(r.stdout, name)
-    assert line.startswith(f"{name}: update pending restart: ")
+    assert line.startswith(f"{name}: updated, pending restart: ")
     assert "disk data not unplugged" in line and "nic " in line, line
     assert domain_id(host, name) == first_id
     config = root_of(host, name, inactive=True)

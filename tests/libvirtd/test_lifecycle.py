@@ -85,12 +85,13 @@ def test_apply_creates_three_vms_then_plan_is_empty(host, tmp_path):
 
     r = apply(host, folder)
     assert r.code == 0
-    assert result_line(r.stdout, web) == f"{web}: create converged"
-    assert result_line(r.stdout, off) == f"{off}: create converged"
+    assert result_line(r.stdout, web) == f"{web}: created, started"
+    assert result_line(r.stdout, off) == f"{off}: created"
     # QEMU boots with maxMemory and asks the guest to balloon down, which an OS-less guest never
     # does: reported, never as done.
     line = result_line(r.stdout, big)
-    assert line.startswith(f"{big}: create pending restart: memory") and "balloon" in line
+    assert line.startswith(f"{big}: created, started, pending restart: memory"), line
+    assert "balloon" in line
 
     # web: running, autostart, 2 disks of the declared sizes, one NIC on the test network
     dom = host.domain(web)
@@ -250,9 +251,9 @@ def test_max_memory_needs_restart_live_policy_then_restart_policy(host, tmp_path
     r = apply(host, folder)
     assert r.code == 0
     line = result_line(r.stdout, keep)
-    assert line.startswith(f"{keep}: update pending restart: ")
+    assert line.startswith(f"{keep}: updated, pending restart: ")
     assert "maxMemory 64MiB -> 128MiB needs a restart" in line
-    assert result_line(r.stdout, bounce) == f"{bounce}: update converged"
+    assert result_line(r.stdout, bounce) == f"{bounce}: updated, forced off after 1s, started"
 
     # live policy: persisted; still the same running domain with the old maximum
     assert domain_id(host, keep) == keep_id
@@ -280,7 +281,7 @@ def test_max_memory_needs_restart_live_policy_then_restart_policy(host, tmp_path
         keep, memory="128MiB", max_memory="128MiB", extra="updatePolicy: restart"))
     r = apply(host, folder)
     assert r.code == 0
-    assert result_line(r.stdout, keep) == f"{keep}: update converged"
+    assert result_line(r.stdout, keep) == f"{keep}: updated, forced off after 1s, started"
     assert domain_id(host, keep) != keep_id
     live = root_of(host, keep)
     assert kib(live, "memory") == kib(live, "currentMemory") == 128 * MiB
@@ -324,7 +325,7 @@ def test_removed_manifest_destroys_only_that_vm(host, tmp_path):
     assert f"destroy (volumes retained: {gone}-root)" in plan_line(r.stdout, gone)
     r = apply(host, folder)
     assert r.code == 0
-    assert f"{gone}: destroy converged" in r.stdout
+    assert f"{gone}: forced off after 1s, destroyed\n" in r.stdout
     assert not host.exists(gone)
     assert capacity(host, f"{gone}-root") == 8 * MiB  # retained by default
     assert domain_id(host, stay) == stay_id
@@ -334,7 +335,7 @@ def test_removed_manifest_destroys_only_that_vm(host, tmp_path):
     (folder / "wipe.yaml").unlink()
     r = apply(host, folder)
     assert r.code == 0
-    assert f"{wipe}: destroy converged" in r.stdout
+    assert f"{wipe}: forced off after 1s, destroyed\n" in r.stdout
     assert not host.exists(wipe)
     assert host.volume(f"{wipe}-root") is None  # reclaim: delete
     assert capacity(host, f"{wipe}-keep") == 8 * MiB
@@ -384,7 +385,7 @@ def test_disk_grows_live_and_shrink_is_refused(host, tmp_path):
     assert "disk root 16MiB -> 32MiB (live)" in plan_line(r.stdout, name)
     r = apply(host, folder)
     assert r.code == 0
-    assert result_line(r.stdout, name) == f"{name}: update converged"
+    assert result_line(r.stdout, name) == f"{name}: resized live"
     assert capacity(host, f"{name}-root") == 32 * MiB
     assert host.domain(name).blockInfo("vda")[0] == 32 * MiB  # what QEMU shows the guest
     assert domain_id(host, name) == first_id

@@ -8,7 +8,7 @@ from planbuild import load_cases, run_case
 from reconciler.core import render, schema
 from reconciler.core.errors import Problem
 from reconciler.core.plan import Kind, Why
-from reconciler.core.result import Outcome, Result
+from reconciler.core.result import Deed, Did, Outcome, Result
 from reconciler.core.words import SUSPENDED
 
 # SPEC section 3, verbatim.
@@ -74,18 +74,73 @@ def test_json_plan_of_a_guarded_destroy_carries_the_reason() -> None:
 
 def test_apply_results_text() -> None:
     results = [
-        Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
-        Result("web-02", Kind.UPDATE, Outcome.PENDING_RESTART, "maxMemory 4GiB -> 8GiB"),
+        Result("web-01", Kind.UPDATE, Outcome.CONVERGED, did=(Deed(Did.RESIZED_LIVE),)),
+        Result("web-02", Kind.UPDATE, Outcome.PENDING_RESTART, "maxMemory 4GiB -> 8GiB",
+               did=(Deed(Did.UPDATED),)),
         Result("db-01", Kind.CREATE, Outcome.FAILED, "pool default-pool: not found"),
         Result("old-01", Kind.BLOCKED, Outcome.BLOCKED, "not destroyed: protect"),
     ]
     assert render.results_text(results) == (
-        "web-01: update converged\n"
-        "web-02: update pending restart: maxMemory 4GiB -> 8GiB\n"
+        "web-01: resized live\n"
+        "web-02: updated, pending restart: maxMemory 4GiB -> 8GiB\n"
         "db-01: create failed: pool default-pool: not found\n"
         "old-01: blocked: not destroyed: protect\n"
         "Apply: 2 done (1 pending restart), 1 failed, 1 blocked.\n"
     )
+
+
+def test_results_say_what_was_done_never_converged() -> None:
+    """Issue 13.2: a result says what happened (created, started, forced off after the
+    shutdownTimeout, adopted), from the steps carried out; never "converged"."""
+    results = [
+        Result("build-01", Kind.CREATE, Outcome.CONVERGED,
+               did=(Deed(Did.CREATED), Deed(Did.STARTED))),
+        Result("old-01", Kind.DESTROY, Outcome.CONVERGED,
+               did=(Deed(Did.FORCED_OFF, after=60), Deed(Did.DESTROYED))),
+        Result("kept-01", Kind.UPDATE, Outcome.CONVERGED, did=(Deed(Did.ADOPTED),)),
+        Result("web-03", Kind.UPDATE, Outcome.CONVERGED,
+               did=(Deed(Did.UPDATED), Deed(Did.SHUT_DOWN), Deed(Did.STARTED))),
+        Result("gone-01", Kind.DESTROY, Outcome.FAILED, "undefine: domain is locked",
+               did=(Deed(Did.FORCED_OFF, after=300),)),
+        Result("efi-01", Kind.CREATE, Outcome.BLOCKED, "the domain is paused",
+               did=(Deed(Did.CREATED), Deed(Did.STARTED))),
+    ]
+    assert render.results_text(results).splitlines()[:-1] == [
+        "build-01: created, started",
+        "old-01: forced off after 1m, destroyed",
+        "kept-01: adopted",
+        "web-03: updated, shut down, started",
+        "gone-01: destroy failed: undefine: domain is locked (done before: forced off after "
+        "5m)",
+        "efi-01: created, started; blocked: the domain is paused",
+    ]
+    assert "converged" not in render.results_text(results)
+    doc = render.results_json(results)
+    assert [(r["outcome"], r["did"], r["forcedOffAfter"]) for r in doc] == [
+        ("converged", ["created", "started"], None),
+        ("converged", ["forced off", "destroyed"], 60),
+        ("converged", ["adopted"], None),
+        ("converged", ["updated", "shut down", "started"], None),
+        ("failed", ["forced off"], 300),
+        ("blocked", ["created", "started"], None),
+    ]
+    assert doc[1]["text"] == "old-01: forced off after 1m, destroyed"
+
+
+def test_plan_and_result_lines_carry_their_tone() -> None:
+    """What a shell colours: each plan line by its action's symbol, each result by outcome."""
+    plan = run_case(_case("the plan of SPEC section 3"))
+    tones = {line.text.split()[1]: line.tone for line in render.plan_lines(plan)
+             if line.tone != render.Tone.SUMMARY}
+    assert tones == {"web-01": "update", "db-01": "create", "old-01": "destroy",
+                     "web-02": "update"}
+    assert render.plan_lines(plan)[-1].tone == render.Tone.SUMMARY
+    results = [Result("a", Kind.CREATE, Outcome.CONVERGED, did=(Deed(Did.CREATED),)),
+               Result("b", Kind.UPDATE, Outcome.PENDING_RESTART, "x"),
+               Result("c", Kind.CREATE, Outcome.FAILED, "y"),
+               Result("d", Kind.BLOCKED, Outcome.BLOCKED, "z")]
+    assert [line.tone for line in render.results_lines(results)] == [
+        "done", "pending", "failed", "blocked", "summary"]
 
 
 def test_apply_results_count_suspended_vms_apart() -> None:
@@ -127,12 +182,12 @@ def test_json_kind_and_symbol_agree_with_the_text_counts() -> None:
 
 def test_apply_results_list_vms_untouched_and_still_pending_once_apart() -> None:
     results = [
-        Result("web-01", Kind.UPDATE, Outcome.CONVERGED),
+        Result("web-01", Kind.UPDATE, Outcome.CONVERGED, did=(Deed(Did.UPDATED),)),
         Result("web-02", Kind.UPDATE, Outcome.PENDING_RESTART,
                "maxMemory 4GiB -> 8GiB needs a restart", untouched=True),
     ]
     assert render.results_text(results) == (
-        "web-01: update converged\n"
+        "web-01: updated\n"
         "Apply: 1 done (0 pending restart), 0 failed, 0 blocked.\n"
         "Still pending restart (nothing to apply; each takes its saved changes at its next "
         "start):\n"

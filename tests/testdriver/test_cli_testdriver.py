@@ -105,7 +105,7 @@ def test_apply_creates_the_vms_as_declared(testdrv, prefix, manifests, state_dir
     assert r.code == 0, r.stdout + r.stderr
     assert f"+ {web}   2 vcpus, 128MiB, disks root 16MiB, data 8MiB" in r.stdout
     assert "Plan: 2 to create, 0 to update, 0 to destroy, 0 blocked." in r.stdout
-    assert f"{web}: create converged" in r.stdout
+    assert f"{web}: created, started\n" in r.stdout
 
     dom = testdrv.lookupByName(web)
     assert dom.isActive() and dom.autostart()
@@ -442,7 +442,7 @@ def test_max_vcpus_with_update_policy_live_is_pending_restart(testdrv, prefix, m
            "restart" in r.stdout
     r = apply(manifests, state_dir)
     assert r.code == 0, r.stdout + r.stderr
-    assert f"{name}: update pending restart: maxVcpus 2 -> 4 needs a restart" in r.stdout
+    assert f"{name}: updated, pending restart: maxVcpus 2 -> 4 needs a restart" in r.stdout
     dom = testdrv.lookupByName(name)
     assert dom.ID() == dom_id  # not restarted
     assert xml(testdrv, name, inactive=True).find("vcpu").text == "4"
@@ -529,6 +529,9 @@ def test_apply_results_as_json(testdrv, prefix, manifests, state_dir) -> None:
     results = json.loads(docs[docs.index('{\n  "results"'):])["results"]
     assert [(x["name"], x["kind"], x["outcome"]) for x in results] == [
         (name, "create", "converged")]
+    # What was done, as words a program can compare, and the line text output shows.
+    assert [(x["did"], x["forcedOffAfter"], x["text"]) for x in results] == [
+        (["created", "started"], None, f"{name}: created, started")]
 
 
 def test_a_suspended_vm_is_shown_and_left_as_it_is(testdrv, prefix, manifests, state_dir):

@@ -34,7 +34,7 @@ def test_parallel_destroys_delete_every_reclaimed_volume(host, tmp_path):
     assert r.code == 0, r.stdout
     assert volumes(host, host.prefix) == [], r.stdout  # every reclaimed volume is gone
     assert not any(host.exists(n) for n in names)
-    assert r.stdout.count("destroy converged") == 12
+    assert r.stdout.count(": destroyed\n") == 12
     assert "No changes" in plan(host, m).stdout
 
 
@@ -111,7 +111,7 @@ def test_a_disk_added_beside_a_pending_removal_gets_a_free_target(host, tmp_path
     # b's unplug waits for the guest (an OS-less guest never releases it): pending restart.
     write_manifest(m, "v.yaml", vm_manifest(name, disks=disks("a", "c")))
     r = apply(host, m)
-    assert f"{name}: update pending restart" in r.stdout, r.stdout
+    assert f"{name}: updated, pending restart" in r.stdout, r.stdout
     # d must not take vdb: the running VM still has b there.
     write_manifest(m, "v.yaml", vm_manifest(name, disks=disks("a", "c", "d")))
     r = apply(host, m)
@@ -141,7 +141,7 @@ def test_a_vm_paused_by_virsh_suspend_is_shown_and_resumed(host, tmp_path):
     r = plan(host, m, "--detailed-exitcode")
     assert r.code == 2 and f"~ {name}   state paused -> running" in r.stdout
     r = apply(host, m)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout
+    assert r.code == 0 and f"{name}: resumed\n" in r.stdout
     assert host.domain(name).state()[0] == 1  # VIR_DOMAIN_RUNNING
     assert "No changes" in plan(host, m).stdout
 
@@ -329,7 +329,7 @@ def test_a_virt_install_domain_is_adopted_and_changed_touching_nothing_else(host
     text = (m / "vi.yaml").read_text().replace("memory: 64MiB", "memory: 128MiB")
     write_manifest(m, "vi.yaml", text)
     r = apply(host, m)
-    assert r.code == 0 and f"{name}: update converged" in r.stdout, r.stdout
+    assert r.code == 0 and f"{name}: updated\n" in r.stdout, r.stdout
     after = host.xml(name, inactive=True)
     assert "<memory unit='KiB'>131072</memory>" in after
     drop = ("memory", "currentMemory")
