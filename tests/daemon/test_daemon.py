@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -136,8 +138,21 @@ def test_systemd_unit_verifies(tmp_path):
         assert setting in unit
 
 
+def _first_libvirtd() -> list[int]:
+    """The first host's libvirtd: the one in this process's mount namespace (the second host,
+    scripts/second-host, runs its own in another, which these tests leave alone)."""
+    mine = os.readlink("/proc/self/ns/mnt")
+    found = subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True, text=True).stdout
+    pids = []
+    for pid in found.split():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/mnt") == mine:
+                pids.append(int(pid))
+    return pids
+
+
 def _libvirtd_running() -> bool:
-    return subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode == 0
+    return bool(_first_libvirtd())
 
 
 def _start_libvirtd() -> None:
@@ -154,7 +169,8 @@ def test_libvirtd_outage_is_survived(host, tmp_path, daemon_factory):
     daemon = daemon_factory(manifests, host.uri)
     daemon.wait_ready()
     try:
-        subprocess.run(["pkill", "-TERM", "-x", "libvirtd"], check=True)
+        for pid in _first_libvirtd():
+            os.kill(pid, signal.SIGTERM)
         assert wait_for(lambda: not _libvirtd_running(), 15)
         write_manifest(manifests, "o2.yaml", vm_manifest(second, state="stopped"))
         assert wait_for(lambda: "libvirt unreachable" in daemon.output(), 10), daemon.output()

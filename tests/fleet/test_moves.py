@@ -1,0 +1,114 @@
+"""Moves through the product, between the test bed's two real libvirtds: a VM whose spec.host
+changes is live-migrated (running) or moved cold (stopped) by the reconciler of the host it
+leaves; the host it goes to waits for it and then finds it in sync."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import libvirt
+import pytest
+from conftest import Host, run_cli, vm_manifest, write_manifest
+from fleethosts import read_volume, write_volume
+from lxml import etree
+
+pytestmark = pytest.mark.libvirtd
+
+MOVES_NS = "https://reconciler.dev/xmlns/moves/v1"
+
+
+def _repo(folder: Path, host: Host, host_b: Host, name: str, on: str, state: str) -> Path:
+    m = folder / "m"
+    write_manifest(m, "hosts.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-a}}
+        spec: {{uri: "{host.uri}"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-b}}
+        spec:
+          uri: "{host_b.uri}"
+          migrateUri: tcp://127.0.0.1
+        """)
+    write_manifest(m, "vm.yaml", vm_manifest(name, state=state, extra=f"host: {on}",
+                                             disks="- name: root\n  size: 16MiB"))
+    return m
+
+
+def _as(folder: Path, me: str, host: Host, command: str, m: Path, *extra: str):  # type: ignore[no-untyped-def]
+    config = folder / f"{me}.yaml"
+    config.write_text(f"host: {me}\n")
+    args = [command, "--connect", host.uri, "--config", config]
+    if command == "apply":
+        args += ["--yes", "--state-dir", folder / f"state-{me}"]
+    r = run_cli(*args, *extra, m)
+    print(f"$ {command} as {me} -> {r.code}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def _digest(vol: libvirt.virStorageVol) -> str:
+    return hashlib.sha256(read_volume(vol)).hexdigest()
+
+
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_changing_a_vms_host_moves_it(host, host_b, tmp_path, prefix, state):
+    name = f"{prefix}mv"
+    m = _repo(tmp_path, host, host_b, name, "hv-a", state)
+    assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
+    assert host.exists(name) and not host_b.exists(name)
+    # the hv-b side: the VM is not placed there yet, nothing to do
+    assert "No changes" in _as(tmp_path, "hv-b", host_b, "plan", m).stdout
+    write_volume(host.volume(f"{name}-root"), 1 << 20, b"\x5a" * 4096)  # data to carry
+    before = _digest(host.volume(f"{name}-root")) if state == "stopped" else None
+
+    _repo(tmp_path, host, host_b, name, "hv-b", state)  # the commit that moves it
+    how = "live migration" if state == "running" else "cold move"
+    # the host it goes to waits: it never creates a second one
+    waiting = _as(tmp_path, "hv-b", host_b, "plan", m)
+    assert f"! {name}" in waiting.stdout
+    assert "arriving: it runs on host hv-a, which moves it here" in waiting.stdout
+    # the host it leaves plans and carries out the move
+    planned = _as(tmp_path, "hv-a", host, "plan", m)
+    assert f"> {name}   move hv-a -> hv-b ({how})" in planned.stdout
+    applied = _as(tmp_path, "hv-a", host, "apply", m)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert f"{name}: moved to hv-b ({how})" in applied.stdout
+
+    assert not host.exists(name)
+    assert host.volume(f"{name}-root") is None  # its copy here is deleted
+    dom = host_b.domain(name)
+    assert dom.isPersistent()
+    assert dom.state()[0] == (libvirt.VIR_DOMAIN_RUNNING if state == "running"
+                              else libvirt.VIR_DOMAIN_SHUTOFF)
+    vol = host_b.volume(f"{name}-root")
+    assert vol is not None and vol.info()[1] == 16 << 20
+    if before is not None:
+        assert _digest(vol) == before  # byte for byte
+    root = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+    [record] = root.iterfind(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move")
+    assert (record.get("from"), record.get("to"), record.get("how")) == (
+        "hv-a", "hv-b", "live" if state == "running" else "cold")
+    # now each side is in sync with the repository
+    assert "No changes" in _as(tmp_path, "hv-b", host_b, "plan", m).stdout
+    assert "No changes" in _as(tmp_path, "hv-a", host, "plan", m).stdout
+
+
+def test_a_move_that_cannot_start_leaves_the_vm_untouched(host, host_b, tmp_path, prefix):
+    name = f"{prefix}mv"
+    m = _repo(tmp_path, host, host_b, name, "hv-a", "stopped")
+    assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
+    # a volume of the VM's name is in the way on hv-b (a leftover, say)
+    pool = host_b.conn.storagePoolLookupByName("default")
+    pool.createXML(f"<volume><name>{name}-root</name><capacity>1048576</capacity>"
+                   "<allocation>0</allocation><target><format type='raw'/></target></volume>",
+                   0)
+    _repo(tmp_path, host, host_b, name, "hv-b", "stopped")
+    r = _as(tmp_path, "hv-a", host, "apply", m)
+    assert r.code == 1
+    assert (f"move to hv-b blocked: hv-b already has a volume '{name}-root' in pool "
+            "'default'; delete it there if it is a leftover; it stays here, untouched") in r.stdout
+    assert host.exists(name) and host.volume(f"{name}-root") is not None
+    assert not host_b.exists(name)
