@@ -34,6 +34,7 @@ from reconciler.adapters.assemble import Fetched, observation, sizes_wanted
 from reconciler.adapters.cache import Cache
 from reconciler.core import observe
 from reconciler.core.errors import PermanentError
+from reconciler.core.model.host import Destination
 from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.vm import VolumeInfo
 from reconciler.core.observe import (
@@ -277,3 +278,25 @@ class SnapshotHost:
             base = next((b for b in bases if path.startswith(b.rstrip("/") + "/")), None)
             out[path] = known[base].rstrip("/") + path[len(base.rstrip("/")):] if base else path
         return out
+
+
+def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> Destination:
+    """What a move of ``vms`` to ``host`` needs to know of it, as ``snap`` (that host's
+    snapshot) recorded it, for a fleet plan made from snapshots. A snapshot cannot answer the
+    CPU check (libvirt checks again when migrating)."""
+    from lxml import etree
+
+    from reconciler.core.xml.common import read_mark
+
+    names = {vm.name for vm in vms}
+    domains = []
+    for dom in snap.domains:
+        if dom.name in names:
+            mark = read_mark(etree.fromstring(dom.inactive_xml.encode()))
+            domains.append((dom.name, mark.instance if mark else ""))
+    return Destination(
+        host, uri, free_memory=snap.host.free_memory,
+        pools=tuple(sorted((p.name, p.available) for p in snap.pools if p.active)),
+        volumes=frozenset((p.name, v) for p in snap.pools if p.active for v in p.volumes),
+        domains=tuple(sorted(domains)),
+        networks=frozenset(n.name for n in snap.networks if n.active))

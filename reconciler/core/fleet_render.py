@@ -11,7 +11,7 @@ from reconciler.core.plan import Header, Kind
 
 def move_text(move: Move) -> str:
     """``move hv-a -> hv-b (live migration)``."""
-    how = "live migration" if move.live else "cold move: volumes copied, then defined there"
+    how = "live migration" if move.live else "cold move"
     return f"move {move.source} -> {move.destination} ({how})"
 
 

@@ -90,8 +90,12 @@ def combine(hosts: Sequence[HostPlan], live: dict[str, tuple[LiveVM, ...]],
     for entry in out:
         for action in entry.plan.actions if entry.plan else ():
             reason = action.reason
-            if (action.resource == Resource.VM and reason is not None
-                    and reason.why == Why.LEAVING):
+            if action.kind == Kind.MOVE:
+                step = action.steps[0]
+                moves.append(Move(action.name, entry.host, str(step.new),
+                                  running.get(action.name, False)))
+            elif (action.resource == Resource.VM and reason is not None
+                    and reason.why == Why.LEAVING):  # its destination was not read
                 moves.append(Move(action.name, entry.host, reason.names[0],
                                   running.get(action.name, False)))
     return FleetPlan(tuple(out), tuple(problems), tuple(sorted(moves, key=lambda m: m.vm)))
