@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from reconciler.core.errors import Problem
 from reconciler.core.fleet import arrivals
-from reconciler.core.model.vm import LiveVM
+from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Header, Kind, Plan, Resource, Why
 
 
@@ -26,6 +26,10 @@ class HostPlan:
     plan: Plan | None = None
     header: Header | None = None
     error: str = ""
+    # For the fleet's status: the VMs placed on the host, and those of this instance found
+    # there (the host's plan was made from them).
+    desired: tuple[DesiredVM, ...] = ()
+    live: tuple[LiveVM, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from reconciler import pipeline
 from reconciler.adapters import config as configuration
 from reconciler.core import defaults, render
 from reconciler.core import schema as schemas
@@ -93,17 +94,30 @@ def run(*, path: Path | None, cfg: configuration.Config, connect: str, instance:
               show_default=True,
               help="How long --wait waits (30s, 5m, ...).")
 @click.option("--manifests", type=click.Path(path_type=Path), default=None,
-              help="The manifests --wait compares with (default: the config's manifestDir).")
+              help="The manifests --wait and --fleet compare with (default: the config's "
+                   "manifestDir).")
+@click.option("--fleet", is_flag=True,
+              help="Every Host's VMs in one table (host, VM, sync, health, commit), read "
+                   "over each Host's URI or from --snapshots.")
+@click.option("--snapshots", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --fleet: read each host from DIR/NAME.snapshot.")
 @common
 def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instance: str,
                    state_dir: Path | None, wait: bool, timeout: int,
-                   manifests: Path | None, name: str | None) -> int:
+                   manifests: Path | None, name: str | None, fleet: bool,
+                   snapshots: Path | None) -> int:
     """Each object the instance manages: in sync, pending, pending restart, failed, blocked,
     conflict or suspended. Exit 0 all in sync, 1 anything failed, blocked or in conflict, 2
     work pending. With --wait: exit 0 once every VM is in sync and healthy (running as asked,
     its guest agent connected when guestAgent is set), 1 at the timeout, saying what is not."""
     from reconciler.shells import status
 
+    if fleet or snapshots is not None:
+        if not fleet or wait or name is not None:
+            raise click.UsageError("--snapshots goes with --fleet; --fleet takes neither "
+                                   "--wait nor NAME")
+        return _fleet_status(source_of(manifest_path(manifests, cfg), cfg, instance, None,
+                                       False), snapshots, fmt)
     if wait:
         source = source_of(manifest_path(manifests, cfg), cfg, instance, None, False)
         return status.wait(source, lambda: connect_libvirt(connect, readonly=True),
@@ -112,6 +126,24 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
         return status.show_one(state_dir=state_dir or Path(cfg.stateDir), instance=instance,
                                name=name, fmt=fmt)
     return status.show(state_dir=state_dir or Path(cfg.stateDir), instance=instance, fmt=fmt)
+
+
+def _fleet_status(source: pipeline.Source, snapshots: Path | None, fmt: str) -> int:
+    """``status --fleet``: each host planned read-only, one row per VM; exit as ``status``."""
+    from reconciler.core import fleetstatus
+    from reconciler.shells import fleet as fleets
+
+    opener = (fleets.snapshot_opener(snapshots) if snapshots is not None
+              else fleets.libvirt_opener)
+    whole, header = fleets.plan_fleet(source, opener)
+    found = fleetstatus.rows(whole)
+    if fmt == "json":
+        click.echo(render.dumps({"header": render.header_json(header), "vms": [
+            {"host": r.host, "name": r.vm, "sync": r.sync, "health": r.health,
+             "commit": None if r.commit == "-" else r.commit} for r in found]}), nl=False)
+    else:
+        click.echo(fleetstatus.table(found) + render.header_text(header) + "\n", nl=False)
+    return fleetstatus.exit_code(found)
 
 
 @click.command(name="export")

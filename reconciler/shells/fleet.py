@@ -89,7 +89,8 @@ def plan_fleet(source: pipeline.Source, opener: Opener, *,
             header = Header(source.instance, host.spec.name, hv.uri, snapshot=hv.taken)
             ours = tuple(vm for vm in planned.live.vms if vm.managed)
             results[host.spec.name] = (HostPlan(host.spec.name, host.spec.uri, planned.plan,
-                                                header), ours)
+                                                header, desired=planned.inputs.vms,
+                                                live=ours), ours)
         except ReconcilerError as exc:
             results[host.spec.name] = (HostPlan(host.spec.name, host.spec.uri,
                                                 error=str(exc)), ())

@@ -113,3 +113,23 @@ def test_fleet_needs_host_manifests(tmp_path):
     r = run_cli("plan", "--fleet", "--snapshots", tmp_path, m)
     assert r.code == 1
     assert "no Host manifest (kind: Host); --fleet plans the hosts" in r.stderr
+
+
+def test_fleet_status_is_one_table_of_every_hosts_vms(testdrv, prefix, tmp_path):
+    m = _repo(tmp_path, prefix, "hv-a")
+    snaps = _snapshots(tmp_path, m)
+    r = run_cli("status", "--fleet", "--snapshots", snaps, "--manifests", m)
+    assert r.code == 2, r.stdout + r.stderr  # db is still to be created on hv-b
+    rows = [line.split() for line in r.stdout.splitlines()[1:-1]]
+    assert r.stdout.splitlines()[0].split() == ["HOST", "VM", "SYNC", "HEALTH", "COMMIT"]
+    assert ["hv-a", f"{prefix}web", "in", "sync", "healthy", "-"] in rows
+    assert ["hv-b", f"{prefix}db", "pending", "no", "domain", "-"] in rows
+    _repo(tmp_path, prefix, "hv-b")  # web moves to hv-b
+    doc = json.loads(run_cli("status", "--fleet", "--snapshots", snaps, "--manifests", m,
+                             "--format", "json").stdout)
+    web = [(v["host"], v["sync"]) for v in doc["vms"] if v["name"] == f"{prefix}web"]
+    assert sorted(web) == [("hv-a", "leaving"), ("hv-b", "moving")]
+    (snaps / "hv-b.snapshot").unlink()
+    r = run_cli("status", "--fleet", "--snapshots", snaps, "--manifests", m)
+    assert r.code == 1
+    assert "hv-b  *" in r.stdout and "unknown" in r.stdout
