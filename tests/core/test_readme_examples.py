@@ -4,6 +4,7 @@ is valid inside a VirtualMachine, or a config file the config loader reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -16,8 +17,7 @@ from reconciler.adapters import config
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```yaml\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
-CONFIG_KEYS = {"connect", "instance", "manifestDir", "stateDir", "maxDestroy", "prune",
-               "parallel", "storageRoots", "notify"}
+CONFIG_KEYS = {f.name for f in dataclasses.fields(config.Config)}
 BASE_VM = {"apiVersion": "reconciler/v1", "kind": "VirtualMachine",
            "metadata": {"name": "readme"}, "spec": {"vcpus": 1, "memory": "64MiB"}}
 

@@ -1,0 +1,72 @@
+"""One repository, two hosts, two daemons: each `reconciler run` converges only its own share,
+never touches the other's VMs, and a VM whose spec.host changes is moved by the daemon of the
+host it leaves while the other waits for it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Host, vm_manifest, write_manifest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "daemon"))
+from daemonproc import Daemon, wait_for
+
+pytestmark = pytest.mark.libvirtd
+
+
+def _repo(m: Path, host: Host, host_b: Host, vms: dict[str, str]) -> None:
+    write_manifest(m, "hosts.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-a}}
+        spec: {{uri: "{host.uri}"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-b}}
+        spec:
+          uri: "{host_b.uri}"
+          migrateUri: tcp://127.0.0.1
+        """)
+    for name, on in vms.items():
+        write_manifest(m, f"{name}.yaml", vm_manifest(name, state="stopped", extra=f"host: {on}",
+                                                      disks="- name: root\n  size: 16MiB"))
+
+
+def _daemon(tmp_path: Path, me: str, uri: str, m: Path) -> Daemon:
+    folder = tmp_path / me
+    folder.mkdir()
+    config = folder / "config.yaml"
+    config.write_text(f"host: {me}\n")
+    return Daemon(m, folder / "state", uri, folder, args=("--config", str(config)))
+
+
+def test_two_daemons_each_converge_their_share_and_move_a_vm(host, host_b, tmp_path, prefix):
+    m = tmp_path / "repo"
+    a1, b1 = f"{prefix}a1", f"{prefix}b1"
+    _repo(m, host, host_b, {a1: "hv-a", b1: "hv-b"})
+    daemon_a = _daemon(tmp_path, "hv-a", host.uri, m)
+    daemon_b = _daemon(tmp_path, "hv-b", host_b.uri, m)
+    try:
+        daemon_a.wait_ready(30)
+        daemon_b.wait_ready(30)
+        assert wait_for(lambda: host.exists(a1) and host_b.exists(b1), 60), (
+            daemon_a.output() + daemon_b.output())
+        assert not host.exists(b1) and not host_b.exists(a1)  # each only its share
+
+        _repo(m, host, host_b, {a1: "hv-b", b1: "hv-b"})  # the commit that moves a1
+        assert wait_for(lambda: host_b.exists(a1) and not host.exists(a1), 90), (
+            daemon_a.output() + daemon_b.output())
+        assert host.volume(f"{a1}-root") is None and host_b.volume(f"{a1}-root") is not None
+        moved = [e for e in daemon_a.events() if e.get("vm") == a1
+                 and "moved to hv-b (cold move)" in str(e)]
+        assert moved, daemon_a.output()
+        # the daemon of hv-b never made a second a1: it waited for it, then found it in sync
+        assert not any(e.get("vm") == a1 and "created" in str(e.get("did", ""))
+                       for e in daemon_b.events()), daemon_b.output()
+        assert host_b.exists(b1) and not host.exists(b1)
+    finally:
+        code_a, code_b = daemon_a.stop(), daemon_b.stop()
+    assert (code_a, code_b) == (0, 0)
