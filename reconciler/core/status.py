@@ -56,6 +56,9 @@ def vm_statuses(plan: Plan, results: Iterable[Result], in_sync: Iterable[str],
                                         manifest)
         elif action.reason is not None and action.reason.why == Why.ORPHANED:
             out[action.label] = VMStatus(action.label, "orphaned", reason_text(action), manifest)
+        elif action.reason is not None and action.reason.why == Why.ARRIVING:
+            # many hosts: another host moves it here; work pending, nothing failed here
+            out[action.label] = VMStatus(action.label, "pending", reason_text(action), manifest)
         elif action.conflict:
             out[action.label] = VMStatus(action.label, "conflict", reason_text(action), manifest)
         elif action.suspended:

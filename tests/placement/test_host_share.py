@@ -136,6 +136,10 @@ def test_a_vm_running_on_another_host_is_not_created_a_second_time(testdrv, pref
     assert f"! {prefix}web" in r.stdout
     assert "arriving: it runs on host hv-a, which moves it here" in r.stdout
     assert "Plan: 0 to create" in r.stdout
+    # its status there: work pending (another host's), not a failure
+    r = run_cli("status", "--state-dir", tmp_path / "state-b")
+    assert r.code == 2, r.stdout
+    assert f"{prefix}web" in r.stdout and "pending" in r.stdout
 
 
 def test_no_vm_is_created_while_another_host_cannot_be_read(testdrv, prefix, tmp_path):
