@@ -80,7 +80,7 @@ def run(*, path: Path | None, cfg: configuration.Config, connect: str, instance:
         max_destroy=max_destroy_of(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
         storage_roots=tuple(cfg.storageRoots), prune=prune or cfg.prune, notify=cfg.notify,
-        snapshot_file=snapshot_file)
+        snapshot_file=snapshot_file, host=cfg.host)
     return Daemon(options).run()
 
 

@@ -69,11 +69,12 @@ class Options:
     notify: Notify | None = None  # the webhook (config notify)
     snapshot_file: Path | None = None  # kept fresh for CI (`reconciler snapshot`'s format)
     git: pull.Remote | None = None  # pull mode (shells.pull): PATH is the checkout in force
+    host: str | None = None  # many hosts: this host's Host name (config host)
 
     @property
     def source(self) -> pipeline.Source:
         return pipeline.Source(self.path, self.instance, self.storage_roots, self.max_destroy,
-                               self.allow_empty, self.prune, self.state_dir)
+                               self.allow_empty, self.prune, self.state_dir, host=self.host)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Daemon:
             log.error("config reload failed; keeping the old config", error=str(exc))
             return
         new = replace(self.options, max_destroy=cfg.maxDestroy, parallel=cfg.parallel,
-                      storage_roots=tuple(cfg.storageRoots))
+                      storage_roots=tuple(cfg.storageRoots), host=cfg.host)
         if cfg.connect != self.options.connect and self.options.config_file is not None:
             new = replace(new, connect=cfg.connect)
             self.link.disconnect()
