@@ -286,9 +286,22 @@ def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> D
     CPU check (libvirt checks again when migrating)."""
     from lxml import etree
 
+    from reconciler.core.moves import volumes as move_volumes
     from reconciler.core.xml.common import read_mark
 
+    vms = tuple(vms)
     names = {vm.name for vm in vms}
+    wanted = {(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)}
+    sources = [(s.get("pool"), s.get("volume"), s.get("file")) for dom in snap.domains
+               for s in etree.fromstring(dom.inactive_xml.encode()).iterfind(
+                   "devices/disk/source")]
+    found = []
+    for raw in snap.volumes:
+        if (raw.pool, raw.name) in wanted:
+            info = observe.volume_info(raw)
+            used = any((p == raw.pool and v == raw.name) or (f and f == info.path)
+                       for p, v, f in sources)
+            found.append((raw.pool, raw.name, info.capacity, info.format or "raw", used))
     domains = []
     for dom in snap.domains:
         if dom.name in names:
@@ -299,4 +312,5 @@ def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> D
         pools=tuple(sorted((p.name, p.available) for p in snap.pools if p.active)),
         volumes=frozenset((p.name, v) for p in snap.pools if p.active for v in p.volumes),
         domains=tuple(sorted(domains)),
-        networks=frozenset(n.name for n in snap.networks if n.active))
+        networks=frozenset(n.name for n in snap.networks if n.active),
+        found=tuple(sorted(found)))

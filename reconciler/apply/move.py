@@ -42,10 +42,13 @@ def carry_out(action: Action, here: Libvirt, routes: Mapping[str, Route]) -> Non
             if step.op == Op.PREPARE_VOLUME:
                 pool, name = _volume(vm, step.target.part, step.target.key)
                 info = here.volume(pool, name)
-                there.create_volume(pool, name, capacity=info.capacity,
-                                    fmt=info.format or "raw")
+                if not there.volume_exists(pool, name):  # else: left by an interrupted move
+                    there.create_volume(pool, name, capacity=info.capacity,
+                                        fmt=info.format or "raw")
             elif step.op == Op.COPY_VOLUME:
                 pool, name = _volume(vm, step.target.part, step.target.key)
+                if there.volume_exists(pool, name):  # a copy an interrupted move left (the
+                    there.delete_volume(pool, name)  # plan checked no domain there uses it)
                 here.copy_volume_to(there, pool, name)
             elif step.op == Op.MIGRATE:
                 here.migrate(vm.name, route.uri, data_uri=route.data_uri)

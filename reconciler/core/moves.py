@@ -77,13 +77,20 @@ def blocker(vm: LiveVM, dest: Destination) -> str | None:
         whose = "made by hand" if not owner else f"of instance {owner}"
         return f"{dest.host} already has a domain {vm.name!r} ({whose})"
     pools = dict(dest.pools)
+    found = {(pool, name): (capacity, fmt, used)
+             for pool, name, capacity, fmt, used in dest.found}
     need: dict[str, int] = {}
-    for pool, volume, capacity, _, _ in volumes(vm):
+    for pool, volume, capacity, fmt, key in volumes(vm):
         if pool not in pools:
             return f"{dest.host} has no active pool {pool!r}"
         if (pool, volume) in dest.volumes:
-            return (f"{dest.host} already has a volume {volume!r} in pool {pool!r}; "
-                    "delete it there if it is a leftover")
+            there = found.get((pool, volume))
+            if there is None or there[2] or there[1] != fmt or (key and there[0] != capacity):
+                why = ("in use by a domain there" if there and there[2] else
+                       "not the same size and format" if there else "not readable")
+                return (f"{dest.host} already has a volume {volume!r} in pool {pool!r} "
+                        f"({why}); delete it there if it is a leftover")
+            continue  # a copy an interrupted move left: written over, no new room needed
         need[pool] = need.get(pool, 0) + capacity
     for pool, bytes_ in sorted(need.items()):
         if pools[pool] < bytes_:

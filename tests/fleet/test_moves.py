@@ -109,6 +109,28 @@ def test_a_move_that_cannot_start_leaves_the_vm_untouched(host, host_b, tmp_path
     r = _as(tmp_path, "hv-a", host, "apply", m)
     assert r.code == 1
     assert (f"move to hv-b blocked: hv-b already has a volume '{name}-root' in pool "
-            "'default'; delete it there if it is a leftover; it stays here, untouched") in r.stdout
+            "'default' (not the same size and format); delete it there if it is a leftover; it "
+            "stays here, untouched") in r.stdout
     assert host.exists(name) and host.volume(f"{name}-root") is not None
     assert not host_b.exists(name)
+
+
+def test_a_move_interrupted_after_a_copy_is_finished_later(host, host_b, tmp_path, prefix):
+    """A cold move killed after its volume was copied leaves that copy on the destination: the
+    next run writes over it (same name, size and format, no domain uses it) and finishes."""
+    name = f"{prefix}mv"
+    m = _repo(tmp_path, host, host_b, name, "hv-a", "stopped")
+    assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
+    write_volume(host.volume(f"{name}-root"), 1 << 20, b"\x5a" * 4096)
+    before = _digest(host.volume(f"{name}-root"))
+    pool = host_b.conn.storagePoolLookupByName("default")
+    left = pool.createXML(f"<volume><name>{name}-root</name><capacity>{16 << 20}</capacity>"
+                          "<allocation>0</allocation><target><format type='qcow2'/></target>"
+                          "</volume>", 0)
+    write_volume(left, 4 << 20, b"\xff" * 65536)  # stale bytes past the header
+    _repo(tmp_path, host, host_b, name, "hv-b", "stopped")
+    r = _as(tmp_path, "hv-a", host, "apply", m)
+    assert r.code == 0, r.stdout + r.stderr
+    assert f"{name}: moved to hv-b (cold move)" in r.stdout
+    assert _digest(host_b.volume(f"{name}-root")) == before
+    assert host_b.exists(name) and not host.exists(name)

@@ -13,6 +13,7 @@ from lxml import etree
 
 from reconciler.core.errors import TransientError
 from reconciler.core.model.host import Destination
+from reconciler.core.moves import volumes as move_volumes
 from reconciler.core.xml.common import read_mark
 
 PEER_TIMEOUT = 10.0  # seconds a peer host has to answer (connect and every lookup)
@@ -73,6 +74,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
     pools_used = {d.pool for vm in vms for d in vm.config.disks}
     pools_used |= {vm.config.cloud_init.pool for vm in vms if vm.config.cloud_init}
     names = {vm.name for vm in vms}
+    wanted = [(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)]
 
     def read() -> None:
         try:
@@ -107,6 +109,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
                 domains.append((dom.name(), mark.instance if mark else ""))
         networks = frozenset(n.name() for n in conn.listAllNetworks(
             libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+        found = _found(conn, [v for v in wanted if v in volumes])
         arch = etree.fromstring(conn.getCapabilities().encode()).findtext("host/cpu/arch")
         cpu = []
         for name, xml in sorted(cpus.items()):
@@ -117,7 +120,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             cpu.append((name, verdict != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE))
         return Destination(host, uri, free_memory=free, pools=tuple(sorted(pools)),
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
-                           networks=networks, cpu=tuple(cpu))
+                           networks=networks, cpu=tuple(cpu), found=found)
 
     reader = threading.Thread(target=read, name="libvirt-destination", daemon=True)
     reader.start()
@@ -128,3 +131,25 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
         return Destination(host, uri, error=box["error"])
     result: Destination = box["result"]
     return result
+
+
+def _found(conn: Any, wanted: list[tuple[str, str]]) -> tuple[tuple[str, str, int, str, bool],
+                                                              ...]:
+    """(pool, volume, capacity, format, in use) of each of ``wanted`` on ``conn``: in use when a
+    domain there has it as a disk (by pool and volume, or by its path)."""
+    if not wanted:
+        return ()
+    sources = []
+    for dom in conn.listAllDomains(0):
+        root = etree.fromstring(dom.XMLDesc(0).encode())
+        sources += [(s.get("pool"), s.get("volume"), s.get("file"))
+                    for s in root.iterfind("devices/disk/source")]
+    out = []
+    for pool, name in wanted:
+        vol = conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+        fmt = etree.fromstring(vol.XMLDesc(0).encode()).find("target/format")
+        path = vol.path()
+        used = any((p == pool and v == name) or (f and f == path) for p, v, f in sources)
+        out.append((pool, name, int(vol.info()[1]),
+                    fmt.get("type", "raw") if fmt is not None else "raw", used))
+    return tuple(out)

@@ -62,6 +62,10 @@ class Destination:
     free_memory: int | None = None
     pools: tuple[tuple[str, int], ...] = ()
     volumes: frozenset[tuple[str, str]] = frozenset()
+    # Of those, (pool, volume, capacity in bytes, format, in use by a domain there) of each
+    # that a move would write: a copy left by an interrupted move is written over, anything
+    # else is in the way.
+    found: tuple[tuple[str, str, int, str, bool], ...] = ()
     domains: tuple[tuple[str, str], ...] = ()
     networks: frozenset[str] = frozenset()
     cpu: tuple[tuple[str, bool], ...] = ()
