@@ -13,7 +13,7 @@ from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
 from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.core.fleet import Share, arrivals, creating, share
+from reconciler.core.fleet import Share, arrivals, creating, nowhere, share
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.host import Destination
 from reconciler.core.model.storage import StorageView
@@ -223,6 +223,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
 
             live = _with_details(hv, _with_host(hv, live), needs(plan))
             plan = compute(inputs, live, guards, source.instance, source.target)
+    if fleet.host is not None:
+        plan = nowhere(plan, fleet)
     if peers is not None and fleet.host is not None:
         plan = _arrivals(plan, fleet, peers)
     if destinations is not None and fleet.host is not None:

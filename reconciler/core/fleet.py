@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from reconciler.core.errors import PermanentError
 from reconciler.core.placement import Placed, place
-from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
+from reconciler.core.model.vm import DesiredVM
+from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why, vm_target
 from reconciler.core.validate.result import Validated
 
 
@@ -32,6 +33,9 @@ class Share:
     elsewhere: tuple[tuple[str, str, str], ...] = ()
     placement: dict[str, Placed] = field(default_factory=dict)
     host: str | None = None  # this host's name in the fleet; None: no fleet
+    # VMs no host may run now, of which this host is a candidate (named by spec.host, or
+    # matched by spec.hostSelector): each host that could run one says it runs nowhere.
+    unplaced: tuple[DesiredVM, ...] = ()
 
 
 def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
@@ -61,7 +65,23 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
                    pools=tuple(p for p in inputs.pools if p.spec.name in pools))
     elsewhere = tuple(sorted((name, placed.host or "", placed.reason)
                              for name, placed in placement.items() if placed.host != me))
-    return Share(ours, elsewhere, placement, me)
+    spec = next(h.spec for h in inputs.hosts if h.spec.name == me)
+    unplaced = tuple(vm for vm in inputs.vms if placement[vm.spec.name].host is None
+                     and (vm.host == me or (vm.host is None and spec.matches(vm.host_selector))))
+    return Share(ours, elsewhere, placement, me, unplaced)
+
+
+def nowhere(plan: Plan, fleet: Share) -> Plan:
+    """``plan`` with each VM no host may run now, that this host could and does not hold,
+    listed as blocked (never silently left out: the repository asks for it). Pure."""
+    listed = {a.name for a in plan.actions if a.resource == Resource.VM}
+    added = [Action(Kind.BLOCKED, vm_target(vm.spec.name),
+                    reason=Reason(Why.UNPLACED, names=(fleet.placement[vm.spec.name].reason,)),
+                    desired=vm)
+             for vm in fleet.unplaced if vm.spec.name not in listed]
+    if not added:
+        return plan
+    return replace(plan, actions=(*plan.actions, *added))
 
 
 def creating(plan: Plan) -> tuple[str, ...]:

@@ -301,6 +301,9 @@ def reason_text(action: Action) -> str:
         return (f"leaving: the repository places it on host {reason.names[0]}; it is never "
                 "destroyed here, and stays as it is until it has moved there")
     if why == Why.UNPLACED:
+        if action.live is None:
+            return (f"unplaced: no host may run it now ({reason.names[0]}); it is created "
+                    "nowhere until one can")
         return (f"unplaced: no host may run it now ({reason.names[0]}); it is never "
                 "destroyed here, and stays as it is")
     if why == Why.MOVE_BLOCKED:

@@ -149,3 +149,25 @@ def test_no_vm_is_created_while_another_host_cannot_be_read(testdrv, prefix, tmp
     assert r.code == 0, r.stdout + r.stderr
     assert f"! {prefix}web" in r.stdout
     assert "cannot tell whether it already runs on another host: hv-a (" in r.stdout
+
+
+def test_a_vm_no_host_may_run_is_never_left_out(testdrv, prefix, tmp_path):
+    """Capacity full: the VM is placed nowhere. Each host that could run it says so (a plan
+    that left it out would read as "No changes"), and none creates it."""
+    m = tmp_path / "m"
+    write_manifest(m, "hosts/a.yaml", _readable(host_manifest("hv-a", "rack=a"))
+                   + "  capacity:\n    vms: 1\n")
+    write_manifest(m, "hosts/b.yaml", _readable(host_manifest("hv-b", "rack=b")))
+    write_manifest(m, "one.yaml", vm_manifest(f"{prefix}one", state="stopped",
+                                              extra="host: hv-a"))
+    write_manifest(m, "two.yaml", vm_manifest(f"{prefix}two", state="stopped",
+                                              extra="hostSelector: {rack: a}"))
+    r = _apply(m, tmp_path, "hv-a")
+    assert r.code == 1
+    assert f"! {prefix}two" in r.stdout
+    assert ("unplaced: no host may run it now (no room: hv-a holds its 1 VMs); it is created "
+            "nowhere until one can") in r.stdout
+    assert not any(d.name() == f"{prefix}two" for d in testdrv.listAllDomains(0))
+    # hv-b is no candidate (rack=b): it says nothing of it
+    r = run_cli("plan", "--connect", f"test://{NODE}", "--config", _config(tmp_path, "hv-b"), m)
+    assert f"{prefix}two" not in r.stdout
