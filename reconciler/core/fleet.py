@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from reconciler.core.errors import PermanentError
-from reconciler.core.placement import Placed, place
 from reconciler.core.model.vm import DesiredVM
+from reconciler.core.placement import Placed, place
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why, vm_target
 from reconciler.core.validate.result import Validated
 
