@@ -154,7 +154,7 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
             memo=Cache(cache.default_dir()), peers=None if snapshot else peers_of(instance),
             destinations=None if snapshot else destinations_of(hv))  # type: ignore[arg-type]
         revision = git.revision(folder)
-        header = Header(instance=instance, host=hv.hostname(), uri=hv.uri,
+        header = Header(instance=instance, host=cfg.host or hv.hostname(), uri=hv.uri,
                         commit=revision.commit, snapshot=hv.taken, dirty=revision.dirty,
                         git_problem=revision.problem)
     finally:
