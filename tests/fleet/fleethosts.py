@@ -1,23 +1,23 @@
 """Two hypervisor hosts: small OS-less guests, a live migration, a volume copied through libvirt
 storage streams.
 
-The two-host tests use these; the move implementation (reconciler/adapters/libvirt) may lift
-``copy_volume`` and ``migrate_live`` as they are: they use only libvirt's API (no paths, no
-shell), so they work the same between two real machines.
+The two-host tests use these; the volume copy is the product's own
+(``reconciler.adapters.libvirt.migration``): libvirt's API only (no paths, no shell), so it works
+the same between two real machines.
 """
 
 from __future__ import annotations
 
-import contextlib
+import textwrap
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import libvirt
 from lxml import etree
 
+from reconciler.adapters.libvirt.migration import Copied, copy, send_all
+
 MiB = 1 << 20
-CHUNK = 256 * 1024  # what one libvirt stream message carries at most
 
 # --- guests --------------------------------------------------------------------------------------
 
@@ -122,100 +122,11 @@ def migrate_live(dom: libvirt.virDomain, dest_uri: str, *, data_uri: str | None 
 # --- volumes through storage streams -------------------------------------------------------------
 
 
-@dataclass
-class CopyStats:
-    data: int = 0    # bytes sent as data
-    holes: int = 0   # bytes sent as holes (not transferred)
-    zeros: int = 0   # bytes of holes sent as zeros, over data the destination already had
-
-    @property
-    def size(self) -> int:
-        return self.data + self.holes
-
-
-def data_extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
-    """Where ``vol``'s file holds data, as (start, end) pairs, read by a sparse download. For a
-    volume just created that is its metadata only (e.g. a qcow2 header), a few hundred KiB."""
-    stream = vol.connect().newStream(0)
-    vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
-    extents: list[tuple[int, int]] = []
-    offset = 0
-    try:
-        while True:
-            got = stream.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
-            if got == -3:  # a hole
-                offset += stream.recvHole(0)
-                continue
-            if not isinstance(got, bytes):
-                raise libvirt.libvirtError(f"cannot read {vol.name()}: {got}")
-            if not got:
-                break
-            if extents and extents[-1][1] == offset:
-                extents[-1] = (extents[-1][0], offset + len(got))
-            else:
-                extents.append((offset, offset + len(got)))
-            offset += len(got)
-        stream.finish()
-    except BaseException:
-        with contextlib.suppress(libvirt.libvirtError):
-            stream.abort()
-        raise
-    return extents
-
-
-def copy_volume(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> CopyStats:
-    """Make ``dst``'s file a byte-identical copy of ``src``'s, through libvirt storage streams:
-    ``src`` downloaded from its host and uploaded, as it comes, to ``dst`` on another (or the
-    same) host. Holes stay holes: they are not transferred, and the copy is as sparse as the
-    original. ``dst`` must exist (e.g. ``same_volume_on``) and neither volume be in use.
-
-    A hole in a sparse upload is not written: libvirt seeks over it (and truncates the file
-    there), so whatever ``dst`` held in that range would survive. ``dst``'s own data (a new
-    qcow2's header, or what an earlier interrupted copy wrote) is therefore located first, and
-    every hole of ``src`` that overlaps it is sent as zeros instead. A ``dst`` holding data
-    beyond ``src``'s end cannot be cut short through the API: that is refused; delete and
-    recreate it.
-    """
-    src_size = src.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
-    existing = data_extents(dst)
-    if existing and existing[-1][1] > src_size:
-        raise ValueError(f"{dst.name()} holds data up to {existing[-1][1]} bytes, beyond "
-                         f"the {src_size} bytes of {src.name()}: recreate it first")
-    stats = CopyStats()
-    up = dst.connect().newStream(0)
-    down = src.connect().newStream(0)
-    try:
-        dst.upload(up, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
-        src.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
-
-        def on_data(_stream: libvirt.virStream, data: bytes, _opaque: None) -> int:
-            _send_all(up, data)
-            stats.data += len(data)
-            return 0
-
-        def on_hole(_stream: libvirt.virStream, length: int, _opaque: None) -> int:
-            start = stats.size
-            for kind, begin, end in _split(start, start + length, existing):
-                if kind == "zeros":
-                    for n in _chunks(end - begin):
-                        _send_all(up, bytes(n))
-                    stats.zeros += end - begin
-                else:
-                    up.sendHole(end - begin, 0)
-            stats.holes += length
-            return 0
-
-        down.sparseRecvAll(on_data, on_hole, None)
-        down.finish()
-        up.finish()
-    except BaseException:
-        for stream in (down, up):
-            with contextlib.suppress(libvirt.libvirtError):
-                stream.abort()
-        raise
-    if stats.size != src_size:
-        raise RuntimeError(f"copied {stats.size} bytes of {src.name()}, expected {src_size}")
-    return stats
+def copy_volume(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
+    """The product's stream copy (``reconciler.adapters.libvirt.migration.copy``): ``dst``
+    made a byte-identical, as sparse, copy of ``src``; ``dst`` holding data beyond ``src``'s
+    end is refused."""
+    return copy(src, dst)
 
 
 def read_volume(vol: libvirt.virStorageVol) -> bytes:
@@ -232,40 +143,24 @@ def write_volume(vol: libvirt.virStorageVol, offset: int, data: bytes) -> None:
     """Write ``data`` into ``vol``'s file at ``offset`` (plain upload of that range)."""
     stream = vol.connect().newStream(0)
     vol.upload(stream, offset, len(data), 0)
-    _send_all(stream, data)
+    send_all(stream, data)
     stream.finish()
 
 
-def _send_all(stream: libvirt.virStream, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        sent = stream.send(bytes(view[:CHUNK]))
-        if sent < 0:
-            raise libvirt.libvirtError(f"stream send returned {sent}")
-        view = view[sent:]
-
-
-def _chunks(total: int) -> Iterator[int]:
-    while total > 0:
-        n = min(total, CHUNK)
-        yield n
-        total -= n
-
-
-def _split(start: int, end: int,
-           extents: list[tuple[int, int]]) -> Iterator[tuple[str, int, int]]:
-    """[start, end) cut into ("zeros", a, b) where it overlaps ``extents`` and ("hole", a, b)
-    elsewhere, in order."""
-    pos = start
-    for begin, stop in extents:
-        if stop <= pos or begin >= end:
-            continue
-        if begin > pos:
-            yield "hole", pos, begin
-            pos = begin
-        upto = min(stop, end)
-        yield "zeros", pos, upto
-        pos = upto
-    if pos < end:
-        yield "hole", pos, end
-
+def write_hosts(folder: Path, uri_a: str, uri_b: str) -> None:
+    """The Host manifests of the test bed: hv-a (the first libvirtd) and hv-b (the second),
+    a live migration's data sent to 127.0.0.1 (both are this machine)."""
+    (folder).mkdir(parents=True, exist_ok=True)
+    (folder / "hosts.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-a}}
+        spec: {{uri: "{uri_a}"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Host
+        metadata: {{name: hv-b}}
+        spec:
+          uri: "{uri_b}"
+          migrateUri: tcp://127.0.0.1
+        """))

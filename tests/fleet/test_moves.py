@@ -10,7 +10,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from conftest import Host, run_cli, vm_manifest, write_manifest
-from fleethosts import read_volume, write_volume
+from fleethosts import read_volume, write_hosts, write_volume
 from lxml import etree
 
 pytestmark = pytest.mark.libvirtd
@@ -20,19 +20,7 @@ MOVES_NS = "https://reconciler.dev/xmlns/moves/v1"
 
 def _repo(folder: Path, host: Host, host_b: Host, name: str, on: str, state: str) -> Path:
     m = folder / "m"
-    write_manifest(m, "hosts.yaml", f"""
-        apiVersion: reconciler/v1
-        kind: Host
-        metadata: {{name: hv-a}}
-        spec: {{uri: "{host.uri}"}}
-        ---
-        apiVersion: reconciler/v1
-        kind: Host
-        metadata: {{name: hv-b}}
-        spec:
-          uri: "{host_b.uri}"
-          migrateUri: tcp://127.0.0.1
-        """)
+    write_hosts(m, host.uri, host_b.uri)
     write_manifest(m, "vm.yaml", vm_manifest(name, state=state, extra=f"host: {on}",
                                              disks="- name: root\n  size: 16MiB"))
     return m

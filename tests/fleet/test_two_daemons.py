@@ -12,24 +12,13 @@ from conftest import Host, vm_manifest, write_manifest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "daemon"))
 from daemonproc import Daemon, wait_for
+from fleethosts import write_hosts
 
 pytestmark = pytest.mark.libvirtd
 
 
 def _repo(m: Path, host: Host, host_b: Host, vms: dict[str, str]) -> None:
-    write_manifest(m, "hosts.yaml", f"""
-        apiVersion: reconciler/v1
-        kind: Host
-        metadata: {{name: hv-a}}
-        spec: {{uri: "{host.uri}"}}
-        ---
-        apiVersion: reconciler/v1
-        kind: Host
-        metadata: {{name: hv-b}}
-        spec:
-          uri: "{host_b.uri}"
-          migrateUri: tcp://127.0.0.1
-        """)
+    write_hosts(m, host.uri, host_b.uri)
     for name, on in vms.items():
         write_manifest(m, f"{name}.yaml", vm_manifest(name, state="stopped", extra=f"host: {on}",
                                                       disks="- name: root\n  size: 16MiB"))

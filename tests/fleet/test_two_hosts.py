@@ -29,6 +29,8 @@ from fleethosts import (
 )
 from lxml import etree
 
+from reconciler.core.errors import PermanentError
+
 pytestmark = pytest.mark.libvirtd
 
 RUNNING = libvirt.VIR_DOMAIN_RUNNING
@@ -203,5 +205,5 @@ def test_copy_refuses_a_destination_longer_than_the_source(host, host_b):
     source = create_volume(host.conn, f"{name}-root", 4 * MiB, "raw")
     target = create_volume(host_b.conn, f"{name}-root", 8 * MiB, "raw")
     write_volume(target, 7 * MiB, b"\x01" * MiB)
-    with pytest.raises(ValueError, match="recreate it"):
+    with pytest.raises(PermanentError, match="delete it there"):
         copy_volume(source, target)

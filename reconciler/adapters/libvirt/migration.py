@@ -76,7 +76,7 @@ class Migration(Connection):
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise
                 dst = target_pool.createXML(_same_volume(src), 0)
-            return _copy(src, dst)
+            return copy(src, dst)
 
 
 def _same_volume(src: libvirt.virStorageVol) -> str:
@@ -93,7 +93,7 @@ def _same_volume(src: libvirt.virStorageVol) -> str:
     return str(etree.tostring(root, encoding="unicode"))
 
 
-def _extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
+def extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
     """Where ``vol``'s file holds data, (start, end) pairs, read by a sparse download."""
     stream = vol.connect().newStream(0)
     vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
@@ -122,9 +122,13 @@ def _extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
     return extents
 
 
-def _copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
+def copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
+    """Make ``dst`` (an existing volume, on any host) a byte-identical, as sparse, copy of
+    ``src`` through storage streams (see ``Migration.copy_volume_to``). Raises
+    ``PermanentError`` when ``dst`` holds data beyond ``src``'s end (it cannot be cut short
+    through the API: delete and recreate it)."""
     size = src.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
-    existing = _extents(dst)
+    existing = extents(dst)
     if existing and existing[-1][1] > size:
         raise PermanentError(f"volume {dst.name()} on the destination holds data beyond the "
                              f"{size} bytes of the source; delete it there, the next run "
@@ -137,7 +141,7 @@ def _copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
         src.download(down, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
 
         def on_data(_stream: libvirt.virStream, data: bytes, _opaque: None) -> int:
-            _send_all(up, data)
+            send_all(up, data)
             stats.data += len(data)
             return 0
 
@@ -146,7 +150,7 @@ def _copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
             for kind, begin, end in _split(start, start + length, existing):
                 if kind == "zeros":
                     for n in _chunks(end - begin):
-                        _send_all(up, bytes(n))
+                        send_all(up, bytes(n))
                     stats.zeros += end - begin
                 else:
                     up.sendHole(end - begin, 0)
@@ -167,7 +171,7 @@ def _copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
     return stats
 
 
-def _send_all(stream: libvirt.virStream, data: bytes) -> None:
+def send_all(stream: libvirt.virStream, data: bytes) -> None:
     view = memoryview(data)
     while view:
         sent = stream.send(bytes(view[:CHUNK]))

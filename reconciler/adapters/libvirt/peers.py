@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import libvirt
@@ -26,42 +26,52 @@ def managed_here(uri: str, names: Sequence[str], instance: str,
 
     Raises ``TransientError`` when the host cannot be read (no answer within ``timeout``
     seconds, connection refused, authentication failed)."""
+    def read(conn: Any) -> frozenset[str]:
+        found = set()
+        for name in names:
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue
+                raise
+            mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
+            if mark is not None and mark.instance == instance:
+                found.add(name)
+        return frozenset(found)
+
+    result: frozenset[str] = within(uri, read, timeout)
+    return result
+
+
+def within(uri: str, read: Callable[[Any], Any], timeout: float) -> Any:
+    """``read`` of a read-only connection to ``uri``, in a thread of its own given ``timeout``
+    seconds (a host that does not answer must not hold the caller); the connection is closed
+    after. Raises ``TransientError`` (no answer in time, or libvirt's error)."""
     box: dict[str, Any] = {}
 
-    def read() -> None:
+    def run() -> None:
         try:
             conn = libvirt.openReadOnly(uri)
         except libvirt.libvirtError as exc:
             box["error"] = exc.get_error_message() or str(exc)
             return
         try:
-            found = set()
-            for name in names:
-                try:
-                    dom = conn.lookupByName(name)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                        continue
-                    raise
-                mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
-                if mark is not None and mark.instance == instance:
-                    found.add(name)
-            box["found"] = frozenset(found)
+            box["result"] = read(conn)
         except libvirt.libvirtError as exc:
             box["error"] = exc.get_error_message() or str(exc)
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
 
-    reader = threading.Thread(target=read, name="libvirt-peer", daemon=True)
+    reader = threading.Thread(target=run, name="libvirt-peer", daemon=True)
     reader.start()
     reader.join(timeout)
     if reader.is_alive():
         raise TransientError(f"{uri}: no answer within {timeout:g} s")
     if "error" in box:
         raise TransientError(f"{uri}: {box['error']}")
-    result: frozenset[str] = box["found"]
-    return result
+    return box["result"]
 
 
 def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
@@ -70,25 +80,10 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
     (read-only, within ``timeout`` seconds). ``cpus``: VM -> its running <cpu> element, checked
     with the destination's hypervisor. Never raises: a host that cannot be read gives a
     Destination with ``error``."""
-    box: dict[str, Any] = {}
     pools_used = {d.pool for vm in vms for d in vm.config.disks}
     pools_used |= {vm.config.cloud_init.pool for vm in vms if vm.config.cloud_init}
     names = {vm.name for vm in vms}
     wanted = [(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)]
-
-    def read() -> None:
-        try:
-            conn = libvirt.openReadOnly(uri)
-        except libvirt.libvirtError as exc:
-            box["error"] = exc.get_error_message() or str(exc)
-            return
-        try:
-            box["result"] = _read(conn)
-        except libvirt.libvirtError as exc:
-            box["error"] = exc.get_error_message() or str(exc)
-        finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
 
     def _read(conn: Any) -> Destination:
         try:
@@ -122,14 +117,10 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
                            networks=networks, cpu=tuple(cpu), found=found)
 
-    reader = threading.Thread(target=read, name="libvirt-destination", daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if reader.is_alive():
-        return Destination(host, uri, error=f"no answer within {timeout:g} s")
-    if "error" in box:
-        return Destination(host, uri, error=box["error"])
-    result: Destination = box["result"]
+    try:
+        result: Destination = within(uri, _read, timeout)
+    except TransientError as exc:
+        return Destination(host, uri, error=str(exc).removeprefix(f"{uri}: "))
     return result
 
 
