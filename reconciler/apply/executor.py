@@ -8,8 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-import structlog
-
+from reconciler.adapters.lazylog import get_logger
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, network, pool, vm
 from reconciler.apply.steps import Interrupted, Steps
@@ -18,7 +17,7 @@ from reconciler.core.errors import ReconcilerError
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
 from reconciler.core.result import Outcome, Result
 
-log = structlog.get_logger("reconciler.apply")
+log = get_logger("reconciler.apply")
 
 
 @dataclass

@@ -11,15 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import __version__, pipeline
-from reconciler.adapters import cache, manifests
-from reconciler.adapters import config as configuration
-from reconciler.adapters.cache import Cache
-from reconciler.core import render
-from reconciler.core.plan import Header
-from reconciler.core.validate.result import Validated
-from reconciler.shells import commands, confirm, gitops_cli
-from reconciler.shells.interrupts import Interrupts, Stopped
+from reconciler import __version__
+from reconciler.shells import commands, gitops_cli
 from reconciler.shells.options import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -39,10 +32,16 @@ from reconciler.shells.options import (
 )
 
 if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import config as configuration
+    from reconciler.core.plan import Header
     from reconciler.core.result import Result
+    from reconciler.core.validate.result import Validated
+    from reconciler.shells.interrupts import Interrupts
 
-# The executor, status, export, daemon (and structlog, watchdog, prometheus_client, pycdlib behind
-# them) are imported by the commands that use them: `plan` and `validate` start faster.
+# Each command imports what it uses when it runs (the pipeline, the executor, status, export,
+# the daemon, and structlog, lxml, watchdog, prometheus_client, pycdlib behind them):
+# `--version` and `--help` import click and little else (tests/core/test_startup.py).
 
 def _valid_summary(inputs: Validated) -> str:
     """"3 VMs, 1 network valid": every kind that is present (VMs always)."""
@@ -55,11 +54,11 @@ def _valid_summary(inputs: Validated) -> str:
 
 class _Main(click.Group):
     """The command group. Run as the process's own command (the console script, ``python -m``:
-    no ``args``), a read-only command ends the process with ``os._exit`` once its output is
-    flushed: nothing is left to clean up, and tearing down the interpreter's objects would cost
-    tens of ms at 1,000 VMs. Called with arguments (tests, other Python code) it returns or
-    raises ``SystemExit`` as usual, as it does under a profiler or tracer (cProfile, coverage),
-    which write their data at exit."""
+    no ``args``), a read-only command or apply (``options.EXITS_AT_ONCE``) ends the process with
+    ``os._exit`` once its output is flushed: nothing is left to clean up, and tearing down the
+    interpreter's objects would cost tens of ms at 1,000 VMs (10-15 ms even at 10). Called with
+    arguments (tests, other Python code) it returns or raises ``SystemExit`` as usual, as it does
+    under a profiler or tracer (cProfile, coverage), which write their data at exit."""
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         finished.clear()
@@ -89,6 +88,9 @@ def main() -> None:
 def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt.
     ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
+    from reconciler.adapters import manifests
+    from reconciler.core import render
+
     inputs = manifests.load_desired(manifest_path(path, cfg), cfg.storageRoots)
     if fmt == "github":
         click.echo(render.github_annotations(inputs.problems), nl=False)
@@ -129,7 +131,11 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     """Show what apply would do, over a read-only connection (or against a snapshot; or,
     with --fleet, for every host of the repository). With --target / -l, only for those VMs
     (and their networks and pools)."""
-    from reconciler.adapters import git
+    from reconciler import pipeline
+    from reconciler.adapters import cache, git
+    from reconciler.adapters.cache import Cache
+    from reconciler.core import render
+    from reconciler.core.plan import Header
 
     folder = manifest_path(path, cfg)
     if fleet or snapshots is not None:
@@ -169,6 +175,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
 
 def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
                header: Header | None = None) -> None:
+    from reconciler.core import render
+
     if fmt == "json":
         click.echo(render.dumps(doc), nl=False)
         return
@@ -209,10 +217,14 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
     the plan destroys anything or deletes a volume), unless --yes or --plan FILE. With
     --target / -l, only for those VMs; a saved plan keeps the target it was made with."""
+    from reconciler import pipeline
+    from reconciler.adapters import cache, lock
     from reconciler.adapters import git as gitinfo
-    from reconciler.adapters import lock
+    from reconciler.adapters.cache import Cache
     from reconciler.apply.executor import Settings, execute
-    from reconciler.shells import saved_plan, status
+    from reconciler.core import render
+    from reconciler.shells import confirm, saved_plan, status
+    from reconciler.shells.interrupts import Interrupts, Stopped
 
     if plan_file is not None:  # its own target (--target or -l besides: a usage error)
         targets, selectors = saved_plan.target_options(plan_file, targets, selectors)
@@ -268,6 +280,8 @@ def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
             interrupts: Interrupts) -> int:
     """Print the results (when anything was to change, or a signal came) and give apply's exit
     status."""
+    from reconciler.core import render
+
     if planned.plan.has_changes or interrupts.signal:
         if fmt == "json":
             click.echo(render.dumps({"results": render.results_json(results)}), nl=False)

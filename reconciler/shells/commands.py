@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.adapters import config as configuration
-from reconciler.core import defaults, render
-from reconciler.core import schema as schemas
-from reconciler.core.errors import NotFoundError
+from reconciler.core import defaults
 from reconciler.shells.options import (
     EXIT_ERROR,
     EXIT_OK,
@@ -25,6 +23,9 @@ from reconciler.shells.options import (
     seconds,
     source_of,
 )
+
+if TYPE_CHECKING:
+    from reconciler.adapters import config as configuration
 
 
 @click.command()
@@ -120,7 +121,8 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
 def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: str,
                    instance: str) -> int:
     """Print a manifest for an existing domain (to adopt a VM made by hand)."""
-    from reconciler.core import export
+    from reconciler.core import export, render
+    from reconciler.core.errors import NotFoundError
 
     hv = connect_libvirt(connect, readonly=True)
     try:
@@ -146,6 +148,8 @@ def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: s
 def schema(kind: str | None) -> None:
     """Print the JSON schema of a manifest kind (any case: `network`), of every kind at once
     (the default; also `all`), or of the plan (`plan`)."""
+    from reconciler.core import schema as schemas
+
     try:
         document = schemas.load(schemas.lookup(kind or schemas.MANIFEST))
     except KeyError:
