@@ -221,7 +221,6 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     from reconciler.adapters import cache, lock
     from reconciler.adapters import git as gitinfo
     from reconciler.adapters.cache import Cache
-    from reconciler.apply.executor import Settings, execute
     from reconciler.core import render
     from reconciler.shells import confirm, saved_plan, status
     from reconciler.shells.interrupts import Interrupts, Stopped
@@ -254,14 +253,19 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     revision = gitinfo.revision(folder)
                     if revision.problem:  # said once, never left out silently
                         click.echo(f"warning: {revision.problem}", err=True)
-                    settings = Settings(parallel=parallel or cfg.parallel,
-                                        commit=revision.commit, dirty=revision.dirty,
-                                        instance=instance,
-                                        halt=interrupts.received)
                     interrupts.changing = True  # from here on a signal stops between steps
                     # Without changes this writes nothing: each action's result (blocked,
-                    # pending restart, suspended) still goes to the status file.
-                    results = execute(planned.plan, hv, settings)
+                    # pending restart, suspended) still goes to the status file. A plan with
+                    # no action has no result: the executor is not even imported.
+                    results: tuple[Result, ...] = ()
+                    if planned.plan.actions:
+                        from reconciler.apply.executor import Settings, execute
+
+                        settings = Settings(parallel=parallel or cfg.parallel,
+                                            commit=revision.commit, dirty=revision.dirty,
+                                            instance=instance,
+                                            halt=interrupts.received)
+                        results = execute(planned.plan, hv, settings)
                     # Each result as a fresh read of the host shows it: "converged" only
                     # when a new plan has nothing left to do for that resource.
                     _, results = pipeline.verify(source, hv, planned, results, memo=memo)
@@ -314,12 +318,13 @@ def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
 def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
                       results: tuple[Result, ...]) -> None:
     """An approval is used once: dropped when its destroy is done."""
-    from reconciler.adapters import approvals
     from reconciler.core.plan import Kind
 
     destroys = {a.label for a in planned.plan.actions if a.kind == Kind.DESTROY}
     done = {r.name for r in results if r.ok and r.name in destroys}
     if done:
+        from reconciler.adapters import approvals
+
         approvals.forget(state_dir, instance, done)
 
 
