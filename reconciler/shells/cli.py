@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import __version__
-from reconciler.shells import commands, gitops_cli
 from reconciler.shells.options import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -52,13 +52,75 @@ def _valid_summary(inputs: Validated) -> str:
     return ", ".join(parts)
 
 
+# The commands defined in other modules, imported when they run (or for --help, the man pages):
+# name -> (module, attribute). tests/core/test_startup.py checks it against their COMMANDS.
+ELSEWHERE = {
+    "run": ("reconciler.shells.commands", "run"),
+    "status": ("reconciler.shells.commands", "status_command"),
+    "export": ("reconciler.shells.commands", "export_command"),
+    "schema": ("reconciler.shells.commands", "schema"),
+    "approve": ("reconciler.shells.gitops_cli", "approve"),
+    "suspend": ("reconciler.shells.gitops_cli", "suspend"),
+    "resume": ("reconciler.shells.gitops_cli", "resume"),
+    "snapshot": ("reconciler.shells.gitops_cli", "snapshot_command"),
+}
+
+
+def _whole_short_help(command: click.Command) -> click.Command:
+    """`reconciler --help` (and the man page's list) show each command's first sentence whole,
+    wrapped, never cut at 45 characters with "..." as click does by default."""
+    command.short_help = command.short_help or command.get_short_help_str(limit=1000)
+    return command
+
+
+class _Commands(MutableMapping[str, click.Command]):
+    """The group's commands: those added (defined here), and those of ``ELSEWHERE``, each
+    imported at its first use: `--version` and a command defined here do not import the
+    others' modules (3-4 ms)."""
+
+    def __init__(self, elsewhere: dict[str, tuple[str, str]]) -> None:
+        self._loaded: dict[str, click.Command] = {}
+        self._elsewhere = dict(elsewhere)
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attribute = self._elsewhere[name]  # KeyError: no such command
+            command = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = _whole_short_help(command)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._elsewhere.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._loaded.pop(name, None)
+        self._elsewhere.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:  # without importing it
+        return name in self._loaded or name in self._elsewhere
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._elsewhere if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(self._loaded.keys() | self._elsewhere.keys())
+
+
 class _Main(click.Group):
     """The command group. Run as the process's own command (the console script, ``python -m``:
     no ``args``), a read-only command or apply (``options.EXITS_AT_ONCE``) ends the process with
     ``os._exit`` once its output is flushed: nothing is left to clean up, and tearing down the
     interpreter's objects would cost tens of ms at 1,000 VMs (10-15 ms even at 10). Called with
     arguments (tests, other Python code) it returns or raises ``SystemExit`` as usual, as it does
-    under a profiler or tracer (cProfile, coverage), which write their data at exit."""
+    under a profiler or tracer (cProfile, coverage), which write their data at exit.
+    Its commands are a ``_Commands``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(ELSEWHERE)
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         finished.clear()
@@ -328,12 +390,8 @@ def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
         approvals.forget(state_dir, instance, done)
 
 
-for _command in (*commands.COMMANDS, *gitops_cli.COMMANDS):
-    main.add_command(_command)
-for _command in (main, *main.commands.values()):
-    # `reconciler --help` (and the man page's list) show each command's first sentence whole,
-    # wrapped, never cut at 45 characters with "..." as click does by default.
-    _command.short_help = _command.short_help or _command.get_short_help_str(limit=1000)
+for _command in (main, validate, plan, apply):  # the others' when they are imported
+    _whole_short_help(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover  (after the commands are added)

@@ -104,3 +104,13 @@ def test_an_apply_with_nothing_to_do_imports_no_executor_and_no_structlog(tmp_pa
     assert "reconciler.adapters.libvirt" in modules  # it did read the host
     assert loaded(modules, ("structlog", "rich", "reconciler.apply", "tempfile")) == []
     assert (tmp_path / "state" / "status").is_dir()  # and wrote its state
+
+
+def test_the_commands_imported_when_used_are_those_their_modules_define() -> None:
+    from reconciler.shells import cli, commands, gitops_cli
+
+    defined = {c.name: c for c in (*commands.COMMANDS, *gitops_cli.COMMANDS)}
+    assert set(cli.ELSEWHERE) == set(defined)
+    for name, command in defined.items():
+        assert cli.main.commands[name] is command
+    assert sorted(cli.main.commands) == sorted([*defined, "validate", "plan", "apply"])
