@@ -114,3 +114,22 @@ def test_the_commands_imported_when_used_are_those_their_modules_define() -> Non
     for name, command in defined.items():
         assert cli.main.commands[name] is command
     assert sorted(cli.main.commands) == sorted([*defined, "validate", "plan", "apply"])
+
+
+def test_apply_sets_its_logging_up_when_it_first_logs(tmp_path: Path) -> None:
+    """structlog is imported and configured at apply's first record (``adapters.lazylog``):
+    with -v and --log-format json, each action's record is a JSON line, at info level."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "vm.yaml").write_text("apiVersion: reconciler/v1\nkind: VirtualMachine\n"
+                                    "metadata: {name: lazylog-01}\n"
+                                    "spec: {vcpus: 1, memory: 64MiB, state: stopped}\n")
+    code, modules, output = run("apply", "--yes", "-v", "--log-format", "json",
+                                "--connect", "test:///default", "--config",
+                                empty_config(tmp_path), "--state-dir", str(tmp_path / "state"),
+                                str(folder))
+    assert code == 0, output
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert {"event": "action done", "level": "info", "vm": "lazylog-01"}.items() <= \
+        records[-1].items(), output
+    assert "structlog" in modules
