@@ -231,6 +231,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    args.tree = args.tree.resolve()
+    if not (args.tree / "reconciler" / "shells" / "cli.py").is_file():
+        parser.error(f"--tree {args.tree}: no reconciler source tree there")
     return args
 
 
@@ -240,10 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     real = not args.test_driver and libvirtd_answers(args.connect)
     prefix = f"bench-{secrets.token_hex(3)}-"
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    # `python -c` puts the working directory first on sys.path: not a source tree's.
+    os.chdir(workdir)
     config = workdir / "config.yaml"
     config.write_text("# empty: every setting at its default (the host's config is not read)\n")
     # Children reuse the bytecode compiled in the warm-up, as an installed tool does.
-    env = dict(os.environ, PYTHONPATH=str(args.tree.resolve()),
+    env = dict(os.environ, PYTHONPATH=str(args.tree),
                RECONCILER_INSTANCE=prefix.rstrip("-"),
                PYTHONPYCACHEPREFIX=str(workdir / "pycache"),
                RECONCILER_CACHE_DIR=str(workdir / "cache"),
@@ -283,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"({time.perf_counter() - started:.1f}s)")
                 for error in errors:
                     say(f"teardown: {error}", err=True)
+            os.chdir(ROOT)
             shutil.rmtree(workdir, ignore_errors=True)
     if code:
         return code
