@@ -296,6 +296,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             with lock.exclusive(instance, command="apply", state_dir=states,
                                 timeout=lock_timeout):
                 hv = connect_libvirt(connect)
+                asked = gitinfo.Asked(folder)  # git runs while the host is read
                 try:
                     source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
                                        states, targets=targets, selectors=selectors)
@@ -312,7 +313,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                             and not confirm.asked(planned.plan)):
                         click.echo("Apply cancelled.", err=True)
                         return EXIT_ERROR
-                    revision = gitinfo.revision(folder)
+                    revision = asked.revision()
                     if revision.problem:  # said once, never left out silently
                         click.echo(f"warning: {revision.problem}", err=True)
                     interrupts.changing = True  # from here on a signal stops between steps
@@ -332,6 +333,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     # when a new plan has nothing left to do for that resource.
                     _, results = pipeline.verify(source, hv, planned, results, memo=memo)
                 finally:
+                    asked.close()
                     hv.close()
                 status.record(states, instance, planned, results, revision)
                 _forget_approvals(states, instance, planned, results)

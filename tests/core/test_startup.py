@@ -133,3 +133,31 @@ def test_apply_sets_its_logging_up_when_it_first_logs(tmp_path: Path) -> None:
     assert {"event": "action done", "level": "info", "vm": "lazylog-01"}.items() <= \
         records[-1].items(), output
     assert "structlog" in modules
+
+
+def _git(folder: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    subprocess.run(["git", "-C", str(folder), *args], env=env, check=True, capture_output=True)
+
+
+def test_git_asked_ahead_answers_as_revision_does(tmp_path: Path) -> None:
+    """apply starts `git status` before it reads the host and reads its answer after
+    (``git.Asked``): the same answer as ``git.revision``, clean, dirty or no repository."""
+    from reconciler.adapters import git
+
+    assert git.Asked(tmp_path).revision() == git.revision(tmp_path)
+    assert "not in a git repository" in (git.revision(tmp_path).problem or "")
+    (tmp_path / "vm.yaml").write_text("a: 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    with git.Asked(tmp_path) as asked:
+        clean = asked.revision()
+    assert clean == git.revision(tmp_path) and clean.commit and not clean.dirty
+    (tmp_path / "vm.yaml").write_text("a: 2\n")
+    dirty = git.Asked(tmp_path).revision()
+    assert dirty.commit == clean.commit and dirty.dirty
+    unread = git.Asked(tmp_path)  # never waited for: ended, not left behind
+    unread.close()
+    assert unread._process is not None and unread._process.returncode is not None
