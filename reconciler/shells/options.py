@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.core.errors import PermanentError, ReconcilerError
-
 if TYPE_CHECKING:
     from reconciler import pipeline
     from reconciler.adapters import config as configuration
@@ -60,6 +58,7 @@ def common(func: Callable[..., int], *,
                 **kwargs: Any) -> None:
         from reconciler.adapters import config as configuration
         from reconciler.adapters import lazylog
+        from reconciler.core.errors import PermanentError, ReconcilerError
 
         daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
 
@@ -204,6 +203,8 @@ def manifest_path(path: Path | None, cfg: configuration.Config) -> Path:
 def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
     """Open libvirt (imported here: ``plan --snapshot`` and ``validate`` run where
     libvirt-python is not installed, as on a CI runner)."""
+    from reconciler.core.errors import PermanentError
+
     try:
         from reconciler.adapters.libvirt import Libvirt
     except ImportError as exc:
