@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from reconciler.adapters import approvals, cache
+from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
@@ -184,8 +184,11 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
     inputs = fleet.inputs
-    approved = (approvals.read(source.state_dir, source.instance)
-                if source.state_dir is not None and source.prune == "confirm" else frozenset())
+    approved: frozenset[tuple[str, str]] = frozenset()
+    if source.state_dir is not None and source.prune == "confirm":
+        from reconciler.adapters import approvals
+
+        approved = approvals.read(source.state_dir, source.instance)
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     prune=source.prune, approved=approved,
                     allow_empty=source.allow_empty, single_file=source.path.is_file(),

@@ -27,7 +27,7 @@ import io
 import os
 import pickle
 import stat
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 
 from reconciler.adapters import atomic
@@ -59,11 +59,21 @@ def table_file(folder: Path, table: str) -> Path:
 def code_digest() -> str:
     """Which code computed the entries: the name, size and mtime of each file of the package."""
     h = hashlib.blake2b(digest_size=16)
-    for path in sorted(_PACKAGE.rglob("*")):
-        if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
-            info = path.stat()
-            h.update(f"{path.relative_to(_PACKAGE)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    for name, info in sorted(_code_files(str(_PACKAGE), "")):
+        h.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def _code_files(folder: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to the package, stat) of each ``.py`` and ``.json`` file below ``folder``
+    (``os.scandir``: a third of ``Path.rglob``'s time, which each plan and apply pays)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                if entry.name != "__pycache__":
+                    yield from _code_files(entry.path, f"{prefix}{entry.name}/")
+            elif entry.name.endswith((".py", ".json")):
+                yield f"{prefix}{entry.name}", entry.stat()
 
 
 def _private(info: os.stat_result) -> bool:

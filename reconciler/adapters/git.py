@@ -39,28 +39,71 @@ def revision(path: Path) -> Revision:
 
     git runs with optional locks off (it never writes the index of a checkout that a deploy
     job may be updating) and without the file-system monitor hook."""
-    folder = path if path.is_dir() else path.parent
-    spec = "." if path.is_dir() else path.name
-    command = ["git", "--no-optional-locks", "-c", "core.fsmonitor=false", "-C", str(folder),
-               "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "--", spec]
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
-                             env=env, check=False)
-    except FileNotFoundError:
-        return Revision(problem="git is not installed: no commit is recorded; install git")
-    except subprocess.TimeoutExpired:
-        return Revision(problem=f"git did not answer within {TIMEOUT:.0f} s for {folder}: no "
-                                "commit is recorded")
-    except OSError as exc:
-        return Revision(problem=f"git cannot run: {exc.strerror or exc}")
-    if out.returncode != 0:
-        return Revision(problem=_problem(folder, out.stderr))
-    oid = next((line.split()[2] for line in out.stdout.splitlines()
+    with Asked(path) as asked:
+        return asked.revision()
+
+
+class Asked:
+    """``revision(path)`` in two halves: git starts here and runs while the caller does other
+    work (apply reads the host meanwhile: 2-3 ms of its start-up), ``revision()`` waits for its
+    answer. ``close()`` (or leaving the ``with`` block) ends a git that was not waited for."""
+
+    def __init__(self, path: Path) -> None:
+        self.folder = path if path.is_dir() else path.parent
+        spec = "." if path.is_dir() else path.name
+        command = ["git", "--no-optional-locks", "-c", "core.fsmonitor=false", "-C",
+                   str(self.folder), "status", "--porcelain=v2", "--branch",
+                   "--untracked-files=normal", "--", spec]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+        self._process: subprocess.Popen[str] | None = None
+        self._answer: Revision | None = None
+        try:
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True, env=env)
+        except FileNotFoundError:
+            self._answer = Revision(problem="git is not installed: no commit is recorded; "
+                                            "install git")
+        except OSError as exc:
+            self._answer = Revision(problem=f"git cannot run: {exc.strerror or exc}")
+
+    def revision(self) -> Revision:
+        """git's answer (see ``revision``), waited for at most ``TIMEOUT`` seconds."""
+        if self._answer is None:
+            self._answer = self._wait()
+        return self._answer
+
+    def _wait(self) -> Revision:
+        if self._process is None:  # (it did not start: the answer says why)
+            return Revision(problem="git did not run: no commit is recorded")
+        try:
+            out, err = self._process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return Revision(problem=f"git did not answer within {TIMEOUT:.0f} s for "
+                                    f"{self.folder}: no commit is recorded")
+        return _parse(self.folder, self._process.returncode, out, err)
+
+    def close(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            self._process.communicate()
+
+    def __enter__(self) -> Asked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse(folder: Path, code: int, out: str, err: str) -> Revision:
+    if code != 0:
+        return Revision(problem=_problem(folder, err))
+    oid = next((line.split()[2] for line in out.splitlines()
                 if line.startswith("# branch.oid ")), "")
     if len(oid) != 40:  # "(initial)": a repository with no commit yet
         return Revision(problem=f"the git repository at {folder} has no commit yet")
-    dirty = any(line and not line.startswith("#") for line in out.stdout.splitlines())
+    dirty = any(line and not line.startswith("#") for line in out.splitlines())
     return Revision(commit=oid, dirty=dirty)
 
 

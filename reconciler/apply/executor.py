@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-import structlog
-
+from reconciler.adapters.lazylog import get_logger
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, move, network, pool, vm
 from reconciler.apply.progress import Activity, Observer, Silent
@@ -24,7 +23,7 @@ from reconciler.core.errors import ReconcilerError
 from reconciler.core.plan import Action, Kind, Op, Plan, Reason, Resource, Why
 from reconciler.core.result import Deed, Did, Outcome, Result
 
-log = structlog.get_logger("reconciler.apply")
+log = get_logger("reconciler.apply")
 
 
 @dataclass

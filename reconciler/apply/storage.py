@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import contextlib
 
-import structlog
-
+from reconciler.adapters.lazylog import get_logger
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.core import cloudinit
 from reconciler.core.errors import NotFoundError, PermanentError
 from reconciler.core.model.vm import Disk, VMSpec
 
-log = structlog.get_logger("reconciler.apply")
+log = get_logger("reconciler.apply")
 
 
 def create_volume(hv: Libvirt, vm: str, disk: Disk) -> None:

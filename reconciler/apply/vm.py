@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import structlog
-
+from reconciler.adapters.lazylog import get_logger
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.apply import devices, storage
 from reconciler.apply.progress import Activity, Observer, Silent
@@ -34,7 +33,7 @@ from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import devices as devicexml
 from reconciler.core.xml import domain as domainxml
 
-log = structlog.get_logger("reconciler.apply")
+log = get_logger("reconciler.apply")
 
 
 @dataclass(frozen=True)

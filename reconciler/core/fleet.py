@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from reconciler.core.errors import PermanentError
-from reconciler.core.model.vm import DesiredVM
-from reconciler.core.placement import Placed, place
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why, vm_target
 from reconciler.core.validate.result import Validated
+
+if TYPE_CHECKING:  # placing is imported by a fleet's plan only
+    from reconciler.core.model.vm import DesiredVM
+    from reconciler.core.placement import Placed
 
 
 class NotInFleet(PermanentError):
@@ -53,6 +56,8 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
             f"this host is {me!r}, and the repository's Host manifests name {', '.join(names)}; "
             "set `host` in the config (or rename the Host manifest) so that this host knows its "
             "share; nothing is planned until then")
+    from reconciler.core.placement import place
+
     placement = place(inputs.vms, inputs.hosts)
     mine = tuple(vm for vm in inputs.vms if placement[vm.spec.name].host == me)
     networks = {nic.network for vm in mine for nic in vm.spec.nics if nic.network}

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import __version__, pipeline
-from reconciler.adapters import cache, manifests
-from reconciler.adapters import config as configuration
-from reconciler.adapters.cache import Cache
-from reconciler.core import render
-from reconciler.core.plan import Header
-from reconciler.core.validate.result import Validated
-from reconciler.shells import commands, confirm, gitops_cli
-from reconciler.shells.interrupts import Interrupts, Stopped
+from reconciler import __version__
 from reconciler.shells.options import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -41,10 +34,16 @@ from reconciler.shells.options import (
 )
 
 if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import config as configuration
+    from reconciler.core.plan import Header
     from reconciler.core.result import Result
+    from reconciler.core.validate.result import Validated
+    from reconciler.shells.interrupts import Interrupts
 
-# The executor, status, export, daemon (and structlog, watchdog, prometheus_client, pycdlib behind
-# them) are imported by the commands that use them: `plan` and `validate` start faster.
+# Each command imports what it uses when it runs (the pipeline, the executor, status, export,
+# the daemon, and structlog, lxml, watchdog, prometheus_client, pycdlib behind them):
+# `--version` and `--help` import click and little else (tests/core/test_startup.py).
 
 def _valid_summary(inputs: Validated) -> str:
     """"3 VMs, 1 network valid": every kind that is present (VMs always)."""
@@ -55,13 +54,75 @@ def _valid_summary(inputs: Validated) -> str:
     return ", ".join(parts)
 
 
+# The commands defined in other modules, imported when they run (or for --help, the man pages):
+# name -> (module, attribute). tests/core/test_startup.py checks it against their COMMANDS.
+ELSEWHERE = {
+    "run": ("reconciler.shells.commands", "run"),
+    "status": ("reconciler.shells.commands", "status_command"),
+    "export": ("reconciler.shells.commands", "export_command"),
+    "schema": ("reconciler.shells.commands", "schema"),
+    "approve": ("reconciler.shells.gitops_cli", "approve"),
+    "suspend": ("reconciler.shells.gitops_cli", "suspend"),
+    "resume": ("reconciler.shells.gitops_cli", "resume"),
+    "snapshot": ("reconciler.shells.gitops_cli", "snapshot_command"),
+}
+
+
+def _whole_short_help(command: click.Command) -> click.Command:
+    """`reconciler --help` (and the man page's list) show each command's first sentence whole,
+    wrapped, never cut at 45 characters with "..." as click does by default."""
+    command.short_help = command.short_help or command.get_short_help_str(limit=1000)
+    return command
+
+
+class _Commands(MutableMapping[str, click.Command]):
+    """The group's commands: those added (defined here), and those of ``ELSEWHERE``, each
+    imported at its first use: `--version` and a command defined here do not import the
+    others' modules (3-4 ms)."""
+
+    def __init__(self, elsewhere: dict[str, tuple[str, str]]) -> None:
+        self._loaded: dict[str, click.Command] = {}
+        self._elsewhere = dict(elsewhere)
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attribute = self._elsewhere[name]  # KeyError: no such command
+            command = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = _whole_short_help(command)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._elsewhere.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._loaded.pop(name, None)
+        self._elsewhere.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:  # without importing it
+        return name in self._loaded or name in self._elsewhere
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._elsewhere if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(self._loaded.keys() | self._elsewhere.keys())
+
+
 class _Main(click.Group):
     """The command group. Run as the process's own command (the console script, ``python -m``:
-    no ``args``), a read-only command ends the process with ``os._exit`` once its output is
-    flushed: nothing is left to clean up, and tearing down the interpreter's objects would cost
-    tens of ms at 1,000 VMs. Called with arguments (tests, other Python code) it returns or
-    raises ``SystemExit`` as usual, as it does under a profiler or tracer (cProfile, coverage),
-    which write their data at exit."""
+    no ``args``), a read-only command or apply (``options.EXITS_AT_ONCE``) ends the process with
+    ``os._exit`` once its output is flushed: nothing is left to clean up, and tearing down the
+    interpreter's objects would cost tens of ms at 1,000 VMs (10-15 ms even at 10). Called with
+    arguments (tests, other Python code) it returns or raises ``SystemExit`` as usual, as it does
+    under a profiler or tracer (cProfile, coverage), which write their data at exit.
+    Its commands are a ``_Commands``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _Commands(ELSEWHERE)
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
         finished.clear()
@@ -91,6 +152,9 @@ def main() -> None:
 def validate(*, path: Path | None, cfg: configuration.Config, fmt: str) -> int:
     """Check manifests against the schemas and each other. Needs no libvirt.
     ``--format github``: GitHub Actions annotations, shown inline in a pull request."""
+    from reconciler.adapters import manifests
+    from reconciler.core import render
+
     inputs = manifests.load_desired(manifest_path(path, cfg), cfg.storageRoots)
     if fmt == "github":
         click.echo(render.github_annotations(inputs.problems), nl=False)
@@ -131,7 +195,11 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     """Show what apply would do, over a read-only connection (or against a snapshot; or,
     with --fleet, for every host of the repository). With --target / -l, only for those VMs
     (and their networks and pools)."""
-    from reconciler.adapters import git
+    from reconciler import pipeline
+    from reconciler.adapters import cache, git
+    from reconciler.adapters.cache import Cache
+    from reconciler.core import render
+    from reconciler.core.plan import Header
 
     folder = manifest_path(path, cfg)
     if fleet or snapshots is not None:
@@ -172,6 +240,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
 
 def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],
                header: Header | None = None) -> None:
+    from reconciler.core import render
+
     if fmt == "json":
         click.echo(render.dumps(doc), nl=False)
         return
@@ -214,10 +284,13 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
     """Plan, then carry the plan out. On a terminal it asks first ([y/N]; `yes` typed out when
     the plan destroys anything or deletes a volume), unless --yes or --plan FILE. With
     --target / -l, only for those VMs; a saved plan keeps the target it was made with."""
+    from reconciler import pipeline
+    from reconciler.adapters import cache, lock
     from reconciler.adapters import git as gitinfo
-    from reconciler.adapters import lock
-    from reconciler.apply.executor import Settings, execute
-    from reconciler.shells import progress, saved_plan, status
+    from reconciler.adapters.cache import Cache
+    from reconciler.core import render
+    from reconciler.shells import confirm, saved_plan, status
+    from reconciler.shells.interrupts import Interrupts, Stopped
 
     if plan_file is not None:  # its own target (--target or -l besides: a usage error)
         targets, selectors = saved_plan.target_options(plan_file, targets, selectors)
@@ -228,6 +301,7 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
             with lock.exclusive(instance, command="apply", state_dir=states,
                                 timeout=lock_timeout):
                 hv = connect_libvirt(connect)
+                asked = gitinfo.Asked(folder)  # git runs while the host is read
                 try:
                     source = source_of(folder, cfg, instance, max_destroy, allow_empty, prune,
                                        states, targets=targets, selectors=selectors)
@@ -245,23 +319,30 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                             and not confirm.asked(planned.plan)):
                         click.echo("Apply cancelled.", err=True)
                         return EXIT_ERROR
-                    revision = gitinfo.revision(folder)
+                    revision = asked.revision()
                     if revision.problem:  # said once, never left out silently
                         click.echo(f"warning: {revision.problem}", err=True)
                     interrupts.changing = True  # from here on a signal stops between steps
                     # Without changes this writes nothing: each action's result (blocked,
-                    # pending restart, suspended) still goes to the status file.
-                    with progress.shown(enabled=planned.plan.has_changes) as observer:
-                        settings = Settings(parallel=parallel or cfg.parallel,
-                                            commit=revision.commit, dirty=revision.dirty,
-                                            instance=instance, halt=interrupts.received,
-                                            observer=observer,
-                                            routes=routes_of(planned.inputs))
-                        results = execute(planned.plan, hv, settings)
+                    # pending restart, suspended) still goes to the status file. A plan with
+                    # no action has no result: the executor is not even imported.
+                    results: tuple[Result, ...] = ()
+                    if planned.plan.actions:
+                        from reconciler.apply.executor import Settings, execute
+                        from reconciler.shells import progress
+
+                        with progress.shown(enabled=planned.plan.has_changes) as observer:
+                            settings = Settings(parallel=parallel or cfg.parallel,
+                                                commit=revision.commit, dirty=revision.dirty,
+                                                instance=instance, halt=interrupts.received,
+                                                observer=observer,
+                                                routes=routes_of(planned.inputs))
+                            results = execute(planned.plan, hv, settings)
                     # Each result as a fresh read of the host shows it: "converged" only
                     # when a new plan has nothing left to do for that resource.
                     _, results = pipeline.verify(source, hv, planned, results, memo=memo)
                 finally:
+                    asked.close()
                     hv.close()
                 status.record(states, instance, planned, results, revision)
                 _forget_approvals(states, instance, planned, results)
@@ -276,6 +357,8 @@ def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
             interrupts: Interrupts) -> int:
     """Print the results (when anything was to change, or a signal came) and give apply's exit
     status."""
+    from reconciler.core import render
+
     if planned.plan.has_changes or interrupts.signal:
         if fmt == "json":
             click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
@@ -310,21 +393,18 @@ def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
 def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
                       results: tuple[Result, ...]) -> None:
     """An approval is used once: dropped when its destroy is done."""
-    from reconciler.adapters import approvals
     from reconciler.core.plan import Kind
 
     destroys = {a.label for a in planned.plan.actions if a.kind == Kind.DESTROY}
     done = {r.name for r in results if r.ok and r.name in destroys}
     if done:
+        from reconciler.adapters import approvals
+
         approvals.forget(state_dir, instance, done)
 
 
-for _command in (*commands.COMMANDS, *gitops_cli.COMMANDS):
-    main.add_command(_command)
-for _command in (main, *main.commands.values()):
-    # `reconciler --help` (and the man page's list) show each command's first sentence whole,
-    # wrapped, never cut at 45 characters with "..." as click does by default.
-    _command.short_help = _command.short_help or _command.get_short_help_str(limit=1000)
+for _command in (main, validate, plan, apply):  # the others' when they are imported
+    _whole_short_help(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover  (after the commands are added)

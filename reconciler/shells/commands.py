@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import pipeline
-from reconciler.adapters import config as configuration
-from reconciler.core import defaults, render
-from reconciler.core import schema as schemas
-from reconciler.core.errors import NotFoundError
+from reconciler.core import defaults
 from reconciler.shells.options import (
     EXIT_ERROR,
     EXIT_OK,
@@ -26,6 +23,10 @@ from reconciler.shells.options import (
     seconds,
     source_of,
 )
+
+if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import config as configuration
 
 
 @click.command()
@@ -130,7 +131,7 @@ def status_command(*, cfg: configuration.Config, fmt: str, connect: str, instanc
 
 def _fleet_status(source: pipeline.Source, snapshots: Path | None, fmt: str) -> int:
     """``status --fleet``: each host planned read-only, one row per VM; exit as ``status``."""
-    from reconciler.core import fleetstatus
+    from reconciler.core import fleetstatus, render
     from reconciler.shells import fleet as fleets
 
     opener = (fleets.snapshot_opener(snapshots) if snapshots is not None
@@ -152,7 +153,8 @@ def _fleet_status(source: pipeline.Source, snapshots: Path | None, fmt: str) -> 
 def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: str,
                    instance: str) -> int:
     """Print a manifest for an existing domain (to adopt a VM made by hand)."""
-    from reconciler.core import export
+    from reconciler.core import export, render
+    from reconciler.core.errors import NotFoundError
 
     hv = connect_libvirt(connect, readonly=True)
     try:
@@ -178,6 +180,8 @@ def export_command(*, name: str, cfg: configuration.Config, fmt: str, connect: s
 def schema(kind: str | None) -> None:
     """Print the JSON schema of a manifest kind (any case: `network`), of every kind at once
     (the default; also `all`), or of the plan (`plan`)."""
+    from reconciler.core import schema as schemas
+
     try:
         document = schemas.load(schemas.lookup(kind or schemas.MANIFEST))
     except KeyError:

@@ -4,14 +4,11 @@ prune: confirm), `suspend` / `resume` (the daemon's pause). Registered on the co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from reconciler import pipeline
-from reconciler.adapters import config as configuration
-from reconciler.core import render
 from reconciler.shells.options import (
     EXIT_ERROR,
     EXIT_OK,
@@ -20,6 +17,9 @@ from reconciler.shells.options import (
     manifest_path,
     source_of,
 )
+
+if TYPE_CHECKING:
+    from reconciler.adapters import config as configuration
 
 
 @click.command()
@@ -32,7 +32,9 @@ def approve(*, name: str, path: Path | None, cfg: configuration.Config, connect:
             instance: str, state_dir: Path | None) -> int:
     """Let a destroy held by prune: confirm go ahead (NAME: a VM, network/NAME, pool/NAME).
     Exit 1 when nothing waits for approval under that name."""
+    from reconciler import pipeline
     from reconciler.adapters import approvals
+    from reconciler.core import render
     from reconciler.core.model.vm import LiveVM
     from reconciler.core.plan import Why
 
@@ -96,6 +98,8 @@ def resume(*, cfg: configuration.Config, instance: str, state_dir: Path | None) 
 def snapshot_command(*, cfg: configuration.Config, connect: str,
                      out: Path | None) -> int:
     """Record everything a plan reads from the host (read-only), for plans in CI."""
+    import json
+
     from reconciler.adapters import snapshot as snapshots
     from reconciler.adapters.libvirt.snapshot import take
 

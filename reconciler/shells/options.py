@@ -7,8 +7,6 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
-import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,19 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler import pipeline
-from reconciler.adapters import config as configuration
-from reconciler.core import instance as instance_name
-from reconciler.core import units
-from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.shells import logs
-
 if TYPE_CHECKING:
+    from reconciler import pipeline
+    from reconciler.adapters import config as configuration
     from reconciler.adapters.libvirt import Libvirt
     from reconciler.apply.move import Route
     from reconciler.core.model.host import Destination
     from reconciler.core.model.vm import LiveVM
     from reconciler.core.validate.result import Validated
+
+# What a command needs is imported when it runs (here, in the commands, in the pipeline):
+# `reconciler --version` and `--help` import click and little else, `validate` no libvirt,
+# lxml, structlog or rich (tests/core/test_startup.py; bench/startup_bench.py).
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 LOGGING_COMMANDS = ("apply", "run")  # the commands whose code logs (structlog)
@@ -39,7 +36,11 @@ COLOURED_COMMANDS = ("plan", "apply", "validate", "status_command", "run")
 # 1,000 VMs), and the process ends without tearing the interpreter down (see _Main).
 READ_ONLY_COMMANDS = ("plan", "validate", "status_command", "export_command",
                        "snapshot_command")
-finished: list[bool] = []  # set when a read-only command has run to its exit code
+# ... and apply, once it has run to its exit code: its lock is released, its connection closed,
+# its files written (fsync, rename) and its workers joined by then. Tearing the interpreter down
+# cost 15 ms, a tenth of an apply with nothing to do (bench/startup_bench.py).
+EXITS_AT_ONCE = (*READ_ONLY_COMMANDS, "apply")
+finished: list[bool] = []  # set when such a command has run to its exit code
 
 
 def formats(*formats: str) -> Callable[[Callable[..., int]], Callable[..., None]]:
@@ -62,13 +63,27 @@ def common(func: Callable[..., int], *,
     @functools.wraps(func)
     def wrapper(*, config_file: Path | None, log_format: str = "auto", verbose: bool = False,
                 no_color: bool = False, **kwargs: Any) -> None:
+        from reconciler.adapters import config as configuration
+        from reconciler.adapters import lazylog
+        from reconciler.core.errors import PermanentError, ReconcilerError
+
         daemon = func.__name__ == "run"  # the daemon logs every action; one-shot commands print
-        if coloured:
+        if coloured:  # before any output, logs included
             from reconciler.shells import console
 
             console.configure(no_color=no_color)
-        if logs_anything:
+
+        def setup_logging() -> None:
+            import logging
+
+            from reconciler.shells import logs
+
             logs.configure(log_format, logging.INFO if verbose or daemon else logging.WARNING)
+
+        if daemon:
+            setup_logging()
+        elif logs_anything:  # apply: structlog is imported and set up when it first logs
+            lazylog.configure_on_first_log(setup_logging)
         if "config_file" in takes:
             kwargs["config_file"] = config_file
         read_only = func.__name__ in READ_ONLY_COMMANDS
@@ -81,6 +96,8 @@ def common(func: Callable[..., int], *,
             if "connect" in takes:
                 kwargs["connect"] = kwargs["connect"] or cfg.connect
             if "instance" in takes:
+                from reconciler.core import instance as instance_name
+
                 instance = kwargs["instance"]
                 instance = cfg.instance if instance is None else instance
                 if problem := instance_name.problem(instance):  # it names files: refuse ../x
@@ -88,12 +105,15 @@ def common(func: Callable[..., int], *,
                 kwargs["instance"] = instance
             code = func(cfg=cfg, **kwargs)
         except ReconcilerError as exc:
+            from reconciler.shells import logs
+
             click.echo(logs.error_line(f"reconciler: {exc}"), err=True)
             code = EXIT_ERROR
         finally:
+            lazylog.forget_pending()
             if collecting:
                 gc.enable()
-        if read_only:
+        if func.__name__ in EXITS_AT_ONCE:
             finished.append(True)
         sys.exit(code)
 
@@ -128,6 +148,8 @@ def common(func: Callable[..., int], *,
 
 def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     """A duration as manifests spell it (``30s``, ``5m``), in seconds."""
+    from reconciler.core import units
+
     try:
         return units.parse_duration(value)
     except ValueError as exc:
@@ -137,6 +159,8 @@ def duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
 def seconds(ctx: click.Context, param: click.Parameter, value: object) -> float:
     """A duration as manifests spell it (``30s``, ``5m``), or a plain number of seconds
     (``0.5``, as these options took before), in seconds."""
+    import math
+
     text = str(value).strip()
     try:
         number = float(text)
@@ -156,6 +180,8 @@ PRUNE: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
 def _patterns(_ctx: click.Context, param: click.Parameter,
               values: tuple[str, ...]) -> tuple[str, ...]:
     """``--target`` / ``-l`` values, each checked (``core.targeting``, imported here)."""
+    if not values:
+        return values
     from reconciler.core import targeting
 
     check = targeting.parse_pattern if param.name == "targets" else targeting.parse_selector
@@ -192,6 +218,8 @@ def manifest_path(path: Path | None, cfg: configuration.Config) -> Path:
 def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
     """Open libvirt (imported here: ``plan --snapshot`` and ``validate`` run where
     libvirt-python is not installed, as on a CI runner)."""
+    from reconciler.core.errors import PermanentError
+
     try:
         from reconciler.adapters.libvirt import Libvirt
     except ImportError as exc:
@@ -251,6 +279,7 @@ def source_of(path: Path, cfg: configuration.Config, instance: str, max_destroy:
             state_dir: Path | None = None, *, targets: Sequence[str] = (),
             selectors: Sequence[str] = ()) -> pipeline.Source:
     """The plan's source; ``targets``, ``selectors``: ``--target``, ``-l`` (checked)."""
+    from reconciler import pipeline
     from reconciler.core.targeting import Targeting
 
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),

@@ -13,7 +13,6 @@ import click
 
 from reconciler.adapters import state as state_file
 from reconciler.core import render, status
-from reconciler.shells import gitstatus
 
 if TYPE_CHECKING:
     from reconciler import pipeline
@@ -39,6 +38,8 @@ def show(*, state_dir: Path, instance: str, fmt: str) -> int:
         else:
             click.echo(message)
         return status.exit_code(None)
+    from reconciler.shells import gitstatus
+
     return gitstatus.show(document, state_dir=state_dir, instance=instance, fmt=fmt)
 
 

@@ -4,13 +4,16 @@ that a cached result (see ``reconciler.cache``) loads without YAML or JSON Schem
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler.core import defaults
 from reconciler.core.errors import Problem
-from reconciler.core.model.host import DesiredHost
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool
 from reconciler.core.model.vm import DesiredVM
+
+if TYPE_CHECKING:  # a fleet's Host manifests only
+    from reconciler.core.model.host import DesiredHost
 
 DEFAULT_STORAGE_ROOTS = defaults.STORAGE_ROOTS
 
