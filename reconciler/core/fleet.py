@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from reconciler.core.errors import PermanentError
+from reconciler.core.model.vm import DesiredVM
 from reconciler.core.placement import Placed, place
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why
 from reconciler.core.validate.result import Validated
@@ -34,11 +35,37 @@ class Share:
     host: str | None = None  # this host's name in the fleet; None: no fleet
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where every VM of a fleet runs (``placed``, see ``core.placement.place``), with each
+    host's VMs (``by_host``, in the manifests' order) and (VM, host, why) of every VM, sorted
+    (``everywhere``; host "" when no host may run it). Computed once (``placement``) for
+    all the hosts of a fleet plan, instead of once for each host's share."""
+
+    placed: dict[str, Placed]
+    by_host: dict[str, tuple[DesiredVM, ...]]
+    everywhere: tuple[tuple[str, str, str], ...]
+
+
+def placement(inputs: Validated) -> Placement:
+    """The placement of ``inputs``' VMs on its Hosts. Pure."""
+    placed = place(inputs.vms, inputs.hosts)
+    by_host: dict[str, list[DesiredVM]] = {}
+    for vm in inputs.vms:
+        host = placed[vm.spec.name].host
+        if host is not None:
+            by_host.setdefault(host, []).append(vm)
+    everywhere = tuple(sorted((name, p.host or "", p.reason) for name, p in placed.items()))
+    return Placement(placed, {host: tuple(vms) for host, vms in by_host.items()}, everywhere)
+
+
 def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
-          live_pools: Iterable[str] = ()) -> Share:
+          live_pools: Iterable[str] = (), placed: Placement | None = None) -> Share:
     """``me``'s share of ``inputs``: its VMs; the declared networks and pools those VMs use,
     and the declared ones already on the host (kept as declared, never pruned for being
-    unused here). ``live_networks``, ``live_pools``: names on the host.
+    unused here). ``live_networks``, ``live_pools``: names on the host. ``placed``: the
+    placement of ``inputs`` (``placement``), when it was computed once for a fleet (None:
+    computed here).
 
     Raises ``NotInFleet`` when Hosts are declared and ``me`` is none of them."""
     if not inputs.hosts:
@@ -49,8 +76,8 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
             f"this host is {me!r}, and the repository's Host manifests name {', '.join(names)}; "
             "set `host` in the config (or rename the Host manifest) so that this host knows its "
             "share; nothing is planned until then")
-    placement = place(inputs.vms, inputs.hosts)
-    mine = tuple(vm for vm in inputs.vms if placement[vm.spec.name].host == me)
+    fleet = placement(inputs) if placed is None else placed
+    mine = fleet.by_host.get(me, ())
     networks = {nic.network for vm in mine for nic in vm.spec.nics if nic.network}
     networks |= set(live_networks)
     pools = {disk.pool for vm in mine for disk in vm.spec.disks}
@@ -59,9 +86,8 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
     ours = replace(inputs, vms=mine,
                    networks=tuple(n for n in inputs.networks if n.spec.name in networks),
                    pools=tuple(p for p in inputs.pools if p.spec.name in pools))
-    elsewhere = tuple(sorted((name, placed.host or "", placed.reason)
-                             for name, placed in placement.items() if placed.host != me))
-    return Share(ours, elsewhere, placement, me)
+    elsewhere = tuple(entry for entry in fleet.everywhere if entry[1] != me)  # me is not ""
+    return Share(ours, elsewhere, fleet.placed, me)
 
 
 def creating(plan: Plan) -> tuple[str, ...]:

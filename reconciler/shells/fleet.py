@@ -67,6 +67,7 @@ def plan_fleet(source: pipeline.Source, opener: Opener, *,
     if not hosts and not inputs.problems:
         raise ReconcilerError(f"{source.path}: no Host manifest (kind: Host); --fleet plans "
                               "the hosts the repository declares")
+    shared = pipeline.fleetwide(inputs)  # once, not once for each host
     opened: dict[str, pipeline.Host | str] = {}
 
     def open_one(host: DesiredHost) -> None:
@@ -85,7 +86,8 @@ def plan_fleet(source: pipeline.Source, opener: Opener, *,
             return
         try:
             planned = pipeline.make_plan(replace(source, host=host.spec.name), hv,
-                                         loaded=inputs, destinations=_destinations(hv, opened))
+                                         loaded=inputs, destinations=_destinations(hv, opened),
+                                         shared=shared)
             header = Header(source.instance, host.spec.name, hv.uri, snapshot=hv.taken)
             ours = tuple(vm for vm in planned.live.vms if vm.managed)
             results[host.spec.name] = (HostPlan(host.spec.name, host.spec.uri, planned.plan,
