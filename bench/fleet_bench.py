@@ -45,6 +45,9 @@ INSTANCE = "fleet-bench"
 TAKEN = "2026-12-01T12:00:00Z"
 VARIANTS = 4  # the VM shapes (see vm_document); each host's pinned VMs cover them all
 CLI = "from reconciler.shells.cli import main; main()"  # the console script, with our tree
+# The same, planning every host in the process itself (threads), as on a machine with one CPU.
+THREADS_CLI = ("from reconciler.shells import fleet; fleet._cpus = lambda: 1\n"
+               "from reconciler.shells.cli import main; main()")
 
 # The baseline: what any tool has to do at least: read and parse every snapshot file.
 RAW_SCRIPT = """\
@@ -65,10 +68,17 @@ print(n)
 """
 
 # One fleet plan under cProfile, in a fresh process like the CLI's (no os._exit under a
-# profiler). argv: OUT, then the CLI's arguments.
+# profiler), every host planned in that process, one after the other (cProfile sees neither
+# other processes nor other threads). argv: OUT, then the CLI's arguments.
 PROFILE_SCRIPT = """\
 import cProfile, sys
 out, args = sys.argv[1], sys.argv[2:]
+from reconciler.shells import fleet
+fleet._cpus = lambda: 1
+def serial(calls, timeout):
+    for call, host in calls:
+        call(host)
+fleet._all_at_once = serial
 from reconciler.shells.cli import main
 prof = cProfile.Profile()
 prof.enable()
@@ -402,8 +412,8 @@ def pinned(cmd: list[str], cores: int | None) -> list[str]:
             *cmd]
 
 
-def fleet_cmd(fleet: Fleet, config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", CLI, "plan", "--fleet", "--snapshots", str(fleet.snapshots),
+def fleet_cmd(fleet: Fleet, config: Path, *extra: str, cli: str = CLI) -> list[str]:
+    return [sys.executable, "-c", cli, "plan", "--fleet", "--snapshots", str(fleet.snapshots),
             "--config", str(config), *extra, str(fleet.repo)]
 
 
@@ -466,6 +476,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="run each timed process under taskset on this many CPUs (2: the "
                          "target's machine)")
     ap.add_argument("--gzip", action="store_true", help="write NAME.snapshot.gz files")
+    ap.add_argument("--threads", action="store_true",
+                    help="also time the plan made in one process (threads), as with one CPU")
     ap.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
     ap.add_argument("--keep", action="store_true",
                     help="keep the generated folder (printed) for profiling")
@@ -527,10 +539,11 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         run = run_timed(cmd, env)
         if run.code not in (0, 2):
             raise SystemExit(f"warm-up failed ({run.code}): {run.stderr[-2000:]}")
-    runs: dict[str, list[Run]] = {"raw": [], "cold": [], "warm": []}
+    runs: dict[str, list[Run]] = {"raw": [], "cold": [], "warm": [], "threads": []}
     summary = ""
     print(f"\n{'round':>5}  {'raw read':>9}  {'plan (cold cache)':>17}  {'ratio':>6}  "
-          f"{'plan (warm cache)':>17}  {'ratio':>6}")
+          f"{'plan (warm cache)':>17}  {'ratio':>6}"
+          + (f"  {'cold, threads':>13}  {'ratio':>6}" if args.threads else ""))
     for n in range(args.repeat):
         raw = run_timed(raw_cmd, child_env(work, None))
         if raw.code != 0 or int(raw.stdout.strip() or 0) < fleet.vms - fleet.creates:
@@ -545,14 +558,25 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         shutil.rmtree(cold_cache, ignore_errors=True)
         for key, run in (("raw", raw), ("cold", cold), ("warm", warm)):
             runs[key].append(run)
-        print(f"{n + 1:>5}  {raw.wall:>8.3f}s  {cold.wall:>16.3f}s  "
-              f"{cold.wall / raw.wall:>5.1f}x  {warm.wall:>16.3f}s  {warm.wall / raw.wall:>5.1f}x")
+        line = (f"{n + 1:>5}  {raw.wall:>8.3f}s  {cold.wall:>16.3f}s  "
+                f"{cold.wall / raw.wall:>5.1f}x  {warm.wall:>16.3f}s  "
+                f"{warm.wall / raw.wall:>5.1f}x")
+        if args.threads:
+            threads = run_timed(pinned(fleet_cmd(fleet, config, cli=THREADS_CLI), args.cores),
+                                child_env(work, cold_cache))
+            check_fleet_plan(threads, fleet)
+            shutil.rmtree(cold_cache, ignore_errors=True)
+            runs["threads"].append(threads)
+            line += f"  {threads.wall:>12.3f}s  {threads.wall / raw.wall:>5.1f}x"
+        print(line)
 
     raw_s = median([r.wall for r in runs["raw"]])
     print(f"\nplan: {summary}")
     print(f"{'':24}{'median':>9}{'min':>9}{'cpu':>9}{'per host':>10}{'ratio':>8}")
     for key, label in (("raw", "raw read (json.load)"), ("cold", "plan (cold cache)"),
-                       ("warm", "plan (warm cache)")):
+                       ("warm", "plan (warm cache)"), ("threads", "plan (cold, threads)")):
+        if not runs[key]:
+            continue
         walls = [r.wall for r in runs[key]]
         wall = median(walls)
         print(f"{label:<24}{wall:>8.3f}s{min(walls):>8.3f}s"
@@ -581,8 +605,8 @@ def profile(fleet: Fleet, config: Path, work: Path, out: Path, top: int) -> None
     run = run_timed(cmd, child_env(work, work / "cache-profile"))
     if not out.exists():
         raise SystemExit(f"profile failed ({run.code}): {run.stderr[-2000:]}")
-    print(f"\ncProfile of one cold fleet plan ({run.wall:.2f}s under the profiler; only the "
-          f"main thread is seen), written to {out}:")
+    print(f"\ncProfile of one cold fleet plan, its hosts one after the other in one process "
+          f"({run.wall:.2f}s under the profiler), written to {out}:")
     stats = pstats.Stats(str(out))
     stats.sort_stats("cumulative").print_stats(top)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 from reconciler.core.errors import PermanentError
 from reconciler.core.model.vm import DesiredVM
@@ -45,6 +46,17 @@ class Placement:
     placed: dict[str, Placed]
     by_host: dict[str, tuple[DesiredVM, ...]]
     everywhere: tuple[tuple[str, str, str], ...]
+    positions: dict[str, tuple[int, ...]]  # host -> where its VMs are in ``everywhere``
+
+    def elsewhere(self, me: str) -> tuple[tuple[str, str, str], ...]:
+        """``everywhere`` without ``me``'s VMs (copied slice by slice: at 10,000 VMs, a
+        filter over every entry took most of a fleet plan's per-host share)."""
+        parts, start = [], 0
+        for index in self.positions.get(me, ()):
+            parts.append(self.everywhere[start:index])
+            start = index + 1
+        parts.append(self.everywhere[start:])
+        return tuple(chain.from_iterable(parts))
 
 
 def placement(inputs: Validated) -> Placement:
@@ -56,7 +68,11 @@ def placement(inputs: Validated) -> Placement:
         if host is not None:
             by_host.setdefault(host, []).append(vm)
     everywhere = tuple(sorted((name, p.host or "", p.reason) for name, p in placed.items()))
-    return Placement(placed, {host: tuple(vms) for host, vms in by_host.items()}, everywhere)
+    positions: dict[str, list[int]] = {}
+    for index, (_, host, _) in enumerate(everywhere):
+        positions.setdefault(host, []).append(index)
+    return Placement(placed, {host: tuple(vms) for host, vms in by_host.items()}, everywhere,
+                     {host: tuple(indexes) for host, indexes in positions.items()})
 
 
 def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
@@ -86,8 +102,7 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
     ours = replace(inputs, vms=mine,
                    networks=tuple(n for n in inputs.networks if n.spec.name in networks),
                    pools=tuple(p for p in inputs.pools if p.spec.name in pools))
-    elsewhere = tuple(entry for entry in fleet.everywhere if entry[1] != me)  # me is not ""
-    return Share(ours, elsewhere, fleet.placed, me)
+    return Share(ours, fleet.elsewhere(me), fleet.placed, me)
 
 
 def creating(plan: Plan) -> tuple[str, ...]:
