@@ -14,6 +14,7 @@ import click
 
 from reconciler import pipeline
 from reconciler.adapters import git
+from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_desired
 from reconciler.core import fleet_render, render
 from reconciler.core.errors import ReconcilerError
@@ -68,7 +69,8 @@ def libvirt_opener(host: DesiredHost) -> pipeline.Host:
 
 
 def plan_fleet(source: pipeline.Source, opener: Opener, *, timeout: float = HOST_TIMEOUT,
-               workers: int | None = None) -> tuple[FleetPlan, Header]:
+               workers: int | None = None, memo: Cache | None = None,
+               ) -> tuple[FleetPlan, Header]:
     """Every host's plan, made at once, combined. A VM leaving a host is planned as a move
     against a read of its destination (its snapshot, or its URI). Raises
     ``ReconcilerError`` when the manifests declare no Host.
@@ -76,8 +78,12 @@ def plan_fleet(source: pipeline.Source, opener: Opener, *, timeout: float = HOST
     Over URIs, a thread per host (the reads wait on the hosts), each given ``timeout`` seconds
     to be read and as much to be planned. From snapshot files, the planning is the work: it
     is spread over ``workers`` processes (None: one per CPU this process may use; 1: in this
-    process, with threads), each host given ``timeout`` seconds on average."""
-    inputs = load_desired(source.path, source.storage_roots)
+    process, with threads), each host given ``timeout`` seconds on average.
+
+    ``memo``: the cache of parsed manifests (``adapters.cache``), as for one host's plan."""
+    inputs = load_desired(source.path, source.storage_roots, memo)
+    if memo is not None:
+        memo.save()
     hosts = sorted(inputs.hosts, key=lambda h: h.spec.name)
     if not hosts and not inputs.problems:
         raise ReconcilerError(f"{source.path}: no Host manifest (kind: Host); --fleet plans "
