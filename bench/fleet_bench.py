@@ -586,8 +586,8 @@ def bench(args: argparse.Namespace, work: Path) -> int:
     warm_s = median([r.wall for r in runs["warm"]])
     met = cold_s < TARGET_SECONDS
     full = args.hosts * args.vms >= 100 * 100
-    on = (f"{args.cores} CPUs (taskset)" if args.cores
-          else f"{len(os.sched_getaffinity(0))} CPUs")
+    cpus = args.cores or len(os.sched_getaffinity(0))
+    on = f"{cpus} CPU{'' if cpus == 1 else 's'}" + (" (taskset)" if args.cores else "")
     print(f"\ntotal (cold cache): {cold_s:.3f}s, {cold_s / args.hosts * 1000:.1f} ms per host, "
           f"{cold_s / raw_s:.1f}x the raw read ({raw_s:.3f}s); warm cache {warm_s:.3f}s "
           f"({warm_s / raw_s:.1f}x)")

@@ -165,8 +165,9 @@ def _in_threads(work: _Work) -> dict[str, Result]:
     return results
 
 
-# measured 2026-12-01, 100 hosts x 100 VMs from snapshots on 2 CPUs: threads share one CPU
-# (the GIL); 2 processes (fork) plan in XXX s instead of YYY s (bench/README.md, fleet_bench.py)
+# measured 2026-11-30, 100 hosts x 100 VMs from snapshots on 2 CPUs (bench/fleet_bench.py):
+# threads share one CPU (the GIL): the hosts' plans took 3.1 s of a 5.8 s fleet plan; in 2
+# processes, 1.4-1.5 s of a 3.9-4.9 s one.
 _PER_WORKER = 4  # hosts at least for each process (fewer: planned in this process)
 _CHUNKS = 4  # batches of hosts for each process (the faster takes more of them)
 
