@@ -13,7 +13,15 @@ from reconciler.adapters.manifests import load_keyed
 from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
 from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.core.fleet import Share, arrivals, creating, nowhere, share
+from reconciler.core.fleet import (
+    Placement,
+    Share,
+    arrivals,
+    creating,
+    nowhere,
+    placement,
+    share,
+)
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.host import Destination
 from reconciler.core.model.storage import StorageView
@@ -84,15 +92,22 @@ def compute(inputs: Validated, live: LiveState, guards: Guards, instance: str,
     return planner.compute(inputs, live, guards, instance, targeting)
 
 
+def expected_sizes(desired: Validated) -> dict[VolumeKey, int]:
+    """(pool, volume) -> the size the manifests give it, of every VM's disks."""
+    return {(disk.pool, disk.volume(vm.spec.name)): disk.size
+            for vm in desired.vms for disk in vm.spec.disks}
+
+
 def read_state(hv: Host, instance: str, desired: Validated | None = None,
-               memo: Cache | None = None) -> LiveState:
+               memo: Cache | None = None, *,
+               expected: Mapping[VolumeKey, int] | None = None) -> LiveState:
     """Everything the diff needs, read before diffing. With ``desired``, a stopped VM's volume
     whose last applied size is the manifest's is not asked for its size (see
-    ``Libvirt.read_live``); without it (the daemon) every size is read."""
-    expected = None if desired is None else {
-        (disk.pool, disk.volume(vm.spec.name)): disk.size
-        for vm in desired.vms for disk in vm.spec.disks}
-    seen = hv.read_observed(expected, memo)
+    ``Libvirt.read_live``); without it (the daemon) every size is read. ``expected``:
+    ``expected_sizes(desired)``, when computed once for many hosts."""
+    if desired is not None and expected is None:
+        expected = expected_sizes(desired)
+    seen = hv.read_observed(None if desired is None else expected, memo)
     pools = hv.read_raw_pools()
     storage = StorageView({p.name: frozenset(p.volumes) for p in pools if p.active},
                           seen.users, seen.file_users,
@@ -136,6 +151,20 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Fleetwide:
+    """What every host's plan of a fleet plan derives alike from the validated manifests,
+    computed once (``fleetwide``) and shared by them: the placement, and the disks' sizes."""
+
+    placement: Placement
+    sizes: Mapping[VolumeKey, int]
+
+
+def fleetwide(inputs: Validated) -> Fleetwide:
+    """``Fleetwide`` of ``inputs`` (the manifests every host of the fleet is planned from)."""
+    return Fleetwide(placement(inputs), expected_sizes(inputs))
+
+
+@dataclass(frozen=True)
 class Planned:
     plan: Plan
     inputs: Validated  # the manifests, validated
@@ -154,7 +183,8 @@ Destinations = Callable[[str, str, tuple[LiveVM, ...]], Destination]
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
               every_size: bool = False, peers: Peers | None = None,
               loaded: Validated | None = None, check_target: bool = True,
-              destinations: Destinations | None = None) -> Planned:
+              destinations: Destinations | None = None,
+              shared: Fleetwide | None = None) -> Planned:
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
@@ -164,7 +194,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     applied size is the manifest's (the daemon's resync: drift in sizes is seen). ``peers``:
     many hosts: how to look for a VM this host would create on the fleet's other hosts (None:
     not looked for, as in a plan from a snapshot). ``loaded``: the manifests, already
-    validated (the fleet plan reads them once for every host).
+    validated (the fleet plan reads them once for every host); ``shared``: what is derived
+    from them alike for every host (``fleetwide(loaded)``), computed once.
     ``check_target``: refuse a ``source.target`` that matches nothing (off when verifying an
     apply, whose targeted orphans are gone). ``destinations``: many hosts: how to read the
     host a VM leaving this one moves to (None: the VM is shown leaving, not moved).
@@ -174,11 +205,12 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     try:
         inputs, digest = ((loaded, b"") if loaded is not None
                           else load_keyed(source.path, source.storage_roots, memo))
-        live = read_state(hv, source.instance, None if every_size else inputs, memo)
+        live = read_state(hv, source.instance, None if every_size else inputs, memo,
+                          expected=shared.sizes if shared is not None else None)
         misses = source.target.misses(inputs, live, source.instance) if check_target else []
         if misses:
             raise PermanentError("; ".join(misses))
-        fleet = _share(source, hv, inputs, live)
+        fleet = _share(source, hv, inputs, live, shared.placement if shared else None)
     except BaseException:
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
@@ -239,15 +271,17 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     return Planned(plan, inputs, live)
 
 
-def _share(source: Source, hv: Host, inputs: Validated, live: LiveState) -> Share:
-    """This host's share of the manifests (all of them without Host manifests).
+def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
+           placed: Placement | None = None) -> Share:
+    """This host's share of the manifests (all of them without Host manifests). ``placed``:
+    their placement, computed once for a fleet (None: computed here).
 
     Raises ``core.fleet.NotInFleet`` when Hosts are declared and this host is none of them."""
     if not inputs.hosts:
         return Share(inputs)
     me = source.host or hv.hostname()
     return share(inputs, me, live_networks=[n.name for n in live.networks],
-                 live_pools=[p.name for p in live.pools])
+                 live_pools=[p.name for p in live.pools], placed=placed)
 
 
 def _arrivals(plan: Plan, fleet: Share, peers: Peers) -> Plan:

@@ -75,6 +75,7 @@ def place(vms: Iterable[DesiredVM], hosts: Sequence[DesiredHost]) -> dict[str, P
     rooms = {h.spec.name: _Room(h.spec) for h in hosts}
     wanted = sorted(vms, key=lambda v: (v.host is None, v.spec.name))
     out: dict[str, Placed] = {}
+    matching: dict[tuple[tuple[str, str], ...], list[_Room]] = {}  # selector -> its hosts
     for vm in wanted:
         name = vm.spec.name
         if vm.host is not None:
@@ -89,13 +90,16 @@ def place(vms: Iterable[DesiredVM], hosts: Sequence[DesiredHost]) -> dict[str, P
             room.take(vm)
             out[name] = Placed(name, vm.host, PINNED)
         elif vm.host_selector:
-            out[name] = _select(vm, rooms)
+            selector = vm.host_selector
+            if selector not in matching:  # the same few selectors, for thousands of VMs
+                matching[selector] = [r for r in rooms.values() if r.host.matches(selector)]
+            out[name] = _select(vm, matching[selector])
     return out
 
 
-def _select(vm: DesiredVM, rooms: dict[str, _Room]) -> Placed:
+def _select(vm: DesiredVM, matching: list[_Room]) -> Placed:
+    """Where ``vm`` goes among ``matching`` (the hosts its selector matches)."""
     name = vm.spec.name
-    matching = [r for r in rooms.values() if r.host.matches(vm.host_selector)]
     open_ = [r for r in matching if not r.host.cordon]
     labels = ",".join(f"{k}={v}" for k, v in vm.host_selector)
     if not open_:

@@ -176,19 +176,21 @@ class Targeting:
         """Why this targeting is refused: each pattern that matches no declared object nor
         one of this instance's, and a targeting that chooses nothing. Empty: it may run.
         Pure."""
-        names = {
-            Resource.VM: {d.spec.name for d in inputs.vms}
-            | {vm.name for vm in live.vms if vm.managed},
-            Resource.NETWORK: {n.spec.name for n in inputs.networks}
-            | {n.name for n in live.networks if n.mark is not None
-               and n.mark.instance == instance},
-            Resource.POOL: {p.spec.name for p in inputs.pools}
-            | {p.name for p in live.pools if p.owner == instance},
-        }
-        out = [f"--target {p.text} matches no {_WORD[p.resource]} of instance {instance} "
-               f"(declared in a valid manifest or managed on the host)"
-               for p in self.patterns if not any(p.matches(p.resource, n)
-                                                 for n in names[p.resource])]
+        out: list[str] = []
+        if self.patterns:  # (the names are not gathered for a run with no --target)
+            names = {
+                Resource.VM: {d.spec.name for d in inputs.vms}
+                | {vm.name for vm in live.vms if vm.managed},
+                Resource.NETWORK: {n.spec.name for n in inputs.networks}
+                | {n.name for n in live.networks if n.mark is not None
+                   and n.mark.instance == instance},
+                Resource.POOL: {p.spec.name for p in inputs.pools}
+                | {p.name for p in live.pools if p.owner == instance},
+            }
+            out = [f"--target {p.text} matches no {_WORD[p.resource]} of instance {instance} "
+                   f"(declared in a valid manifest or managed on the host)"
+                   for p in self.patterns if not any(p.matches(p.resource, n)
+                                                     for n in names[p.resource])]
         if not out and self.active and not self.choose(inputs, live, instance).any:
             out.append(f"{self.text} chooses nothing: no VM declared in a valid manifest "
                        "matches all of it")

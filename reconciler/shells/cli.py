@@ -211,7 +211,8 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
         opener = (fleets.snapshot_opener(snapshots) if snapshots is not None
                   else fleets.libvirt_opener)
         whole, header = fleets.plan_fleet(
-            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), opener)
+            source_of(folder, cfg, instance, max_destroy, allow_empty, prune), opener,
+            memo=Cache(cache.default_dir()))
         return fleets.show(whole, header, fmt, detailed_exitcode=detailed_exitcode)
     hv = (snapshot_host(snapshot) if snapshot is not None
           else connect_libvirt(connect, readonly=True))

@@ -102,6 +102,8 @@ def _unmanaged(want: DesiredVM, have: LiveVM) -> Action:
 
 
 def _destroys(orphans: list[LiveVM], guards: Guards, *, desired_empty: bool) -> list[Action]:
+    if not orphans:  # (a fleet's host: ``guards.elsewhere`` holds every other host's VMs)
+        return []
     elsewhere = {vm: (host, why) for vm, host, why in guards.elsewhere}
     leaving = [vm for vm in orphans if vm.name in elsewhere]
     orphans = [vm for vm in orphans if vm.name not in elsewhere]
