@@ -18,6 +18,7 @@ from reconciler.core.fleet import (
     Share,
     arrivals,
     creating,
+    held,
     nowhere,
     placement,
     share,
@@ -264,6 +265,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         plan = _arrivals(plan, fleet, peers)
     if destinations is not None and fleet.host is not None:
         plan = _moves(plan, fleet, destinations)
+    if fleet.host is not None:
+        plan = held(plan, len(inputs.problems))
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
@@ -334,7 +337,8 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations) -> Plan:
         read = {host: pool.submit(destinations, host, uris[host], tuple(vms))
                 for host, vms in going.items()}
     assert fleet.host is not None
-    return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()})
+    return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()},
+                      fleet.suspended)
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

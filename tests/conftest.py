@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import subprocess
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -25,6 +26,19 @@ from reconciler.shells.cli import main
 
 QEMU_URI = "qemu:///system"
 TEST_URI = "test:///default"
+EXAMPLE_NODE = Path(__file__).resolve().parents[1] / "examples" / "test-node.xml"
+
+
+def empty_host_uri(name: str) -> str:
+    """A URI of libvirt's test driver that opens an empty host of its own (the `default` pool
+    and network of examples/test-node.xml; every connection a fresh one), one per ``name``:
+    Hosts of a fleet may not share a URI."""
+    folder = Path(tempfile.gettempdir()) / "reconciler-test-hosts"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.xml"
+    if not path.exists() or path.read_bytes() != EXAMPLE_NODE.read_bytes():
+        path.write_bytes(EXAMPLE_NODE.read_bytes())
+    return f"test://{path}"
 # The second hypervisor host (scripts/second-host: another libvirtd in its own mount namespace,
 # started by scripts/testbed-setup), for the two-host tests in tests/fleet.
 SECOND_HOST_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "second-host"

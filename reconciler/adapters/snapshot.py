@@ -302,15 +302,16 @@ def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> D
             used = any((p == raw.pool and v == raw.name) or (f and f == info.path)
                        for p, v, f in sources)
             found.append((raw.pool, raw.name, info.capacity, info.format or "raw", used))
-    domains = []
+    domains, uuids = [], []
     for dom in snap.domains:
         if dom.name in names:
             mark = read_mark(etree.fromstring(dom.inactive_xml.encode()))
             domains.append((dom.name, mark.instance if mark else ""))
+            uuids.append((dom.name, dom.uuid))
     return Destination(
         host, uri, free_memory=snap.host.free_memory,
         pools=tuple(sorted((p.name, p.available) for p in snap.pools if p.active)),
         volumes=frozenset((p.name, v) for p in snap.pools if p.active for v in p.volumes),
-        domains=tuple(sorted(domains)),
+        domains=tuple(sorted(domains)), uuids=tuple(sorted(uuids)),
         networks=frozenset(n.name for n in snap.networks if n.active),
         found=tuple(sorted(found)))

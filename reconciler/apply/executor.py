@@ -170,9 +170,8 @@ class _Runner:
             return []
         if action.kind == Kind.MOVE:
             move.carry_out(action, self.hv, self.settings.routes)
-            step = next(s for s in action.steps if s.op in (Op.MIGRATE, Op.DEFINE_THERE))
-            how = "live migration" if step.op == Op.MIGRATE else "cold move"
-            did.append(Deed(Did.MOVED, to=f"{step.new} ({how})"))
+            how = "live migration" if action.has(Op.MIGRATE) else "cold move"
+            did.append(Deed(Did.MOVED, to=f"{action.steps[0].new} ({how})"))
             return []
         return vm.carry_out(action, self.vm, did)
 

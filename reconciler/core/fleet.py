@@ -37,6 +37,8 @@ class Share:
     # VMs no host may run now, of which this host is a candidate (named by spec.host, or
     # matched by spec.hostSelector): each host that could run one says it runs nowhere.
     unplaced: tuple[DesiredVM, ...] = ()
+    # Every VM of the repository whose manifest suspends it (reconciler/suspend): never moved.
+    suspended: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ def share(inputs: Validated, me: str, *, live_networks: Iterable[str] = (),
     spec = next(h.spec for h in inputs.hosts if h.spec.name == me)
     unplaced = tuple(vm for vm in inputs.vms if fleet.placed[vm.spec.name].host is None
                      and (vm.host == me or (vm.host is None and spec.matches(vm.host_selector))))
-    return Share(ours, fleet.elsewhere(me), fleet.placed, me, unplaced)
+    suspended = frozenset(vm.spec.name for vm in inputs.vms if vm.suspend)
+    return Share(ours, fleet.elsewhere(me), fleet.placed, me, unplaced, suspended)
 
 
 def nowhere(plan: Plan, fleet: Share) -> Plan:
@@ -152,3 +155,16 @@ def arrivals(plan: Plan, found: dict[str, str], unread: dict[str, str]) -> Plan:
 def _blocked(action: Action, reason: Reason) -> Action:
     return Action(Kind.BLOCKED, action.target, action.steps, reason, desired=action.desired,
                   live=action.live)
+
+
+def held(plan: Plan, problems: int) -> Plan:
+    """``plan`` with every VM create and move blocked while the manifests have ``problems``:
+    where a VM runs depends on every manifest (a Host with a typo drops out of the fleet, a
+    VM dropped frees room another takes), so a fleet host neither makes nor moves one on a
+    read that may be wrong (destroys are held anyway, see ``core.diff.guards``). Pure."""
+    if not problems:
+        return plan
+    reason = Reason(Why.MANIFEST_PROBLEMS, count=problems)
+    return replace(plan, actions=tuple(
+        _blocked(a, reason) if a.resource == Resource.VM and a.kind in (Kind.CREATE, Kind.MOVE)
+        else a for a in plan.actions))

@@ -83,13 +83,16 @@ def combine(hosts: Sequence[HostPlan], live: dict[str, tuple[LiveVM, ...]],
         for vm in live[host]:
             where.setdefault(vm.name, host)
             running.setdefault(vm.name, vm.running)
+    unread = {h.host: h.error for h in hosts if h.plan is None}
     out = []
     for entry in hosts:
         if entry.plan is None:
             out.append(entry)
             continue
         found = {name: host for name, host in where.items() if host != entry.host}
-        out.append(replace(entry, plan=arrivals(entry.plan, found, {})))
+        # as the host's own reconciler does: nothing is created while a host is not read
+        others = {host: error for host, error in unread.items() if host != entry.host}
+        out.append(replace(entry, plan=arrivals(entry.plan, found, others)))
     moves = []
     for entry in out:
         for action in entry.plan.actions if entry.plan else ():

@@ -38,14 +38,19 @@ from reconciler.core.plan import (
 from reconciler.core.units import format_bytes
 
 
-def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination]) -> Plan:
+def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination],
+               suspended: frozenset[str] = frozenset()) -> Plan:
     """``plan`` with each VM leaving for a host in ``destinations`` moved there, or blocked
     with why it cannot be; a destination not read leaves the VM leaving. ``here``: this
-    host's name. Pure."""
+    host's name. A VM whose manifest suspends it (``suspended``) is left as it is. Pure."""
     out = []
     for action in plan.actions:
         reason = action.reason
         if (reason is not None and reason.why == Why.LEAVING
+                and isinstance(action.live, LiveVM) and action.name in suspended):
+            action = Action(Kind.BLOCKED, action.target, reason=Reason(Why.SUSPENDED),
+                            live=action.live)
+        elif (reason is not None and reason.why == Why.LEAVING
                 and isinstance(action.live, LiveVM) and reason.names[0] in destinations):
             action = move(action.live, here, destinations[reason.names[0]])
         out.append(action)
@@ -72,10 +77,12 @@ def blocker(vm: LiveVM, dest: Destination) -> str | None:
     if vm.state not in ("running", "shut off"):
         return f"it is {vm.state}; a move starts only from running or shut off"
     domains = dict(dest.domains)
-    if vm.name in domains:
+    if vm.name in domains and not half_moved(vm, dest):
         owner = domains[vm.name]
         whose = "made by hand" if not owner else f"of instance {owner}"
         return f"{dest.host} already has a domain {vm.name!r} ({whose})"
+    if half_moved(vm, dest):
+        return None  # a cold move defined it there, then stopped: finish it
     pools = dict(dest.pools)
     found = {(pool, name): (capacity, fmt, used)
              for pool, name, capacity, fmt, used in dest.found}
@@ -109,6 +116,16 @@ def blocker(vm: LiveVM, dest: Destination) -> str | None:
     return None
 
 
+def half_moved(vm: LiveVM, dest: Destination) -> bool:
+    """Whether ``dest`` holds this very domain (same UUID, the same instance's mark) while it
+    is shut off here: a cold move defined it there, then stopped before undefining it here
+    (its volumes were all copied first). A running VM never is (a live migration undefines
+    it here itself)."""
+    return (not vm.running and vm.mark is not None
+            and dict(dest.uuids).get(vm.name) == vm.uuid
+            and dict(dest.domains).get(vm.name) == vm.mark.instance)
+
+
 def move(vm: LiveVM, here: str, dest: Destination) -> Action:
     """The move of ``vm`` from ``here`` to ``dest``, or the blocked action saying why not."""
     me = vm_target(vm.name)
@@ -119,6 +136,10 @@ def move(vm: LiveVM, here: str, dest: Destination) -> Action:
     steps: list[Step] = []
     parts = [(vm_target(vm.name, Part.DISK, key) if key else vm_target(vm.name, Part.SEED),
               pool, volume) for pool, volume, _, _, key in volumes(vm)]
+    if half_moved(vm, dest):  # already there: what was left to do
+        steps.append(Step(Op.UNDEFINE_HERE, me, here, dest.host))
+        steps += [Step(Op.DELETE_HERE, target, here, dest.host) for target, _, _ in parts]
+        return Action(Kind.MOVE, me, tuple(steps), live=vm)
     if vm.running:
         for target, _, _ in parts:  # disks: empty volumes for NBD; the seed: read-only, copied
             op = Op.COPY_VOLUME if target.part == Part.SEED else Op.PREPARE_VOLUME

@@ -262,6 +262,13 @@ def reason_text(action: Action) -> str:
     if why == Why.SUSPENDED:
         what = "not created" if creating(action) else "left as it is"
         return f"{SUSPENDED}: {what} until the annotation is removed"
+    if why == Why.MANIFEST_PROBLEMS and action.kind == Kind.BLOCKED and action.steps:
+        # many hosts: a create or a move held while the fleet's manifests have problems
+        what = "moved" if any(s.op in (Op.MIGRATE, Op.DEFINE_THERE) for s in action.steps) \
+            else "created"
+        return (f"not {what}: {reason.count} manifest problem(s) in this run; in a fleet "
+                "nothing is created, moved or destroyed until every manifest is valid (where "
+                "a VM runs depends on every manifest)")
     if why == Why.MANIFEST_PROBLEMS:
         verb = "destroyed" if vm else "removed"
         return (f"{not_done}: {reason.count} manifest problem(s) in this run; nothing is "
@@ -356,6 +363,8 @@ def _fate(action: Action) -> str:
 
 def move_text(action: Action) -> str:
     """``move hv-a -> hv-b (live migration)`` / ``(cold move)``."""
-    step = next(s for s in action.steps if s.op in (Op.MIGRATE, Op.DEFINE_THERE))
-    how = "live migration" if step.op == Op.MIGRATE else "cold move"
-    return f"move {step.old} -> {step.new} ({how})"
+    first = action.steps[0]
+    if not action.has(Op.MIGRATE, Op.DEFINE_THERE):  # an interrupted cold move, finished
+        return f"move {first.old} -> {first.new} (cold move, finished: it is defined there)"
+    how = "live migration" if action.has(Op.MIGRATE) else "cold move"
+    return f"move {first.old} -> {first.new} ({how})"

@@ -102,8 +102,9 @@ def test_a_fifo_or_empty_snapshot_is_reported_not_planned_at_once(testdrv, prefi
     import time
 
     m = tmp_path / "m"
-    for h in ("hv-a", "hv-b", "hv-c"):
-        write_manifest(m, f"hosts/{h}.yaml", host_yaml(h, URI))
+    for h in ("hv-a", "hv-b", "hv-c"):  # each its own URI (one URI for two is refused)
+        write_manifest(m, f"hosts/{h}.yaml",
+                       host_yaml(h, URI if h == "hv-a" else node(tmp_path, h)))
     write_manifest(m, "vm.yaml", vm_manifest(f"{prefix}web", state="stopped",
                                              extra="host: hv-a"))
     snaps = tmp_path / "snaps"
@@ -118,7 +119,8 @@ def test_a_fifo_or_empty_snapshot_is_reported_not_planned_at_once(testdrv, prefi
     assert r.code == 1
     assert "Host hv-b (" in r.stdout and "not a regular file" in r.stdout
     assert "Host hv-c (" in r.stdout and "not a snapshot" in r.stdout
-    assert f"+ {prefix}web" in r.stdout
+    # hv-a is planned; it makes nothing while it cannot tell whether hv-b or hv-c runs web
+    assert f"! {prefix}web" in r.stdout and "cannot tell whether it already runs" in r.stdout
     assert "Fleet: 3 hosts (2 not planned)" in r.stdout
 
 

@@ -201,6 +201,8 @@ def test_a_cold_move_interrupted_after_define_there_is_finished(testdrv, prefix,
     r = as_host(tmp_path, "hv-a", URI, "plan", m)
     assert "already has a domain" not in r.stdout, (
         "the move it started itself is refused as a name taken: never finished")
+    assert (f"> {name}   move hv-a -> hv-b (cold move, finished: it is defined there)"
+            in r.stdout)
 
 
 # --- what plans and status say ------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli, vm_manifest, write_manifest
+from conftest import empty_host_uri, run_cli, vm_manifest, write_manifest
 from test_fleet_manifests import host_manifest
 
 URI = "test:///default"
@@ -18,7 +18,7 @@ def _repo(tmp_path: Path, prefix: str, web_host: str, hosts: tuple[str, ...] = (
     m = tmp_path / "m"
     for name in hosts:  # each URI opens an empty test host (nothing runs there)
         write_manifest(m, f"hosts/{name}.yaml", host_manifest(name, "rack=r").replace(
-            f"qemu+ssh://root@{name}/system", f"test://{NODE}"))
+            f"qemu+ssh://root@{name}/system", empty_host_uri(name)))
     write_manifest(m, "web.yaml", vm_manifest(f"{prefix}web", state="stopped",
                                               extra=f"host: {web_host}"))
     write_manifest(m, "db.yaml", vm_manifest(f"{prefix}db", state="stopped",
@@ -46,7 +46,8 @@ def test_a_fleet_plan_groups_each_hosts_changes(testdrv, prefix, tmp_path):
     r = run_cli("plan", "--fleet", "--snapshots", snaps, "--detailed-exitcode", m)
     assert r.code == 2, r.stdout + r.stderr
     out = r.stdout
-    a, b = out.index(f"Host hv-a (test://{NODE}), from a snapshot taken "), out.index("Host hv-b (")
+    a = out.index(f"Host hv-a ({empty_host_uri('hv-a')}), from a snapshot taken ")
+    b = out.index("Host hv-b (")
     assert a < b
     assert "No changes. The live state matches the manifests." in out[a:b]
     assert f"+ {prefix}db" in out[b:]
@@ -84,26 +85,30 @@ def test_a_host_without_snapshot_is_reported_and_the_others_planned(testdrv, pre
     snaps = _snapshots(tmp_path, m)
     r = run_cli("plan", "--fleet", "--snapshots", snaps, m)
     assert r.code == 1
-    assert f"Host hv-c (test://{NODE}): not planned: no snapshot" in r.stdout
-    assert f"+ {prefix}db" in r.stdout
-    assert "Fleet: 3 hosts (1 not planned): 1 to create" in r.stdout
+    assert f"Host hv-c ({empty_host_uri('hv-c')}): not planned: no snapshot" in r.stdout
+    # hv-b is planned, and makes nothing while it cannot tell whether hv-c runs db
+    assert f"! {prefix}db" in r.stdout
+    assert "cannot tell whether it already runs on another host: hv-c (no snapshot" in r.stdout
+    assert "Fleet: 3 hosts (1 not planned): 0 to create" in r.stdout
     md = run_cli("plan", "--fleet", "--snapshots", snaps, "--format", "markdown", m).stdout
     assert md.startswith("<!-- reconciler-plan instance=")
     assert "### reconciler fleet plan" in md
-    assert f"#### Host hv-c (test://{NODE})" in md and "not planned" in md
+    assert f"#### Host hv-c ({empty_host_uri('hv-c')})" in md and "not planned" in md
     assert md.count("<!-- reconciler-plan") == 1
 
 
 def test_an_unreachable_host_uri_does_not_stop_the_others(testdrv, prefix, tmp_path):
     m = tmp_path / "m"
     write_manifest(m, "hosts/a.yaml", host_manifest("hv-a").replace(
-        "qemu+ssh://root@hv-a/system", f"test://{NODE}"))
+        "qemu+ssh://root@hv-a/system", empty_host_uri("hv-a")))
     write_manifest(m, "hosts/b.yaml", host_manifest("hv-b").replace(
         "qemu+ssh://root@hv-b/system", f"test://{tmp_path}/gone.xml"))
     write_manifest(m, "web.yaml", vm_manifest(f"{prefix}web", extra="host: hv-a"))
     r = run_cli("plan", "--fleet", m)
     assert r.code == 1
-    assert f"+ {prefix}web" in r.stdout
+    # hv-a is planned, and, as its own reconciler would, makes nothing while hv-b is unread
+    assert f"! {prefix}web" in r.stdout
+    assert "cannot tell whether it already runs on another host: hv-b (" in r.stdout
     assert "Host hv-b (test://" in r.stdout and "not planned: cannot connect" in r.stdout
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli, vm_manifest, write_manifest
+from conftest import empty_host_uri, run_cli, vm_manifest, write_manifest
 from test_fleet_manifests import host_manifest
 
 URI = "test:///default"
@@ -28,7 +28,8 @@ NODE = Path(__file__).parents[2] / "examples" / "test-node.xml"
 
 def _readable(manifest: str) -> str:
     """A Host whose URI opens an empty test host of its own (nothing runs there)."""
-    return manifest.split("  uri: ")[0] + f"  uri: test://{NODE}\n"
+    name = manifest.split("  name: ")[1].split("\n")[0]
+    return manifest.split("  uri: ")[0] + f"  uri: {empty_host_uri(name)}\n"
 
 
 def _fleet(tmp_path: Path, prefix: str, web_host: str) -> Path:

@@ -97,11 +97,12 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             pools.append((pool.name(), int(pool.info()[3])))
             if pool.name() in pools_used:
                 volumes |= {(pool.name(), v) for v in pool.listVolumes()}
-        domains = []
+        domains, uuids = [], []
         for dom in conn.listAllDomains(0):
             if dom.name() in names:
                 mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
                 domains.append((dom.name(), mark.instance if mark else ""))
+                uuids.append((dom.name(), dom.UUIDString()))
         networks = frozenset(n.name() for n in conn.listAllNetworks(
             libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
         found = _found(conn, [v for v in wanted if v in volumes])
@@ -115,6 +116,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             cpu.append((name, verdict != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE))
         return Destination(host, uri, free_memory=free, pools=tuple(sorted(pools)),
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
+                           uuids=tuple(sorted(uuids)),
                            networks=networks, cpu=tuple(cpu), found=found)
 
     try:

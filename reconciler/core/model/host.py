@@ -67,5 +67,8 @@ class Destination:
     # else is in the way.
     found: tuple[tuple[str, str, int, str, bool], ...] = ()
     domains: tuple[tuple[str, str], ...] = ()
+    # (name, UUID) of those domains: the very domain a cold move defined there before it was
+    # interrupted has the UUID of the one here.
+    uuids: tuple[tuple[str, str], ...] = ()
     networks: frozenset[str] = frozenset()
     cpu: tuple[tuple[str, bool], ...] = ()

@@ -30,6 +30,10 @@ def combine(checked: Iterable[Checked], load_problems: Iterable[Problem] = ()) -
     networks = [doc for doc in checked if doc.network is not None]
     hosts = [doc for doc in checked
              if doc.host is not None and ("Host", doc.host.spec.name) not in twice]
+    uris = list(_shared_uris(hosts))
+    problems.extend(problem for problem, _ in uris)
+    same_uri = {name for _, names in uris for name in names}
+    hosts = [doc for doc in hosts if doc.host and doc.host.spec.name not in same_uri]
     hosts_declared = any(doc.claim is not None and doc.claim[0] == "Host" for doc in checked)
     clashes = [*_shared_macs(built), *_shared_volumes(built),
                *_placement(built, hosts, hosts_declared)]
@@ -117,6 +121,22 @@ def _shared_bridges(networks: Sequence[Checked]) -> Iterable[Clash]:
             yield (doc.problem("spec.bridge", f"bridge {bridge!r} is already used by network "
                                               f"{first.network.spec.name!r} ({first.file})"),
                    (doc.network.spec.name, first.network.spec.name))
+
+
+def _shared_uris(hosts: Sequence[Checked]) -> Iterable[Clash]:
+    """Two Hosts with one URI: a host would look for a VM "on the other" by reading itself
+    (a pasted URI); neither is applied."""
+    seen: dict[str, Checked] = {}
+    for doc in hosts:
+        assert doc.host is not None
+        uri = doc.host.spec.uri
+        first = seen.setdefault(uri, doc)
+        if first is not doc:
+            assert first.host is not None
+            yield (doc.problem("spec.uri", f"{short(uri)} is already the URI of Host "
+                                           f"{first.host.spec.name!r} ({first.file}); each "
+                                           "host has its own"),
+                   (doc.host.spec.name, first.host.spec.name))
 
 
 def _placement(built: Sequence[Checked], hosts: Sequence[Checked],

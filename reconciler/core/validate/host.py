@@ -6,7 +6,7 @@ from typing import Any
 
 from reconciler.core.model.host import Capacity, DesiredHost, HostSpec
 from reconciler.core.units import parse_quantity
-from reconciler.core.validate.common import NAME, claim, foreign_annotations, source
+from reconciler.core.validate.common import NAME, claim, foreign_annotations, positions, source
 from reconciler.core.validate.document import Document
 from reconciler.core.validate.result import Checked
 
@@ -17,7 +17,8 @@ def check(doc: Document, data: dict[str, Any]) -> Checked:
     """A schema-valid Host document (defaults filled in): its problems, or the desired host."""
     found = tuple(foreign_annotations(doc, data))
     return Checked(doc.file, found, claim(data), doc.position(NAME),
-                   host=None if found else desired(doc, data))
+                   host=None if found else desired(doc, data),
+                   where=positions(doc, [("spec", "uri")]))
 
 
 def desired(doc: Document, data: dict[str, Any]) -> DesiredHost:
