@@ -54,13 +54,20 @@ def rows(fleet: FleetPlan) -> list[Row]:
             state = sick.get(name, "healthy")
             out.append(Row(entry.host, name, sync, state if vm or sync != MOVING else "-",
                            commit))
-        for action in entry.plan.actions:  # leaving this host
-            if action.kind == Kind.MOVE or (action.reason is not None and action.reason.why in (
-                    Why.LEAVING, Why.MOVE_BLOCKED, Why.UNPLACED)):
-                vm = live.get(action.name)
-                commit = vm.mark.commit[:12] if vm and vm.mark and vm.mark.commit else "-"
-                sync = "leaving" if action.kind == Kind.MOVE else BLOCKED
-                out.append(Row(entry.host, action.name, sync, "-", commit))
+        declared = {want.spec.name for want in entry.desired}
+        for action in entry.plan.actions:  # VMs here that the repository no longer puts here
+            if action.resource != Resource.VM or action.name in declared:
+                continue
+            vm = live.get(action.name)
+            commit = vm.mark.commit[:12] if vm and vm.mark and vm.mark.commit else "-"
+            if action.kind == Kind.MOVE or (action.reason is not None
+                                            and action.reason.why == Why.LEAVING):
+                sync = "leaving"
+            elif action.blocked:
+                sync = BLOCKED
+            else:  # a destroy (its manifest is gone), or what else apply would do
+                sync = PENDING
+            out.append(Row(entry.host, action.name, sync, "-", commit))
     return out
 
 
@@ -73,10 +80,11 @@ def table(found: list[Row]) -> str:
                              for i, cell in enumerate(line)).rstrip() + "\n" for line in lines)
 
 
-def exit_code(found: list[Row]) -> int:
-    """0 every VM in sync and healthy; 1 a host unread, a VM blocked, or one in sync and yet
-    not healthy; 2 work pending (as ``status``: a VM still to be made is not healthy yet)."""
-    if any(r.sync in (UNKNOWN, BLOCKED)
+def exit_code(found: list[Row], problems: int = 0) -> int:
+    """0 every VM in sync and healthy; 1 a manifest problem (``problems``), a host unread, a
+    VM blocked, or one in sync and yet not healthy; 2 work pending (as ``status``: a VM still
+    to be made is not healthy yet)."""
+    if problems or any(r.sync in (UNKNOWN, BLOCKED)
            or (r.sync == IN_SYNC and r.health != "healthy") for r in found):
         return 1
     return 0 if all(r.sync == IN_SYNC for r in found) else 2

@@ -218,6 +218,12 @@ class Why(StrEnum):
     PEER_UNREAD = "peer unread"  # names: "host (error)": it may run there; not created
 
 
+# Many hosts: what will not be done and is no choice of the manifests' (a move that cannot
+# start, a VM no host may run, a create while another host is unread): `plan` exits 1, as for
+# a refused change. A VM arriving or leaving is work another host does (pending).
+STUCK = frozenset({Why.MOVE_BLOCKED, Why.UNPLACED, Why.PEER_UNREAD})
+ELSEWHERE = frozenset({Why.ARRIVING, Why.LEAVING})
+
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,
                        Why.TOO_MANY_DESTROYS, Why.PENDING_DESTROY, Why.ORPHANED})
 
@@ -277,6 +283,18 @@ class Action:
         adopt as it is)."""
         return self.reason is not None and self.reason.why in (
             Why.CONFLICT, Why.OTHER_INSTANCE, Why.ADOPT_MISMATCH)
+
+    @property
+    def stuck(self) -> bool:
+        """Will not be done, and waiting will not help: a refused change, a conflict, or a
+        move or create that cannot be made (``STUCK``): `plan` exits 1 for it."""
+        return self.refused or self.conflict or (
+            self.reason is not None and self.reason.why in STUCK)
+
+    @property
+    def elsewhere(self) -> bool:
+        """Work another host of the fleet does (a VM arriving or leaving): pending here."""
+        return self.reason is not None and self.reason.why in ELSEWHERE
 
     @property
     def suspended(self) -> bool:

@@ -234,9 +234,10 @@ def plan(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: str
     _show_plan(planned, fmt, doc, header)
     # Exit 1 for what apply would fail on whatever the live state does: invalid manifests,
     # refused changes, conflicts. Destroys held back by a guard are shown and exit 0/2.
-    if planned.inputs.problems or any(a.refused or a.conflict for a in planned.plan.actions):
+    if planned.inputs.problems or any(a.stuck for a in planned.plan.actions):
         return EXIT_ERROR
-    return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
+    pending = planned.plan.has_changes or any(a.elsewhere for a in planned.plan.actions)
+    return EXIT_CHANGES if detailed_exitcode and pending else EXIT_OK
 
 
 def _show_plan(planned: pipeline.Planned, fmt: str, doc: dict[str, object],

@@ -141,10 +141,15 @@ def _fleet_status(source: pipeline.Source, snapshots: Path | None, fmt: str) -> 
     if fmt == "json":
         click.echo(render.dumps({"header": render.header_json(header), "vms": [
             {"host": r.host, "name": r.vm, "sync": r.sync, "health": r.health,
-             "commit": None if r.commit == "-" else r.commit} for r in found]}), nl=False)
+             "commit": None if r.commit == "-" else r.commit} for r in found],
+            "problems": [p.as_dict() for p in whole.problems]}), nl=False)
     else:
-        click.echo(fleetstatus.table(found) + render.header_text(header) + "\n", nl=False)
-    return fleetstatus.exit_code(found)
+        click.echo(render.problems_text(whole.problems), nl=False, err=True)
+        problems = (f"{len(whole.problems)} manifest problem(s): VMs whose manifests have "
+                    "problems are not listed\n" if whole.problems else "")
+        click.echo(fleetstatus.table(found) + problems + render.header_text(header) + "\n",
+                   nl=False)
+    return fleetstatus.exit_code(found, len(whole.problems))
 
 
 @click.command(name="export")

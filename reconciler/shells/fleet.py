@@ -284,7 +284,9 @@ def show(fleet: FleetPlan, header: Header, fmt: str, *, detailed_exitcode: bool)
         click.echo(render.problems_text(fleet.problems), nl=False, err=True)
         click.echo(fleet_render.fleet_text(fleet, header), nl=False)
     failed = fleet.problems or fleet.unreachable or any(
-        a.refused or a.conflict for h in fleet.hosts if h.plan for a in h.plan.actions)
+        a.stuck for h in fleet.hosts if h.plan for a in h.plan.actions)
     if failed:
         return EXIT_ERROR
-    return EXIT_CHANGES if detailed_exitcode and fleet.has_changes else EXIT_OK
+    pending = fleet.has_changes or any(a.elsewhere for h in fleet.hosts if h.plan
+                                       for a in h.plan.actions)
+    return EXIT_CHANGES if detailed_exitcode and pending else EXIT_OK

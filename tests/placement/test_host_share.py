@@ -147,7 +147,7 @@ def test_no_vm_is_created_while_another_host_cannot_be_read(testdrv, prefix, tmp
     m = _peer_fleet(tmp_path, prefix, f"test://{tmp_path}/no-such-host.xml", "hv-b")
     node = Path(__file__).parents[2] / "examples" / "test-node.xml"
     r = run_cli("plan", "--connect", f"test://{node}", "--config", _config(tmp_path, "hv-b"), m)
-    assert r.code == 0, r.stdout + r.stderr
+    assert r.code == 1, r.stdout + r.stderr  # a create that cannot be made: as a refusal
     assert f"! {prefix}web" in r.stdout
     assert "cannot tell whether it already runs on another host: hv-a (" in r.stdout
 
