@@ -170,12 +170,16 @@ class Planned:
     plan: Plan
     inputs: Validated  # the manifests, validated
     live: LiveState  # what the plan was computed from
+    # Many hosts: the Hosts declared (name -> URI), and the Hosts no longer declared that
+    # answered and run no VM of the instance (forgotten: see ``adapters.knownhosts``).
+    hosts: dict[str, str] = field(default_factory=dict)
+    forget: tuple[str, ...] = ()
 
 
 # Many hosts: (libvirt URI of another host, VM names) -> those of them that run there, managed
 # by this instance (``adapters.libvirt.peers.managed_here``); raises ReconcilerError when the
 # host cannot be read.
-Peers = Callable[[str, Sequence[str]], frozenset[str]]
+Peers = Callable[[str, Sequence[str] | None], frozenset[str]]  # None: every VM of ours
 # Many hosts: (host name, its URI, the VMs that move there) -> what the moves need to know of
 # it (``adapters.libvirt.peers.destination``); never raises.
 Destinations = Callable[[str, str, tuple[LiveVM, ...]], Destination]
@@ -261,8 +265,16 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             plan = compute(inputs, live, guards, source.instance, source.target)
     if fleet.host is not None:
         plan = nowhere(plan, fleet)
+    forget: tuple[str, ...] = ()
     if peers is not None and fleet.host is not None:
-        plan = _arrivals(plan, fleet, peers)
+        from reconciler.adapters import knownhosts
+
+        known = (knownhosts.read(source.state_dir, source.instance)
+                 if source.state_dir is not None else {})
+        declared = {h.spec.name for h in fleet.inputs.hosts}
+        gone = {name: uri for name, uri in known.items()
+                if name not in declared and name != fleet.host}
+        plan, forget = _arrivals(plan, fleet, peers, gone)
     if destinations is not None and fleet.host is not None:
         plan = _moves(plan, fleet, destinations)
     if fleet.host is not None:
@@ -271,7 +283,7 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         memo.put("plan", key, plan)
     if memo is not None:
         memo.save()
-    return Planned(plan, inputs, live)
+    return Planned(plan, inputs, live, {h.spec.name: h.spec.uri for h in inputs.hosts}, forget)
 
 
 def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
@@ -287,35 +299,46 @@ def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
                  live_pools=[p.name for p in live.pools], placed=placed)
 
 
-def _arrivals(plan: Plan, fleet: Share, peers: Peers) -> Plan:
+def _arrivals(plan: Plan, fleet: Share, peers: Peers,
+              gone: dict[str, str]) -> tuple[Plan, tuple[str, ...]]:
     """``plan`` with the creates of VMs that run on another host blocked (they move here), and
-    all creates blocked while another host cannot be read (``core.fleet.arrivals``)."""
+    all creates blocked while another host cannot be read (``core.fleet.arrivals``); and the
+    Hosts no longer declared (``gone``: name -> URI, remembered) that answered and run no VM
+    of this instance, to forget. A VM found on such a Host is stranded there: never made a
+    second time here."""
     names = creating(plan)
-    if not names:
-        return plan
     others = sorted((h.spec.name, h.spec.uri) for h in fleet.inputs.hosts
-                    if h.spec.name != fleet.host)
-    if not others:
-        return plan
+                    if h.spec.name != fleet.host) if names else []
+    asked = [*[(host, uri, tuple(names)) for host, uri in others],
+             *[(host, uri, None) for host, uri in sorted(gone.items())]]
+    if not asked:
+        return plan, ()
     from concurrent.futures import ThreadPoolExecutor
 
-    def read(uri: str) -> frozenset[str] | ReconcilerError:
+    def read(entry: tuple[str, str, tuple[str, ...] | None]) -> frozenset[str] | ReconcilerError:
         try:
-            return peers(uri, names)
+            return peers(entry[1], entry[2])
         except ReconcilerError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=min(16, len(others))) as pool:  # each bounded in time
-        answers = list(pool.map(read, [uri for _, uri in others]))
+    with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:  # each bounded in time
+        answers = list(pool.map(read, asked))
     found: dict[str, str] = {}
     unread: dict[str, str] = {}
-    for (host, _), answer in zip(others, answers, strict=True):
+    stranded: dict[str, str] = {}
+    forget = []
+    for (host, _, wanted), answer in zip(asked, answers, strict=True):
         if isinstance(answer, ReconcilerError):
             unread[host] = str(answer)
+        elif wanted is None:  # a Host no longer declared: every VM of ours there
+            if not answer:
+                forget.append(host)
+            for name in sorted(answer & set(names)):
+                stranded.setdefault(name, host)
         else:
             for name in sorted(answer):
                 found.setdefault(name, host)
-    return arrivals(plan, found, unread)
+    return arrivals(plan, found, unread, stranded), tuple(forget)
 
 
 def _moves(plan: Plan, fleet: Share, destinations: Destinations) -> Plan:

@@ -133,17 +133,22 @@ def creating(plan: Plan) -> tuple[str, ...]:
                  if a.resource == Resource.VM and a.kind == Kind.CREATE)
 
 
-def arrivals(plan: Plan, found: dict[str, str], unread: dict[str, str]) -> Plan:
+def arrivals(plan: Plan, found: dict[str, str], unread: dict[str, str],
+             stranded: dict[str, str] | None = None) -> Plan:
     """``plan`` with each create of a VM that runs on another host (``found``: VM -> host)
     blocked as arriving: the host it leaves moves it here, and this host never makes a second
     one. While another host cannot be read (``unread``: host -> error), no VM is created here
-    either: it may run there. Pure."""
-    if not found and not unread:
+    either: it may run there. ``stranded``: VM -> a Host the repository no longer declares
+    that still runs it: never made a second time. Pure."""
+    stranded = stranded or {}
+    if not found and not unread and not stranded:
         return plan
     out = []
     for action in plan.actions:
         if action.resource == Resource.VM and action.kind == Kind.CREATE:
-            if action.name in found:
+            if action.name in stranded:
+                action = _blocked(action, Reason(Why.STRANDED, names=(stranded[action.name],)))
+            elif action.name in found:
                 action = _blocked(action, Reason(Why.ARRIVING, names=(found[action.name],)))
             elif unread:
                 names = tuple(f"{host} ({error})" for host, error in sorted(unread.items()))

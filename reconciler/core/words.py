@@ -319,6 +319,11 @@ def reason_text(action: Action) -> str:
     if why == Why.ARRIVING:
         return (f"arriving: it runs on host {reason.names[0]}, which moves it here; it is not "
                 "created a second time")
+    if why == Why.STRANDED:
+        host = reason.names[0]
+        return (f"not created: it runs on host {host}, which the repository no longer "
+                f"declares; declare {host} again (cordoned, so that its VMs move away), or "
+                f"remove the VM there")
     if why == Why.PEER_UNREAD:
         return (f"not created: cannot tell whether it already runs on another host: "
                 f"{', '.join(reason.names)} cannot be read; it is created once every host "

@@ -311,6 +311,10 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     planned = pipeline.make_plan(source, hv, memo=memo,
                                                  peers=peers_of(instance),
                                                  destinations=destinations_of(hv))
+                    if planned.hosts or planned.forget:  # many hosts (adapters.knownhosts)
+                        from reconciler.adapters import knownhosts
+
+                        knownhosts.remember(states, instance, planned.hosts, planned.forget)
                     doc = render.plan_json(planned.plan, planned.inputs.problems,
                                            instance=instance)
                     if plan_file and not saved_plan.applicable(plan_file, doc):

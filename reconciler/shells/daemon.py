@@ -347,6 +347,11 @@ class Daemon:
                                        destinations=destinations_of(hv)),
             timeout=READ_TIMEOUT, stop=self.wakeups.stop.is_set)
         plan, inputs, live = planned.plan, planned.inputs, planned.live.vms
+        if planned.hosts or planned.forget:  # many hosts (adapters.knownhosts)
+            from reconciler.adapters import knownhosts
+
+            knownhosts.remember(self.options.state_dir, self.options.instance, planned.hosts,
+                                planned.forget)
         self.wakeups.interest = interest(inputs, planned.live, self.options.instance)
         for problem in inputs.problems:
             log.error("manifest problem", problem=str(problem))

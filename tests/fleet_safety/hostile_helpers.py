@@ -24,8 +24,10 @@ def host_yaml(name: str, uri: str, labels: dict[str, str] | None = None, extra: 
 
 
 def config(folder: Path, me: str) -> Path:
+    """The config of host ``me``: its name, and its state directory (where apply keeps what it
+    knows of the fleet; plan reads it there too)."""
     path = folder / f"config-{me}.yaml"
-    path.write_text(f"host: {me}\n")
+    path.write_text(f"host: {me}\nstateDir: {folder / f'state-{me}'}\n")
     return path
 
 

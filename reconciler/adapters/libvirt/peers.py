@@ -19,16 +19,17 @@ from reconciler.core.xml.common import read_mark
 PEER_TIMEOUT = 10.0  # seconds a peer host has to answer (connect and every lookup)
 
 
-def managed_here(uri: str, names: Sequence[str], instance: str,
+def managed_here(uri: str, names: Sequence[str] | None, instance: str,
                  *, timeout: float = PEER_TIMEOUT) -> frozenset[str]:
-    """Which of ``names`` are domains on ``uri`` that the reconciler ``instance`` manages (its
-    mark names the instance). A domain of that name made by hand does not count.
+    """Which of ``names`` (None: of all its domains) are domains on ``uri`` that the reconciler
+    ``instance`` manages (its mark names the instance). A domain of that name made by hand
+    does not count.
 
     Raises ``TransientError`` when the host cannot be read (no answer within ``timeout``
     seconds, connection refused, authentication failed)."""
     def read(conn: Any) -> frozenset[str]:
         found = set()
-        for name in names:
+        for name in names if names is not None else [d.name() for d in conn.listAllDomains(0)]:
             try:
                 dom = conn.lookupByName(name)
             except libvirt.libvirtError as exc:
