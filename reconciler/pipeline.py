@@ -70,6 +70,8 @@ class Host(Protocol):
 
     def hostname(self) -> str: ...
 
+    def host_uuid(self) -> str | None: ...
+
     # When the host was read, for a snapshot (UTC, ISO 8601); None: read live, now.
     taken: str | None
 
@@ -179,7 +181,8 @@ class Planned:
 # Many hosts: (libvirt URI of another host, VM names) -> those of them that run there, managed
 # by this instance (``adapters.libvirt.peers.managed_here``); raises ReconcilerError when the
 # host cannot be read.
-Peers = Callable[[str, Sequence[str] | None], frozenset[str]]  # None: every VM of ours
+# (the host's libvirt UUID, or None when it cannot say; the VMs found)
+Peers = Callable[[str, Sequence[str] | None], tuple[str | None, frozenset[str]]]
 # Many hosts: (host name, its URI, the VMs that move there) -> what the moves need to know of
 # it (``adapters.libvirt.peers.destination``); never raises.
 Destinations = Callable[[str, str, tuple[LiveVM, ...]], Destination]
@@ -274,9 +277,9 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         declared = {h.spec.name for h in fleet.inputs.hosts}
         gone = {name: uri for name, uri in known.items()
                 if name not in declared and name != fleet.host}
-        plan, forget = _arrivals(plan, fleet, peers, gone)
+        plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid())
     if destinations is not None and fleet.host is not None:
-        plan = _moves(plan, fleet, destinations)
+        plan = _moves(plan, fleet, destinations, hv.host_uuid())
     if fleet.host is not None:
         plan = held(plan, len(inputs.problems))
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -299,13 +302,15 @@ def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
                  live_pools=[p.name for p in live.pools], placed=placed)
 
 
-def _arrivals(plan: Plan, fleet: Share, peers: Peers,
-              gone: dict[str, str]) -> tuple[Plan, tuple[str, ...]]:
+def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
+              here: str | None) -> tuple[Plan, tuple[str, ...]]:
     """``plan`` with the creates of VMs that run on another host blocked (they move here), and
     all creates blocked while another host cannot be read (``core.fleet.arrivals``); and the
     Hosts no longer declared (``gone``: name -> URI, remembered) that answered and run no VM
     of this instance, to forget. A VM found on such a Host is stranded there: never made a
-    second time here."""
+    second time here. ``here``: this host's libvirt UUID: a Host whose URI reaches it is a
+    mistake in the Host manifests or the config's ``host`` (it would hide the real host's
+    VMs), and counts as a host that cannot be read."""
     names = creating(plan)
     others = sorted((h.spec.name, h.spec.uri) for h in fleet.inputs.hosts
                     if h.spec.name != fleet.host) if names else []
@@ -317,9 +322,14 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers,
 
     def read(entry: tuple[str, str, tuple[str, ...] | None]) -> frozenset[str] | ReconcilerError:
         try:
-            return peers(entry[1], entry[2])
+            uuid, found = peers(entry[1], entry[2])
         except ReconcilerError as exc:
             return exc
+        if here is not None and uuid == here:
+            return ReconcilerError(
+                f"its URI {entry[1]} reaches this very host (libvirt host UUID {here}); fix "
+                f"Host {entry[0]}'s uri, or this host's `host` in the config")
+        return found
 
     with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:  # each bounded in time
         answers = list(pool.map(read, asked))
@@ -341,7 +351,7 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers,
     return arrivals(plan, found, unread, stranded), tuple(forget)
 
 
-def _moves(plan: Plan, fleet: Share, destinations: Destinations) -> Plan:
+def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | None) -> Plan:
     """``plan`` with each VM leaving for another host moved there, or blocked saying why
     (``core.moves``): each destination read once, at once."""
     from reconciler.core.moves import plan_moves
@@ -361,7 +371,7 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations) -> Plan:
                 for host, vms in going.items()}
     assert fleet.host is not None
     return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()},
-                      fleet.suspended)
+                      fleet.suspended, uuid=here)
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

@@ -251,6 +251,9 @@ class SnapshotHost:
     def hostname(self) -> str:
         return self.snapshot.hostname
 
+    def host_uuid(self) -> str | None:
+        return None  # not recorded: a plan from snapshots reads no other host over a URI
+
     def free_memory(self) -> int | None:
         return self.snapshot.host.free_memory
 

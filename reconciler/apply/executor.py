@@ -169,7 +169,7 @@ class _Runner:
             did += _infra_did(action)
             return []
         if action.kind == Kind.MOVE:
-            move.carry_out(action, self.hv, self.settings.routes)
+            move.carry_out(action, self.hv, self.settings.routes, self.settings.clock)
             how = "live migration" if action.has(Op.MIGRATE) else "cold move"
             did.append(Deed(Did.MOVED, to=f"{action.steps[0].new} ({how})"))
             return []

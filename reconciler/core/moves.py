@@ -31,6 +31,7 @@ from reconciler.core.plan import (
     Part,
     Plan,
     Reason,
+    Resource,
     Step,
     Why,
     vm_target,
@@ -39,12 +40,15 @@ from reconciler.core.units import format_bytes
 
 
 def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination],
-               suspended: frozenset[str] = frozenset()) -> Plan:
+               suspended: frozenset[str] = frozenset(), *, uuid: str | None = None) -> Plan:
     """``plan`` with each VM leaving for a host in ``destinations`` moved there, or blocked
-    with why it cannot be; a destination not read leaves the VM leaving. ``here``: this
-    host's name. A VM whose manifest suspends it (``suspended``) is left as it is. Pure."""
+    with why it cannot be. ``here``: this host's name; ``uuid``: its libvirt host UUID (a
+    destination that is this very host is refused). A VM whose manifest suspends it
+    (``suspended``) is left as it is. The moves to one destination are checked together, in
+    name order: each takes its memory and disk room from what the next may use. Pure."""
+    taken: dict[str, Destination] = {}  # each destination, less what the moves so far take
     out = []
-    for action in plan.actions:
+    for action in sorted(plan.actions, key=lambda a: a.name):
         reason = action.reason
         if (reason is not None and reason.why == Why.LEAVING
                 and isinstance(action.live, LiveVM) and action.name in suspended):
@@ -52,9 +56,27 @@ def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination],
                             live=action.live)
         elif (reason is not None and reason.why == Why.LEAVING
                 and isinstance(action.live, LiveVM) and reason.names[0] in destinations):
-            action = move(action.live, here, destinations[reason.names[0]])
+            host = reason.names[0]
+            dest = taken.get(host, destinations[host])
+            action = move(action.live, here, dest, uuid)
+            if action.kind == Kind.MOVE:
+                taken[host] = _less(dest, action.live)
         out.append(action)
-    return replace(plan, actions=tuple(out))
+    by_name = {a.name: a for a in out if a.resource == Resource.VM}
+    return replace(plan, actions=tuple(by_name.get(a.name, a) if a.resource == Resource.VM
+                                       else a for a in plan.actions))
+
+
+def _less(dest: Destination, vm: object) -> Destination:
+    """``dest`` with the room the move of ``vm`` takes there taken away."""
+    assert isinstance(vm, LiveVM)
+    memory = (vm.live_memory or vm.config.memory) if vm.running else 0
+    need: dict[str, int] = {}
+    for pool, _, capacity, _, _ in volumes(vm):
+        need[pool] = need.get(pool, 0) + capacity
+    return replace(dest, free_memory=None if dest.free_memory is None
+                   else dest.free_memory - memory,
+                   pools=tuple((p, free - need.get(p, 0)) for p, free in dest.pools))
 
 
 def volumes(vm: LiveVM) -> tuple[tuple[str, str, int, str, str], ...]:
@@ -66,10 +88,23 @@ def volumes(vm: LiveVM) -> tuple[tuple[str, str, int, str, str], ...]:
     return tuple(out)
 
 
-def blocker(vm: LiveVM, dest: Destination) -> str | None:
-    """Why ``vm`` cannot move to ``dest`` now, or None. Pure."""
+def blocker(vm: LiveVM, dest: Destination, uuid: str | None = None) -> str | None:
+    """Why ``vm`` cannot move to ``dest`` now, or None. ``uuid``: this host's libvirt UUID.
+    Pure."""
     if dest.error:
         return f"{dest.host} cannot be read: {dest.error}"
+    if uuid is not None and dest.uuid == uuid:
+        return (f"{dest.host}'s URI {dest.uri} reaches this very host (libvirt host UUID "
+                f"{uuid}); fix Host {dest.host}'s uri, or this host's `host` in the config")
+    if vm.managed_save:
+        return ("it has a managed-save image (its saved memory would be lost); start it, or "
+                "remove the image (virsh managedsave-remove), then it moves")
+    layered = [d.name for d in vm.config.disks if d.image]
+    layered += [d.name for d in vm.live_disks or () if d.overlay]
+    if layered:
+        return (f"disk {', '.join(sorted(set(layered)))} is a copy-on-write layer over another "
+                "volume, which a move does not carry; flatten it (virsh blockpull) or move the "
+                "VM by hand")
     if vm.config.firmware == "uefi":
         return "a UEFI VM's NVRAM is not moved between hosts yet; move it by hand"
     if not vm.persistent:
@@ -126,10 +161,11 @@ def half_moved(vm: LiveVM, dest: Destination) -> bool:
             and dict(dest.domains).get(vm.name) == vm.mark.instance)
 
 
-def move(vm: LiveVM, here: str, dest: Destination) -> Action:
-    """The move of ``vm`` from ``here`` to ``dest``, or the blocked action saying why not."""
+def move(vm: LiveVM, here: str, dest: Destination, uuid: str | None = None) -> Action:
+    """The move of ``vm`` from ``here`` to ``dest``, or the blocked action saying why not.
+    ``uuid``: this host's libvirt UUID."""
     me = vm_target(vm.name)
-    why = blocker(vm, dest)
+    why = blocker(vm, dest, uuid)
     if why is not None:
         return Action(Kind.BLOCKED, me, reason=Reason(Why.MOVE_BLOCKED, names=(dest.host, why)),
                       live=vm)

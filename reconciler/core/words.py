@@ -293,6 +293,10 @@ def reason_text(action: Action) -> str:
         return f"not removed: still used by {', '.join(sorted(reason.names))}"
     if why == Why.DOMAIN_STATE:
         state, cause = (*reason.names, "", "")[:2]
+        if state == "paused" and cause in ("migration", "postcopy", "postcopy failed",
+                                           "starting up"):
+            return (f"the domain is {state} ({cause}): a migration is in flight; nothing is "
+                    "changed until libvirt has finished it")
         return f"the domain is {state} ({cause}): {_STATE_ADVICE.get(state, '')}"
     if why == Why.MANAGED_SAVE:
         return ("the domain has a managed-save image: its next start resumes it with the old "

@@ -233,7 +233,8 @@ def connect_libvirt(uri: str, *, readonly: bool = False) -> Libvirt:
 def peers_of(instance: str) -> pipeline.Peers:
     """How a host looks for a VM it would create on the fleet's other hosts (many hosts)."""
 
-    def managed_there(uri: str, names: Sequence[str] | None) -> frozenset[str]:
+    def managed_there(uri: str, names: Sequence[str] | None,
+                      ) -> tuple[str | None, frozenset[str]]:
         from reconciler.adapters.libvirt.peers import managed_here
 
         return managed_here(uri, names, instance)

@@ -115,7 +115,7 @@ def test_a_move_interrupted_after_a_copy_is_finished_later(host, host_b, tmp_pat
     left = pool.createXML(f"<volume><name>{name}-root</name><capacity>{16 << 20}</capacity>"
                           "<allocation>0</allocation><target><format type='qcow2'/></target>"
                           "</volume>", 0)
-    write_volume(left, 4 << 20, b"\xff" * 65536)  # stale bytes past the header
+    write_volume(left, 256 << 10, b"\xff" * 4096)  # stale bytes, where the copy writes
     _repo(tmp_path, host, host_b, name, "hv-b", "stopped")
     r = _as(tmp_path, "hv-a", host, "apply", m)
     assert r.code == 0, r.stdout + r.stderr

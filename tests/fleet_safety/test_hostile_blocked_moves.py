@@ -153,3 +153,28 @@ def test_a_leaving_vm_keeps_its_network_and_pool_on_the_host_it_leaves(testdrv, 
     assert r.code == 1
     assert testdrv.networkLookupByName(net).isActive()
     assert testdrv.lookupByName(name)
+
+
+def test_moves_to_one_host_share_its_room(testdrv, prefix, tmp_path):
+    """Two VMs move to hv-b, whose pool has room for one of them (the test driver's pools
+    have 100GiB free): the first (by name) moves, the second is blocked, saying how much room
+    is left once the first has moved."""
+    m = tmp_path / "m"
+    b_uri = node(tmp_path, "hv-b")
+    write_manifest(m, "hosts/hv-a.yaml", host_yaml("hv-a", URI))
+    write_manifest(m, "hosts/hv-b.yaml", host_yaml("hv-b", b_uri))
+
+    def vms(on: str) -> None:
+        for n in ("one", "two"):
+            write_manifest(m, f"{n}.yaml", vm_manifest(
+                f"{prefix}{n}", state="stopped", extra=f"host: {on}",
+                disks="- name: root\n  size: 60GiB\n  pool: default-pool"))
+
+    vms("hv-a")
+    assert as_host(tmp_path, "hv-a", URI, "apply", m).code == 0
+    vms("hv-b")
+    r = as_host(tmp_path, "hv-a", URI, "plan", m)
+    assert f"> {prefix}one   move hv-a -> hv-b (cold move)" in r.stdout
+    assert (f"! {prefix}two   move to hv-b blocked: pool 'default-pool' on hv-b has 40GiB free, "
+            "the disks take up to 60GiB") in r.stdout
+    assert r.code == 1

@@ -19,7 +19,7 @@ READS = {
     "read_raw_pools", "read_pools", "read_raw_volume", "read_volumes", "volume",
     "volume_exists", "domains_using", "watch", "register_events", "deregister_events",
     "alive", "host_routes", "hostname", "local", "read_raw_volumes", "real_paths", "taken",
-    "live_cpu",
+    "live_cpu", "host_uuid", "refresh_pool",
 }
 
 

@@ -172,6 +172,18 @@ class Connection:
         except libvirt.libvirtError:
             return ""
 
+    def host_uuid(self) -> str | None:
+        """libvirt's UUID of the host (capabilities <host><uuid>: host_uuid in libvirtd.conf,
+        else the SMBIOS one): which machine a URI reaches. None for the test driver (every
+        test host has the same one) or when libvirt cannot say."""
+        if self.uri.startswith("test:"):
+            return None
+        try:
+            caps = etree.fromstring(self.conn.getCapabilities().encode())
+        except libvirt.libvirtError:
+            return None
+        return caps.findtext("host/uuid") or None
+
     @cached_property
     def domain_type(self) -> str:
         """The best accelerator the host offers for x86_64 guests: kvm, else qemu (TCG)."""

@@ -5,14 +5,16 @@ shell), so it works the same between two machines as between the test bed's two 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import libvirt
 from lxml import etree
 
 from reconciler.adapters.libvirt.connection import Connection, translated
-from reconciler.core.errors import PermanentError
+from reconciler.core.errors import PermanentError, TransientError
 
 CHUNK = 256 * 1024  # what one libvirt stream message carries at most
 
@@ -22,7 +24,11 @@ CHUNK = 256 * 1024  # what one libvirt stream message carries at most
 # volume prepared there with the same pool, name and size.
 LIVE_MOVE = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
              | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-             | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+             | libvirt.VIR_MIGRATE_NON_SHARED_DISK
+             # a guest dirtying memory faster than it is sent is slowed down until it converges
+             | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
+MIGRATION_TIMEOUT = 3600.0  # seconds a live migration may take before it is aborted
+POLL = 2.0  # seconds between two looks at a migration in flight
 
 
 @dataclass
@@ -50,18 +56,57 @@ class Migration(Connection):
             return None
         return str(etree.tostring(cpu, encoding="unicode"))
 
-    def migrate(self, name: str, destination: str, *, data_uri: str | None = None) -> None:
+    def migrate(self, name: str, destination: str, *, data_uri: str | None = None,
+                tick: Callable[[], object] = lambda: None,
+                timeout: float = MIGRATION_TIMEOUT) -> None:
         """Live-migrate the running domain to the libvirtd at ``destination`` (a URI the
         source libvirtd itself can open: peer to peer). ``data_uri``: where QEMU sends memory
         and disks (tcp://ADDRESS); default, the destination's host name. Its disks' volumes
-        must exist there (same pool, name and size)."""
+        must exist there (same pool, name and size). ``tick`` is called every ``POLL``
+        seconds while the migration job answers (progress, for a watchdog); after
+        ``timeout`` seconds the job is aborted (virDomainAbortJob) and the VM runs on here.
+
+        Raises ``TransientError`` when it was aborted, ``ReconcilerError`` as libvirt
+        fails."""
         params: dict[str, str] = {}
         if data_uri:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = data_uri
-        with translated(f"migrating {name} to {destination}"):
-            self._dom(name).migrateToURI3(destination, params, LIVE_MOVE)
+        dom = self._dom(name)
+        box: dict[str, BaseException] = {}
 
-    def copy_volume_to(self, other: Connection, pool: str, name: str) -> Copied:
+        def run() -> None:
+            try:
+                with translated(f"migrating {name} to {destination}"):
+                    dom.migrateToURI3(destination, params, LIVE_MOVE)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"migrate-{name}", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + timeout
+        while worker.is_alive():
+            worker.join(POLL)
+            if worker.is_alive():
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                        tick()  # the job is there and libvirtd answers
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.abortJob()
+                    worker.join(60)
+                    raise TransientError(f"migrating {name} to {destination}: not done within "
+                                         f"{timeout:g} s; aborted, it runs on here")
+        if "error" in box:
+            raise box["error"]
+
+    def refresh_pool(self, pool: str) -> None:
+        """Have libvirt look at the pool's directory again (virStoragePoolRefresh): a volume
+        written there by another host appears."""
+        with translated(f"refreshing pool {pool}"):
+            self.conn.storagePoolLookupByName(pool).refresh(0)
+
+    def copy_volume_to(self, other: Connection, pool: str, name: str,
+                       tick: Callable[[], object] = lambda: None) -> Copied:
         """Make volume ``name`` of ``pool`` on ``other`` (created there with this one's
         capacity and format when missing) a byte-identical, as sparse, copy of this host's,
         through storage streams. Neither may be in use. A hole in a sparse upload is not
@@ -76,7 +121,7 @@ class Migration(Connection):
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise
                 dst = target_pool.createXML(_same_volume(src), 0)
-            return copy(src, dst)
+            return copy(src, dst, tick)
 
 
 def _same_volume(src: libvirt.virStorageVol) -> str:
@@ -122,7 +167,8 @@ def extents(vol: libvirt.virStorageVol) -> list[tuple[int, int]]:
     return extents
 
 
-def copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
+def copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol,
+         tick: Callable[[], object] = lambda: None) -> Copied:
     """Make ``dst`` (an existing volume, on any host) a byte-identical, as sparse, copy of
     ``src`` through storage streams (see ``Migration.copy_volume_to``). Raises
     ``PermanentError`` when ``dst`` holds data beyond ``src``'s end (it cannot be cut short
@@ -143,6 +189,7 @@ def copy(src: libvirt.virStorageVol, dst: libvirt.virStorageVol) -> Copied:
         def on_data(_stream: libvirt.virStream, data: bytes, _opaque: None) -> int:
             send_all(up, data)
             stats.data += len(data)
+            tick()  # progress, for a watchdog
             return 0
 
         def on_hole(_stream: libvirt.virStream, length: int, _opaque: None) -> int:

@@ -20,14 +20,15 @@ PEER_TIMEOUT = 10.0  # seconds a peer host has to answer (connect and every look
 
 
 def managed_here(uri: str, names: Sequence[str] | None, instance: str,
-                 *, timeout: float = PEER_TIMEOUT) -> frozenset[str]:
+                 *, timeout: float = PEER_TIMEOUT) -> tuple[str | None, frozenset[str]]:
     """Which of ``names`` (None: of all its domains) are domains on ``uri`` that the reconciler
     ``instance`` manages (its mark names the instance). A domain of that name made by hand
-    does not count.
+    does not count. Also the host's libvirt UUID (None when it cannot say: which machine the
+    URI reaches).
 
     Raises ``TransientError`` when the host cannot be read (no answer within ``timeout``
     seconds, connection refused, authentication failed)."""
-    def read(conn: Any) -> frozenset[str]:
+    def read(conn: Any) -> tuple[str | None, frozenset[str]]:
         found = set()
         for name in names if names is not None else [d.name() for d in conn.listAllDomains(0)]:
             try:
@@ -39,10 +40,17 @@ def managed_here(uri: str, names: Sequence[str] | None, instance: str,
             mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
             if mark is not None and mark.instance == instance:
                 found.add(name)
-        return frozenset(found)
+        return _uuid(conn, uri), frozenset(found)
 
-    result: frozenset[str] = within(uri, read, timeout)
+    result: tuple[str | None, frozenset[str]] = within(uri, read, timeout)
     return result
+
+
+def _uuid(conn: Any, uri: str) -> str | None:
+    """The host's libvirt UUID (see ``Connection.host_uuid``)."""
+    if uri.startswith("test:"):
+        return None
+    return etree.fromstring(conn.getCapabilities().encode()).findtext("host/uuid") or None
 
 
 def within(uri: str, read: Callable[[Any], Any], timeout: float) -> Any:
@@ -61,6 +69,8 @@ def within(uri: str, read: Callable[[Any], Any], timeout: float) -> Any:
             box["result"] = read(conn)
         except libvirt.libvirtError as exc:
             box["error"] = exc.get_error_message() or str(exc)
+        except Exception as exc:  # what it sent could not be read (bad XML): not "no VMs"
+            box["error"] = f"unreadable answer: {exc!r}"
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
@@ -115,7 +125,8 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             except libvirt.libvirtError:
                 continue  # the driver cannot say: libvirt checks again when migrating
             cpu.append((name, verdict != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE))
-        return Destination(host, uri, free_memory=free, pools=tuple(sorted(pools)),
+        return Destination(host, uri, uuid=_uuid(conn, uri), free_memory=free,
+                           pools=tuple(sorted(pools)),
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
                            uuids=tuple(sorted(uuids)),
                            networks=networks, cpu=tuple(cpu), found=found)

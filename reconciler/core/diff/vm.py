@@ -238,6 +238,11 @@ def _in_state(action: Action) -> Action:
     me = action.target
     steps = list(action.steps)
     wants_running = want.spec.state == PowerState.RUNNING
+    if have.state == "paused" and have.reason in _MIGRATING:
+        # a migration in flight (incoming or outgoing): nothing is done to it, whatever the
+        # manifest asks, until libvirt has finished it
+        return replace(action, kind=Kind.BLOCKED,
+                       reason=Reason(Why.DOMAIN_STATE, names=(have.state, have.reason)))
     if have.state == "paused" and have.reason in _PAUSED_BY_USER:
         if wants_running:
             steps.insert(0, Step(Op.RESUME, me, effect=Effect.LIVE))
@@ -250,3 +255,8 @@ def _in_state(action: Action) -> Action:
     if not have.persistent:
         steps.insert(0, Step(Op.DEFINE, me, "transient", "persistent"))
     return replace(action, steps=tuple(steps))
+
+
+# libvirt's paused reasons while a domain migrates (VIR_DOMAIN_PAUSED_MIGRATION,
+# _POSTCOPY, _POSTCOPY_FAILED, _STARTING_UP for an incoming one), as ``states`` spells them
+_MIGRATING = frozenset({"migration", "postcopy", "postcopy failed", "starting up"})

@@ -59,6 +59,7 @@ class Destination:
     host: str
     uri: str
     error: str = ""
+    uuid: str | None = None  # libvirt's host UUID: which machine the URI reaches
     free_memory: int | None = None
     pools: tuple[tuple[str, int], ...] = ()
     volumes: frozenset[tuple[str, str]] = frozenset()
