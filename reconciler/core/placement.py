@@ -5,7 +5,8 @@ Pure.
 The pick is rendezvous hashing (highest random weight, Thaler and Ravishankar 1998): each
 matching host scores ``sha256(host NUL vm)``, and the VM goes to the best-scoring host that has
 room. A host added to the fleet takes only the VMs for which it scores best (about 1/N of
-them); every other VM keeps its host. Removing or cordoning a host moves only its own VMs.
+them); without capacity limits every other VM keeps its host (with them, the room a VM
+leaves may be taken by one that ranks that host higher). Cordoning a host moves its VMs.
 Capacity is taken in a fixed order (pinned VMs first, then selected ones, each by name), so
 every host computes the same placement from the same commit."""
 

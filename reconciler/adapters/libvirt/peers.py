@@ -16,7 +16,7 @@ from reconciler.core.model.host import Destination
 from reconciler.core.moves import volumes as move_volumes
 from reconciler.core.xml.common import read_mark
 
-PEER_TIMEOUT = 10.0  # seconds a peer host has to answer (connect and every lookup)
+PEER_TIMEOUT = 10.0  # seconds a peer host has to answer a whole read (connect included)
 
 
 def managed_here(uri: str, names: Sequence[str] | None, instance: str,

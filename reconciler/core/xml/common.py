@@ -91,12 +91,6 @@ def add_move(domain_xml: str, source: str, destination: str, how: str, at: str) 
     return to_xml(root)
 
 
-def read_moves(root: etree._Element) -> tuple[tuple[str, str, str, str], ...]:
-    """(from, to, how, at) of each move recorded on a domain, oldest first. Pure."""
-    return tuple((m.get("from", ""), m.get("to", ""), m.get("how", ""), m.get("at", ""))
-                 for m in root.iterfind(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move"))
-
-
 def mark_xml(mark: Mark) -> str:
     return to_xml(mark_element(mark))
 
