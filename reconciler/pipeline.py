@@ -275,8 +275,9 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         known = (knownhosts.read(source.state_dir, source.instance)
                  if source.state_dir is not None else {})
         declared = {h.spec.name for h in fleet.inputs.hosts}
-        gone = {name: uri for name, uri in known.items()
-                if name not in declared and name != fleet.host}
+        uris = {h.spec.uri for h in fleet.inputs.hosts}
+        gone = {name: uri for name, uri in known.items()  # a renamed Host is not gone
+                if name not in declared and name != fleet.host and uri not in uris}
         plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid())
     if destinations is not None and fleet.host is not None:
         plan = _moves(plan, fleet, destinations, hv.host_uuid())

@@ -197,17 +197,24 @@ def summary_text(plan: Plan) -> str:
 
 def irreversible(plan: Plan) -> str:
     """What in the plan cannot be undone, for the question apply asks (empty when nothing):
-    ``destroys 2 resources (web-01, network/lab) and deletes 1 volume (web-02-data)``."""
+    ``destroys 2 resources (web-01, network/lab) and deletes 1 volume (web-02-data)``; moves
+    to other hosts too (each deletes the VM's volumes here at its end)."""
     from reconciler.core.model.vm import Disk, volume_name
 
     destroys = [a.label for a in plan.actions if a.kind == Kind.DESTROY and a.writes]
     volumes = [volume_name(a.name, s.old.name) for a in plan.actions if a.writes
                for s in a.writing(Op.DELETE_VOLUME) if isinstance(s.old, Disk)]
+    # many hosts: a move deletes the VM's volumes here once it is there
+    moves = [f"{a.name} to {a.steps[0].new}" for a in plan.actions
+             if a.kind == Kind.MOVE and a.writes]
     parts = []
     if destroys:
         parts.append(f"destroys {_count(len(destroys), 'resource')} ({', '.join(destroys)})")
     if volumes:
         parts.append(f"deletes {_count(len(volumes), 'volume')} ({', '.join(volumes)})")
+    if moves:
+        parts.append(f"moves {_count(len(moves), 'VM')} to another host, deleting its volumes "
+                     f"here once it is there ({', '.join(moves)})")
     return " and ".join(parts)
 
 

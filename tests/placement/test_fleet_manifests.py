@@ -151,3 +151,15 @@ def test_a_pinned_vm_over_a_hosts_memory_is_placed_nowhere(tmp_path):
     placed = place(inputs.vms, inputs.hosts)["big"]
     assert placed.host is None
     assert placed.reason == "over capacity: hv-a has 32MiB of 64MiB memory left"
+
+
+def test_a_move_is_asked_for_as_something_that_cannot_be_undone():
+    """apply asks for `yes` typed out before a move: it deletes the VM's volumes here."""
+    from reconciler.core import render
+    from reconciler.core.plan import Action, Kind, Op, Plan, Step, vm_target
+
+    steps = (Step(Op.DEFINE_THERE, vm_target("web"), "hv-a", "hv-b"),
+             Step(Op.UNDEFINE_HERE, vm_target("web"), "hv-a", "hv-b"))
+    plan = Plan((Action(Kind.MOVE, vm_target("web"), steps),), "f")
+    assert render.irreversible(plan) == (
+        "moves 1 VM to another host, deleting its volumes here once it is there (web to hv-b)")
