@@ -151,6 +151,7 @@ class Source:
     host: str | None = None
     # `plan`/`apply --target`, `-l`: a run limited to some VMs (never the daemon's).
     target: Targeting = field(default_factory=Targeting)
+    max_moves: int = defaults.MAX_MOVES  # many hosts: moves one run starts (config maxMoves)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
                 if name not in declared and name != fleet.host and uri not in uris}
         plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid())
     if destinations is not None and fleet.host is not None:
-        plan = _moves(plan, fleet, destinations, hv.host_uuid())
+        plan = _moves(plan, fleet, destinations, hv.host_uuid(), source.max_moves)
     if fleet.host is not None:
         plan = held(plan, len(inputs.problems))
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -352,7 +353,8 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
     return arrivals(plan, found, unread, stranded), tuple(forget)
 
 
-def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | None) -> Plan:
+def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | None,
+           max_moves: int) -> Plan:
     """``plan`` with each VM leaving for another host moved there, or blocked saying why
     (``core.moves``): each destination read once, at once."""
     from reconciler.core.moves import plan_moves
@@ -372,7 +374,7 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | Non
                 for host, vms in going.items()}
     assert fleet.host is not None
     return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()},
-                      fleet.suspended, uuid=here)
+                      fleet.suspended, uuid=here, limit=max_moves)
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

@@ -19,6 +19,7 @@ class Config:
     manifestDir: str = defaults.MANIFEST_DIR
     stateDir: str = defaults.STATE_DIR
     maxDestroy: int = defaults.MAX_DESTROY
+    maxMoves: int = defaults.MAX_MOVES  # many hosts: moves one run starts; the rest wait
     prune: str = "auto"  # auto | confirm | off: what happens to a VM whose manifest is gone
     parallel: int = defaults.PARALLEL
     storageRoots: tuple[str, ...] = field(default=defaults.STORAGE_ROOTS)
@@ -67,6 +68,7 @@ def load(path: Path | None) -> Config:
         ("host", "a host name (a string)", isinstance(data.get("host", ""), str)
          and bool(data.get("host", "x"))),
         ("maxDestroy", "a whole number >= 0", _count(data.get("maxDestroy", 0), 0)),
+        ("maxMoves", "a whole number >= 0", _count(data.get("maxMoves", 0), 0)),
         ("prune", "one of auto, confirm, off", data.get("prune", "auto") in (
             "auto", "confirm", "off")),
         ("parallel", "a whole number >= 1", _count(data.get("parallel", 1), 1)),

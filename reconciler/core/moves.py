@@ -40,13 +40,17 @@ from reconciler.core.units import format_bytes
 
 
 def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination],
-               suspended: frozenset[str] = frozenset(), *, uuid: str | None = None) -> Plan:
+               suspended: frozenset[str] = frozenset(), *, uuid: str | None = None,
+               limit: int | None = None) -> Plan:
     """``plan`` with each VM leaving for a host in ``destinations`` moved there, or blocked
     with why it cannot be. ``here``: this host's name; ``uuid``: its libvirt host UUID (a
     destination that is this very host is refused). A VM whose manifest suspends it
     (``suspended``) is left as it is. The moves to one destination are checked together, in
-    name order: each takes its memory and disk room from what the next may use. Pure."""
+    name order: each takes its memory and disk room from what the next may use. At most
+    ``limit`` moves start in one run (config ``maxMoves``): the others wait for a later one.
+    Pure."""
     taken: dict[str, Destination] = {}  # each destination, less what the moves so far take
+    started = 0
     out = []
     for action in sorted(plan.actions, key=lambda a: a.name):
         reason = action.reason
@@ -59,8 +63,12 @@ def plan_moves(plan: Plan, here: str, destinations: Mapping[str, Destination],
             host = reason.names[0]
             dest = taken.get(host, destinations[host])
             action = move(action.live, here, dest, uuid)
-            if action.kind == Kind.MOVE:
+            if action.kind == Kind.MOVE and limit is not None and started >= limit:
+                action = Action(Kind.BLOCKED, action.target, action.steps,
+                                Reason(Why.MOVE_QUEUED, limit=limit), live=action.live)
+            elif action.kind == Kind.MOVE:
                 taken[host] = _less(dest, action.live)
+                started += 1
         out.append(action)
     by_name = {a.name: a for a in out if a.resource == Resource.VM}
     return replace(plan, actions=tuple(by_name.get(a.name, a) if a.resource == Resource.VM

@@ -214,6 +214,7 @@ class Why(StrEnum):
     LEAVING = "leaving"  # names: (host,): the repository places the VM on another host
     UNPLACED = "unplaced"  # names: (why,): many hosts: no host may run the VM now
     ARRIVING = "arriving"  # names: (host,): it runs there, and moves here (not created twice)
+    MOVE_QUEUED = "move queued"  # limit: maxMoves: more moves than one run starts
     MOVE_BLOCKED = "move blocked"  # names: (destination host, why the move cannot start)
     STRANDED = "stranded"  # names: (host,): it runs on a Host no longer declared
     PEER_UNREAD = "peer unread"  # names: "host (error)": it may run there; not created
@@ -223,7 +224,7 @@ class Why(StrEnum):
 # start, a VM no host may run, a create while another host is unread): `plan` exits 1, as for
 # a refused change. A VM arriving or leaving is work another host does (pending).
 STUCK = frozenset({Why.MOVE_BLOCKED, Why.UNPLACED, Why.PEER_UNREAD, Why.STRANDED})
-ELSEWHERE = frozenset({Why.ARRIVING, Why.LEAVING})
+ELSEWHERE = frozenset({Why.ARRIVING, Why.LEAVING, Why.MOVE_QUEUED})
 
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,
                        Why.TOO_MANY_DESTROYS, Why.PENDING_DESTROY, Why.ORPHANED})

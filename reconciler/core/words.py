@@ -317,6 +317,9 @@ def reason_text(action: Action) -> str:
                     "nowhere until one can")
         return (f"unplaced: no host may run it now ({reason.names[0]}); it is never "
                 "destroyed here, and stays as it is")
+    if why == Why.MOVE_QUEUED:
+        return (f"waiting: one run starts at most {reason.limit} moves (maxMoves in the "
+                f"config); it moves in a later run, {move_text(action)}")
     if why == Why.MOVE_BLOCKED:
         host, cause = reason.names
         return f"move to {host} blocked: {cause}; it stays here, untouched"

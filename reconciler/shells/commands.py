@@ -81,7 +81,7 @@ def run(*, path: Path | None, cfg: configuration.Config, connect: str, instance:
         max_destroy=max_destroy_of(max_destroy, cfg), allow_empty=allow_empty,
         parallel=parallel or cfg.parallel, config_file=config_file, instance=instance,
         storage_roots=tuple(cfg.storageRoots), prune=prune or cfg.prune, notify=cfg.notify,
-        snapshot_file=snapshot_file, host=cfg.host)
+        snapshot_file=snapshot_file, host=cfg.host, max_moves=cfg.maxMoves)
     return Daemon(options).run()
 
 

@@ -70,11 +70,13 @@ class Options:
     snapshot_file: Path | None = None  # kept fresh for CI (`reconciler snapshot`'s format)
     git: pull.Remote | None = None  # pull mode (shells.pull): PATH is the checkout in force
     host: str | None = None  # many hosts: this host's Host name (config host)
+    max_moves: int = defaults.MAX_MOVES  # many hosts: moves one cycle starts (config maxMoves)
 
     @property
     def source(self) -> pipeline.Source:
         return pipeline.Source(self.path, self.instance, self.storage_roots, self.max_destroy,
-                               self.allow_empty, self.prune, self.state_dir, host=self.host)
+                               self.allow_empty, self.prune, self.state_dir, host=self.host,
+                               max_moves=self.max_moves)
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,8 @@ class Daemon:
             log.error("config reload failed; keeping the old config", error=str(exc))
             return
         new = replace(self.options, max_destroy=cfg.maxDestroy, parallel=cfg.parallel,
-                      storage_roots=tuple(cfg.storageRoots), host=cfg.host)
+                      storage_roots=tuple(cfg.storageRoots), host=cfg.host,
+                      max_moves=cfg.maxMoves)
         if cfg.connect != self.options.connect and self.options.config_file is not None:
             new = replace(new, connect=cfg.connect)
             self.link.disconnect()

@@ -285,7 +285,8 @@ def source_of(path: Path, cfg: configuration.Config, instance: str, max_destroy:
 
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),
                            max_destroy_of(max_destroy, cfg), allow_empty, prune or cfg.prune,
-                           state_dir or Path(cfg.stateDir), target=Targeting.of(targets, selectors),
+                           state_dir or Path(cfg.stateDir), max_moves=cfg.maxMoves,
+                           target=Targeting.of(targets, selectors),
                            host=cfg.host)
 
 

@@ -178,3 +178,31 @@ def test_moves_to_one_host_share_its_room(testdrv, prefix, tmp_path):
     assert (f"! {prefix}two   move to hv-b blocked: pool 'default-pool' on hv-b has 40GiB free, "
             "the disks take up to 60GiB") in r.stdout
     assert r.code == 1
+
+
+def test_one_run_starts_at_most_max_moves_moves(testdrv, prefix, tmp_path):
+    """A label edit that moves many VMs: one run starts `maxMoves` of them (by name); the
+    others wait, listed, for a later run (pending, not an error)."""
+    m = tmp_path / "m"
+    b_uri = node(tmp_path, "hv-b")
+    write_manifest(m, "hosts/hv-a.yaml", host_yaml("hv-a", URI))
+    write_manifest(m, "hosts/hv-b.yaml", host_yaml("hv-b", b_uri))
+    names = [f"{prefix}v{i}" for i in range(3)]
+
+    def vms(on: str) -> None:
+        for n in names:
+            write_manifest(m, f"{n}.yaml", vm_manifest(n, state="stopped", extra=f"host: {on}"))
+
+    vms("hv-a")
+    assert as_host(tmp_path, "hv-a", URI, "apply", m).code == 0
+    vms("hv-b")
+    config = tmp_path / "config-hv-a.yaml"
+    r = run_cli("plan", "--connect", URI, "--config", config, "--detailed-exitcode", m)
+    assert r.code == 2  # 5 by default: all three move
+    assert all(f"> {n}   move hv-a -> hv-b (cold move)" in r.stdout for n in names)
+    config.write_text(config.read_text() + "maxMoves: 2\n")
+    r = run_cli("plan", "--connect", URI, "--config", config, "--detailed-exitcode", m)
+    assert r.code == 2, r.stdout + r.stderr
+    assert f"> {names[0]}   move" in r.stdout and f"> {names[1]}   move" in r.stdout
+    assert (f"! {names[2]}   waiting: one run starts at most 2 moves (maxMoves in the config); "
+            "it moves in a later run, move hv-a -> hv-b (cold move)") in r.stdout
