@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from reconciler.core.plan import Header
     from reconciler.core.result import Result
     from reconciler.core.validate.result import Validated
-    from reconciler.shells.interrupts import Interrupts
 
 # Each command imports what it uses when it runs (the pipeline, the executor, status, export,
 # the daemon, and structlog, lxml, watchdog, prometheus_client, pycdlib behind them):
@@ -351,62 +350,16 @@ def apply(*, path: Path | None, cfg: configuration.Config, fmt: str, connect: st
                     asked.close()
                     hv.close()
                 status.record(states, instance, planned, results, revision)
-                _forget_approvals(states, instance, planned, results)
+                from reconciler.shells.outcome import forget_approvals
+
+                forget_approvals(states, instance, planned, results)
         except Stopped as stopped:
             click.echo(f"reconciler: interrupted by {stopped} before any change: nothing was "
                        "changed", err=True)
             return EXIT_ERROR
-        return _report(planned, results, fmt, interrupts)
+        from reconciler.shells.outcome import report
 
-
-def _report(planned: pipeline.Planned, results: tuple[Result, ...], fmt: str,
-            interrupts: Interrupts) -> int:
-    """Print the results (when anything was to change, or a signal came) and give apply's exit
-    status."""
-    from reconciler.core import render
-
-    if planned.plan.has_changes or interrupts.signal:
-        if fmt == "json":
-            click.echo(render.dumps({"results": render.results_json(results)}), nl=False)
-        else:
-            from reconciler.shells import console
-
-            console.echo_lines(render.results_lines(results))
-    if interrupts.signal:
-        text, unfinished = interrupts.summary([r.message for r in results])
-        click.echo(text, err=True)
-        if unfinished:
-            return EXIT_ERROR
-    return _exit_for(planned, results)
-
-
-def _exit_for(planned: pipeline.Planned, results: tuple[Result, ...]) -> int:
-    """1 unless everything converged; a VM suspended on purpose, or kept by the prune policy
-    (pending approval, or orphaned with prune off), is no failure."""
-    from reconciler.core.plan import Why
-
-    suspended = {a.label for a in planned.plan.actions if a.suspended or (
-        a.reason is not None and a.reason.why in (Why.PENDING_DESTROY, Why.ORPHANED))}
-    if planned.inputs.problems or any((a.kind == "blocked" and a.label not in suspended)
-                                      or a.refused for a in planned.plan.actions):
-        return EXIT_ERROR
-    from reconciler.core.result import Outcome
-
-    return EXIT_ERROR if any(r.outcome in (Outcome.FAILED, Outcome.BLOCKED)
-                             and r.name not in suspended for r in results) else EXIT_OK
-
-
-def _forget_approvals(state_dir: Path, instance: str, planned: pipeline.Planned,
-                      results: tuple[Result, ...]) -> None:
-    """An approval is used once: dropped when its destroy is done."""
-    from reconciler.core.plan import Kind
-
-    destroys = {a.label for a in planned.plan.actions if a.kind == Kind.DESTROY}
-    done = {r.name for r in results if r.ok and r.name in destroys}
-    if done:
-        from reconciler.adapters import approvals
-
-        approvals.forget(state_dir, instance, done)
+        return report(planned, results, fmt, interrupts)
 
 
 for _command in (main, validate, plan, apply):  # the others' when they are imported
