@@ -129,6 +129,8 @@ def _plan_one(work: _Work, host: DesiredHost, hv: pipeline.Host | str,
                                      shared=work.shared)
     except ReconcilerError as exc:
         return HostPlan(host.spec.name, host.spec.uri, error=str(exc)), ()
+    except Exception as exc:  # one host's surprise is that host's, and said as it is
+        return HostPlan(host.spec.name, host.spec.uri, error=f"internal error: {exc!r}"), ()
     header = Header(source.instance, host.spec.name, hv.uri, snapshot=hv.taken)
     ours = tuple(vm for vm in planned.live.vms if vm.managed)
     return HostPlan(host.spec.name, host.spec.uri, planned.plan, header,
@@ -140,6 +142,8 @@ def _open(opener: Opener, host: DesiredHost) -> pipeline.Host | str:
         return opener(host)
     except ReconcilerError as exc:
         return str(exc)
+    except Exception as exc:  # e.g. a snapshot file of another format: that host only
+        return f"internal error: {exc!r}"
 
 
 def _in_threads(work: _Work) -> dict[str, Result]:
