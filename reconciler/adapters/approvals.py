@@ -6,11 +6,10 @@ domain of the same name is never destroyed on an old approval."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from reconciler.adapters import atomic, files, state
+from reconciler.adapters import state
 from reconciler.core.errors import PermanentError
 from reconciler.core.status import iso_time
 
@@ -29,14 +28,9 @@ def read(state_dir: Path, instance: str) -> frozenset[tuple[str, str]]:
 
 def _entries(state_dir: Path, instance: str) -> list[dict[str, str]]:
     target = path(state_dir, instance)
-    if not target.exists():
+    entries = state.read_json(target, "the approvals", "an approvals file")
+    if entries is None:
         return []
-    try:
-        entries = json.loads(files.read_manifest(target, limit=1 << 20))
-    except files.Unreadable as exc:
-        raise PermanentError(f"{target}: cannot read the approvals: {exc}") from exc
-    except ValueError as exc:
-        raise PermanentError(f"{target}: not an approvals file ({exc}); remove it") from exc
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and all(isinstance(e.get(k, ""), str)
                                         for k in ("name", "uuid", "approved"))
@@ -47,9 +41,7 @@ def _entries(state_dir: Path, instance: str) -> list[dict[str, str]]:
 
 
 def _write(state_dir: Path, instance: str, entries: list[dict[str, str]]) -> None:
-    target = path(state_dir, instance)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(target, json.dumps(entries, indent=1).encode(), sync=True)
+    state.write_json(path(state_dir, instance), entries)
 
 
 def approve(state_dir: Path, instance: str, label: str, uuid: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import atomic, files, state
+from reconciler.adapters import files, state
 from reconciler.core.status import iso_time
 
 FOLDER = "history"
@@ -51,6 +51,4 @@ def append(state_dir: Path, instance: str, entries: Iterable[tuple[str, dict[str
     for name, entry in entries:
         data.setdefault(name, []).append({"time": now, **entry})
         data[name] = data[name][-KEEP:]
-    target = path(state_dir, instance)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(target, json.dumps(data, indent=1).encode(), sync=True)
+    state.write_json(path(state_dir, instance), data)

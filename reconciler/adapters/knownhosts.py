@@ -8,11 +8,10 @@ instance."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from reconciler.adapters import atomic, files, state
+from reconciler.adapters import state
 from reconciler.core.errors import PermanentError
 
 FOLDER = "hosts"
@@ -26,14 +25,9 @@ def read(state_dir: Path, instance: str) -> dict[str, str]:
     """Host name -> URI of every Host remembered; none when there is no file. Raises
     PermanentError for a file the tool did not write (it never reads as "none known")."""
     target = path(state_dir, instance)
-    if not target.exists():
+    known = state.read_json(target, "the known hosts", "a known-hosts file")
+    if known is None:
         return {}
-    try:
-        known = json.loads(files.read_manifest(target, limit=1 << 20))
-    except files.Unreadable as exc:
-        raise PermanentError(f"{target}: cannot read the known hosts: {exc}") from exc
-    except ValueError as exc:
-        raise PermanentError(f"{target}: not a known-hosts file ({exc}); remove it") from exc
     if not isinstance(known, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in known.items()):
         raise PermanentError(f"{target}: not a known-hosts file; remove it")
@@ -51,6 +45,4 @@ def remember(state_dir: Path, instance: str, hosts: Mapping[str, str],
             merged.pop(name, None)
     if merged == known:
         return
-    target = path(state_dir, instance)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(target, json.dumps(merged, indent=1, sort_keys=True).encode(), sync=True)
+    state.write_json(path(state_dir, instance), merged, sort_keys=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import atomic, files, state
+from reconciler.adapters import files, state
 from reconciler.core.status import iso_time
 
 FOLDER = "suspended"
@@ -44,9 +44,7 @@ def suspend(state_dir: Path, instance: str, reason: str = "") -> dict[str, Any]:
     except (KeyError, OSError):
         user = "unknown"
     record = {"since": iso_time(time.time()), "by": user, "reason": reason}
-    target = path(state_dir, instance)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(target, json.dumps(record).encode(), sync=True)
+    state.write_json(path(state_dir, instance), record, indent=None)
     return record
 
 

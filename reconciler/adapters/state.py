@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters import atomic
+from reconciler.adapters import atomic, files
 from reconciler.core import instance as instance_name
 from reconciler.core.errors import PermanentError
 from reconciler.core.status import VMStatus, iso_time
@@ -32,6 +32,29 @@ def instance_file(state_dir: Path, folder: str, instance: str) -> Path:
     return state_dir / folder / f"{instance}.json"
 
 
+def write_json(target: Path, data: object, *, indent: int | None = 1,
+               sort_keys: bool = False) -> None:
+    """``data`` as JSON in an instance's file (``instance_file``), written atomically (a
+    temporary file, fsync, rename), its folder made first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write(target, json.dumps(data, indent=indent, sort_keys=sort_keys).encode(),
+                 sync=True)
+
+
+def read_json(target: Path, what: str, kind: str, *, limit: int = 1 << 20) -> object:
+    """The JSON in an instance's file, or None when there is no file. Raises PermanentError
+    for a file the tool did not write (not a regular file, more than ``limit`` bytes, not
+    JSON): "cannot read ``what``", "not ``kind``; remove it". The caller checks its shape."""
+    if not target.exists():
+        return None
+    try:
+        return json.loads(files.read_manifest(target, limit=limit))
+    except files.Unreadable as exc:
+        raise PermanentError(f"{target}: cannot read {what}: {exc}") from exc
+    except ValueError as exc:
+        raise PermanentError(f"{target}: not {kind} ({exc}); remove it") from exc
+
+
 def path(state_dir: Path, instance: str) -> Path:
     """Where ``instance``'s state file is (see ``instance_file``)."""
     return instance_file(state_dir, FOLDER, instance)
@@ -48,8 +71,7 @@ def write(state_dir: Path, statuses: Iterable[VMStatus], *, instance: str,
         "daemon": writer,
         "vms": [asdict(s) for s in statuses],
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(target, json.dumps(document, indent=2).encode(), sync=True)
+    write_json(target, document, indent=2)
 
 
 def read(state_dir: Path, instance: str) -> dict[str, Any] | None:
