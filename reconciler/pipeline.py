@@ -279,9 +279,9 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         uris = {h.spec.uri for h in fleet.inputs.hosts}
         gone = {name: uri for name, uri in known.items()  # a renamed Host is not gone
                 if name not in declared and name != fleet.host and uri not in uris}
-        plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid())
+        plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid)
     if destinations is not None and fleet.host is not None:
-        plan = _moves(plan, fleet, destinations, hv.host_uuid(), source.max_moves)
+        plan = _moves(plan, fleet, destinations, hv.host_uuid, source.max_moves)
     if fleet.host is not None:
         plan = held(plan, len(inputs.problems))
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
@@ -305,12 +305,13 @@ def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
 
 
 def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
-              here: str | None) -> tuple[Plan, tuple[str, ...]]:
+              here: Callable[[], str | None]) -> tuple[Plan, tuple[str, ...]]:
     """``plan`` with the creates of VMs that run on another host blocked (they move here), and
     all creates blocked while another host cannot be read (``core.fleet.arrivals``); and the
     Hosts no longer declared (``gone``: name -> URI, remembered) that answered and run no VM
     of this instance, to forget. A VM found on such a Host is stranded there: never made a
-    second time here. ``here``: this host's libvirt UUID: a Host whose URI reaches it is a
+    second time here. ``here``: this host's libvirt UUID (asked only when a host answers
+    with one): a Host whose URI reaches it is a
     mistake in the Host manifests or the config's ``host`` (it would hide the real host's
     VMs), and counts as a host that cannot be read."""
     names = creating(plan)
@@ -327,9 +328,9 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
             uuid, found = peers(entry[1], entry[2])
         except ReconcilerError as exc:
             return exc
-        if here is not None and uuid == here:
+        if uuid is not None and uuid == here():
             return ReconcilerError(
-                f"its URI {entry[1]} reaches this very host (libvirt host UUID {here}); fix "
+                f"its URI {entry[1]} reaches this very host (libvirt host UUID {uuid}); fix "
                 f"Host {entry[0]}'s uri, or this host's `host` in the config")
         return found
 
@@ -353,8 +354,8 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
     return arrivals(plan, found, unread, stranded), tuple(forget)
 
 
-def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | None,
-           max_moves: int) -> Plan:
+def _moves(plan: Plan, fleet: Share, destinations: Destinations,
+           here: Callable[[], str | None], max_moves: int) -> Plan:
     """``plan`` with each VM leaving for another host moved there, or blocked saying why
     (``core.moves``): each destination read once, at once."""
     from reconciler.core.moves import plan_moves
@@ -374,7 +375,7 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations, here: str | Non
                 for host, vms in going.items()}
     assert fleet.host is not None
     return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()},
-                      fleet.suspended, uuid=here, limit=max_moves)
+                      fleet.suspended, uuid=here(), limit=max_moves)
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

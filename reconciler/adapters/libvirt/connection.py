@@ -74,6 +74,30 @@ def inactive_xml(obj: Any, flag: int) -> str:
         return str(obj.XMLDesc(0))
 
 
+def free_memory_of(conn: Any) -> int | None:
+    """``Connection.free_memory`` of a virConnect (also another host's, ``peers``)."""
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    except libvirt.libvirtError:
+        return None
+    try:
+        kib = sum(int(stats[key]) for key in ("free", "buffers", "cached") if key in stats)
+    except (TypeError, ValueError):
+        return None
+    return kib * 1024 if "free" in stats else None
+
+
+def host_uuid_of(conn: Any, uri: str) -> str | None:
+    """``Connection.host_uuid`` of a virConnect opened on ``uri`` (also another host's)."""
+    if uri.startswith("test:"):
+        return None
+    try:
+        caps = etree.fromstring(conn.getCapabilities().encode())
+    except libvirt.libvirtError:
+        return None
+    return caps.findtext("host/uuid") or None
+
+
 class Connection:
     """An open libvirt connection (``conn``, a virConnect). The operations are added by the
     classes of the sibling modules, which all build on this one."""
@@ -83,6 +107,7 @@ class Connection:
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri
         self.readonly = readonly
+        self._uuid: dict[str, str | None] = {}  # host_uuid, once read
         with translated(f"cannot connect to {uri}"):
             self.conn: Any = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
 
@@ -116,15 +141,7 @@ class Connection:
         """The memory the host can give new guests, in bytes: free, buffers and page cache
         (``virNodeGetMemoryStats``, as the kernel's MemAvailable counts them); None where the
         driver cannot say (test:///)."""
-        try:
-            stats = self.conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-        except libvirt.libvirtError:
-            return None
-        try:
-            kib = sum(int(stats[key]) for key in ("free", "buffers", "cached") if key in stats)
-        except (TypeError, ValueError):
-            return None
-        return kib * 1024 if "free" in stats else None
+        return free_memory_of(self.conn)
 
     def host_interfaces(self) -> tuple[str, ...] | None:
         """The names of the host's network interfaces, bridges included (libvirt's interface
@@ -175,14 +192,10 @@ class Connection:
     def host_uuid(self) -> str | None:
         """libvirt's UUID of the host (capabilities <host><uuid>: host_uuid in libvirtd.conf,
         else the SMBIOS one): which machine a URI reaches. None for the test driver (every
-        test host has the same one) or when libvirt cannot say."""
-        if self.uri.startswith("test:"):
-            return None
-        try:
-            caps = etree.fromstring(self.conn.getCapabilities().encode())
-        except libvirt.libvirtError:
-            return None
-        return caps.findtext("host/uuid") or None
+        test host has the same one) or when libvirt cannot say. Read once per connection."""
+        if "host" not in self._uuid:
+            self._uuid["host"] = host_uuid_of(self.conn, self.uri)
+        return self._uuid["host"]
 
     @cached_property
     def domain_type(self) -> str:

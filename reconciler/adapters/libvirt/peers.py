@@ -11,6 +11,7 @@ from typing import Any
 import libvirt
 from lxml import etree
 
+from reconciler.adapters.libvirt.connection import free_memory_of, host_uuid_of
 from reconciler.core.errors import TransientError
 from reconciler.core.model.host import Destination
 from reconciler.core.moves import volumes as move_volumes
@@ -40,17 +41,10 @@ def managed_here(uri: str, names: Sequence[str] | None, instance: str,
             mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
             if mark is not None and mark.instance == instance:
                 found.add(name)
-        return _uuid(conn, uri), frozenset(found)
+        return host_uuid_of(conn, uri), frozenset(found)
 
     result: tuple[str | None, frozenset[str]] = within(uri, read, timeout)
     return result
-
-
-def _uuid(conn: Any, uri: str) -> str | None:
-    """The host's libvirt UUID (see ``Connection.host_uuid``)."""
-    if uri.startswith("test:"):
-        return None
-    return etree.fromstring(conn.getCapabilities().encode()).findtext("host/uuid") or None
 
 
 def within(uri: str, read: Callable[[Any], Any], timeout: float) -> Any:
@@ -97,12 +91,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
     wanted = [(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)]
 
     def _read(conn: Any) -> Destination:
-        try:
-            stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-            free: int | None = sum(int(stats[k]) for k in ("free", "buffers", "cached")
-                                   if k in stats) * 1024 if "free" in stats else None
-        except libvirt.libvirtError:
-            free = None
+        free = free_memory_of(conn)
         pools, volumes = [], set()
         for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
             pools.append((pool.name(), int(pool.info()[3])))
@@ -125,7 +114,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             except libvirt.libvirtError:
                 continue  # the driver cannot say: libvirt checks again when migrating
             cpu.append((name, verdict != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE))
-        return Destination(host, uri, uuid=_uuid(conn, uri), free_memory=free,
+        return Destination(host, uri, uuid=host_uuid_of(conn, uri), free_memory=free,
                            pools=tuple(sorted(pools)),
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
                            uuids=tuple(sorted(uuids)),
