@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from reconciler import __version__
 from reconciler.core import render
-from reconciler.core.fleetplan import FleetPlan, HostPlan, Move
+from reconciler.core.fleetplan import FleetPlan, HostPlan
 from reconciler.core.markdown import MARKER, plan_markdown
 from reconciler.core.plan import Header, Kind
-
-
-def move_text(move: Move) -> str:
-    """``move hv-a -> hv-b (live migration)``."""
-    how = "live migration" if move.live else "cold move"
-    return f"move {move.source} -> {move.destination} ({how})"
 
 
 def summary_text(fleet: FleetPlan) -> str:
@@ -43,7 +37,7 @@ def fleet_text(fleet: FleetPlan, header: Header | None = None) -> str:
         out.append(f"{_title(entry)}{snapshot}\n" + render.plan_text(entry.plan))
     if fleet.moves:
         width = max(len(m.vm) for m in fleet.moves)
-        out.append("Moves:\n" + "".join(f"> {m.vm:<{width}}   {move_text(m)}\n"
+        out.append("Moves:\n" + "".join(f"> {m.vm:<{width}}   {m.text}\n"
                                         for m in fleet.moves))
     tail = summary_text(fleet) + "\n"
     if header is not None:
@@ -65,7 +59,7 @@ def fleet_json(fleet: FleetPlan, header: Header | None = None) -> dict[str, obje
                     "destroy": fleet.count(Kind.DESTROY), "move": len(fleet.moves),
                     "blocked": fleet.blocked_count},
         "moves": [{"name": m.vm, "from": m.source, "to": m.destination,
-                   "live": m.live, "symbol": ">", "text": move_text(m)} for m in fleet.moves],
+                   "live": m.live, "symbol": ">", "text": m.text} for m in fleet.moves],
         "hosts": [{"host": e.host, "uri": e.uri, "error": e.error or None,
                    "plan": None if e.plan is None else render.plan_json(
                        e.plan, header=e.header)} for e in fleet.hosts],
@@ -81,7 +75,7 @@ def fleet_markdown(fleet: FleetPlan, header: Header | None = None) -> str:
         lines += [render.header_text(header), ""]
     if fleet.moves:
         lines += ["| | VM | Move |", "| --- | --- | --- |"]
-        lines += [f"| `>` | `{m.vm}` | {move_text(m)} |" for m in fleet.moves]
+        lines += [f"| `>` | `{m.vm}` | {m.text} |" for m in fleet.moves]
         lines.append("")
     for entry in fleet.hosts:
         if entry.plan is None:

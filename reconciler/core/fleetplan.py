@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from reconciler.core import words
 from reconciler.core.errors import Problem
 from reconciler.core.fleet import arrivals
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Header, Kind, Plan, Resource, Why
+from reconciler.core.plan import Header, Kind, Op, Plan, Why
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,14 @@ class HostPlan:
 @dataclass(frozen=True)
 class Move:
     """A VM that runs on ``source`` and that the repository places on ``destination``.
-    ``live``: whether it runs (a live migration) or is stopped (a cold move)."""
+    ``live``: a live migration (else a cold move); ``text``: as the source's plan says it
+    (``core.words.move_text``)."""
 
     vm: str
     source: str
     destination: str
     live: bool
+    text: str
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,9 @@ def combine(hosts: Sequence[HostPlan], live: dict[str, tuple[LiveVM, ...]],
     arriving (the host it leaves moves it), and each such pair is listed once as a move. Pure.
     """
     where: dict[str, str] = {}
-    running: dict[str, bool] = {}
     for host in sorted(live):
         for vm in live[host]:
             where.setdefault(vm.name, host)
-            running.setdefault(vm.name, vm.running)
     unread = {h.host: h.error for h in hosts if h.plan is None}
     out = []
     for entry in hosts:
@@ -93,16 +94,9 @@ def combine(hosts: Sequence[HostPlan], live: dict[str, tuple[LiveVM, ...]],
         # as the host's own reconciler does: nothing is created while a host is not read
         others = {host: error for host, error in unread.items() if host != entry.host}
         out.append(replace(entry, plan=arrivals(entry.plan, found, others)))
-    moves = []
-    for entry in out:
-        for action in entry.plan.actions if entry.plan else ():
-            reason = action.reason
-            if action.kind == Kind.MOVE:
-                step = action.steps[0]
-                moves.append(Move(action.name, entry.host, str(step.new),
-                                  running.get(action.name, False)))
-            elif (action.resource == Resource.VM and reason is not None
-                    and reason.why == Why.LEAVING):  # its destination was not read
-                moves.append(Move(action.name, entry.host, reason.names[0],
-                                  running.get(action.name, False)))
+    # (each host's plan reads its VMs' destinations: a leaving VM is a move, or blocked)
+    moves = [Move(a.name, entry.host, str(a.steps[0].new), a.has(Op.MIGRATE),
+                  words.move_text(a))
+             for entry in out for a in (entry.plan.actions if entry.plan else ())
+             if a.kind == Kind.MOVE]
     return FleetPlan(tuple(out), tuple(problems), tuple(sorted(moves, key=lambda m: m.vm)))
