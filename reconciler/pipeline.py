@@ -7,38 +7,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from reconciler.adapters import cache
+from reconciler.adapters import assemble, cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
-from reconciler.core import defaults, observe, scope
+from reconciler.core import defaults, scope
 from reconciler.core.diff.guards import Guards
 from reconciler.core.errors import PermanentError, ReconcilerError
-from reconciler.core.fleet import (
-    Placement,
-    Share,
-    arrivals,
-    creating,
-    held,
-    nowhere,
-    placement,
-    share,
-)
 from reconciler.core.live import LiveState, infra_text, owned_view
-from reconciler.core.model.host import Destination
 from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.plan import Plan, Why, fingerprint
-from reconciler.core.targeting import Targeting
 from reconciler.core.validate.result import Validated
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from reconciler.adapters.libvirt import Libvirt
-    from reconciler.core.model.network import LiveNetwork
+    from reconciler.core.fleet import Placement, Share
+    from reconciler.core.model.host import Destination
     from reconciler.core.model.vm import VolumeInfo
-    from reconciler.core.observe import Observation, RawPool, VolumeKey
+    from reconciler.core.observe import Observation, RawNetwork, RawPool, VolumeKey
     from reconciler.core.result import Result
+    from reconciler.core.targeting import Targeting
 
 
 class Host(Protocol):
@@ -52,7 +42,7 @@ class Host(Protocol):
 
     def read_raw_pools(self) -> tuple[RawPool, ...]: ...
 
-    def read_networks(self) -> tuple[LiveNetwork, ...]: ...
+    def read_raw_networks(self) -> tuple[RawNetwork, ...]: ...
 
     def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]: ...
 
@@ -75,8 +65,10 @@ class Host(Protocol):
     # When the host was read, for a snapshot (UTC, ISO 8601); None: read live, now.
     taken: str | None
 
-# The planner, the resolver and the verifier are imported when a plan is computed: a cached
-# plan with nothing to do (the steady state) does not load them (part of its start-up time).
+# The planner, the resolver and the verifier are imported when a plan is computed, and the
+# fleet's modules (placement, moves) only when Host manifests are declared, and targeting only
+# for a targeted run: a cached plan with nothing to do on one host (the steady state) does not
+# load them (part of its start-up time, see bench/startup_bench.py).
 
 
 def draft(inputs: Validated, live: LiveState, guards: Guards, instance: str,
@@ -115,8 +107,9 @@ def read_state(hv: Host, instance: str, desired: Validated | None = None,
     storage = StorageView({p.name: frozenset(p.volumes) for p in pools if p.active},
                           seen.users, seen.file_users,
                           available={p.name: p.available for p in pools if p.active})
-    return LiveState(owned_view(seen.vms, instance), hv.read_networks(),
-                     tuple(observe.live_pool(p) for p in pools), seen.read, storage)
+    return LiveState(owned_view(seen.vms, instance),
+                     assemble.live_networks(hv.read_raw_networks(), memo),
+                     assemble.live_pools(pools, memo), seen.read, storage)
 
 
 def _with_host(hv: Host, live: LiveState) -> LiveState:
@@ -149,8 +142,9 @@ class Source:
     state_dir: Path | None = None
     # Many hosts: this host's name among the Host manifests (None: the connection's hostname).
     host: str | None = None
-    # `plan`/`apply --target`, `-l`: a run limited to some VMs (never the daemon's).
-    target: Targeting = field(default_factory=Targeting)
+    # `plan`/`apply --target`, `-l`: a run limited to some VMs (never the daemon's); None:
+    # the whole repository.
+    target: Targeting | None = None
     max_moves: int = defaults.MAX_MOVES  # many hosts: moves one run starts (config maxMoves)
 
 
@@ -165,6 +159,8 @@ class Fleetwide:
 
 def fleetwide(inputs: Validated) -> Fleetwide:
     """``Fleetwide`` of ``inputs`` (the manifests every host of the fleet is planned from)."""
+    from reconciler.core.fleet import placement
+
     return Fleetwide(placement(inputs), expected_sizes(inputs))
 
 
@@ -186,7 +182,7 @@ class Planned:
 Peers = Callable[[str, Sequence[str] | None], tuple[str | None, frozenset[str]]]
 # Many hosts: (host name, its URI, the VMs that move there) -> what the moves need to know of
 # it (``adapters.libvirt.peers.destination``); never raises.
-Destinations = Callable[[str, str, tuple[LiveVM, ...]], Destination]
+Destinations = Callable[[str, str, tuple[LiveVM, ...]], "Destination"]
 
 
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
@@ -216,7 +212,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
                           else load_keyed(source.path, source.storage_roots, memo))
         live = read_state(hv, source.instance, None if every_size else inputs, memo,
                           expected=shared.sizes if shared is not None else None)
-        misses = source.target.misses(inputs, live, source.instance) if check_target else []
+        target = source.target if source.target is not None and source.target.active else None
+        misses = target.misses(inputs, live, source.instance) if target and check_target else []
         if misses:
             raise PermanentError("; ".join(misses))
         fleet = _share(source, hv, inputs, live, shared.placement if shared else None)
@@ -224,7 +221,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
-    inputs = fleet.inputs
+    if fleet is not None:
+        inputs = fleet.inputs
     approved: frozenset[tuple[str, str]] = frozenset()
     if source.state_dir is not None and source.prune == "confirm":
         from reconciler.adapters import approvals
@@ -233,7 +231,8 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     guards = Guards(problems=len(inputs.problems), max_destroy=source.max_destroy,
                     prune=source.prune, approved=approved,
                     allow_empty=source.allow_empty, single_file=source.path.is_file(),
-                    storage_roots=source.storage_roots, elsewhere=fleet.elsewhere)
+                    storage_roots=source.storage_roots,
+                    elsewhere=fleet.elsewhere if fleet is not None else ())
     paths = [*source.storage_roots, *(p.spec.path for p in inputs.pools),
              *(p.config.path for p in live.pools if p.config.path)]
     real_paths = hv.real_paths(paths)
@@ -248,29 +247,61 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             live = replace(live, storage=replace(live.storage, file_users=by_real))
     key = (cache.digest(digest, fingerprint(live.vms, live.read).encode(),
                         infra_text(live).encode(), repr(guards).encode(),
-                        source.instance.encode(), repr(source.target).encode(),
-                        repr(fleet.host).encode())
+                        source.instance.encode(), repr(target).encode(),
+                        repr(fleet.host if fleet is not None else None).encode())
            if memo and digest else None)
     found = memo.get("plan", key) if memo and key else None
     if isinstance(found, Plan):
         # Its key covers every domain, network and pool, not the volumes: what this plan read
         # about its own objects is observed afresh.
-        chosen = (source.target.choose(inputs, live, source.instance)
-                  if source.target.active else None)
+        chosen = target.choose(inputs, live, source.instance) if target else None
         seen = scope.observed(inputs, live, source.instance, chosen)
         plan = replace(found, fingerprint=scope.fingerprint(seen, found.partial),
                        observed=seen)
     else:
-        plan = draft(inputs, live, guards, source.instance, source.target)
+        plan = draft(inputs, live, guards, source.instance, target)
         if plan.actions:  # changes are decided on the host's facts and the volumes' details
             from reconciler.core.resolve import needs
 
             live = _with_details(hv, _with_host(hv, live), needs(plan))
-            plan = compute(inputs, live, guards, source.instance, source.target)
-    if fleet.host is not None:
-        plan = nowhere(plan, fleet)
+            plan = compute(inputs, live, guards, source.instance, target)
     forget: tuple[str, ...] = ()
-    if peers is not None and fleet.host is not None:
+    if fleet is not None:
+        plan, forget = _fleet(plan, source, fleet, hv, peers, destinations)
+    if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
+        memo.put("plan", key, plan)
+    if memo is not None:
+        memo.save()
+    return Planned(plan, inputs, live, {h.spec.name: h.spec.uri for h in inputs.hosts}, forget)
+
+
+def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
+           placed: Placement | None = None) -> Share | None:
+    """This host's share of the manifests; None without Host manifests (this host reconciles
+    all of them). ``placed``: their placement, computed once for a fleet (None: computed here).
+
+    Raises ``core.fleet.NotInFleet`` when Hosts are declared and this host is none of them."""
+    if not inputs.hosts:
+        return None
+    from reconciler.core.fleet import share
+
+    me = source.host or hv.hostname()
+    return share(inputs, me, live_networks=[n.name for n in live.networks],
+                 live_pools=[p.name for p in live.pools], placed=placed)
+
+
+def _fleet(plan: Plan, source: Source, fleet: Share, hv: Host, peers: Peers | None,
+           destinations: Destinations | None) -> tuple[Plan, tuple[str, ...]]:
+    """Many hosts: ``plan`` of this host's share, with the VMs no host may run listed, the
+    creates of VMs found on another host blocked (with ``peers``), the VMs leaving for
+    another host moved (with ``destinations``), and all of it held while a manifest has a
+    problem (``core.fleet``); and the Hosts no longer declared to forget."""
+    from reconciler.core.fleet import held, nowhere
+
+    assert fleet.host is not None
+    plan = nowhere(plan, fleet)
+    forget: tuple[str, ...] = ()
+    if peers is not None:
         from reconciler.adapters import knownhosts
 
         known = (knownhosts.read(source.state_dir, source.instance)
@@ -280,28 +311,9 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         gone = {name: uri for name, uri in known.items()  # a renamed Host is not gone
                 if name not in declared and name != fleet.host and uri not in uris}
         plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid)
-    if destinations is not None and fleet.host is not None:
+    if destinations is not None:
         plan = _moves(plan, fleet, destinations, hv.host_uuid, source.max_moves)
-    if fleet.host is not None:
-        plan = held(plan, len(inputs.problems))
-    if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
-        memo.put("plan", key, plan)
-    if memo is not None:
-        memo.save()
-    return Planned(plan, inputs, live, {h.spec.name: h.spec.uri for h in inputs.hosts}, forget)
-
-
-def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
-           placed: Placement | None = None) -> Share:
-    """This host's share of the manifests (all of them without Host manifests). ``placed``:
-    their placement, computed once for a fleet (None: computed here).
-
-    Raises ``core.fleet.NotInFleet`` when Hosts are declared and this host is none of them."""
-    if not inputs.hosts:
-        return Share(inputs)
-    me = source.host or hv.hostname()
-    return share(inputs, me, live_networks=[n.name for n in live.networks],
-                 live_pools=[p.name for p in live.pools], placed=placed)
+    return held(plan, len(fleet.inputs.problems)), forget
 
 
 def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
@@ -314,6 +326,8 @@ def _arrivals(plan: Plan, fleet: Share, peers: Peers, gone: dict[str, str],
     with one): a Host whose URI reaches it is a
     mistake in the Host manifests or the config's ``host`` (it would hide the real host's
     VMs), and counts as a host that cannot be read."""
+    from reconciler.core.fleet import arrivals, creating
+
     names = creating(plan)
     others = sorted((h.spec.name, h.spec.uri) for h in fleet.inputs.hosts
                     if h.spec.name != fleet.host) if names else []

@@ -5,14 +5,25 @@ same volume sizes asked for, the same digests of what was read."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import TypeVar
 
 from reconciler.adapters import cache
 from reconciler.adapters.cache import Cache
 from reconciler.core import observe
 from reconciler.core.cloudinit import seed_volume
+from reconciler.core.model.network import LiveNetwork
+from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import LiveVM, volume_name
-from reconciler.core.observe import DomainRefs, DomainTrees, Observation, RawDomain, VolumeKey
+from reconciler.core.observe import (
+    DomainRefs,
+    DomainTrees,
+    Observation,
+    RawDomain,
+    RawNetwork,
+    RawPool,
+    VolumeKey,
+)
 
 
 class Fetched:
@@ -122,3 +133,35 @@ def observation(parsed: Iterable[Fetched], sizes: Mapping[VolumeKey, int],
     return Observation(vms, {item.raw.name: item.seen for item in parsed},
                        {k: tuple(v) for k, v in users.items()},
                        {k: tuple(v) for k, v in file_users.items()})
+
+
+
+def live_networks(raws: Iterable[RawNetwork], memo: Cache | None) -> tuple[LiveNetwork, ...]:
+    """The live model of each network (``observe.live_network``), see ``_models``."""
+    return _models("network", raws, observe.live_network, LiveNetwork, memo)
+
+
+def live_pools(raws: Iterable[RawPool], memo: Cache | None) -> tuple[LivePool, ...]:
+    """The live model of each storage pool (``observe.live_pool``), see ``_models``."""
+    return _models("pool", raws, observe.live_pool, LivePool, memo)
+
+
+_R = TypeVar("_R")
+_M = TypeVar("_M")
+
+
+def _models(kind: str, raws: Iterable[_R], make: Callable[[_R], _M], model: type[_M],
+            memo: Cache | None) -> tuple[_M, ...]:
+    """``make`` of each raw value; with ``memo``, one read exactly as before (every field:
+    its XML, flags, sizes, ports or volumes) is not parsed again: its model comes from the
+    cache, keyed by a digest of the raw value."""
+    out = []
+    for raw in raws:
+        key = (kind, cache.digest(repr(raw).encode())) if memo else None
+        hit = memo.get("domain", key) if memo and key else None
+        if not isinstance(hit, model):
+            hit = make(raw)
+            if memo and key:
+                memo.put("domain", key, hit)
+        out.append(hit)
+    return tuple(out)

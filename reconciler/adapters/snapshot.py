@@ -19,7 +19,6 @@ The format is JSON (gzip-compressed when the file name ends in ``.gz``)::
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io
 import json
@@ -35,7 +34,6 @@ from reconciler.adapters.cache import Cache
 from reconciler.core import observe
 from reconciler.core.errors import PermanentError
 from reconciler.core.model.host import Destination
-from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.vm import VolumeInfo
 from reconciler.core.observe import (
     Observation,
@@ -84,10 +82,10 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION, "kind": KIND, "uri": snap.uri, "hostname": snap.hostname,
         "taken": snap.taken, "reconciler": snap.version,
-        "domains": [dataclasses.asdict(d) for d in snap.domains],
-        "networks": [dataclasses.asdict(n) for n in snap.networks],
-        "pools": [dataclasses.asdict(p) for p in snap.pools],
-        "volumes": [dataclasses.asdict(v) for v in snap.volumes],
+        "domains": [d._asdict() for d in snap.domains],
+        "networks": [n._asdict() for n in snap.networks],
+        "pools": [p._asdict() for p in snap.pools],
+        "volumes": [v._asdict() for v in snap.volumes],
         "host": {"freeMemory": host.free_memory,
                  "interfaces": list(host.interfaces) if host.interfaces is not None else None,
                  "maxVcpus": host.max_vcpus, "routes": [list(r) for r in host.routes],
@@ -168,13 +166,15 @@ def _fields(cls: type, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TypeError(f"a {cls.__name__} entry is not a mapping")
     out = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            if f.default is dataclasses.MISSING:
-                raise KeyError(f"{cls.__name__}.{f.name}")
+    defaults: dict[str, object] = getattr(cls, "_field_defaults", {})
+    for name in getattr(cls, "_fields", ()):  # a NamedTuple's (observe's raw values)
+        if name not in data:
+            if name not in defaults:
+                raise KeyError(f"{cls.__name__}.{name}")
             continue
-        value = data[f.name]
-        declared = str(f.type)  # an annotation's text: "str", "int | None", "tuple[str, ...]"
+        value = data[name]
+        # the annotation's text: "str", "int | None", "tuple[str, ...]"
+        declared = str(cls.__annotations__[name])
         if "tuple" in declared:
             ok = value is None or isinstance(value, list)
         else:
@@ -182,8 +182,8 @@ def _fields(cls: type, data: Any) -> dict[str, Any]:
                      if name in declared]
             ok = (value is None and "None" in declared) or isinstance(value, tuple(kinds))
         if not ok:
-            raise TypeError(f"{cls.__name__}.{f.name} is {type(value).__name__}")
-        out[f.name] = value
+            raise TypeError(f"{cls.__name__}.{name} is {type(value).__name__}")
+        out[name] = value
     return out
 
 
@@ -207,7 +207,7 @@ def _tuple(value: Any) -> tuple[str, ...] | None:
 
 class SnapshotHost:
     """A host as a snapshot recorded it: the read side of the libvirt adapter
-    (``read_observed``, ``read_raw_pools``, ``read_networks``, ``read_volumes`` and the host
+    (``read_observed``, ``read_raw_pools``, ``read_raw_networks``, ``read_volumes`` and the host
     facts), with no connection. ``uri`` is the host's URI the snapshot was taken over,
     ``taken`` when, ``snapshot`` what it holds."""
 
@@ -242,8 +242,8 @@ class SnapshotHost:
     def read_raw_pools(self) -> tuple[RawPool, ...]:
         return self.snapshot.pools
 
-    def read_networks(self) -> tuple[LiveNetwork, ...]:
-        return tuple(observe.live_network(raw) for raw in self.snapshot.networks)
+    def read_raw_networks(self) -> tuple[RawNetwork, ...]:
+        return self.snapshot.networks
 
     def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]:
         return tuple(observe.volume_info(v) for v in self.snapshot.volumes if v.pool == pool)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.live import LiveState
@@ -38,8 +39,10 @@ from reconciler.core.model.pool import LivePool
 from reconciler.core.model.storage import StorageView, VolumeKey
 from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Partial, domain_digest
-from reconciler.core.targeting import Chosen
 from reconciler.core.validate.result import Validated
+
+if TYPE_CHECKING:
+    from reconciler.core.targeting import Chosen
 
 ABSENT = "absent"
 Observed = tuple[tuple[str, str], ...]  # (object, a digest of what was read of it), sorted

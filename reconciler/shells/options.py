@@ -281,13 +281,16 @@ def source_of(path: Path, cfg: configuration.Config, instance: str, max_destroy:
             selectors: Sequence[str] = ()) -> pipeline.Source:
     """The plan's source; ``targets``, ``selectors``: ``--target``, ``-l`` (checked)."""
     from reconciler import pipeline
-    from reconciler.core.targeting import Targeting
 
+    target = None
+    if targets or selectors:  # (the targeting module is loaded only then)
+        from reconciler.core.targeting import Targeting
+
+        target = Targeting.of(targets, selectors)
     return pipeline.Source(path, instance, tuple(cfg.storageRoots),
                            max_destroy_of(max_destroy, cfg), allow_empty, prune or cfg.prune,
                            state_dir or Path(cfg.stateDir), max_moves=cfg.maxMoves,
-                           target=Targeting.of(targets, selectors),
-                           host=cfg.host)
+                           target=target, host=cfg.host)
 
 
 def snapshot_host(path: Path) -> pipeline.Host:

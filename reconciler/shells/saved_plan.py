@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from reconciler.core import scope
-from reconciler.core.targeting import Targeting
 
 
 def applicable(saved: Path, doc: dict[str, object]) -> bool:
@@ -49,6 +48,8 @@ def target_options(saved: Path, targets: tuple[str, ...] = (), selectors: tuple[
     listed, selector = found.get("targets"), found.get("selector")
     options = (tuple(str(t) for t in listed) if isinstance(listed, list) else (),
                (selector,) if isinstance(selector, str) and selector else ())
+    from reconciler.core.targeting import Targeting
+
     try:
         Targeting.of(*options)
     except ValueError:

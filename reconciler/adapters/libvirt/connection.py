@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import libvirt
-from lxml import etree
 
 from reconciler.adapters import files
 from reconciler.core import observe
@@ -89,6 +88,8 @@ def free_memory_of(conn: Any) -> int | None:
 
 def host_uuid_of(conn: Any, uri: str) -> str | None:
     """``Connection.host_uuid`` of a virConnect opened on ``uri`` (also another host's)."""
+    from lxml import etree
+
     if uri.startswith("test:"):
         return None
     try:
@@ -155,6 +156,8 @@ class Connection:
         """The most vCPUs a domain may have on its default machine type ("pc": the host
         capabilities' <machine maxCpus> for x86_64, which read-only connections may read);
         None where the driver does not say."""
+        from lxml import etree
+
         try:
             caps = etree.fromstring(self.conn.getCapabilities().encode())
         except (libvirt.libvirtError, etree.XMLSyntaxError):
@@ -200,6 +203,8 @@ class Connection:
     @cached_property
     def domain_type(self) -> str:
         """The best accelerator the host offers for x86_64 guests: kvm, else qemu (TCG)."""
+        from lxml import etree
+
         with translated("reading host capabilities"):
             caps = etree.fromstring(self.conn.getCapabilities().encode())
         types = {d.get("type") for d in caps.iterfind("guest/arch[@name='x86_64']/domain")}

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import libvirt
-from lxml import etree
 
 from reconciler.adapters.libvirt.connection import UNSUPPORTED, Connection, translated
 from reconciler.adapters.libvirt.states import is_running
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import LiveHold
-from reconciler.core.xml import common as xmlcommon
 
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -84,6 +82,8 @@ class Domains(Connection):
 
     def set_hold(self, name: str, hold: LiveHold | None) -> None:
         """Record (or clear) a live change the VM did not take, on the running domain only."""
+        from reconciler.core.xml import common as xmlcommon
+
         with translated(f"recording live state of {name}"):
             self._dom(name).setMetadata(
                 libvirt.VIR_DOMAIN_METADATA_ELEMENT,
@@ -94,6 +94,8 @@ class Domains(Connection):
     def set_mark(self, name: str, mark: Mark) -> None:
         """Record the tool's mark in the persistent definition, and on the running domain if it
         runs; nothing else of the domain changes (adoption)."""
+        from reconciler.core.xml import common as xmlcommon
+
         with translated(f"recording metadata of {name}"):
             dom = self._dom(name)
             flags = _CONFIG | (_LIVE if dom.isActive() else 0)
@@ -124,6 +126,8 @@ class Domains(Connection):
 def _bare(xml: str) -> str:
     """``xml`` without namespaces: setMetadata puts the element in the namespace it is given and
     fails ("failed to create a new XML namespace") when the element already declares one."""
+    from lxml import etree
+
     root = etree.fromstring(xml.encode())
     for element in root.iter():
         element.tag = etree.QName(element).localname

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import libvirt
-from lxml import etree
 
 from reconciler.adapters.libvirt.connection import Connection, translated
 from reconciler.core.errors import PermanentError, TransientError
@@ -49,6 +48,8 @@ class Migration(Connection):
     def live_cpu(self, name: str) -> str | None:
         """The running domain's <cpu> element (libvirt expands host-model there), or None
         when it has none with a model (nothing to check against another host's CPU)."""
+        from lxml import etree
+
         with translated(f"reading the CPU of {name}"):
             root = etree.fromstring(self._dom(name).XMLDesc(0).encode())
         cpu = root.find("cpu")
@@ -127,6 +128,8 @@ class Migration(Connection):
 def _same_volume(src: libvirt.virStorageVol) -> str:
     """A thin volume with ``src``'s name, capacity and format (without <allocation>, libvirt
     would preallocate a raw file in full)."""
+    from lxml import etree
+
     desc = etree.fromstring(src.XMLDesc(0).encode())
     fmt = desc.find("target/format")
     root = etree.Element("volume")

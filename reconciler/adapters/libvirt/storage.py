@@ -7,7 +7,6 @@ import contextlib
 from typing import Any
 
 import libvirt
-from lxml import etree
 
 from reconciler.adapters.libvirt.connection import Connection, inactive_xml, translated
 from reconciler.core import observe
@@ -102,6 +101,8 @@ class Storage(Connection):
             self.mark_pool(pool.name(), instance)
 
     def mark_pool(self, name: str, instance: str) -> None:
+        from lxml import etree
+
         root = etree.Element("volume")
         etree.SubElement(root, "name").text = POOL_MARKER + instance
         etree.SubElement(root, "capacity").text = "0"
@@ -175,6 +176,8 @@ class Storage(Connection):
                       backing: str | None = None) -> None:
         """A thin volume of ``capacity`` bytes; with ``backing`` (a volume of the same pool) a
         qcow2 overlay on it, or for raw a full copy grown to ``capacity``."""
+        from lxml import etree
+
         root = etree.Element("volume")
         etree.SubElement(root, "name").text = name
         etree.SubElement(root, "capacity", unit="bytes").text = str(capacity)
@@ -211,6 +214,8 @@ class Storage(Connection):
         """Domains with the volume as a disk (by pool/volume or by its path, also in a live
         backing chain), live or config. A domain undefined while it is read is no user; any
         other error is raised (it never reads as "no users")."""
+        from lxml import etree
+
         try:
             path = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path()
         except libvirt.libvirtError:
@@ -255,6 +260,8 @@ class Storage(Connection):
     def upload_volume(self, pool: str, name: str, data: bytes) -> None:
         """Make ``name`` a raw volume holding exactly ``data``, sent through libvirt's storage
         stream API (so it works on a remote host too). A volume of another size is replaced."""
+        from lxml import etree
+
         with translated(f"uploading volume {name} to pool {pool}", settled=True):
             storage = self.conn.storagePoolLookupByName(pool)
             try:
