@@ -17,6 +17,7 @@ from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.plan import Plan, Why, fingerprint
+from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 
 if TYPE_CHECKING:
@@ -128,8 +129,8 @@ def _with_details(hv: Host, live: LiveState, pools: frozenset[str]) -> LiveState
     return replace(live, storage=replace(live.storage, details=details))
 
 
-@dataclass(frozen=True)
-class Source:
+@dataclass(frozen=True, eq=False, repr=False)
+class Source(Record):
     """What a plan is made from besides the host: the manifests and the run's guards."""
 
     path: Path  # the manifest directory (or one file: then nothing is destroyed)
@@ -148,8 +149,8 @@ class Source:
     max_moves: int = defaults.MAX_MOVES  # many hosts: moves one run starts (config maxMoves)
 
 
-@dataclass(frozen=True)
-class Fleetwide:
+@dataclass(frozen=True, eq=False, repr=False)
+class Fleetwide(Record):
     """What every host's plan of a fleet plan derives alike from the validated manifests,
     computed once (``fleetwide``) and shared by them: the placement, and the disks' sizes."""
 
@@ -164,8 +165,8 @@ def fleetwide(inputs: Validated) -> Fleetwide:
     return Fleetwide(placement(inputs), expected_sizes(inputs))
 
 
-@dataclass(frozen=True)
-class Planned:
+@dataclass(frozen=True, eq=False, repr=False)
+class Planned(Record):
     plan: Plan
     inputs: Validated  # the manifests, validated
     live: LiveState  # what the plan was computed from

@@ -137,31 +137,36 @@ def observation(parsed: Iterable[Fetched], sizes: Mapping[VolumeKey, int],
 
 
 def live_networks(raws: Iterable[RawNetwork], memo: Cache | None) -> tuple[LiveNetwork, ...]:
-    """The live model of each network (``observe.live_network``), see ``_models``."""
-    return _models("network", raws, observe.live_network, LiveNetwork, memo)
+    """The live model of each network (``observe.live_network``); with ``memo``, XML read
+    before is not parsed again (see ``_parsed``). Its ports are not part of the key: libvirt
+    gives a port a new UUID whenever a guest connects."""
+    return tuple(observe.live_network(raw, _parsed(
+        memo, ("network", raw.xml, raw.live_xml, raw.autostart), raw, observe.network_xml))
+        for raw in raws)
 
 
 def live_pools(raws: Iterable[RawPool], memo: Cache | None) -> tuple[LivePool, ...]:
-    """The live model of each storage pool (``observe.live_pool``), see ``_models``."""
-    return _models("pool", raws, observe.live_pool, LivePool, memo)
+    """The live model of each storage pool (``observe.live_pool``); with ``memo``, XML read
+    before is not parsed again (see ``_parsed``)."""
+    return tuple(observe.live_pool(raw, _parsed(
+        memo, ("pool", raw.xml, raw.autostart), raw, observe.pool_xml)) for raw in raws)
 
 
 _R = TypeVar("_R")
-_M = TypeVar("_M")
+_P = TypeVar("_P")
 
 
-def _models(kind: str, raws: Iterable[_R], make: Callable[[_R], _M], model: type[_M],
-            memo: Cache | None) -> tuple[_M, ...]:
-    """``make`` of each raw value; with ``memo``, one read exactly as before (every field:
-    its XML, flags, sizes, ports or volumes) is not parsed again: its model comes from the
-    cache, keyed by a digest of the raw value."""
-    out = []
-    for raw in raws:
-        key = (kind, cache.digest(repr(raw).encode())) if memo else None
-        hit = memo.get("domain", key) if memo and key else None
-        if not isinstance(hit, model):
-            hit = make(raw)
-            if memo and key:
-                memo.put("domain", key, hit)
-        out.append(hit)
-    return tuple(out)
+def _parsed(memo: Cache | None, read: tuple[object, ...], raw: _R,
+            parse: Callable[[_R], _P]) -> _P:
+    """``parse(raw)``, which depends only on ``read`` (the XML and the flags it is read with);
+    with ``memo``, kept in the cache by a digest of ``read``: the steady state parses no XML
+    (and does not even load the parser)."""
+    if not memo:
+        return parse(raw)
+    key = ("xml", cache.digest(repr(read).encode()))
+    hit = memo.get("domain", key)
+    if isinstance(hit, tuple) and len(hit) == 1:
+        return hit[0]  # type: ignore[no-any-return]
+    value = parse(raw)
+    memo.put("domain", key, (value,))
+    return value

@@ -8,12 +8,13 @@ from pathlib import Path
 from reconciler.adapters import files
 from reconciler.core import defaults
 from reconciler.core.errors import PermanentError
+from reconciler.core.record import Record
 
 DEFAULT_PATH = Path(defaults.CONFIG_FILE)
 
 
-@dataclass(frozen=True)
-class Config:
+@dataclass(frozen=True, eq=False, repr=False)
+class Config(Record):
     connect: str = defaults.CONNECT
     instance: str = defaults.INSTANCE  # several reconcilers on one host: each owns its own
     manifestDir: str = defaults.MANIFEST_DIR
@@ -30,8 +31,8 @@ class Config:
     host: str | None = None
 
 
-@dataclass(frozen=True)
-class Notify:
+@dataclass(frozen=True, eq=False, repr=False)
+class Notify(Record):
     url: str
     secret: str = ""
     timeout: float = 5.0  # seconds per delivery

@@ -11,11 +11,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.core.record import Record
+
 TIMEOUT = 10.0  # seconds; a repository on a hung network file system must not hang a plan
 
 
-@dataclass(frozen=True)
-class Revision:
+@dataclass(frozen=True, eq=False, repr=False)
+class Revision(Record):
     """``commit``: HEAD's id (40 hex digits), None when there is none; ``dirty``: the manifest
     files differ from it (changed, added, deleted or untracked files below the manifest path);
     ``problem``: why there is no commit (one line, with what to do), None when there is one."""

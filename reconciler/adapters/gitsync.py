@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from reconciler.core.errors import PermanentError
+from reconciler.core.record import Record
 
 FETCH_TIMEOUT = 120.0  # seconds one `git fetch` may take (then git is killed)
 LOCAL_TIMEOUT = 60.0  # seconds a local git command may take (reading a commit, exporting it)
@@ -32,8 +33,8 @@ _REPOSITORY_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJE
                          "GIT_ASKPASS", "SSH_ASKPASS", "GIT_CONFIG_COUNT")
 
 
-@dataclass(frozen=True)
-class Remote:
+@dataclass(frozen=True, eq=False, repr=False)
+class Remote(Record):
     """What pull mode follows: ``url`` (https, ssh, git or file), ``branch``, ``path`` (the
     manifest folder inside the repository, POSIX, ``.`` for its root), ``interval`` (seconds
     between fetches), ``ssh_key`` (a private key file for an SSH URL, or None)."""
@@ -97,8 +98,8 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Access:
+@dataclass(frozen=True, eq=False, repr=False)
+class Access(Record):
     """How git reaches the remote: ``url`` without any credential, ``env`` for git, and the
     ``secrets`` to take out of git's messages."""
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from reconciler.adapters import cache, files
 from reconciler.adapters.cache import Cache
 from reconciler.core.errors import Problem
-from reconciler.core.validate.crossdoc import combine
 from reconciler.core.validate.result import DEFAULT_STORAGE_ROOTS, Checked, Validated
 
 if TYPE_CHECKING:
@@ -53,6 +52,8 @@ def load_keyed(path: Path, storage_roots: Sequence[str] = DEFAULT_STORAGE_ROOTS,
         found, documents = _load_file(file, path, storage_roots, memo, data, key)
         problems.extend(found)
         checked.extend(documents)
+    from reconciler.core.validate.crossdoc import combine  # (not on a whole-set cache hit)
+
     validated = combine(checked, problems)
     if memo is not None and whole is not None and not _holds_secrets(memo, checked):
         memo.put("manifests", whole, validated)

@@ -43,13 +43,14 @@ from reconciler.core.observe import (
     RawVolume,
     VolumeKey,
 )
+from reconciler.core.record import Record
 
 API_VERSION, KIND = "reconciler/v1", "HostSnapshot"
 MAX_BYTES = 1 << 30  # a snapshot larger than this (uncompressed) is refused: 1 GiB
 
 
-@dataclass(frozen=True)
-class HostFacts:
+@dataclass(frozen=True, eq=False, repr=False)
+class HostFacts(Record):
     """What a plan with changes reads of the host besides its objects. ``free_memory`` in
     bytes; ``routes``: (interface, CIDR); ``real_paths``: path -> the path with its symbolic
     links resolved on the host (None: not known, the snapshot was taken remotely)."""
@@ -61,8 +62,8 @@ class HostFacts:
     real_paths: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class Snapshot:
+@dataclass(frozen=True, eq=False, repr=False)
+class Snapshot(Record):
     """One host as read at ``taken`` (UTC, ISO 8601), over ``uri``."""
 
     uri: str

@@ -15,11 +15,12 @@ from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import PermanentError, TransientError
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.plan import Action, Op, Part
+from reconciler.core.record import Record
 from reconciler.core.xml.common import add_move
 
 
-@dataclass(frozen=True)
-class Route:
+@dataclass(frozen=True, eq=False, repr=False)
+class Route(Record):
     """How to reach a host for a move: its libvirt ``uri`` (which this host's libvirtd must be
     able to open too: peer to peer) and, optionally, ``data_uri`` where QEMU sends memory
     and disks (tcp://ADDRESS; default the destination's host name)."""

@@ -28,6 +28,7 @@ from reconciler.core.model.common import CREATE, DELETE, DISK, SEED, UNPLUG, WRI
 from reconciler.core.model.vm import DesiredVM, Disk, LiveHold, LiveVM, VMSpec
 from reconciler.core.observe import volume_keys
 from reconciler.core.plan import Action, Effect, Op
+from reconciler.core.record import Record
 from reconciler.core.result import Deed, Did
 from reconciler.core.xml import common as xmlcommon
 from reconciler.core.xml import devices as devicexml
@@ -36,8 +37,8 @@ from reconciler.core.xml import domain as domainxml
 log = get_logger("reconciler.apply")
 
 
-@dataclass(frozen=True)
-class Context:
+@dataclass(frozen=True, eq=False, repr=False)
+class Context(Record):
     hv: Libvirt
     commit: str | None
     instance: str

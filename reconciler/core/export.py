@@ -19,6 +19,7 @@ from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import PermanentError
 from reconciler.core.model.common import Mark
 from reconciler.core.model.vm import Disk, Nic, VMSpec, simple_fields
+from reconciler.core.record import Record
 from reconciler.core.units import format_bytes, format_duration
 from reconciler.core.validate.checks import ADOPT
 from reconciler.core.xml import common as xmlcommon
@@ -34,8 +35,8 @@ _GRAPHICS = ("none", "vnc", "spice")
 _BOOT = ("hd", "cdrom", "network")
 
 
-@dataclass(frozen=True)
-class Exported:
+@dataclass(frozen=True, eq=False, repr=False)
+class Exported(Record):
     name: str
     manifest: dict[str, object]
     notes: tuple[str, ...]  # what the manifest does not (or cannot) say, and why

@@ -16,6 +16,7 @@ from reconciler.core.errors import PermanentError
 from reconciler.core.model.vm import DesiredVM
 from reconciler.core.placement import Placed, place
 from reconciler.core.plan import Action, Kind, Plan, Reason, Resource, Why, vm_target
+from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 
 
@@ -24,8 +25,8 @@ class NotInFleet(PermanentError):
     host outside the fleet must not read "no VM is mine" as "destroy them all")."""
 
 
-@dataclass(frozen=True)
-class Share:
+@dataclass(frozen=True, eq=False, repr=False)
+class Share(Record):
     """``inputs``: what this host reconciles. ``elsewhere``: (VM, host, why) of each VM placed
     on another host (host "" when no host may run it now, and ``why`` says why), sorted.
     ``placement``: every placed VM."""
@@ -41,8 +42,8 @@ class Share:
     suspended: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Placement:
+@dataclass(frozen=True, eq=False, repr=False)
+class Placement(Record):
     """Where every VM of a fleet runs (``placed``, see ``core.placement.place``), with each
     host's VMs (``by_host``, in the manifests' order) and (VM, host, why) of every VM, sorted
     (``everywhere``; host "" when no host may run it). Computed once (``placement``) for

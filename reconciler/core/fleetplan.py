@@ -15,10 +15,11 @@ from reconciler.core.errors import Problem
 from reconciler.core.fleet import arrivals
 from reconciler.core.model.vm import DesiredVM, LiveVM
 from reconciler.core.plan import Header, Kind, Op, Plan, Why
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class HostPlan:
+@dataclass(frozen=True, eq=False, repr=False)
+class HostPlan(Record):
     """One host of the fleet: its plan and header, or why it could not be planned
     (``error``: unreachable, no snapshot file, not in sync with libvirt...)."""
 
@@ -33,8 +34,8 @@ class HostPlan:
     live: tuple[LiveVM, ...] = ()
 
 
-@dataclass(frozen=True)
-class Move:
+@dataclass(frozen=True, eq=False, repr=False)
+class Move(Record):
     """A VM that runs on ``source`` and that the repository places on ``destination``.
     ``live``: a live migration (else a cold move); ``text``: as the source's plan says it
     (``core.words.move_text``)."""
@@ -46,8 +47,8 @@ class Move:
     text: str
 
 
-@dataclass(frozen=True)
-class FleetPlan:
+@dataclass(frozen=True, eq=False, repr=False)
+class FleetPlan(Record):
     hosts: tuple[HostPlan, ...]
     problems: tuple[Problem, ...] = ()  # the manifests' (the same for every host)
     moves: tuple[Move, ...] = ()

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from reconciler.core import health
 from reconciler.core.fleetplan import FleetPlan
 from reconciler.core.plan import Kind, Resource, Why
+from reconciler.core.record import Record
 
 IN_SYNC, PENDING, MOVING, BLOCKED, UNKNOWN = "in sync", "pending", "moving", "blocked", "unknown"
 
 
-@dataclass(frozen=True)
-class Row:
+@dataclass(frozen=True, eq=False, repr=False)
+class Row(Record):
     """``host``: where the repository places the VM; ``sync``: in sync, pending (apply would
     change it), moving (it runs elsewhere and moves here), blocked, unknown (its host could not
     be read); ``health``: healthy, or why not ("-" when not known); ``commit``: the commit its

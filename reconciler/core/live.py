@@ -10,10 +10,11 @@ from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import LiveVM
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class LiveState:
+@dataclass(frozen=True, eq=False, repr=False)
+class LiveState(Record):
     vms: tuple[LiveVM, ...]
     networks: tuple[LiveNetwork, ...] = ()
     pools: tuple[LivePool, ...] = ()

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.core.model.common import Mark
-from reconciler.core.model.network import LiveNetwork
-from reconciler.core.model.pool import LivePool
+from reconciler.core.model.network import LiveNetwork, NetworkSpec
+from reconciler.core.model.pool import LivePool, PoolSpec
 from reconciler.core.model.vm import DomainDefinition, LiveVM, VolumeInfo
 
 if TYPE_CHECKING:
@@ -250,14 +250,23 @@ def definition(raw: RawDomain, sizes: Mapping[VolumeKey, int]) -> DomainDefiniti
     return DomainDefinition(raw.name, raw.inactive_xml, raw.running, raw.autostart, dict(sizes))
 
 
-def live_network(raw: RawNetwork) -> LiveNetwork:
-    """The live model of one network. Pure."""
+def network_xml(raw: RawNetwork) -> tuple[NetworkSpec, Mark | None, NetworkSpec | None]:
+    """What a network's XML says: its persistent definition, the tool's mark in it, and what
+    it runs with when active (its live XML; None when not read). Pure."""
     from reconciler.core.xml import network as networkxml
 
     config, mark = networkxml.read(raw.xml, autostart=raw.autostart)
-    ports = tuple(sorted(raw.ports)) if raw.ports is not None else None
     running = (networkxml.read(raw.live_xml, autostart=raw.autostart)[0]
                if raw.live_xml is not None else None)
+    return config, mark, running
+
+
+def live_network(raw: RawNetwork,
+                 parsed: tuple[NetworkSpec, Mark | None, NetworkSpec | None] | None = None,
+                 ) -> LiveNetwork:
+    """The live model of one network; ``parsed``: ``network_xml(raw)``, when known. Pure."""
+    config, mark, running = parsed if parsed is not None else network_xml(raw)
+    ports = tuple(sorted(raw.ports)) if raw.ports is not None else None
     return LiveNetwork(raw.name, raw.active, config, mark, ports, running)
 
 
@@ -271,12 +280,18 @@ def pool_owner(volumes: tuple[str, ...]) -> str | None:
     return owner
 
 
-def live_pool(raw: RawPool) -> LivePool:
-    """The live model of one storage pool, with its owner (see ``pool_owner``). Pure."""
+def pool_xml(raw: RawPool) -> PoolSpec:
+    """What a storage pool's XML says (its persistent definition). Pure."""
     from reconciler.core.xml import pool as poolxml
 
-    config = poolxml.read(raw.xml, autostart=raw.autostart)
-    return LivePool(raw.name, raw.active, config, pool_owner(raw.volumes) if raw.active else None)
+    return poolxml.read(raw.xml, autostart=raw.autostart)
+
+
+def live_pool(raw: RawPool, config: PoolSpec | None = None) -> LivePool:
+    """The live model of one storage pool, with its owner (see ``pool_owner``); ``config``:
+    ``pool_xml(raw)``, when known. Pure."""
+    return LivePool(raw.name, raw.active, config if config is not None else pool_xml(raw),
+                    pool_owner(raw.volumes) if raw.active else None)
 
 
 def volume_info(raw: RawVolume) -> VolumeInfo:

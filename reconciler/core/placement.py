@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 
 from reconciler.core.model.host import DesiredHost, HostSpec
 from reconciler.core.model.vm import DesiredVM
+from reconciler.core.record import Record
 from reconciler.core.units import format_bytes
 
 PINNED = "pinned"  # spec.host
 SELECTED = "selected"  # spec.hostSelector
 
 
-@dataclass(frozen=True)
-class Placed:
+@dataclass(frozen=True, eq=False, repr=False)
+class Placed(Record):
     """Where one VM runs. ``host``: the Host's name, or None when no host may run it
     (``reason`` says why). ``how``: ``PINNED`` or ``SELECTED``."""
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from reconciler.core.model.network import DesiredNetwork, IPv4, LiveNetwork
 from reconciler.core.model.pool import DesiredPool, LivePool
 from reconciler.core.model.vm import DesiredVM, Disk, LiveVM, Nic, VolumeInfo
+from reconciler.core.record import Record
 
 
 class Kind(StrEnum):
@@ -47,8 +48,8 @@ class Part(StrEnum):
     FIELD = "field"  # key: a simple field's name in the manifest (``description``)
 
 
-@dataclass(frozen=True)
-class Target:
+@dataclass(frozen=True, eq=False, repr=False)
+class Target(Record):
     resource: Resource
     name: str
     part: Part = Part.WHOLE
@@ -174,8 +175,8 @@ class Cause(StrEnum):
 Value = int | bool | str | tuple[str, ...] | Disk | Nic | IPv4 | VolumeInfo | None
 
 
-@dataclass(frozen=True)
-class Step:
+@dataclass(frozen=True, eq=False, repr=False)
+class Step(Record):
     op: Op
     target: Target
     old: Value = None
@@ -230,8 +231,8 @@ HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,
                        Why.TOO_MANY_DESTROYS, Why.PENDING_DESTROY, Why.ORPHANED})
 
 
-@dataclass(frozen=True)
-class Reason:
+@dataclass(frozen=True, eq=False, repr=False)
+class Reason(Record):
     why: Why
     count: int = 0
     limit: int = 0
@@ -243,8 +244,8 @@ Desired = DesiredVM | DesiredNetwork | DesiredPool
 Live = LiveVM | LiveNetwork | LivePool
 
 
-@dataclass(frozen=True)
-class Action:
+@dataclass(frozen=True, eq=False, repr=False)
+class Action(Record):
     kind: Kind
     target: Target
     steps: tuple[Step, ...] = ()
@@ -335,8 +336,8 @@ class Action:
         return tuple(s for s in self.steps if s.op in ops and s.writes)
 
 
-@dataclass(frozen=True)
-class Partial:
+@dataclass(frozen=True, eq=False, repr=False)
+class Partial(Record):
     """A targeted run (``core.targeting``): the options as given (``text``: ``--target web-*
     -l tier=web``; ``targets``, ``selector``), the names it planned, and how many VMs are
     declared or managed in all (``total``)."""
@@ -350,8 +351,8 @@ class Partial:
     total: int
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan(Record):
     actions: tuple[Action, ...]
     # A digest of what the plan read about its own objects (``core.scope``): a saved plan is
     # applied only while it is the same.
@@ -393,8 +394,8 @@ class Plan:
         return tuple(a for a in self.actions if a.still_pending)
 
 
-@dataclass(frozen=True)
-class Header:
+@dataclass(frozen=True, eq=False, repr=False)
+class Header(Record):
     """What a plan was made for, shown with it (text, JSON, markdown): the reconciler
     ``instance``, the ``host`` (libvirt's hostname for it) and the ``uri`` read, the git
     ``commit`` of the manifests, whether they differ from it (``dirty``), and why there is no

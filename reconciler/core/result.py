@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.core.plan import Kind, Why
+from reconciler.core.record import Record
 
 
 class Outcome(StrEnum):
@@ -35,8 +36,8 @@ class Did(StrEnum):
     MOVED = "moved"  # many hosts: now on another host (live migration or cold move)
 
 
-@dataclass(frozen=True)
-class Deed:
+@dataclass(frozen=True, eq=False, repr=False)
+class Deed(Record):
     """``did``, and for ``FORCED_OFF`` the shutdownTimeout in seconds that ran out; for
     ``MOVED`` the host it went to and how (``to``: "hv-b (live migration)")."""
 
@@ -58,8 +59,8 @@ def _seconds(seconds: int) -> str:
     return format_duration(seconds)
 
 
-@dataclass(frozen=True)
-class Result:
+@dataclass(frozen=True, eq=False, repr=False)
+class Result(Record):
     name: str
     kind: Kind
     outcome: Outcome

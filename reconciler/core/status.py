@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.core.plan import Kind, Plan, Why
+from reconciler.core.record import Record
 from reconciler.core.result import Outcome, Result
 from reconciler.core.validate.result import Validated
 from reconciler.core.words import SUSPENDED, reason_text
 
 
-@dataclass(frozen=True)
-class VMStatus:
+@dataclass(frozen=True, eq=False, repr=False)
+class VMStatus(Record):
     name: str  # VMs bare, networks and pools prefixed (network/lab), as plans show them
     status: str  # in sync | pending | pending restart | failed | blocked | conflict | suspended
     detail: str = ""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from reconciler.core.live import LiveState
 from reconciler.core.model.vm import VMSpec
 from reconciler.core.plan import Action, Partial, Resource
+from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 
 # Kind prefixes of a pattern (case-insensitive, as kind names on the command line are).
@@ -37,8 +38,8 @@ _KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$")
 _OPERATORS = ("==", "!=", "=")
 
 
-@dataclass(frozen=True)
-class Pattern:
+@dataclass(frozen=True, eq=False, repr=False)
+class Pattern(Record):
     """One ``--target``: a glob on the names of one kind (VMs without a prefix)."""
 
     resource: Resource
@@ -49,8 +50,8 @@ class Pattern:
         return resource == self.resource and fnmatch.fnmatchcase(name, self.glob)
 
 
-@dataclass(frozen=True)
-class Requirement:
+@dataclass(frozen=True, eq=False, repr=False)
+class Requirement(Record):
     """One term of a label selector. ``op``: ``=``, ``!=``, ``exists`` or ``!exists``."""
 
     key: str
@@ -110,8 +111,8 @@ def parse_selector(text: str) -> tuple[Requirement, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class Targeting:
+@dataclass(frozen=True, eq=False, repr=False)
+class Targeting(Record):
     """What a run is limited to; empty (the default, and always the daemon's): everything."""
 
     patterns: tuple[Pattern, ...] = ()
@@ -204,8 +205,8 @@ def _labels(spec: VMSpec) -> dict[str, str]:
     return dict(spec.labels)
 
 
-@dataclass(frozen=True)
-class Chosen:
+@dataclass(frozen=True, eq=False, repr=False)
+class Chosen(Record):
     """What a targeted run plans, by name; ``total``: the VMs declared or managed in all."""
 
     vms: frozenset[str]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.core.record import Record
 
-@dataclass(frozen=True)
-class Failure:
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Failure(Record):
     count: int
     error: str
     retry_at: float  # on the monotonic clock

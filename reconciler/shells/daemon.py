@@ -28,6 +28,7 @@ from reconciler.apply.executor import Settings, execute
 from reconciler.core import defaults, status
 from reconciler.core.errors import ReconcilerError, TransientError
 from reconciler.core.plan import Action, Plan
+from reconciler.core.record import Record
 from reconciler.core.result import Outcome, Result
 from reconciler.shells import accounting, pull, watch
 from reconciler.shells.bounded import Blocked, Lane, Stopped
@@ -50,8 +51,8 @@ CONFIG_TIMEOUT = 5.0  # seconds for reading the config file (SIGHUP)
 CLOSE_TIMEOUT = 2.0  # seconds to close the libvirt connection at exit
 
 
-@dataclass(frozen=True)
-class Options:
+@dataclass(frozen=True, eq=False, repr=False)
+class Options(Record):
     path: Path
     connect: str
     state_dir: Path
@@ -79,8 +80,8 @@ class Options:
                                max_moves=self.max_moves)
 
 
-@dataclass(frozen=True)
-class Cycle:
+@dataclass(frozen=True, eq=False, repr=False)
+class Cycle(Record):
     plan: Plan  # everything the host needs
     ran: tuple[Action, ...]  # what was carried out this time (not waiting for a retry)
     results: tuple[Result, ...]  # of ``ran``, as a fresh read shows them

@@ -22,6 +22,7 @@ from reconciler.core.fleetplan import FleetPlan, HostPlan, combine
 from reconciler.core.model.host import DesiredHost, Destination
 from reconciler.core.model.vm import LiveVM
 from reconciler.core.plan import Header
+from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 from reconciler.shells.options import (
     EXIT_CHANGES,
@@ -103,8 +104,8 @@ def plan_fleet(source: pipeline.Source, opener: Opener, *, timeout: float = HOST
     return combine(entries, live, inputs.problems), header
 
 
-@dataclass(frozen=True)
-class _Work:
+@dataclass(frozen=True, eq=False, repr=False)
+class _Work(Record):
     """What every host's plan is made from: the manifests, validated once, and what is
     derived from them for all hosts alike (``pipeline.fleetwide``)."""
 

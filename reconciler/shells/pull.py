@@ -28,6 +28,7 @@ from reconciler import pipeline
 from reconciler.adapters import checkouts, gitsync, manifests
 from reconciler.adapters.gitsync import GitError, Remote
 from reconciler.core.errors import PermanentError, Problem, ReconcilerError
+from reconciler.core.record import Record
 from reconciler.core.status import iso_time
 
 __all__ = ["Local", "NotYet", "Puller", "Remote", "manifest_path", "of"]
@@ -41,8 +42,8 @@ class NotYet(ReconcilerError):
     so far was rejected. The daemon reconciles nothing meanwhile."""
 
 
-@dataclass(frozen=True)
-class Commit:
+@dataclass(frozen=True, eq=False, repr=False)
+class Commit(Record):
     sha: str
     checkout: str  # its directory in the checkouts
     subject: str

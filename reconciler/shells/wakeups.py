@@ -10,12 +10,13 @@ import time
 from dataclasses import dataclass
 
 from reconciler.core.live import LiveState
+from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 from reconciler.shells.backoff import Backoff
 
 
-@dataclass(frozen=True)
-class Interest:
+@dataclass(frozen=True, eq=False, repr=False)
+class Interest(Record):
     """The names, by kind (``domain``, ``network``, ``pool``), whose events wake the loop."""
 
     domains: frozenset[str]

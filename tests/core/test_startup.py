@@ -43,9 +43,11 @@ MANIFESTS = ("yaml", "jsonschema", "jsonschema_rs", "reconciler.pipeline",
              "reconciler.adapters", "reconciler.core.plan")
 
 
-def run(*args: str, blocked: tuple[str, ...] = ()) -> tuple[int, list[str], str]:
-    """(exit status, modules loaded, output) of the CLI run with ``args`` in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run(*args: str, blocked: tuple[str, ...] = (),
+        env: dict[str, str] | None = None) -> tuple[int, list[str], str]:
+    """(exit status, modules loaded, output) of the CLI run with ``args`` in a fresh process
+    (``env``: variables besides the environment's)."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(blocked), *args], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -104,6 +106,61 @@ def test_an_apply_with_nothing_to_do_imports_no_executor_and_no_structlog(tmp_pa
     assert "reconciler.adapters.libvirt" in modules  # it did read the host
     assert loaded(modules, ("structlog", "rich", "reconciler.apply", "tempfile")) == []
     assert (tmp_path / "state" / "status").is_dir()  # and wrote its state
+
+
+# Applied once on test:///default (whose state lives as long as the connection kept here), then
+# the domains written into a copy of the test driver's node file: a host that already runs them.
+APPLIED = """\
+import sys
+import libvirt
+from reconciler.shells.cli import main
+node, out, folder, config, state = sys.argv[1:6]
+keep = libvirt.open("test:///default")
+try:
+    main(["apply", "--yes", "--connect", "test:///default", "--config", config,
+          "--state-dir", state, folder], standalone_mode=False)
+except SystemExit as exc:
+    assert not exc.code, exc.code
+xml = [d.XMLDesc(0) for d in keep.listAllDomains(0) if d.name() != "test"]
+open(out, "w").write(open(node).read().replace("</node>", "".join(xml) + "</node>"))
+"""
+
+# What the steady state (nothing to do, everything read before) of one host never loads: the
+# planner, the XML parsers and lxml (domains, networks and pools come parsed from the cache),
+# the fleet's modules (no Host manifest), targeting (no --target), and the executor.
+STEADY = ("lxml", "reconciler.core.xml", "reconciler.core.planner", "reconciler.core.fleet",
+          "reconciler.core.placement", "reconciler.core.model.host", "reconciler.core.moves",
+          "reconciler.core.targeting", "reconciler.core.validate.crossdoc", "reconciler.apply",
+          "structlog", "rich", "yaml", "jsonschema", "jsonschema_rs")
+
+
+def test_an_apply_in_the_steady_state_loads_no_parser_planner_or_fleet(tmp_path: Path) -> None:
+    """The second no-op apply of two running VMs on their network (the first one fills the
+    cache) loads none of ``STEADY``; bench/startup_bench.py times it."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    for name in ("steady-01", "steady-02"):
+        (folder / f"{name}.yaml").write_text(
+            "apiVersion: reconciler/v1\nkind: VirtualMachine\n"
+            f"metadata: {{name: {name}}}\n"
+            "spec: {vcpus: 1, memory: 64MiB, state: running,\n"
+            "       networks: [{network: default}]}\n")
+    config, node = empty_config(tmp_path), tmp_path / "node.xml"
+    env = {"RECONCILER_CACHE_DIR": str(tmp_path / "cache"),
+           "XDG_STATE_HOME": str(tmp_path / "state-home")}
+    subprocess.run([sys.executable, "-c", APPLIED, str(ROOT / "examples" / "test-node.xml"),
+                    str(node), str(folder), config, str(tmp_path / "setup")], check=True,
+                   env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                   timeout=60)
+    args = ("apply", "--yes", "--connect", f"test://{node}", "--config", config,
+            "--state-dir", str(tmp_path / "state"), str(folder))
+    code, first, output = run(*args, env=env)
+    assert code == 0 and "No changes" in output, output
+    assert "lxml" in first  # the first one parsed what it read
+    code, modules, output = run(*args, env=env)
+    assert code == 0 and "No changes" in output, output
+    assert "reconciler.adapters.libvirt" in modules  # it did read the host
+    assert loaded(modules, STEADY) == [], loaded(modules, STEADY)
 
 
 def test_the_commands_imported_when_used_are_those_their_modules_define() -> None:

@@ -11,10 +11,11 @@ from reconciler.core.model.network import LiveNetwork
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import DesiredVM, LiveVM, VMSpec
 from reconciler.core.plan import Action, Effect, Kind, Op, Reason, Step, Target, Why
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class Guards:
+@dataclass(frozen=True, eq=False, repr=False)
+class Guards(Record):
     problems: int = 0  # manifest problems in this run: nothing is destroyed
     single_file: bool = False  # PATH is one manifest file, not the whole directory
     max_destroy: int = defaults.MAX_DESTROY

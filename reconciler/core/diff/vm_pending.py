@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from reconciler.core.model.common import CREATE, DELETE, DISK, NIC, SEED, UNPLUG, WRITE, Pending
 from reconciler.core.model.vm import DesiredVM, Disk, LiveVM, VMSpec
 from reconciler.core.plan import Action, Effect, Op, Part, Step, vm_target
+from reconciler.core.record import Record
 from reconciler.core.xml.devices import UNKNOWN_SIZE
 
 _SEED_WRITES = (Op.ATTACH_SEED, Op.WRITE_SEED, Op.MOVE_SEED)
 
 
-@dataclass(frozen=True)
-class Recorded:
+@dataclass(frozen=True, eq=False, repr=False)
+class Recorded(Record):
     """What a managed domain's mark records as unfinished, by kind."""
 
     entries: tuple[Pending, ...] = ()

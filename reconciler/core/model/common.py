@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.core.record import Record
 
-@dataclass(frozen=True)
-class Source:
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Source(Record):
     """Where a desired object came from."""
 
     file: str  # as shown to the user
@@ -25,8 +27,8 @@ UNPLUG = "unplug"  # the disk or NIC (gone from the persistent definition) leave
 DISK, SEED, NIC = "disk", "seed", "nic"
 
 
-@dataclass(frozen=True)
-class Pending:
+@dataclass(frozen=True, eq=False, repr=False)
+class Pending(Record):
     """One piece of work apply recorded in a domain's mark before it began it, so that a run
     interrupted at any point (kill -9, a host crash) leaves it visible and owned: the next plan
     reads it and finishes it, with the manifest or, once the manifest is gone, by destroying.
@@ -42,8 +44,8 @@ class Pending:
     pool: str = ""
 
 
-@dataclass(frozen=True)
-class Mark:
+@dataclass(frozen=True, eq=False, repr=False)
+class Mark(Record):
     """The tool's element in a managed domain's <metadata>."""
 
     manifest: str

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.core.model.common import Source
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class Capacity:
+@dataclass(frozen=True, eq=False, repr=False)
+class Capacity(Record):
     """Limits on what the VMs placed on a host may add up to; None: no limit.
 
     ``vcpus``: the sum of their vCPUs; ``memory``: the sum of their memory, in bytes;
@@ -19,8 +20,8 @@ class Capacity:
     vms: int | None = None
 
 
-@dataclass(frozen=True)
-class HostSpec:
+@dataclass(frozen=True, eq=False, repr=False)
+class HostSpec(Record):
     """``name``: the host's reconciler knows itself by it (config ``host``). ``uri``: the
     libvirt URI that reaches it from elsewhere (fleet plans, migration); ``migrate_uri``: where
     QEMU sends a live migration's data (None: the host name of ``uri``). ``labels``: sorted
@@ -40,14 +41,14 @@ class HostSpec:
         return all(own.get(key) == value for key, value in selector)
 
 
-@dataclass(frozen=True)
-class DesiredHost:
+@dataclass(frozen=True, eq=False, repr=False)
+class DesiredHost(Record):
     spec: HostSpec
     source: Source
 
 
-@dataclass(frozen=True)
-class Destination:
+@dataclass(frozen=True, eq=False, repr=False)
+class Destination(Record):
     """What a move needs to know of the host a VM moves to, read over its Host's URI just
     before planning the move. ``error``: why it could not be read (then nothing else is
     known). ``free_memory``: bytes the host can give a new guest (None: not known).

@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.core.model.common import Mark, Source
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class IPv4:
+@dataclass(frozen=True, eq=False, repr=False)
+class IPv4(Record):
     address: str
     prefix: int
     dhcp_start: str | None = None
     dhcp_end: str | None = None
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
+@dataclass(frozen=True, eq=False, repr=False)
+class NetworkSpec(Record):
     name: str
     bridge: str | None = None  # None: libvirt picks one, never diffed
     forward: str = "none"
@@ -24,15 +25,15 @@ class NetworkSpec:
     ipv4: IPv4 | None = None
 
 
-@dataclass(frozen=True)
-class DesiredNetwork:
+@dataclass(frozen=True, eq=False, repr=False)
+class DesiredNetwork(Record):
     spec: NetworkSpec
     source: Source
     spec_hash: str
 
 
-@dataclass(frozen=True)
-class LiveNetwork:
+@dataclass(frozen=True, eq=False, repr=False)
+class LiveNetwork(Record):
     name: str
     active: bool
     config: NetworkSpec

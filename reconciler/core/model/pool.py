@@ -5,25 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.core.model.common import Source
+from reconciler.core.record import Record
 
 
-@dataclass(frozen=True)
-class PoolSpec:
+@dataclass(frozen=True, eq=False, repr=False)
+class PoolSpec(Record):
     name: str
     path: str
     autostart: bool = True
     type: str = "dir"
 
 
-@dataclass(frozen=True)
-class DesiredPool:
+@dataclass(frozen=True, eq=False, repr=False)
+class DesiredPool(Record):
     spec: PoolSpec
     source: Source
     spec_hash: str
 
 
-@dataclass(frozen=True)
-class LivePool:
+@dataclass(frozen=True, eq=False, repr=False)
+class LivePool(Record):
     name: str
     active: bool
     config: PoolSpec

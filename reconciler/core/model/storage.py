@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import VolumeInfo
+from reconciler.core.record import Record
 
 VolumeKey = tuple[str, str]  # (pool, volume)
 
 
-@dataclass(frozen=True)
-class StorageView:
+@dataclass(frozen=True, eq=False, repr=False)
+class StorageView(Record):
     """``pool_volumes``: each active pool's volume names. ``users``: (pool, volume) -> the
     domains whose disks name it (persistent or live definition). ``file_users``: path -> the
     domains whose disks name the file, or show it in a live backing chain. ``details``: pool ->

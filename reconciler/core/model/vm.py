@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core.model.common import Mark, Source
+from reconciler.core.record import Record
 
 
 class PowerState(StrEnum):
@@ -24,8 +25,8 @@ def volume_name(vm: str, disk: str) -> str:
     return f"{vm}-{disk}"
 
 
-@dataclass(frozen=True)
-class Disk:
+@dataclass(frozen=True, eq=False, repr=False)
+class Disk(Record):
     name: str
     size: int
     pool: str = "default"
@@ -41,8 +42,8 @@ class Disk:
         return volume_name(vm, self.name)
 
 
-@dataclass(frozen=True)
-class Nic:
+@dataclass(frozen=True, eq=False, repr=False)
+class Nic(Record):
     network: str | None = None
     bridge: str | None = None
     mac: str | None = None
@@ -53,8 +54,8 @@ class Nic:
         return f"network {self.network}" if self.network else f"bridge {self.bridge}"
 
 
-@dataclass(frozen=True)
-class CloudInit:
+@dataclass(frozen=True, eq=False, repr=False)
+class CloudInit(Record):
     """A NoCloud seed: a short hash of its files and the pool of its volume ``<vm>-cidata``.
 
     The content is carried on the desired side only (a domain's XML holds the hash, from the
@@ -83,8 +84,8 @@ def simple_fields() -> tuple[dataclasses.Field[Any], ...]:
     return tuple(f for f in dataclasses.fields(VMSpec) if "manifest" in f.metadata)
 
 
-@dataclass(frozen=True)
-class VMSpec:
+@dataclass(frozen=True, eq=False, repr=False)
+class VMSpec(Record):
     """What a manifest asks for (or what a domain's persistent definition says)."""
 
     name: str
@@ -110,8 +111,8 @@ class VMSpec:
     guest_agent: bool = field(default=False, metadata=simple("guestAgent", restart=True))
 
 
-@dataclass(frozen=True)
-class DesiredVM:
+@dataclass(frozen=True, eq=False, repr=False)
+class DesiredVM(Record):
     spec: VMSpec
     source: Source
     spec_hash: str
@@ -129,8 +130,8 @@ class DesiredVM:
         return applied_record(self.spec)
 
 
-@dataclass(frozen=True)
-class LiveHold:
+@dataclass(frozen=True, eq=False, repr=False)
+class LiveHold(Record):
     """A live change the hypervisor or guest did not take up, recorded on the running domain only.
 
     It disappears when the domain stops, so a restart clears it by itself.
@@ -149,8 +150,8 @@ class LiveHold:
     memory_reason: str = ""
 
 
-@dataclass(frozen=True)
-class VolumeInfo:
+@dataclass(frozen=True, eq=False, repr=False)
+class VolumeInfo(Record):
     """A storage volume as libvirt describes it: capacity in bytes, format (qcow2, raw, ...),
     its path on the host and the path of its backing file (a copy-on-write base)."""
 
@@ -162,8 +163,8 @@ class VolumeInfo:
     path: str | None = None
 
 
-@dataclass(frozen=True)
-class LiveVM:
+@dataclass(frozen=True, eq=False, repr=False)
+class LiveVM(Record):
     """A domain as libvirt reports it: its persistent definition, and the running values."""
 
     name: str
@@ -204,8 +205,8 @@ class LiveVM:
         return self.mark is not None
 
 
-@dataclass(frozen=True)
-class DomainDefinition:
+@dataclass(frozen=True, eq=False, repr=False)
+class DomainDefinition(Record):
     """One domain as read for `reconciler export`: its persistent XML and what is not in it."""
 
     name: str

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.core import schema as schemas
 from reconciler.core.errors import Problem, short
+from reconciler.core.record import Record
 from reconciler.core.units import parse_duration, parse_quantity
 from reconciler.core.validate import host, network, pool, vm
 from reconciler.core.validate.common import ADOPT, NAME, SUSPEND, spec_hash
@@ -175,8 +176,8 @@ def validate(documents: Iterable[Document], load_problems: Iterable[Problem] = (
     return combine([check(doc, storage_roots) for doc in documents], load_problems)
 
 
-@dataclass(frozen=True)
-class _Kind:
+@dataclass(frozen=True, eq=False, repr=False)
+class _Kind(Record):
     """A kind's own checks: of a schema-valid document (with its defaults filled in), and the
     ones that also run on a document with schema errors, so that all its errors show at once."""
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from reconciler.core.errors import Problem
+from reconciler.core.record import Record
 
 try:
     _SafeLoader: type = yaml.CSafeLoader
@@ -40,8 +41,8 @@ class _Loader(_SafeLoader):  # type: ignore[misc]
 FieldPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Document:
+@dataclass(frozen=True, eq=False, repr=False)
+class Document(Record):
     """One YAML document of a manifest file, with the position of each field."""
 
     file: str  # the path as shown to the user

@@ -11,6 +11,7 @@ from reconciler.core.errors import Problem
 from reconciler.core.model.network import DesiredNetwork
 from reconciler.core.model.pool import DesiredPool
 from reconciler.core.model.vm import DesiredVM
+from reconciler.core.record import Record
 
 if TYPE_CHECKING:  # a fleet's Host manifests only
     from reconciler.core.model.host import DesiredHost
@@ -18,8 +19,8 @@ if TYPE_CHECKING:  # a fleet's Host manifests only
 DEFAULT_STORAGE_ROOTS = defaults.STORAGE_ROOTS
 
 
-@dataclass(frozen=True)
-class Validated:
+@dataclass(frozen=True, eq=False, repr=False)
+class Validated(Record):
     vms: tuple[DesiredVM, ...]
     problems: tuple[Problem, ...]
     networks: tuple[DesiredNetwork, ...] = ()
@@ -36,8 +37,8 @@ Position = tuple[int, int]  # line, column
 ClaimKey = tuple[str, str]  # (kind, name): each kind has its own name space
 
 
-@dataclass(frozen=True)
-class Checked:
+@dataclass(frozen=True, eq=False, repr=False)
+class Checked(Record):
     """One document checked on its own, with what the checks across documents need from it.
     Depends on nothing but the document (and the storage roots), so it is cached per file."""
 
