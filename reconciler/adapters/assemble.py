@@ -5,6 +5,7 @@ same volume sizes asked for, the same digests of what was read."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
@@ -147,9 +148,17 @@ def live_networks(raws: Iterable[RawNetwork], memo: Cache | None) -> tuple[LiveN
 
 def live_pools(raws: Iterable[RawPool], memo: Cache | None) -> tuple[LivePool, ...]:
     """The live model of each storage pool (``observe.live_pool``); with ``memo``, XML read
-    before is not parsed again (see ``_parsed``)."""
+    before is not parsed again (see ``_parsed``). Its sizes are not part of the key: a pool's
+    XML carries its capacity, allocation and free space, which change whenever a guest writes
+    to a thin volume, and ``observe.pool_xml`` reads none of them."""
     return tuple(observe.live_pool(raw, _parsed(
-        memo, ("pool", raw.xml, raw.autostart), raw, observe.pool_xml)) for raw in raws)
+        memo, ("pool", _SIZES.sub("", raw.xml), raw.autostart), raw, observe.pool_xml))
+        for raw in raws)
+
+
+# A pool's size elements (``<capacity unit='bytes'>1024</capacity>``): an XML text node holds no
+# "<", so this matches those elements only, never text inside another one.
+_SIZES = re.compile(r"<(capacity|allocation|available)\b[^>]*>[^<]*</\1>")
 
 
 _R = TypeVar("_R")

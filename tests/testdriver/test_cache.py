@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -418,3 +419,44 @@ def test_another_instance_is_not_given_the_owner_s_cached_plan(testdrv, prefix, 
     assert result.code == 1, result.stderr  # a conflict
     other = json.loads(result.stdout)["actions"]
     assert [(a["kind"], a["name"]) for a in other] == [("blocked", f"{prefix}net")]
+
+
+def test_networks_and_pools_are_parsed_once_and_again_when_their_definition_changes(
+        monkeypatch):
+    """A network's or pool's XML is parsed once (``assemble.live_networks``, ``live_pools``):
+    read again with other ports or other sizes it comes from the cache; with another
+    definition it is parsed again, and the model is the fresh one."""
+    from reconciler.adapters import assemble
+    from reconciler.core import observe
+    from reconciler.core.observe import RawNetwork, RawPool
+
+    conn = libvirt.open(f"test://{Path(__file__).parents[2] / 'examples' / 'test-node.xml'}")
+    net = conn.networkLookupByName("default")
+    pool = conn.storagePoolLookupByName("default")
+    raw_net = RawNetwork("default", True, True, True, net.XMLDesc(0), ("port-1",), net.XMLDesc(0))
+    raw_pool = RawPool("default", True, True, pool.XMLDesc(0), 1, 1, 1, ("a.qcow2",))
+    memo = cache.Cache(None, memory=True)
+    first_net, = assemble.live_networks([raw_net], memo)
+    first_pool, = assemble.live_pools([raw_pool], memo)
+    memo.save()  # the run ends (the daemon's cache in memory: the next run starts)
+    parsed: list[str] = []
+    for name in ("network_xml", "pool_xml"):
+        real = getattr(observe, name)
+        monkeypatch.setattr(observe, name,
+                            lambda raw, real=real, name=name: parsed.append(name) or real(raw))
+
+    sized = pool.XMLDesc(0).replace("<available unit='bytes'>", "<available unit='bytes'>1")
+    assert sized != pool.XMLDesc(0)
+    again_net, = assemble.live_networks([raw_net._replace(ports=("port-2",))], memo)
+    again_pool, = assemble.live_pools([raw_pool._replace(xml=sized, available=2)], memo)
+    assert parsed == []
+    assert again_net == dataclasses.replace(first_net, ports=("port-2",))
+    assert again_pool == first_pool
+
+    memo.save()
+    moved = pool.XMLDesc(0).replace("<path>", "<path>/srv")
+    renamed = net.XMLDesc(0).replace("<bridge name='", "<bridge name='x")
+    other_net, = assemble.live_networks([raw_net._replace(xml=renamed)], memo)
+    other_pool, = assemble.live_pools([raw_pool._replace(xml=moved)], memo)
+    assert parsed == ["network_xml", "pool_xml"]
+    assert other_pool.config.path.startswith("/srv") and other_net.config != first_net.config
