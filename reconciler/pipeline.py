@@ -194,14 +194,14 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
     """The one assembly of a plan, for `plan`, `apply`, `apply --plan` and each reconcile of
     the daemon: the manifests, the observation of the host, the guards, then the diff.
 
-    ``memo``: a cache of parsed manifests and domains, and of a plan with nothing to do, keyed
-    by a digest of all its inputs (see ``reconciler.adapters.cache``); saved here, also when
-    the host cannot be read. ``every_size``: read every volume's size, also those whose last
-    applied size is the manifest's (the daemon's resync: drift in sizes is seen). ``peers``:
-    many hosts: how to look for a VM this host would create on the fleet's other hosts (None:
-    not looked for, as in a plan from a snapshot). ``loaded``: the manifests, already
-    validated (the fleet plan reads them once for every host); ``shared``: what is derived
-    from them alike for every host (``fleetwide(loaded)``), computed once.
+    ``memo``: a cache of parsed manifests, domains, networks and pools, and of a plan with
+    nothing to do, keyed by a digest of all its inputs (see ``reconciler.adapters.cache``);
+    saved here, also when the host cannot be read. ``every_size``: read every volume's size,
+    also those whose last applied size is the manifest's (the daemon's resync: drift in sizes
+    is seen). ``peers``: many hosts: how to look for a VM this host would create on the
+    fleet's other hosts (None: not looked for, as in a plan from a snapshot). ``loaded``: the
+    manifests, already validated (the fleet plan reads them once for every host); ``shared``:
+    what is derived from them alike for every host (``fleetwide(loaded)``), computed once.
     ``check_target``: refuse a ``source.target`` that matches nothing (off when verifying an
     apply, whose targeted orphans are gone). ``destinations``: many hosts: how to read the
     host a VM leaving this one moves to (None: the VM is shown leaving, not moved).

@@ -1,7 +1,8 @@
-"""The domains as read, assembled into an ``Observation``: the part of reading every domain that
-needs no libvirt, shared by the libvirt adapter (``libvirt.inventory``) and the snapshot host
-(``adapters.snapshot``), so that a plan from a snapshot is the plan the host would give: the
-same volume sizes asked for, the same digests of what was read."""
+"""The domains as read, assembled into an ``Observation``, and the networks and pools as read,
+into their live models, each with the parse cache: the part of reading a host that needs no
+libvirt, shared by the libvirt adapter (``libvirt.inventory``), the snapshot host
+(``adapters.snapshot``) and ``pipeline.read_state``, so that a plan from a snapshot is the plan
+the host would give: the same volume sizes asked for, the same digests of what was read."""
 
 from __future__ import annotations
 
@@ -136,7 +137,6 @@ def observation(parsed: Iterable[Fetched], sizes: Mapping[VolumeKey, int],
                        {k: tuple(v) for k, v in file_users.items()})
 
 
-
 def live_networks(raws: Iterable[RawNetwork], memo: Cache | None) -> tuple[LiveNetwork, ...]:
     """The live model of each network (``observe.live_network``); with ``memo``, XML read
     before is not parsed again (see ``_parsed``). Its ports are not part of the key: libvirt
@@ -152,8 +152,8 @@ def live_pools(raws: Iterable[RawPool], memo: Cache | None) -> tuple[LivePool, .
     XML carries its capacity, allocation and free space, which change whenever a guest writes
     to a thin volume, and ``observe.pool_xml`` reads none of them."""
     return tuple(observe.live_pool(raw, _parsed(
-        memo, ("pool", _SIZES.sub("", raw.xml), raw.autostart), raw, observe.pool_xml))
-        for raw in raws)
+        memo, ("pool", _SIZES.sub("", raw.xml), raw.autostart) if memo else (), raw,
+        observe.pool_xml)) for raw in raws)
 
 
 # A pool's size elements (``<capacity unit='bytes'>1024</capacity>``): an XML text node holds no

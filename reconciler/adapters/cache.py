@@ -1,7 +1,8 @@
 """A cache of pure results for `plan` and `apply`: each manifest file's checked documents, keyed by
 a digest of its bytes (and the whole set's result when no file changed); each domain's parsed
 XML, keyed by a digest of the XML (with the volume sizes, autostart flag and state read with it),
-and each network's and pool's, keyed by a digest of the XML and flags (``assemble._parsed``);
+and each network's and pool's, keyed by a digest of the XML (a pool's without its sizes) and
+flags (``assemble.live_networks``, ``live_pools``);
 and a plan with nothing to do, keyed by digests of both sides (the steady state). A hit is
 exactly what a fresh computation would give, so a stale entry cannot exist: a changed input is a
 different key. Entries are also keyed by the code that computed them (the package's files). Each

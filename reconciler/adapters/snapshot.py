@@ -174,8 +174,10 @@ def _fields(cls: type, data: Any) -> dict[str, Any]:
                 raise KeyError(f"{cls.__name__}.{name}")
             continue
         value = data[name]
-        # the annotation's text: "str", "int | None", "tuple[str, ...]"
-        declared = str(cls.__annotations__[name])
+        # the annotation's text: "str", "int | None", "tuple[str, ...]" (a NamedTuple holds
+        # it as a ForwardRef under `from __future__ import annotations`)
+        hint = cls.__annotations__[name]
+        declared = str(getattr(hint, "__forward_arg__", hint))
         if "tuple" in declared:
             ok = value is None or isinstance(value, list)
         else:

@@ -114,8 +114,6 @@ class RawVolume(NamedTuple):
     xml: str
 
 
-
-
 class DomainTrees(NamedTuple):
     """A domain's two definitions, parsed: the persistent one, and the live one when it runs."""
 

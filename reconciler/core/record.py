@@ -1,7 +1,8 @@
 """``Record``: the base of the project's frozen value types, which are dataclasses declared
 ``@dataclass(frozen=True, eq=False, repr=False)`` on a subclass of ``Record``.
 
-They compare, hash and print exactly as ``@dataclass(frozen=True)`` makes them do: equal when of
+They compare, hash and print exactly as ``@dataclass(frozen=True)`` makes them do on Python 3.11
+and 3.12 (3.13 also takes a field shared by both objects as equal to itself): equal when of
 the same class with equal fields (``compare=True``), hashed on the fields a frozen dataclass
 hashes (``hash=True``, or ``hash=None`` and ``compare=True``), shown as ``Name(field=value,
 ...)`` with the ``repr=True`` fields; but those three methods are shared here instead of being
@@ -20,6 +21,7 @@ frozen ``__setattr__``/``__delattr__`` stay dataclasses' own.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
@@ -41,6 +43,7 @@ class Record:
     def __hash__(self) -> int:
         return hash(_shape(self.__class__)[1](self))
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
         shown = _shape(self.__class__)[2]
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)

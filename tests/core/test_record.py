@@ -98,3 +98,10 @@ def test_fields_left_out_of_compare_hash_and_repr_stay_out() -> None:
     assert seed == CloudInit("d1", user_data="other") != CloudInit("d2")
     with pytest.raises(dataclasses.FrozenInstanceError):
         seed.pool = "other"  # type: ignore[misc]
+
+
+def test_a_record_holding_itself_prints_as_a_dataclass_does() -> None:
+    """``reprlib.recursive_repr``, as dataclasses have it: ``...``, not a RecursionError."""
+    mark = Mark("web.yaml", "abc", None, {})
+    object.__setattr__(mark, "commit", mark)
+    assert repr(mark).startswith("Mark(manifest='web.yaml', spec_hash='abc', commit=..., ")

@@ -454,9 +454,20 @@ def test_networks_and_pools_are_parsed_once_and_again_when_their_definition_chan
     assert again_pool == first_pool
 
     memo.save()
+    # whatever the parse reads is in the key: each of these is parsed again
     moved = pool.XMLDesc(0).replace("<path>", "<path>/srv")
     renamed = net.XMLDesc(0).replace("<bridge name='", "<bridge name='x")
     other_net, = assemble.live_networks([raw_net._replace(xml=renamed)], memo)
     other_pool, = assemble.live_pools([raw_pool._replace(xml=moved)], memo)
     assert parsed == ["network_xml", "pool_xml"]
     assert other_pool.config.path.startswith("/srv") and other_net.config != first_net.config
+    running, = assemble.live_networks([raw_net._replace(live_xml=renamed)], memo)
+    assert running.running is not None and running.running.bridge == "xvirbr0"
+    assert running.config == first_net.config  # the persistent definition is unchanged
+    manual, = assemble.live_networks([raw_net._replace(autostart=False)], memo)
+    assert manual.config.autostart is False
+    typed = pool.XMLDesc(0).replace("<pool type='dir'>", "<pool type='fs'>")
+    assert assemble.live_pools([raw_pool._replace(xml=typed)], memo)[0].config.type == "fs"
+    assert assemble.live_pools([raw_pool._replace(autostart=False)], memo)[0].config.autostart \
+        is False
+    assert parsed == ["network_xml", "pool_xml"] + ["network_xml"] * 2 + ["pool_xml"] * 2

@@ -1,7 +1,8 @@
 """The one package that talks to libvirt: named operations, whose libvirt errors become the
 project's own (``connection.translated``). What it reads it returns as raw values
 (``reconciler.core.observe.RawDomain`` ...), which the pure ``reconciler.core.observe`` turns
-into the live model; ``read_live``, ``read_networks`` and ``read_pools`` do both.
+into the live model (``reconciler.adapters.assemble`` with the parse cache); ``read_live``
+does both for the domains.
 
 Modules: ``connection`` (open, close, errors, the domain type), ``states`` (libvirt's state and
 reason constants as words), ``inventory`` (every domain at once, with the parse cache),

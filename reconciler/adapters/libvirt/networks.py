@@ -12,9 +12,7 @@ from reconciler.adapters.libvirt.connection import (
     inactive_xml,
     translated,
 )
-from reconciler.core import observe
 from reconciler.core.errors import NotFoundError
-from reconciler.core.model.network import LiveNetwork
 from reconciler.core.observe import RawNetwork
 
 
@@ -43,10 +41,6 @@ class Networks(Connection):
             except NotFoundError:
                 continue
         return tuple(out)
-
-    def read_networks(self) -> tuple[LiveNetwork, ...]:
-        """Every network as the live model (see ``read_raw_networks``)."""
-        return tuple(observe.live_network(raw) for raw in self.read_raw_networks())
 
     def define_network(self, xml: str) -> None:
         with translated("defining network"):

@@ -11,7 +11,6 @@ import libvirt
 from reconciler.adapters.libvirt.connection import Connection, inactive_xml, translated
 from reconciler.core import observe
 from reconciler.core.errors import NotFoundError, PermanentError
-from reconciler.core.model.pool import LivePool
 from reconciler.core.model.vm import VolumeInfo
 from reconciler.core.observe import POOL_MARKER, RawPool, RawVolume, VolumeKey
 
@@ -87,10 +86,6 @@ class Storage(Connection):
             except NotFoundError:
                 continue
         return tuple(out)
-
-    def read_pools(self) -> tuple[LivePool, ...]:
-        """Pools, with the instance whose marker volume (``.reconciler-<instance>``) is in it."""
-        return tuple(observe.live_pool(raw) for raw in self.read_raw_pools())
 
     def define_pool(self, xml: str, *, instance: str) -> None:
         """Define, build (mkdir), start, and put the instance's marker volume in the pool."""
