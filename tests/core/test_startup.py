@@ -108,23 +108,6 @@ def test_an_apply_with_nothing_to_do_imports_no_executor_and_no_structlog(tmp_pa
     assert (tmp_path / "state" / "status").is_dir()  # and wrote its state
 
 
-# Applied once on test:///default (whose state lives as long as the connection kept here), then
-# the domains written into a copy of the test driver's node file: a host that already runs them.
-APPLIED = """\
-import sys
-import libvirt
-from reconciler.shells.cli import main
-node, out, folder, config, state = sys.argv[1:6]
-keep = libvirt.open("test:///default")
-try:
-    main(["apply", "--yes", "--connect", "test:///default", "--config", config,
-          "--state-dir", state, folder], standalone_mode=False)
-except SystemExit as exc:
-    assert not exc.code, exc.code
-xml = [d.XMLDesc(0) for d in keep.listAllDomains(0) if d.name() != "test"]
-open(out, "w").write(open(node).read().replace("</node>", "".join(xml) + "</node>"))
-"""
-
 # What the steady state (nothing to do, everything read before) of one host never loads: the
 # planner, the XML parsers and lxml (domains, networks and pools come parsed from the cache),
 # the fleet's modules (no Host manifest), targeting (no --target), and the executor.
@@ -148,7 +131,15 @@ def test_an_apply_in_the_steady_state_loads_no_parser_planner_or_fleet(tmp_path:
     config, node = empty_config(tmp_path), tmp_path / "node.xml"
     env = {"RECONCILER_CACHE_DIR": str(tmp_path / "cache"),
            "XDG_STATE_HOME": str(tmp_path / "state-home")}
-    subprocess.run([sys.executable, "-c", APPLIED, str(ROOT / "examples" / "test-node.xml"),
+    # bench/startup_bench.py's own setup: applied once on test:///default (whose state lives
+    # as long as its connection), then the domains written into a copy of the test driver's node
+    # file: a host that already runs them
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from startup_bench import TEST_SETUP
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    subprocess.run([sys.executable, "-c", TEST_SETUP, str(ROOT / "examples" / "test-node.xml"),
                     str(node), str(folder), config, str(tmp_path / "setup")], check=True,
                    env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, capture_output=True,
                    timeout=60)
