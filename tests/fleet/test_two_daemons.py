@@ -52,9 +52,9 @@ def test_two_daemons_each_converge_their_share_and_move_a_vm(host, host_b, tmp_p
                         and host.volume(f"{a1}-root") is None, 90), (  # deleted last
             daemon_a.output() + daemon_b.output())
         assert host_b.volume(f"{a1}-root") is not None
-        moved = [e for e in daemon_a.events() if e.get("vm") == a1
-                 and "moved to hv-b (cold move)" in str(e)]
-        assert moved, daemon_a.output()
+        # logged once the daemon has read the host again after the move (a moment later)
+        assert wait_for(lambda: any(e.get("vm") == a1 and "moved to hv-b (cold move)" in str(e)
+                                    for e in daemon_a.events()), 30), daemon_a.output()
         # the daemon of hv-b never made a second a1: it waited for it, then found it in sync
         assert not any(e.get("vm") == a1 and "created" in str(e.get("did", ""))
                        for e in daemon_b.events()), daemon_b.output()
