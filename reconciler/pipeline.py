@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Protocol
 from reconciler.adapters import assemble, cache
 from reconciler.adapters.cache import Cache
 from reconciler.adapters.manifests import load_keyed
-from reconciler.core import defaults, scope
+from reconciler.core import defaults, observe, scope
 from reconciler.core.diff.guards import Guards
 from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
-from reconciler.core.model.vm import LiveVM
-from reconciler.core.plan import Plan, Why, fingerprint
+from reconciler.core.model.vm import DesiredVM, LiveVM
+from reconciler.core.plan import Plan, Resource, Why, fingerprint
 from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from reconciler.core.fleet import Placement, Share
     from reconciler.core.model.host import Destination
     from reconciler.core.model.vm import VolumeInfo
-    from reconciler.core.observe import Observation, RawNetwork, RawPool, VolumeKey
+    from reconciler.core.observe import Observation, RawNetwork, RawPool, RawVolume, VolumeKey
     from reconciler.core.result import Result
     from reconciler.core.targeting import Targeting
 
@@ -46,6 +46,8 @@ class Host(Protocol):
     def read_raw_networks(self) -> tuple[RawNetwork, ...]: ...
 
     def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]: ...
+
+    def read_raw_volumes(self, pool: str) -> tuple[RawVolume, ...]: ...
 
     def free_memory(self) -> int | None: ...
 
@@ -183,7 +185,9 @@ class Planned(Record):
 Peers = Callable[[str, Sequence[str] | None], tuple[str | None, frozenset[str]]]
 # Many hosts: (host name, its URI, the VMs that move there) -> what the moves need to know of
 # it (``adapters.libvirt.peers.destination``); never raises.
-Destinations = Callable[[str, str, tuple[LiveVM, ...]], "Destination"]
+# ``left``: VMs gone from this host whose volumes are still here: the host they moved to says
+# whether it holds them, moved from here (``Destination.moved``).
+Destinations = Callable[[str, str, tuple[LiveVM, ...], tuple[str, ...]], "Destination"]
 
 
 def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
@@ -222,6 +226,7 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
         if memo is not None:
             memo.save()  # keeps what this run used (the parsed manifests), and no more
         raise
+    every_vm = inputs.vms  # of the whole repository (many hosts: the others' too)
     if fleet is not None:
         inputs = fleet.inputs
     approved: frozenset[tuple[str, str]] = frozenset()
@@ -268,7 +273,7 @@ def make_plan(source: Source, hv: Host, *, memo: Cache | None = None,
             plan = compute(inputs, live, guards, source.instance, target)
     forget: tuple[str, ...] = ()
     if fleet is not None:
-        plan, forget = _fleet(plan, source, fleet, hv, peers, destinations)
+        plan, forget = _fleet(plan, source, fleet, hv, peers, destinations, every_vm, live)
     if memo and key and found is None and not plan.actions:  # the steady state: nothing to do
         memo.put("plan", key, plan)
     if memo is not None:
@@ -292,11 +297,13 @@ def _share(source: Source, hv: Host, inputs: Validated, live: LiveState,
 
 
 def _fleet(plan: Plan, source: Source, fleet: Share, hv: Host, peers: Peers | None,
-           destinations: Destinations | None) -> tuple[Plan, tuple[str, ...]]:
+           destinations: Destinations | None, every_vm: tuple[DesiredVM, ...],
+           live: LiveState) -> tuple[Plan, tuple[str, ...]]:
     """Many hosts: ``plan`` of this host's share, with the VMs no host may run listed, the
     creates of VMs found on another host blocked (with ``peers``), the VMs leaving for
-    another host moved (with ``destinations``), and all of it held while a manifest has a
-    problem (``core.fleet``); and the Hosts no longer declared to forget."""
+    another host moved and the moves that stopped once their VM was there finished (with
+    ``destinations``), and all of it held while a manifest has a problem (``core.fleet``);
+    and the Hosts no longer declared to forget. ``every_vm``: the repository's VMs."""
     from reconciler.core.fleet import held, nowhere
 
     assert fleet.host is not None
@@ -314,6 +321,7 @@ def _fleet(plan: Plan, source: Source, fleet: Share, hv: Host, peers: Peers | No
         plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid)
     if destinations is not None:
         plan = _moves(plan, fleet, destinations, hv.host_uuid, source.max_moves)
+        plan = _leftovers(plan, fleet, destinations, every_vm, live, hv, source.instance)
     return held(plan, len(fleet.inputs.problems)), forget
 
 
@@ -386,11 +394,56 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations,
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(16, len(going))) as pool:
-        read = {host: pool.submit(destinations, host, uris[host], tuple(vms))
+        read = {host: pool.submit(destinations, host, uris[host], tuple(vms), ())
                 for host, vms in going.items()}
     assert fleet.host is not None
     return plan_moves(plan, fleet.host, {host: f.result() for host, f in read.items()},
                       fleet.suspended, uuid=here(), limit=max_moves)
+
+
+def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
+               every_vm: tuple[DesiredVM, ...], live: LiveState, hv: Host,
+               instance: str) -> Plan:
+    """``plan`` with the end of each move from here that stopped once its VM was on the host
+    it moved to, before its volumes here were deleted (``core.moves.leftover``): a VM the
+    repository places on another host, with no domain of its name here, whose volumes are
+    still here and used by no domain here (by pool and name, nor by path). The host it is
+    placed on is read only when there are such volumes."""
+    storage = live.storage
+    if storage is None or fleet.host is None or plan.partial is not None:
+        return plan  # (a targeted run plans the VMs it names: none of those is here)
+    from reconciler.core.moves import leftover, spec_volumes
+
+    by_name = {vm.spec.name: vm for vm in every_vm}
+    present = {vm.name for vm in live.vms} | {a.name for a in plan.actions
+                                               if a.resource == Resource.VM}
+    found: dict[str, list[tuple[DesiredVM, tuple[tuple[str, str, str], ...]]]] = {}
+    for name, host, _ in fleet.elsewhere:
+        vm = by_name.get(name)
+        if not host or vm is None or name in present:
+            continue
+        left = tuple((pool, volume, key) for pool, volume, _, _, key in spec_volumes(name, vm.spec)
+                     if storage.exists((pool, volume)) and not storage.users.get((pool, volume)))
+        if left:
+            found.setdefault(host, []).append((vm, left))
+    if not found:
+        return plan
+    written = {(raw.pool, raw.name): observe.volume_written(raw)
+               for pool in sorted({p for entries in found.values() for _, left in entries
+                                   for p, _, _ in left})
+               for raw in hv.read_raw_volumes(pool)}
+    uris = {h.spec.name: h.spec.uri for h in fleet.inputs.hosts}
+    actions = []
+    for host, entries in sorted(found.items()):
+        unused = []
+        for vm, left in entries:  # a domain here naming the file by its path uses it too
+            read = [(entry, written.get(entry[:2])) for entry in left]
+            unused.append((vm, tuple((*entry, when[1]) for entry, when in read
+                                     if when is not None
+                                     and not storage.file_users.get(when[0] or ""))))
+        dest = destinations(host, uris[host], (), tuple(vm.spec.name for vm, _ in unused))
+        actions += [leftover(vm, fleet.host, instance, dest, left) for vm, left in unused]
+    return replace(plan, actions=(*plan.actions, *(a for a in actions if a is not None)))
 
 
 def verify(source: Source, hv: Libvirt, planned: Planned, results: tuple[Result, ...], *,

@@ -251,6 +251,9 @@ class SnapshotHost:
     def read_volumes(self, pool: str) -> tuple[VolumeInfo, ...]:
         return tuple(observe.volume_info(v) for v in self.snapshot.volumes if v.pool == pool)
 
+    def read_raw_volumes(self, pool: str) -> tuple[RawVolume, ...]:
+        return tuple(v for v in self.snapshot.volumes if v.pool == pool)
+
     def hostname(self) -> str:
         return self.snapshot.hostname
 
@@ -286,17 +289,19 @@ class SnapshotHost:
         return out
 
 
-def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> Destination:
+def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any],
+                   left: Iterable[str] = ()) -> Destination:
     """What a move of ``vms`` to ``host`` needs to know of it, as ``snap`` (that host's
-    snapshot) recorded it, for a fleet plan made from snapshots. A snapshot cannot answer the
-    CPU check (libvirt checks again when migrating)."""
+    snapshot) recorded it, for a fleet plan made from snapshots (``left``: as
+    ``peers.destination``'s). A snapshot cannot answer the CPU check (libvirt checks again
+    when migrating)."""
     from lxml import etree
 
     from reconciler.core.moves import volumes as move_volumes
-    from reconciler.core.xml.common import read_mark
+    from reconciler.core.xml.common import last_move, read_mark
 
-    vms = tuple(vms)
-    names = {vm.name for vm in vms}
+    vms, left = tuple(vms), frozenset(left)
+    names = {vm.name for vm in vms} | left
     wanted = {(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)}
     sources = [(s.get("pool"), s.get("volume"), s.get("file")) for dom in snap.domains
                for s in etree.fromstring(dom.inactive_xml.encode()).iterfind(
@@ -308,16 +313,20 @@ def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any]) -> D
             used = any((p == raw.pool and v == raw.name) or (f and f == info.path)
                        for p, v, f in sources)
             found.append((raw.pool, raw.name, info.capacity, info.format or "raw", used))
-    domains, uuids = [], []
+    domains, uuids, moved = [], [], []
     for dom in snap.domains:
         if dom.name in names:
-            mark = read_mark(etree.fromstring(dom.inactive_xml.encode()))
+            root = etree.fromstring(dom.inactive_xml.encode())
+            mark = read_mark(root)
             domains.append((dom.name, mark.instance if mark else ""))
             uuids.append((dom.name, dom.uuid))
+            last = last_move(root) if dom.name in left and dom.persistent else None
+            if last is not None:
+                moved.append((dom.name, last[0], last[2]))
     return Destination(
         host, uri, free_memory=snap.host.free_memory,
         pools=tuple(sorted((p.name, p.available) for p in snap.pools if p.active)),
         volumes=frozenset((p.name, v) for p in snap.pools if p.active for v in p.volumes),
-        domains=tuple(sorted(domains)), uuids=tuple(sorted(uuids)),
+        domains=tuple(sorted(domains)), uuids=tuple(sorted(uuids)), moved=tuple(sorted(moved)),
         networks=frozenset(n.name for n in snap.networks if n.active),
         found=tuple(sorted(found)))

@@ -170,7 +170,9 @@ class _Runner:
             return []
         if action.kind == Kind.MOVE:
             move.carry_out(action, self.hv, self.settings.routes, self.settings.clock)
-            how = "live migration" if action.has(Op.MIGRATE) else "cold move"
+            how = ("live migration" if action.has(Op.MIGRATE) else
+                   "cold move" if action.has(Op.DEFINE_THERE, Op.UNDEFINE_HERE) else
+                   "finished: the copy of its volumes left here deleted")
             did.append(Deed(Did.MOVED, to=f"{action.steps[0].new} ({how})"))
             return []
         return vm.carry_out(action, self.vm, did)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from reconciler.adapters.libvirt import Libvirt
 from reconciler.core.cloudinit import seed_volume
 from reconciler.core.errors import PermanentError, TransientError
-from reconciler.core.model.vm import LiveVM
+from reconciler.core.model.vm import DesiredVM, LiveVM, VMSpec
 from reconciler.core.plan import Action, Op, Part
 from reconciler.core.record import Record
 from reconciler.core.xml.common import add_move
@@ -39,44 +39,57 @@ def carry_out(action: Action, here: Libvirt, routes: Mapping[str, Route],
     Before anything is written, the pools the move takes volumes from are checked not to be
     shared with the destination (a probe volume written here must not appear there): on
     shared storage the "copy" there would be the very file, and deleting the copy here would
-    delete the disk."""
+    delete the disk.
+
+    The move is recorded in the domain's persistent definition there (``<moves>``), sent with
+    it: a cold move defines it with the record, a live migration hands libvirt the persistent
+    definition to keep there (VIR_MIGRATE_PARAM_PERSIST_XML). So a move that stops after the
+    VM got there, before the volumes here were deleted, is known for one by the next plan
+    (``core.moves.leftover``), whose action here has only those deletes (and no live VM)."""
     vm = action.live
-    assert isinstance(vm, LiveVM)
+    if isinstance(vm, LiveVM):
+        name, spec = vm.name, vm.config
+    else:  # the end of a move: the VM is there already, its volumes left here are deleted
+        assert isinstance(action.desired, DesiredVM)
+        name, spec = action.desired.spec.name, action.desired.spec
     source, destination = str(action.steps[0].old), str(action.steps[0].new)
     route = routes.get(destination)
     if route is None:
-        raise PermanentError(f"no Host named {destination!r} to move {vm.name} to")
+        raise PermanentError(f"no Host named {destination!r} to move {name} to")
     there = _open(route.uri)
-    wants_autostart = bool(vm.mark is not None and vm.mark.applied.get("autostart"))
+    wants_autostart = bool(isinstance(vm, LiveVM) and vm.mark is not None
+                           and vm.mark.applied.get("autostart"))
     try:
-        _not_shared(here, there, vm, action, destination)
+        _not_shared(here, there, name, spec, action, destination)
         for step in action.steps:
             if step.op == Op.PREPARE_VOLUME:
-                pool, name = _volume(vm, step.target.part, step.target.key)
-                info = here.volume(pool, name)
-                if not there.volume_exists(pool, name):  # else: left by an interrupted move
-                    there.create_volume(pool, name, capacity=info.capacity,
+                pool, volume = _volume(name, spec, step.target.part, step.target.key)
+                info = here.volume(pool, volume)
+                if not there.volume_exists(pool, volume):  # else: left by an interrupted move
+                    there.create_volume(pool, volume, capacity=info.capacity,
                                         fmt=info.format or "raw")
             elif step.op == Op.COPY_VOLUME:  # written over when an interrupted move left one
-                pool, name = _volume(vm, step.target.part, step.target.key)
-                here.copy_volume_to(there, pool, name, tick)
+                pool, volume = _volume(name, spec, step.target.part, step.target.key)
+                here.copy_volume_to(there, pool, volume, tick)
             elif step.op == Op.MIGRATE:
-                here.migrate(vm.name, route.uri, data_uri=route.data_uri, tick=tick)
-                _record(there, vm.name, source, destination, "live")
+                persistent = add_move(here.domain_xml(name, inactive=True), source,
+                                      destination, "live", _now())
+                here.migrate(name, route.uri, data_uri=route.data_uri, persist_xml=persistent,
+                             tick=tick)
                 if wants_autostart:
-                    there.set_autostart(vm.name, True)  # not part of the domain's XML
+                    there.set_autostart(name, True)  # not part of the domain's XML
             elif step.op == Op.DEFINE_THERE:
                 if wants_autostart:  # a reboot here must never start the copy left here
-                    here.set_autostart(vm.name, False)
-                xml = here.domain_xml(vm.name, inactive=True)
+                    here.set_autostart(name, False)
+                xml = here.domain_xml(name, inactive=True)
                 there.define(add_move(xml, source, destination, "cold", _now()))
             elif step.op == Op.UNDEFINE_HERE:
-                here.undefine(vm.name)
+                here.undefine(name)
                 if wants_autostart:  # only now: one host, one definition that starts
-                    there.set_autostart(vm.name, True)
+                    there.set_autostart(name, True)
             elif step.op == Op.DELETE_HERE:
-                pool, name = _volume(vm, step.target.part, step.target.key)
-                here.delete_volume(pool, name)
+                pool, volume = _volume(name, spec, step.target.part, step.target.key)
+                here.delete_volume(pool, volume)
     finally:
         there.close()
 
@@ -107,12 +120,12 @@ def _open(uri: str) -> Libvirt:
     return hv
 
 
-def _not_shared(here: Libvirt, there: Libvirt, vm: LiveVM, action: Action,
+def _not_shared(here: Libvirt, there: Libvirt, name: str, spec: VMSpec, action: Action,
                 destination: str) -> None:
     """Raises ``PermanentError`` when a pool the move takes volumes from is the same storage
     on ``destination`` (NFS, a cluster file system): a probe volume written here shows up
     there. Its volumes would be deleted, not moved."""
-    pools = sorted({_volume(vm, s.target.part, s.target.key)[0] for s in action.steps
+    pools = sorted({_volume(name, spec, s.target.part, s.target.key)[0] for s in action.steps
                     if s.target.part in (Part.DISK, Part.SEED)})
     for pool in pools:
         probe = f".reconciler-probe-{secrets.token_hex(6)}"
@@ -125,24 +138,18 @@ def _not_shared(here: Libvirt, there: Libvirt, vm: LiveVM, action: Action,
         if shared:
             raise PermanentError(
                 f"pool {pool!r} is the same storage here and on {destination} (a volume "
-                f"written here appears there): moving {vm.name} would delete its disks; "
+                f"written here appears there): moving {name} would delete its disks; "
                 "moves between hosts that share storage are not supported, move it by hand "
                 "(virsh migrate without --copy-storage-all)")
 
 
-def _volume(vm: LiveVM, part: Part, key: str) -> tuple[str, str]:
-    """(pool, volume) of a disk (by its name) or of the seed."""
+def _volume(name: str, spec: VMSpec, part: Part, key: str) -> tuple[str, str]:
+    """(pool, volume) of a disk (by its name) or of the seed of the VM ``name``."""
     if part == Part.SEED:
-        assert vm.config.cloud_init is not None
-        return vm.config.cloud_init.pool, seed_volume(vm.name)
-    disk = next(d for d in vm.config.disks if d.name == key)
-    return disk.pool, disk.volume(vm.name)
-
-
-def _record(there: Libvirt, name: str, source: str, destination: str, how: str) -> None:
-    """The move in the domain's history on the destination (its persistent definition)."""
-    xml = there.domain_xml(name, inactive=True)
-    there.define(add_move(xml, source, destination, how, _now()))
+        assert spec.cloud_init is not None
+        return spec.cloud_init.pool, seed_volume(name)
+    disk = next(d for d in spec.disks if d.name == key)
+    return disk.pool, disk.volume(name)
 
 
 def _now() -> str:

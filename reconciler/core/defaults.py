@@ -10,6 +10,7 @@ MANIFEST_DIR = "/etc/reconciler/manifests"
 STATE_DIR = "/var/lib/reconciler"  # the status file and the writer lock
 MAX_DESTROY = 5  # VMs one run may destroy
 MAX_MOVES = 5  # VMs one run may move to other hosts (many hosts); the others wait
+MIGRATION_TIMEOUT = 3600.0  # seconds a live migration may take before it is aborted
 PARALLEL = 4  # actions carried out at once
 STORAGE_ROOTS = ("/var/lib/libvirt/images",)  # where StoragePool paths may lie
 POOL = "default"  # a disk's storage pool when the manifest names none

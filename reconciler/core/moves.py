@@ -7,7 +7,9 @@ live-migrated by libvirt (peer to peer, its disks copied over NBD into volumes p
 first, its definition made persistent there and undefined here only once the migration has
 succeeded: libvirt's VIR_MIGRATE_PERSIST_DEST | UNDEFINE_SOURCE). A stopped VM moves cold: each
 volume copied through libvirt's storage streams, the definition defined there, then undefined
-here. Either way the volumes left here are deleted last, once the VM is there.
+here. Either way the volumes left here are deleted last, once the VM is there; a move that
+stopped after the VM got there, before they were deleted, is finished by the next run
+(``leftover``).
 
 What would stop a move half way is checked before it starts, on a fresh read of the
 destination (``model.host.Destination``): the host answers, has the pools, room in them and
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from reconciler.core.cloudinit import seed_volume
+from reconciler.core.defaults import MIGRATION_TIMEOUT
 from reconciler.core.model.host import Destination
-from reconciler.core.model.vm import LiveVM
+from reconciler.core.model.vm import DesiredVM, LiveVM, VMSpec
 from reconciler.core.plan import (
     Action,
     Effect,
@@ -90,10 +94,63 @@ def _less(dest: Destination, vm: object) -> Destination:
 def volumes(vm: LiveVM) -> tuple[tuple[str, str, int, str, str], ...]:
     """(pool, volume, capacity in bytes, format, part key) of every volume a move takes: each
     disk's, and the cloud-init seed's (capacity 0: not known from the definition)."""
-    out = [(d.pool, d.volume(vm.name), d.size, d.format, d.name) for d in vm.config.disks]
-    if vm.config.cloud_init is not None:
-        out.append((vm.config.cloud_init.pool, seed_volume(vm.name), 0, "raw", ""))
+    return spec_volumes(vm.name, vm.config)
+
+
+def spec_volumes(name: str, spec: VMSpec) -> tuple[tuple[str, str, int, str, str], ...]:
+    """``volumes`` of the VM ``name`` as ``spec`` (its definition, or its manifest) gives it."""
+    out = [(d.pool, d.volume(name), d.size, d.format, d.name) for d in spec.disks]
+    if spec.cloud_init is not None:
+        out.append((spec.cloud_init.pool, seed_volume(name), 0, "raw", ""))
     return tuple(out)
+
+
+# Seconds a move's last steps may take after its migration ends (autostart set there, the
+# volumes here deleted): with ``defaults.MIGRATION_TIMEOUT``, how long after a move began the
+# copy it left here may still have been written.
+SETTLE = 600.0
+
+
+def leftover(vm: DesiredVM, here: str, instance: str, dest: Destination,
+             left: tuple[tuple[str, str, str, float | None], ...]) -> Action | None:
+    """The end of a move of ``vm`` from ``here`` to ``dest`` that stopped once the VM was there
+    (the process killed, a delete that failed): of ``left``, (pool, volume, part key: a disk's
+    name, "" for the seed, when its file was last written: seconds since the epoch) of each of
+    its volumes still here and used by no domain here, those the move left are deleted, as its
+    last steps would have.
+
+    What tells a copy the move left from a volume that only has its name: ``dest`` holds the VM
+    as this ``instance``'s, its definition there records that it last moved from ``here`` (the
+    record goes with the domain: a cold move defines it with it, a live migration carries it in
+    the persistent definition it sends), and the volume was last written before that move can
+    have ended (its start, plus ``defaults.MIGRATION_TIMEOUT`` and ``SETTLE``): a volume made
+    or written here later, or whose time is not known, is left alone. None when nothing is
+    left to delete, or ``dest`` cannot be read. Pure."""
+    name = vm.spec.name
+    if dest.error or dict(dest.domains).get(name) != instance:
+        return None
+    moved = {domain: (source, at) for domain, source, at in dest.moved}
+    source, at = moved.get(name, ("", ""))
+    began = _epoch(at)
+    if source != here or began is None:
+        return None
+    ended = began + MIGRATION_TIMEOUT + SETTLE
+    copies = [(key, pool, volume) for pool, volume, key, written in left
+              if written is not None and written <= ended]
+    if not copies:
+        return None
+    steps = tuple(Step(Op.DELETE_HERE, vm_target(name, Part.DISK, key) if key
+                       else vm_target(name, Part.SEED), here, dest.host)
+                  for key, _, _ in copies)
+    return Action(Kind.MOVE, vm_target(name), steps, desired=vm)
+
+
+def _epoch(at: str) -> float | None:
+    """Seconds since the epoch of a move record's time (``2026-11-30T12:00:00Z``), or None."""
+    try:
+        return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def blocker(vm: LiveVM, dest: Destination, uuid: str | None = None) -> str | None:

@@ -303,6 +303,21 @@ def volume_info(raw: RawVolume) -> VolumeInfo:
                       root.findtext("backingStore/path"), root.findtext("target/path"))
 
 
+def volume_written(raw: RawVolume) -> tuple[str | None, float | None]:
+    """A volume's path, and when its file was last written (seconds since the epoch: libvirt's
+    ``<timestamps><mtime>``, file-based pools; None: not known). Kept out of ``VolumeInfo``,
+    whose every field is part of what a plan observed: a running guest's disk is written all
+    the time. Pure."""
+    from reconciler.core.xml import common as xmlcommon
+
+    root = xmlcommon.parse(raw.xml)
+    try:
+        written = float(root.findtext("target/timestamps/mtime") or "")
+    except ValueError:
+        written = None
+    return root.findtext("target/path"), written
+
+
 def routes(text: str) -> tuple[tuple[str, str], ...]:
     """(interface, CIDR) of each IPv4 route in the text of Linux's ``/proc/net/route``
     (destination and mask in host-order hex, little-endian on x86), the default route left

@@ -376,6 +376,9 @@ def _fate(action: Action) -> str:
 def move_text(action: Action) -> str:
     """``move hv-a -> hv-b (live migration)`` / ``(cold move)``."""
     first = action.steps[0]
+    if not action.has(Op.MIGRATE, Op.DEFINE_THERE, Op.UNDEFINE_HERE):  # only the deletes left
+        return (f"move {first.old} -> {first.new} (finished: it is there, the copy of its "
+                "volumes left here is deleted)")
     if not action.has(Op.MIGRATE, Op.DEFINE_THERE):  # an interrupted cold move, finished
         return f"move {first.old} -> {first.new} (cold move, finished: it is defined there)"
     how = "live migration" if action.has(Op.MIGRATE) else "cold move"

@@ -268,10 +268,11 @@ def _destinations(hv: pipeline.Host, opened: Callable[[str], pipeline.Host | str
         assert isinstance(hv, Libvirt)
         return destinations_of(hv)
 
-    def read(host: str, uri: str, vms: tuple[LiveVM, ...]) -> Destination:
+    def read(host: str, uri: str, vms: tuple[LiveVM, ...], left: tuple[str, ...] = (),
+             ) -> Destination:
         there = opened(host)
         if isinstance(there, SnapshotHost):
-            return destination_of(there.snapshot, host, uri, vms)
+            return destination_of(there.snapshot, host, uri, vms, left)
         return Destination(host, uri, error=there if isinstance(there, str) else "not read")
 
     return read

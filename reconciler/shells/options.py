@@ -246,7 +246,8 @@ def destinations_of(hv: Libvirt) -> pipeline.Destinations:
     """How a host reads the host a VM leaving it moves to (many hosts): over the Host's URI,
     with each running VM's CPU (read here) checked there."""
 
-    def read(host: str, uri: str, vms: tuple[LiveVM, ...]) -> Destination:
+    def read(host: str, uri: str, vms: tuple[LiveVM, ...], left: tuple[str, ...] = (),
+             ) -> Destination:
         from reconciler.adapters.libvirt.peers import destination
         from reconciler.core.errors import ReconcilerError
 
@@ -259,7 +260,7 @@ def destinations_of(hv: Libvirt) -> pipeline.Destinations:
                     continue
                 if xml:
                     cpus[vm.name] = xml
-        return destination(host, uri, vms, cpus)
+        return destination(host, uri, vms, cpus, left)
 
     return read
 

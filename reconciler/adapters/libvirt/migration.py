@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import libvirt
 
 from reconciler.adapters.libvirt.connection import Connection, translated
+from reconciler.core import defaults
 from reconciler.core.errors import PermanentError, TransientError
 
 CHUNK = 256 * 1024  # what one libvirt stream message carries at most
@@ -26,7 +27,7 @@ LIVE_MOVE = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
              | libvirt.VIR_MIGRATE_NON_SHARED_DISK
              # a guest dirtying memory faster than it is sent is slowed down until it converges
              | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
-MIGRATION_TIMEOUT = 3600.0  # seconds a live migration may take before it is aborted
+MIGRATION_TIMEOUT = defaults.MIGRATION_TIMEOUT
 POLL = 2.0  # seconds between two looks at a migration in flight
 
 
@@ -58,12 +59,14 @@ class Migration(Connection):
         return str(etree.tostring(cpu, encoding="unicode"))
 
     def migrate(self, name: str, destination: str, *, data_uri: str | None = None,
-                tick: Callable[[], object] = lambda: None,
+                persist_xml: str | None = None, tick: Callable[[], object] = lambda: None,
                 timeout: float = MIGRATION_TIMEOUT) -> None:
         """Live-migrate the running domain to the libvirtd at ``destination`` (a URI the
         source libvirtd itself can open: peer to peer). ``data_uri``: where QEMU sends memory
         and disks (tcp://ADDRESS); default, the destination's host name. Its disks' volumes
-        must exist there (same pool, name and size). ``tick`` is called every ``POLL``
+        must exist there (same pool, name and size). ``persist_xml``: the persistent
+        definition it is to have there (VIR_MIGRATE_PARAM_PERSIST_XML; default: the one it
+        has here), sent with the migration itself. ``tick`` is called every ``POLL``
         seconds while the migration job answers (progress, for a watchdog); after
         ``timeout`` seconds the job is aborted (virDomainAbortJob) and the VM runs on here.
 
@@ -72,6 +75,8 @@ class Migration(Connection):
         params: dict[str, str] = {}
         if data_uri:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = data_uri
+        if persist_xml:
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persist_xml
         dom = self._dom(name)
         box: dict[str, BaseException] = {}
 

@@ -15,7 +15,7 @@ from reconciler.adapters.libvirt.connection import free_memory_of, host_uuid_of
 from reconciler.core.errors import TransientError
 from reconciler.core.model.host import Destination
 from reconciler.core.moves import volumes as move_volumes
-from reconciler.core.xml.common import read_mark
+from reconciler.core.xml.common import last_move, read_mark
 
 PEER_TIMEOUT = 10.0  # seconds a peer host has to answer a whole read (connect included)
 
@@ -80,14 +80,15 @@ def within(uri: str, read: Callable[[Any], Any], timeout: float) -> Any:
 
 
 def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
-                *, timeout: float = PEER_TIMEOUT) -> Destination:
+                left: Sequence[str] = (), *, timeout: float = PEER_TIMEOUT) -> Destination:
     """What a move of ``vms`` (live VMs) to ``host`` needs to know of it, read over ``uri``
     (read-only, within ``timeout`` seconds). ``cpus``: VM -> its running <cpu> element, checked
-    with the destination's hypervisor. Never raises: a host that cannot be read gives a
-    Destination with ``error``."""
+    with the destination's hypervisor. ``left``: VMs gone from the reading host whose volumes
+    are still there: their domains there, with the host each last moved from. Never raises: a
+    host that cannot be read gives a Destination with ``error``."""
     pools_used = {d.pool for vm in vms for d in vm.config.disks}
     pools_used |= {vm.config.cloud_init.pool for vm in vms if vm.config.cloud_init}
-    names = {vm.name for vm in vms}
+    names = {vm.name for vm in vms} | set(left)
     wanted = [(pool, volume) for vm in vms for pool, volume, *_ in move_volumes(vm)]
 
     def _read(conn: Any) -> Destination:
@@ -97,12 +98,17 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
             pools.append((pool.name(), int(pool.info()[3])))
             if pool.name() in pools_used:
                 volumes |= {(pool.name(), v) for v in pool.listVolumes()}
-        domains, uuids = [], []
+        domains, uuids, moved = [], [], []
         for dom in conn.listAllDomains(0):
             if dom.name() in names:
                 mark = read_mark(etree.fromstring(dom.XMLDesc(0).encode()))
                 domains.append((dom.name(), mark.instance if mark else ""))
                 uuids.append((dom.name(), dom.UUIDString()))
+            if dom.name() in left and dom.isPersistent():  # the record is in its definition
+                last = last_move(etree.fromstring(
+                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()))
+                if last is not None:
+                    moved.append((dom.name(), last[0], last[2]))
         networks = frozenset(n.name() for n in conn.listAllNetworks(
             libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
         found = _found(conn, [v for v in wanted if v in volumes])
@@ -117,7 +123,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
         return Destination(host, uri, uuid=host_uuid_of(conn, uri), free_memory=free,
                            pools=tuple(sorted(pools)),
                            volumes=frozenset(volumes), domains=tuple(sorted(domains)),
-                           uuids=tuple(sorted(uuids)),
+                           uuids=tuple(sorted(uuids)), moved=tuple(sorted(moved)),
                            networks=networks, cpu=tuple(cpu), found=found)
 
     try:

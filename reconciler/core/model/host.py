@@ -68,6 +68,11 @@ class Destination(Record):
     # that a move would write: a copy left by an interrupted move is written over, anything
     # else is in the way.
     found: tuple[tuple[str, str, int, str, bool], ...] = ()
+    # Of the domains asked about, (name, the host it last moved from, when the move began: UTC,
+    # ISO 8601) of each whose persistent definition records a move (``<moves>``, written with
+    # the domain itself): how the host a move left knows its own copy is a leftover
+    # (``core.moves.leftover``).
+    moved: tuple[tuple[str, str, str], ...] = ()
     domains: tuple[tuple[str, str], ...] = ()
     # (name, UUID) of those domains: the very domain a cold move defined there before it was
     # interrupted has the UUID of the one here.

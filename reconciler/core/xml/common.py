@@ -91,6 +91,16 @@ def add_move(domain_xml: str, source: str, destination: str, how: str, at: str) 
     return to_xml(root)
 
 
+def last_move(root: etree._Element) -> tuple[str, str, str] | None:
+    """(from, to, at) of the last move in a domain's history (see ``add_move``), or None.
+    Pure."""
+    moves = root.findall(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move")
+    if not moves:
+        return None
+    last = moves[-1]
+    return last.get("from", ""), last.get("to", ""), last.get("at", "")
+
+
 def mark_xml(mark: Mark) -> str:
     return to_xml(mark_element(mark))
 

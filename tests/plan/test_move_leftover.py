@@ -1,0 +1,56 @@
+"""``core.moves.leftover``: what tells the copy a stopped move left on the host it left from a
+volume that only has its name. Pure; the two-host test is tests/fleet/test_move_leftovers.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from planbuild import desired_vm
+
+from reconciler.core.defaults import MIGRATION_TIMEOUT
+from reconciler.core.model.host import Destination
+from reconciler.core.moves import SETTLE, leftover
+from reconciler.core.plan import Kind, Op, Part
+
+AT = "2026-11-30T12:00:00Z"
+BEGAN = datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp()
+VM = desired_vm({"name": "web-01", "vcpus": 1, "memory": "64MiB",
+                 "disks": [{"name": "root", "size": "16MiB"}, {"name": "data", "size": "16MiB"}]})
+
+
+def _there(*, instance: str = "default", source: str = "hv-a", at: str = AT,
+           error: str = "") -> Destination:
+    return Destination("hv-b", "qemu+ssh://hv-b/system", error=error,
+                       domains=(("web-01", instance),), moved=(("web-01", source, at),))
+
+
+def _left(written: float | None) -> tuple[tuple[str, str, str, float | None], ...]:
+    return (("default", "web-01-root", "root", written), ("default", "web-01-data", "data", BEGAN))
+
+
+def test_the_copy_a_move_from_here_left_is_deleted_here() -> None:
+    action = leftover(VM, "hv-a", "default", _there(), _left(BEGAN + 30))
+    assert action is not None and action.kind == Kind.MOVE and action.live is None
+    assert [(s.op, s.target.part, s.target.key, s.old, s.new) for s in action.steps] == [
+        (Op.DELETE_HERE, Part.DISK, "root", "hv-a", "hv-b"),
+        (Op.DELETE_HERE, Part.DISK, "data", "hv-a", "hv-b")]
+
+
+def test_a_volume_written_after_the_move_can_have_ended_is_left_alone() -> None:
+    late = BEGAN + MIGRATION_TIMEOUT + SETTLE + 1
+    action = leftover(VM, "hv-a", "default", _there(), _left(late))
+    assert action is not None and [s.target.key for s in action.steps] == ["data"]
+    assert leftover(VM, "hv-a", "default", _there(), _left(None)) is not None  # data only
+    assert leftover(VM, "hv-a", "default", _there(),
+                    (("default", "web-01-root", "root", None),)) is None  # time not known
+
+
+def test_without_the_evidence_nothing_is_deleted() -> None:
+    left = _left(BEGAN + 30)
+    assert leftover(VM, "hv-a", "default", _there(source="hv-c"), left) is None  # not from here
+    assert leftover(VM, "hv-a", "default", _there(instance="other"), left) is None
+    assert leftover(VM, "hv-a", "default", _there(instance=""), left) is None  # made by hand
+    assert leftover(VM, "hv-a", "default", _there(at="yesterday"), left) is None
+    assert leftover(VM, "hv-a", "default", _there(error="no route to host"), left) is None
+    bare = Destination("hv-b", "qemu+ssh://hv-b/system", domains=(("web-01", "default"),))
+    assert leftover(VM, "hv-a", "default", bare, left) is None  # no record of a move
