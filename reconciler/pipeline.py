@@ -407,8 +407,9 @@ def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
     """``plan`` with the end of each move from here that stopped once its VM was on the host
     it moved to, before its volumes here were deleted (``core.moves.leftover``): a VM the
     repository places on another host, with no domain of its name here, whose volumes are
-    still here and used by no domain here (by pool and name, nor by path). The host it is
-    placed on is read only when there are such volumes."""
+    still here and used by no domain here (by pool and name, nor by path), nor the backing
+    file of another volume of its pool. The host it is placed on is read only when there are
+    such volumes."""
     storage = live.storage
     if storage is None or fleet.host is None or plan.partial is not None:
         return plan  # (a targeted run plans the VMs it names: none of those is here)
@@ -428,10 +429,12 @@ def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
             found.setdefault(host, []).append((vm, left))
     if not found:
         return plan
-    written = {(raw.pool, raw.name): observe.volume_written(raw)
-               for pool in sorted({p for entries in found.values() for _, left in entries
-                                   for p, _, _ in left})
-               for raw in hv.read_raw_volumes(pool)}
+    raws = [raw for pool in sorted({p for entries in found.values() for _, left in entries
+                                    for p, _, _ in left})
+            for raw in hv.read_raw_volumes(pool)]
+    written = {(raw.pool, raw.name): observe.volume_written(raw) for raw in raws}
+    # a volume another one is layered on (its backing file) is in use too
+    backing = {info.backing for info in map(observe.volume_info, raws) if info.backing}
     uris = {h.spec.name: h.spec.uri for h in fleet.inputs.hosts}
     actions = []
     for host, entries in sorted(found.items()):
@@ -439,7 +442,7 @@ def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
         for vm, left in entries:  # a domain here naming the file by its path uses it too
             read = [(entry, written.get(entry[:2])) for entry in left]
             unused.append((vm, tuple((*entry, when[1]) for entry, when in read
-                                     if when is not None
+                                     if when is not None and when[0] not in backing
                                      and not storage.file_users.get(when[0] or ""))))
         dest = destinations(host, uris[host], (), tuple(vm.spec.name for vm, _ in unused))
         actions += [leftover(vm, fleet.host, instance, dest, left) for vm, left in unused]

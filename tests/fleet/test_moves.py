@@ -129,19 +129,17 @@ def test_a_move_interrupted_after_a_copy_is_finished_later(host, host_b, tmp_pat
     assert host_b.exists(name) and not host.exists(name)
 
 
-@pytest.mark.parametrize("state", ["running", "stopped"])
-def test_a_move_that_stopped_before_deleting_here_is_finished_by_the_next_run(
-        host, host_b, tmp_path, prefix, state, monkeypatch):
-    name = f"{prefix}lo"
+def _stopped_move(tmp_path, host, host_b, name, state, monkeypatch) -> Path:  # type: ignore[no-untyped-def]
+    """The repository, after a move of ``name`` from hv-a to hv-b that stopped once the VM was
+    there: the delete of its volume on hv-a fails (as if the process had been killed)."""
     m = _repo(tmp_path, host, host_b, name, "hv-a", state)
     assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
     write_volume(host.volume(f"{name}-root"), 1 << 20, b"\x5a" * 4096)
     _repo(tmp_path, host, host_b, name, "hv-b", state)
-
     real = Storage.delete_volume
 
     def stops(self, pool, volume):  # type: ignore[no-untyped-def]
-        if volume == f"{name}-root":  # the move's last step: as if the process were killed
+        if volume == f"{name}-root":  # the move's last step
             raise PermanentError("cannot delete: simulated stop after the VM moved")
         return real(self, pool, volume)
 
@@ -149,6 +147,14 @@ def test_a_move_that_stopped_before_deleting_here_is_finished_by_the_next_run(
         patch.setattr(Storage, "delete_volume", stops)
         stopped = _as(tmp_path, "hv-a", host, "apply", m)
     assert stopped.code == 1
+    return m
+
+
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_a_move_that_stopped_before_deleting_here_is_finished_by_the_next_run(
+        host, host_b, tmp_path, prefix, state, monkeypatch):
+    name = f"{prefix}lo"
+    m = _stopped_move(tmp_path, host, host_b, name, state, monkeypatch)
     # the VM is there, its copy here is left: the record of the move went with the domain
     assert host_b.exists(name) and not host.exists(name)
     assert host.volume(f"{name}-root") is not None
@@ -196,3 +202,22 @@ def test_a_volume_that_only_has_the_name_of_a_vm_placed_elsewhere_is_left_alone(
     assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
     assert host.volume(f"{name}-root") is not None
     assert read_volume(host.volume(f"{name}-root")).startswith(b"keep me")
+
+
+def test_the_copy_a_stopped_move_left_is_kept_while_another_volume_is_layered_on_it(
+        host, host_b, tmp_path, prefix, monkeypatch):
+    """A copy left here that another volume uses as its backing file is in use: kept until
+    that volume is gone."""
+    name = f"{prefix}lo"
+    m = _stopped_move(tmp_path, host, host_b, name, "stopped", monkeypatch)
+    pool = host.conn.storagePoolLookupByName("default")
+    base = host.volume(f"{name}-root").path()
+    pool.createXML(f"<volume><name>{prefix}layer</name><capacity>{16 << 20}</capacity>"
+                   "<target><format type='qcow2'/></target><backingStore>"
+                   f"<path>{base}</path><format type='qcow2'/></backingStore></volume>", 0)
+    assert "No changes" in _as(tmp_path, "hv-a", host, "plan", m).stdout
+    assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
+    assert host.volume(f"{name}-root") is not None
+    host.volume(f"{prefix}layer").delete(0)
+    assert f"> {name}   move hv-a -> hv-b (finished" in _as(tmp_path, "hv-a", host, "plan",
+                                                            m).stdout
