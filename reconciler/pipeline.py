@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from reconciler.core.errors import PermanentError, ReconcilerError
 from reconciler.core.live import LiveState, infra_text, owned_view
 from reconciler.core.model.storage import StorageView
 from reconciler.core.model.vm import DesiredVM, LiveVM
-from reconciler.core.plan import Plan, Resource, Why, fingerprint
+from reconciler.core.plan import Action, Plan, Resource, Why, fingerprint
 from reconciler.core.record import Record
 from reconciler.core.validate.result import Validated
 
@@ -321,7 +322,7 @@ def _fleet(plan: Plan, source: Source, fleet: Share, hv: Host, peers: Peers | No
         plan, forget = _arrivals(plan, fleet, peers, gone, hv.host_uuid)
     if destinations is not None:
         plan = _moves(plan, fleet, destinations, hv.host_uuid, source.max_moves)
-        plan = _leftovers(plan, fleet, destinations, every_vm, live, hv, source.instance)
+        plan = _leftovers(plan, fleet, destinations, every_vm, live, hv, source)
     return held(plan, len(fleet.inputs.problems)), forget
 
 
@@ -403,25 +404,29 @@ def _moves(plan: Plan, fleet: Share, destinations: Destinations,
 
 def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
                every_vm: tuple[DesiredVM, ...], live: LiveState, hv: Host,
-               instance: str) -> Plan:
+               source: Source) -> Plan:
     """``plan`` with the end of each move from here that stopped once its VM was on the host
-    it moved to, before its volumes here were deleted (``core.moves.leftover``): a VM the
-    repository places on another host, with no domain of its name here, whose volumes are
-    still here and used by no domain here (by pool and name, nor by path), nor the backing
-    file of another volume of its pool. The host it is placed on is read only when there are
-    such volumes."""
+    it moved to, before its volumes here were deleted (``core.moves.leftover``). A candidate:
+    a VM the repository places on another host (not suspended, chosen by a targeted run), with
+    no domain of its name here, and volumes here named like its volumes that nothing here
+    uses: no domain by pool and name, nor by path (links resolved), no volume of any active
+    pool as its backing file. The host it is placed on is read only when there are such
+    volumes. Kept, saying so, while a domain here uses a disk file outside every pool (its
+    backing chain, which a stopped domain's definition does not show, might be one of them)."""
     storage = live.storage
-    if storage is None or fleet.host is None or plan.partial is not None:
-        return plan  # (a targeted run plans the VMs it names: none of those is here)
-    from reconciler.core.moves import leftover, spec_volumes
+    if storage is None or fleet.host is None:
+        return plan
+    from reconciler.core.moves import kept, leftover, spec_volumes
 
+    target = source.target if source.target is not None and source.target.active else None
     by_name = {vm.spec.name: vm for vm in every_vm}
     present = {vm.name for vm in live.vms} | {a.name for a in plan.actions
                                                if a.resource == Resource.VM}
     found: dict[str, list[tuple[DesiredVM, tuple[tuple[str, str, str], ...]]]] = {}
     for name, host, _ in fleet.elsewhere:
         vm = by_name.get(name)
-        if not host or vm is None or name in present:
+        if (not host or vm is None or name in present or name in fleet.suspended
+                or (target is not None and not target.chooses(name, dict(vm.spec.labels)))):
             continue
         left = tuple((pool, volume, key) for pool, volume, _, _, key in spec_volumes(name, vm.spec)
                      if storage.exists((pool, volume)) and not storage.users.get((pool, volume)))
@@ -429,23 +434,36 @@ def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
             found.setdefault(host, []).append((vm, left))
     if not found:
         return plan
-    raws = [raw for pool in sorted({p for entries in found.values() for _, left in entries
-                                    for p, _, _ in left})
-            for raw in hv.read_raw_volumes(pool)]
+    raws = [raw for pool in sorted(storage.pool_volumes) for raw in hv.read_raw_volumes(pool)]
     written = {(raw.pool, raw.name): observe.volume_written(raw) for raw in raws}
-    # a volume another one is layered on (its backing file) is in use too
-    backing = {info.backing for info in map(observe.volume_info, raws) if info.backing}
+    paths = [path for path, _ in written.values() if path]
+    backing = [info.backing for info in map(observe.volume_info, raws) if info.backing]
+    real = hv.real_paths([*paths, *backing, *storage.file_users]) or {}
+    backs = {real.get(path, path) for path in backing}
+    pooled = {real.get(path, path) for path in paths}
+    used = {real.get(path, path) for path in storage.file_users}
+    outside = sorted(used - pooled)  # disk files of domains here that no pool holds
     uris = {h.spec.name: h.spec.uri for h in fleet.inputs.hosts}
-    actions = []
+    actions: list[Action | None] = []
+    now = time.time()
     for host, entries in sorted(found.items()):
         unused = []
-        for vm, left in entries:  # a domain here naming the file by its path uses it too
+        for vm, left in entries:
             read = [(entry, written.get(entry[:2])) for entry in left]
-            unused.append((vm, tuple((*entry, when[1]) for entry, when in read
-                                     if when is not None and when[0] not in backing
-                                     and not storage.file_users.get(when[0] or ""))))
+            unused.append((vm, tuple(
+                (*entry, when[1]) for entry, when in read if when is not None
+                and real.get(when[0] or "", when[0]) not in backs | used)))
+        unused = [(vm, left) for vm, left in unused if left]
+        if outside:
+            why = (f"a domain here uses {outside[0]}, a disk file in no storage pool, whose "
+                   "backing chain libvirt does not show")
+            actions += [kept(vm, host, left, why) for vm, left in unused]
+            continue
+        if not unused:
+            continue
         dest = destinations(host, uris[host], (), tuple(vm.spec.name for vm, _ in unused))
-        actions += [leftover(vm, fleet.host, instance, dest, left) for vm, left in unused]
+        actions += [leftover(vm, fleet.host, source.instance, dest, left, now)
+                    for vm, left in unused]
     return replace(plan, actions=(*plan.actions, *(a for a in actions if a is not None)))
 
 

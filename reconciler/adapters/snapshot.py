@@ -322,7 +322,7 @@ def destination_of(snap: Snapshot, host: str, uri: str, vms: Iterable[Any],
             uuids.append((dom.name, dom.uuid))
             last = last_move(root) if dom.name in left and dom.persistent else None
             if last is not None:
-                moved.append((dom.name, last[0], last[2]))
+                moved.append((dom.name, last[0], last[2], last[3]))
     return Destination(
         host, uri, free_memory=snap.host.free_memory,
         pools=tuple(sorted((p.name, p.available) for p in snap.pools if p.active)),

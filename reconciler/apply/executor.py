@@ -20,6 +20,7 @@ from reconciler.apply.progress import Activity, Observer, Silent
 from reconciler.apply.steps import Interrupted, Steps
 from reconciler.core import defaults, words
 from reconciler.core.errors import ReconcilerError
+from reconciler.core.moves import deleted_here, finishing
 from reconciler.core.plan import Action, Kind, Op, Plan, Reason, Resource, Why
 from reconciler.core.result import Deed, Did, Outcome, Result
 
@@ -170,9 +171,11 @@ class _Runner:
             return []
         if action.kind == Kind.MOVE:
             move.carry_out(action, self.hv, self.settings.routes, self.settings.clock)
-            how = ("live migration" if action.has(Op.MIGRATE) else
-                   "cold move" if action.has(Op.DEFINE_THERE, Op.UNDEFINE_HERE) else
-                   "finished: the copy of its volumes left here deleted")
+            if finishing(action):
+                did.append(Deed(Did.COPY_DELETED, to=f"{action.steps[0].new} "
+                                f"({', '.join(deleted_here(action))})"))
+                return []
+            how = "live migration" if action.has(Op.MIGRATE) else "cold move"
             did.append(Deed(Did.MOVED, to=f"{action.steps[0].new} ({how})"))
             return []
         return vm.carry_out(action, self.vm, did)

@@ -59,6 +59,10 @@ def carry_out(action: Action, here: Libvirt, routes: Mapping[str, Route],
     there = _open(route.uri)
     wants_autostart = bool(isinstance(vm, LiveVM) and vm.mark is not None
                            and vm.mark.applied.get("autostart"))
+    # what the move takes, recorded with the domain there (how a stopped move's copy here is
+    # told from a volume that only has its name: ``core.moves.leftover``)
+    taken = [_volume(name, spec, s.target.part, s.target.key) for s in action.steps
+             if s.op in (Op.PREPARE_VOLUME, Op.COPY_VOLUME)]
     try:
         _not_shared(here, there, name, spec, action, destination)
         for step in action.steps:
@@ -73,7 +77,7 @@ def carry_out(action: Action, here: Libvirt, routes: Mapping[str, Route],
                 here.copy_volume_to(there, pool, volume, tick)
             elif step.op == Op.MIGRATE:
                 persistent = add_move(here.domain_xml(name, inactive=True), source,
-                                      destination, "live", _now())
+                                      destination, "live", _now(), taken)
                 here.migrate(name, route.uri, data_uri=route.data_uri, persist_xml=persistent,
                              tick=tick)
                 if wants_autostart:
@@ -82,13 +86,18 @@ def carry_out(action: Action, here: Libvirt, routes: Mapping[str, Route],
                 if wants_autostart:  # a reboot here must never start the copy left here
                     here.set_autostart(name, False)
                 xml = here.domain_xml(name, inactive=True)
-                there.define(add_move(xml, source, destination, "cold", _now()))
+                there.define(add_move(xml, source, destination, "cold", _now(), taken))
             elif step.op == Op.UNDEFINE_HERE:
                 here.undefine(name)
                 if wants_autostart:  # only now: one host, one definition that starts
                     there.set_autostart(name, True)
             elif step.op == Op.DELETE_HERE:
                 pool, volume = _volume(name, spec, step.target.part, step.target.key)
+                users = here.domains_using(pool, volume)  # one taken into use meanwhile
+                if users:
+                    raise PermanentError(
+                        f"volume {volume} in pool {pool} is used by {', '.join(users)} now: "
+                        f"kept; the move of {name} to {destination} is otherwise done")
                 here.delete_volume(pool, volume)
     finally:
         there.close()

@@ -109,40 +109,79 @@ def spec_volumes(name: str, spec: VMSpec) -> tuple[tuple[str, str, int, str, str
 # volumes here deleted): with ``defaults.MIGRATION_TIMEOUT``, how long after a move began the
 # copy it left here may still have been written.
 SETTLE = 600.0
+# Seconds a move record's start may lie ahead of this host's clock (the hosts' clocks differ
+# a little); one further ahead proves nothing.
+SKEW = 300.0
 
 
 def leftover(vm: DesiredVM, here: str, instance: str, dest: Destination,
-             left: tuple[tuple[str, str, str, float | None], ...]) -> Action | None:
+             left: tuple[tuple[str, str, str, float | None], ...], now: float,
+             ) -> Action | None:
     """The end of a move of ``vm`` from ``here`` to ``dest`` that stopped once the VM was there
     (the process killed, a delete that failed): of ``left``, (pool, volume, part key: a disk's
-    name, "" for the seed, when its file was last written: seconds since the epoch) of each of
-    its volumes still here and used by no domain here, those the move left are deleted, as its
-    last steps would have.
+    name, "" for the seed, when its file last changed: seconds since the epoch) of each volume
+    here that has the name of one of its volumes and that nothing here uses, those the move
+    left are deleted, as its last steps would have. ``now``: this host's clock.
 
-    What tells a copy the move left from a volume that only has its name: ``dest`` holds the VM
-    as this ``instance``'s, its definition there records that it last moved from ``here`` (the
-    record goes with the domain: a cold move defines it with it, a live migration carries it in
-    the persistent definition it sends), and the volume was last written before that move can
-    have ended (its start, plus ``defaults.MIGRATION_TIMEOUT`` and ``SETTLE``): a volume made
-    or written here later, or whose time is not known, is left alone. None when nothing is
-    left to delete, or ``dest`` cannot be read. Pure."""
+    What tells the copy a move left from a volume that only has its name: ``dest`` holds the VM
+    as this ``instance``'s; its definition there records that it last moved from ``here``,
+    when, and the volumes it took (the record goes with the domain: a cold move defines it
+    with it, a live migration carries it in the persistent definition it sends); the volume is
+    one of those, and its file last changed before that move can have ended (its start, plus
+    ``defaults.MIGRATION_TIMEOUT`` and ``SETTLE``), the start being no later than ``now``
+    (give or take ``SKEW``). Anything else is left alone (None). When ``dest`` cannot be read
+    nothing is known: the volumes are kept, and the action says so (``Why.LEFT_BEHIND``).
+    Pure."""
     name = vm.spec.name
-    if dest.error or dict(dest.domains).get(name) != instance:
+    if not left:
         return None
-    moved = {domain: (source, at) for domain, source, at in dest.moved}
-    source, at = moved.get(name, ("", ""))
+    if dest.error:
+        return kept(vm, dest.host, left, f"{dest.host} cannot be read: {dest.error}")
+    if dict(dest.domains).get(name) != instance:
+        return None
+    record = {domain: (source, at, taken) for domain, source, at, taken in dest.moved}
+    source, at, taken = record.get(name, ("", "", ()))
     began = _epoch(at)
-    if source != here or began is None:
+    if source != here or began is None or began > now + SKEW:
         return None
     ended = began + MIGRATION_TIMEOUT + SETTLE
-    copies = [(key, pool, volume) for pool, volume, key, written in left
-              if written is not None and written <= ended]
+    copies = [(key, pool, volume) for pool, volume, key, changed in left
+              if (pool, volume) in taken and changed is not None and changed <= ended]
     if not copies:
         return None
     steps = tuple(Step(Op.DELETE_HERE, vm_target(name, Part.DISK, key) if key
                        else vm_target(name, Part.SEED), here, dest.host)
                   for key, _, _ in copies)
     return Action(Kind.MOVE, vm_target(name), steps, desired=vm)
+
+
+def finishing(action: Action) -> bool:
+    """Whether ``action`` is only the end of a move: deleting the copy it left here."""
+    return action.kind == Kind.MOVE and not action.has(Op.MIGRATE, Op.DEFINE_THERE,
+                                                       Op.UNDEFINE_HERE)
+
+
+def deleted_here(action: Action) -> tuple[str, ...]:
+    """``pool/volume`` of each volume a move deletes here (its DELETE_HERE steps)."""
+    if isinstance(action.live, LiveVM):
+        name, spec = action.live.name, action.live.config
+    elif isinstance(action.desired, DesiredVM):
+        name, spec = action.desired.spec.name, action.desired.spec
+    else:
+        return ()
+    by_part = {(Part.SEED if not key else Part.DISK, key): f"{pool}/{volume}"
+               for pool, volume, _, _, key in spec_volumes(name, spec)}
+    return tuple(by_part[(s.target.part, s.target.key)] for s in action.writing(Op.DELETE_HERE)
+                 if (s.target.part, s.target.key) in by_part)
+
+
+def kept(vm: DesiredVM, host: str, left: tuple[tuple[str, str, str, float | None], ...],
+         why: str) -> Action:
+    """``vm``'s volumes ``left`` here (as ``leftover``'s), which may be the copy a stopped
+    move to ``host`` left, kept for ``why``: blocked, saying so. Pure."""
+    shown = ", ".join(f"{pool}/{volume}" for pool, volume, _, _ in left)
+    return Action(Kind.BLOCKED, vm_target(vm.spec.name),
+                  reason=Reason(Why.LEFT_BEHIND, names=(host, shown, why)), desired=vm)
 
 
 def _epoch(at: str) -> float | None:

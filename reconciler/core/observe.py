@@ -304,18 +304,21 @@ def volume_info(raw: RawVolume) -> VolumeInfo:
 
 
 def volume_written(raw: RawVolume) -> tuple[str | None, float | None]:
-    """A volume's path, and when its file was last written (seconds since the epoch: libvirt's
-    ``<timestamps><mtime>``, file-based pools; None: not known). Kept out of ``VolumeInfo``,
-    whose every field is part of what a plan observed: a running guest's disk is written all
-    the time. Pure."""
+    """A volume's path, and when its file last changed (seconds since the epoch): the later of
+    its data and its inode changes (libvirt's ``<timestamps>`` ``mtime`` and ``ctime``,
+    file-based pools), so a file copied with its old times kept (``cp -p``, ``rsync -a``)
+    still reads as new; None: not known. Kept out of ``VolumeInfo``, whose every field is
+    part of what a plan observed: a running guest's disk is written all the time. Pure."""
     from reconciler.core.xml import common as xmlcommon
 
     root = xmlcommon.parse(raw.xml)
-    try:
-        written = float(root.findtext("target/timestamps/mtime") or "")
-    except ValueError:
-        written = None
-    return root.findtext("target/path"), written
+    times = []
+    for which in ("mtime", "ctime"):
+        try:
+            times.append(float(root.findtext(f"target/timestamps/{which}") or ""))
+        except ValueError:
+            continue
+    return root.findtext("target/path"), max(times) if times else None
 
 
 def routes(text: str) -> tuple[tuple[str, str], ...]:

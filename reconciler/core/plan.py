@@ -219,12 +219,16 @@ class Why(StrEnum):
     MOVE_BLOCKED = "move blocked"  # names: (destination host, why the move cannot start)
     STRANDED = "stranded"  # names: (host,): it runs on a Host no longer declared
     PEER_UNREAD = "peer unread"  # names: "host (error)": it may run there; not created
+    # names: (host, volumes, why): volumes here with its volumes' names, used by nothing, that
+    # may be the copy a stopped move to that host left: kept (not known to be the copy)
+    LEFT_BEHIND = "left behind"
 
 
 # Many hosts: what will not be done and is no choice of the manifests' (a move that cannot
 # start, a VM no host may run, a create while another host is unread): `plan` exits 1, as for
 # a refused change. A VM arriving or leaving is work another host does (pending).
-STUCK = frozenset({Why.MOVE_BLOCKED, Why.UNPLACED, Why.PEER_UNREAD, Why.STRANDED})
+STUCK = frozenset({Why.MOVE_BLOCKED, Why.UNPLACED, Why.PEER_UNREAD, Why.STRANDED,
+                   Why.LEFT_BEHIND})
 ELSEWHERE = frozenset({Why.ARRIVING, Why.LEAVING, Why.MOVE_QUEUED})
 
 HELD_BACK = frozenset({Why.MANIFEST_PROBLEMS, Why.EMPTY_SET, Why.SINGLE_FILE,

@@ -200,13 +200,17 @@ def irreversible(plan: Plan) -> str:
     ``destroys 2 resources (web-01, network/lab) and deletes 1 volume (web-02-data)``; moves
     to other hosts too (each deletes the VM's volumes here at its end)."""
     from reconciler.core.model.vm import Disk, volume_name
+    from reconciler.core.moves import deleted_here, finishing
 
     destroys = [a.label for a in plan.actions if a.kind == Kind.DESTROY and a.writes]
     volumes = [volume_name(a.name, s.old.name) for a in plan.actions if a.writes
                for s in a.writing(Op.DELETE_VOLUME) if isinstance(s.old, Disk)]
+    # many hosts: the copy a stopped move left here
+    volumes += [v.split("/", 1)[1] for a in plan.actions if a.writes and finishing(a)
+                for v in deleted_here(a)]
     # many hosts: a move deletes the VM's volumes here once it is there
     moves = [f"{a.name} to {a.steps[0].new}" for a in plan.actions
-             if a.kind == Kind.MOVE and a.writes]
+             if a.kind == Kind.MOVE and a.writes and not finishing(a)]
     parts = []
     if destroys:
         parts.append(f"destroys {_count(len(destroys), 'resource')} ({', '.join(destroys)})")

@@ -34,6 +34,8 @@ class Did(StrEnum):
     STARTED = "started"
     DESTROYED = "destroyed"  # undefined (a VM), or stopped and undefined (a network, a pool)
     MOVED = "moved"  # many hosts: now on another host (live migration or cold move)
+    # many hosts: the copy of its volumes a stopped move to another host left here, deleted
+    COPY_DELETED = "deleted the copy of its volumes a move left here"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -50,6 +52,9 @@ class Deed(Record):
             return f"{self.did} after {_seconds(self.after)}"
         if self.did == Did.MOVED and self.to:
             return f"{self.did} to {self.to}"
+        if self.did == Did.COPY_DELETED and self.to:  # to: "hv-b (default/web-01-root)"
+            host, _, volumes = self.to.partition(" ")
+            return f"deleted the copy of its volumes its move to {host} left here {volumes}"
         return str(self.did)
 
 

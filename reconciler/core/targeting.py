@@ -140,6 +140,11 @@ class Targeting(Record):
         return {"targets": [p.text for p in self.patterns],
                 "selector": ",".join(str(r) for r in self.selector)}
 
+    def chooses(self, name: str, labels: dict[str, str] | None) -> bool:
+        """Whether this targeting chooses the VM ``name`` with ``labels`` (None: not known,
+        as of a domain whose manifest is gone). Pure."""
+        return self._vm_chosen(name, labels)
+
     def _vm_chosen(self, name: str, labels: dict[str, str] | None) -> bool:
         vm_patterns = [p for p in self.patterns if p.resource == Resource.VM]
         if self.selector and (labels is None

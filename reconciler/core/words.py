@@ -335,6 +335,11 @@ def reason_text(action: Action) -> str:
         return (f"not created: cannot tell whether it already runs on another host: "
                 f"{', '.join(reason.names)} cannot be read; it is created once every host "
                 "answers")
+    if why == Why.LEFT_BEHIND:
+        host, volumes, cause = reason.names
+        return (f"kept: {volumes} here, named like its volumes and used by nothing, may be the "
+                f"copy a stopped move to {host} left ({cause}); delete them by hand once you "
+                "know they are")
     if why == Why.DESTROY_FAILED:
         return "not removed: a VM destroy failed this run"
     return ("the pool is inactive, so its owner cannot be checked; start it by hand "
@@ -375,10 +380,12 @@ def _fate(action: Action) -> str:
 
 def move_text(action: Action) -> str:
     """``move hv-a -> hv-b (live migration)`` / ``(cold move)``."""
+    from reconciler.core.moves import deleted_here, finishing
+
     first = action.steps[0]
-    if not action.has(Op.MIGRATE, Op.DEFINE_THERE, Op.UNDEFINE_HERE):  # only the deletes left
-        return (f"move {first.old} -> {first.new} (finished: it is there, the copy of its "
-                "volumes left here is deleted)")
+    if finishing(action):  # only the deletes left
+        return (f"finish the move {first.old} -> {first.new}: it is there; delete the copy of "
+                f"its volumes left here ({', '.join(deleted_here(action))})")
     if not action.has(Op.MIGRATE, Op.DEFINE_THERE):  # an interrupted cold move, finished
         return f"move {first.old} -> {first.new} (cold move, finished: it is defined there)"
     how = "live migration" if action.has(Op.MIGRATE) else "cold move"

@@ -164,16 +164,18 @@ def test_a_move_that_stopped_before_deleting_here_is_finished_by_the_next_run(
     root = etree.fromstring(host_b.domain(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
     records = list(root.iterfind(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move"))
     assert [(r.get("from"), r.get("to")) for r in records] == [("hv-a", "hv-b")]
+    # with the volumes it took: only those can be its copy here
+    assert [(v.get("pool"), v.get("name")) for v in records[0]] == [("default", f"{name}-root")]
 
     # the next run of the host it left finishes the move: the copy here is deleted
     planned = _as(tmp_path, "hv-a", host, "plan", m)
-    assert (f"> {name}   move hv-a -> hv-b (finished: it is there, the copy of its volumes "
-            "left here is deleted)") in planned.stdout
+    assert (f"> {name}   finish the move hv-a -> hv-b: it is there; delete the copy of its "
+            f"volumes left here (default/{name}-root)") in planned.stdout
     assert "Plan: 0 to create, 0 to update, 0 to destroy, 1 to move" in planned.stdout
     applied = _as(tmp_path, "hv-a", host, "apply", m)
     assert applied.code == 0, applied.stdout + applied.stderr
-    assert (f"{name}: moved to hv-b (finished: the copy of its volumes left here deleted)"
-            in applied.stdout)
+    assert (f"{name}: deleted the copy of its volumes its move to hv-b left here "
+            f"(default/{name}-root)") in applied.stdout
     assert host.volume(f"{name}-root") is None
     # the VM there is untouched
     dom = host_b.domain(name)
@@ -219,5 +221,5 @@ def test_the_copy_a_stopped_move_left_is_kept_while_another_volume_is_layered_on
     assert _as(tmp_path, "hv-a", host, "apply", m).code == 0
     assert host.volume(f"{name}-root") is not None
     host.volume(f"{prefix}layer").delete(0)
-    assert f"> {name}   move hv-a -> hv-b (finished" in _as(tmp_path, "hv-a", host, "plan",
-                                                            m).stdout
+    assert f"> {name}   finish the move hv-a -> hv-b" in _as(tmp_path, "hv-a", host, "plan",
+                                                           m).stdout

@@ -108,7 +108,7 @@ def destination(host: str, uri: str, vms: Sequence[Any], cpus: dict[str, str],
                 last = last_move(etree.fromstring(
                     dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()))
                 if last is not None:
-                    moved.append((dom.name(), last[0], last[2]))
+                    moved.append((dom.name(), last[0], last[2], last[3]))
         networks = frozenset(n.name() for n in conn.listAllNetworks(
             libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
         found = _found(conn, [v for v in wanted if v in volumes])

@@ -69,10 +69,10 @@ class Destination(Record):
     # else is in the way.
     found: tuple[tuple[str, str, int, str, bool], ...] = ()
     # Of the domains asked about, (name, the host it last moved from, when the move began: UTC,
-    # ISO 8601) of each whose persistent definition records a move (``<moves>``, written with
-    # the domain itself): how the host a move left knows its own copy is a leftover
-    # (``core.moves.leftover``).
-    moved: tuple[tuple[str, str, str], ...] = ()
+    # ISO 8601, the (pool, volume) it took) of each whose persistent definition records a move
+    # (``<moves>``, written with the domain itself): how the host a move left knows its own
+    # copy (``core.moves.leftover``).
+    moved: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = ()
     domains: tuple[tuple[str, str], ...] = ()
     # (name, UUID) of those domains: the very domain a cold move defined there before it was
     # interrupted has the UUID of the one here.

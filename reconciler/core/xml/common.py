@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from lxml import etree
@@ -74,9 +75,11 @@ MOVES_NS = "https://reconciler.dev/xmlns/moves/v1"
 MOVES_KEY = "reconciler-moves"
 
 
-def add_move(domain_xml: str, source: str, destination: str, how: str, at: str) -> str:
+def add_move(domain_xml: str, source: str, destination: str, how: str, at: str,
+             volumes: Iterable[tuple[str, str]] = ()) -> str:
     """``domain_xml`` with one more move in its history: from ``source`` to ``destination``,
-    ``how`` ("live" or "cold"), ``at`` (UTC, ISO 8601). The last 20 are kept. Pure."""
+    ``how`` ("live" or "cold"), ``at`` (UTC, ISO 8601), and the (pool, volume) it took. The
+    last 20 are kept. Pure."""
     root = etree.fromstring(domain_xml.encode())
     metadata = root.find("metadata")
     if metadata is None:
@@ -84,21 +87,26 @@ def add_move(domain_xml: str, source: str, destination: str, how: str, at: str) 
     moves = metadata.find(f"{{{MOVES_NS}}}moves")
     if moves is None:
         moves = etree.SubElement(metadata, f"{{{MOVES_NS}}}moves", nsmap={MOVES_KEY: MOVES_NS})
-    sub(moves, f"{{{MOVES_NS}}}move", **{"from": source, "to": destination, "how": how,
-                                         "at": at})
+    move = sub(moves, f"{{{MOVES_NS}}}move", **{"from": source, "to": destination, "how": how,
+                                                "at": at})
+    for pool, name in volumes:
+        sub(move, f"{{{MOVES_NS}}}volume", pool=pool, name=name)
     for old in moves.findall(f"{{{MOVES_NS}}}move")[:-20]:
         moves.remove(old)
     return to_xml(root)
 
 
-def last_move(root: etree._Element) -> tuple[str, str, str] | None:
-    """(from, to, at) of the last move in a domain's history (see ``add_move``), or None.
-    Pure."""
+def last_move(root: etree._Element,
+              ) -> tuple[str, str, str, tuple[tuple[str, str], ...]] | None:
+    """(from, to, at, the (pool, volume) it took) of the last move in a domain's history (see
+    ``add_move``), or None. Pure."""
     moves = root.findall(f"metadata/{{{MOVES_NS}}}moves/{{{MOVES_NS}}}move")
     if not moves:
         return None
     last = moves[-1]
-    return last.get("from", ""), last.get("to", ""), last.get("at", "")
+    taken = tuple((v.get("pool", ""), v.get("name", ""))
+                  for v in last.iterfind(f"{{{MOVES_NS}}}volume"))
+    return last.get("from", ""), last.get("to", ""), last.get("at", ""), taken
 
 
 def mark_xml(mark: Mark) -> str:
