@@ -17,6 +17,23 @@ from lxml import etree
 
 from reconciler.adapters.libvirt.migration import Copied, copy, send_all
 
+# --- the CLI as one host's reconciler ---------------------------------------------------------
+
+
+def run_as(folder: Path, me: str, uri: str, command: str, m: Path, *extra: str):  # type: ignore[no-untyped-def]
+    """``reconciler COMMAND`` (in-process) as host ``me`` of the fleet in ``m``, on ``uri``: its
+    config names the host; apply gets --yes and a state directory of its own."""
+    from conftest import run_cli
+
+    config = folder / f"{me}.yaml"
+    config.write_text(f"host: {me}\n")
+    args = [command, "--connect", uri, "--config", config]
+    if command == "apply":
+        args += ["--yes", "--state-dir", folder / f"state-{me}"]
+    r = run_cli(*args, *extra, m)
+    print(f"$ {command} as {me} {' '.join(map(str, extra))} -> {r.code}\n{r.stdout}{r.stderr}")
+    return r
+
 MiB = 1 << 20
 
 # --- guests --------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import Host, run_cli, vm_manifest, write_manifest
-from fleethosts import read_volume, write_hosts, write_volume
+from conftest import Host, vm_manifest, write_manifest
+from fleethosts import read_volume, run_as, write_hosts, write_volume
 from lxml import etree
 
 from reconciler.adapters.libvirt.storage import Storage
@@ -32,14 +32,7 @@ def _repo(folder: Path, host: Host, host_b: Host, name: str, on: str, state: str
 
 
 def _as(folder: Path, me: str, host: Host, command: str, m: Path, *extra: str):  # type: ignore[no-untyped-def]
-    config = folder / f"{me}.yaml"
-    config.write_text(f"host: {me}\n")
-    args = [command, "--connect", host.uri, "--config", config]
-    if command == "apply":
-        args += ["--yes", "--state-dir", folder / f"state-{me}"]
-    r = run_cli(*args, *extra, m)
-    print(f"$ {command} as {me} -> {r.code}\n{r.stdout}{r.stderr}")
-    return r
+    return run_as(folder, me, host.uri, command, m, *extra)
 
 
 def _digest(vol: libvirt.virStorageVol) -> str:

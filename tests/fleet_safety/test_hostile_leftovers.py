@@ -15,10 +15,10 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import Host, run_cli, vm_manifest, write_manifest
+from conftest import Host, vm_manifest, write_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fleet"))
-from fleethosts import read_volume, write_hosts, write_volume
+from fleethosts import read_volume, run_as, write_hosts, write_volume
 
 from reconciler.adapters.libvirt.storage import Storage
 from reconciler.core.errors import PermanentError
@@ -41,14 +41,7 @@ def repo(folder: Path, host: Host, host_b: Host, name: str, on: str, state: str 
 
 
 def as_(folder: Path, me: str, host: Host, command: str, m: Path, *extra: str):  # type: ignore[no-untyped-def]
-    config = folder / f"{me}.yaml"
-    config.write_text(f"host: {me}\n")
-    args = [command, "--connect", host.uri, "--config", config]
-    if command == "apply":
-        args += ["--yes", "--state-dir", folder / f"state-{me}"]
-    r = run_cli(*args, *extra, m)
-    print(f"$ {command} as {me} {' '.join(map(str, extra))} -> {r.code}\n{r.stdout}{r.stderr}")
-    return r
+    return run_as(folder, me, host.uri, command, m, *extra)
 
 
 def stopped_move(folder: Path, host: Host, host_b: Host, name: str, monkeypatch,  # type: ignore[no-untyped-def]
