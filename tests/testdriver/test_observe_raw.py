@@ -63,3 +63,45 @@ def test_raw_domains_and_the_live_model_made_from_them(testdrv, prefix, tmp_path
     pool = pools["default-pool"]
     assert pool.active and pool.capacity > 0 and pool.capacity >= pool.available
     assert f"{prefix}a-root" not in pool.volumes  # the manifests have no disks
+
+
+def test_a_host_read_by_reader_threads_reads_as_one_read_in_this_thread(testdrv, prefix,
+                                                                       tmp_path, monkeypatch):
+    """A host of at most one batch of domains is read in the calling thread (no reader threads,
+    no concurrent.futures); a bigger one by reader threads, a batch each. Both read the same."""
+    import threading
+
+    from reconciler.adapters.libvirt import inventory
+
+    readers: list[str] = []  # the threads that fetched each batch
+    fetch = inventory._fetch_domains
+
+    def fetching(batch, flags):  # type: ignore[no-untyped-def]
+        readers.append(threading.current_thread().name)
+        return fetch(batch, flags)
+
+    monkeypatch.setattr(inventory, "_fetch_domains", fetching)
+
+    m = tmp_path / "m"
+    for n in range(5):
+        write_manifest(m, f"{n}.yaml", vm_manifest(
+            f"{prefix}r{n}", state="stopped",
+            disks="- {name: root, size: 1MiB, pool: default-pool}"))
+    result = run_cli("apply", "--yes", "--connect", URI, "--state-dir", tmp_path / "s", m)
+    assert result.code == 0, result.stdout + result.stderr
+    hv = Libvirt(URI)
+    try:
+        here = hv.read_observed()  # 6 domains with the driver's own: one batch
+        raw_here = hv.read_raw_domains()
+        assert set(readers) == {threading.current_thread().name}
+        readers.clear()
+        monkeypatch.setattr(inventory, "_BATCH", 2)  # 3 batches: the reader threads
+        threaded = hv.read_observed()
+        raw_threaded = hv.read_raw_domains()
+        assert len(readers) == 6 and all(r.startswith("libvirt-read") for r in readers)
+    finally:
+        hv.close()
+    assert threaded == here and raw_threaded == raw_here
+    sizes = {vm.name: [d.size for d in vm.config.disks] for vm in here.vms
+             if vm.name.startswith(prefix)}
+    assert sizes == {f"{prefix}r{n}": [1 << 20] for n in range(5)}  # the sizes were read

@@ -8,9 +8,8 @@ cache of parsed domains keyed by a digest of their XML, and volume sizes read on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import libvirt
 
@@ -31,7 +30,42 @@ from reconciler.core.observe import (
 _READERS = 4  # concurrent calls on one connection; libvirtd serves 5 of a client at once
 _BATCH = 16  # domains (or volumes) one reader task fetches
 _T = TypeVar("_T")
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
 StateReason = tuple[int, int]  # virDomainState, and its reason
+
+
+class _Pending(Protocol[_R_co]):
+    def result(self) -> _R_co: ...
+
+
+class _Readers(Protocol):
+    """What the reads need of ``concurrent.futures.ThreadPoolExecutor`` (or of ``_InThread``)."""
+
+    def submit(self, fn: Callable[..., _R], /, *args: Any) -> _Pending[_R]: ...
+
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]: ...
+
+
+class _Done(Generic[_R]):
+    def __init__(self, value: _R) -> None:
+        self._value = value
+
+    def result(self) -> _R:
+        return self._value
+
+
+class _InThread:
+    """``_Readers`` in the calling thread: a host whose domains fit in one batch is read
+    without starting reader threads (their one batch would be read by one thread anyway), nor
+    importing ``concurrent.futures`` (and the logging it imports): part of a small host's
+    start-up time. Errors are raised where the call is made, not at ``result()``."""
+
+    def submit(self, fn: Callable[..., _R], /, *args: Any) -> _Done[_R]:
+        return _Done(fn(*args))
+
+    def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> Iterator[_R]:
+        return map(fn, items)
 
 
 class Flags:
@@ -53,7 +87,7 @@ class Inventory(Connection):
         with translated("listing domains"):
             domains = self._domain_states()
             flags = Flags(self.conn)
-        with _readers() as workers:
+        with _readers(len(domains)) as workers:
             return tuple(raw for batch in workers.map(
                 lambda batch: _fetch_domains(batch, flags), _batches(domains)) for raw in batch)
 
@@ -69,8 +103,9 @@ class Inventory(Connection):
         for the plan's fingerprint; and which domains use which volumes and files.
 
         The states and reasons come in one call, the autostart, transient and managed-save
-        flags in one listing each; a few worker threads fetch the XML (and then the volume
-        sizes) while this thread parses what has arrived.
+        flags in one listing each; on a host of more than one batch of domains (``_BATCH``), a
+        few worker threads fetch the XML (and then the volume sizes) while this thread parses
+        what has arrived; a smaller host is read in this thread.
 
         ``expected``: the sizes the manifests give their disks' volumes. A stopped managed
         domain's volume whose recorded size (the last one applied) is the expected one is not
@@ -82,14 +117,13 @@ class Inventory(Connection):
         parsed: list[Fetched] = []
         wanted: set[VolumeKey] = set()
         batch: list[tuple[VolumeKey, Any]] = []
-        sized: list[Future[list[tuple[VolumeKey, int]]]] = []
+        sized: list[_Pending[list[tuple[VolumeKey, int]]]] = []
         listed: Listed = {}
         known_sizes: dict[VolumeKey, int] = {}
-        with _readers() as workers:
-            with translated("listing domains"):
-                listing = workers.submit(Flags, self.conn)  # meanwhile, the states
-                domains = self._domain_states()
-                flags = listing.result()
+        with translated("listing domains"):
+            domains = self._domain_states()
+            flags = Flags(self.conn)
+        with _readers(len(domains)) as workers:
             for fetched in workers.map(lambda b: _fetch_domains(b, flags), _batches(domains)):
                 for raw in fetched:
                     item = Fetched.of(raw, memo)
@@ -156,9 +190,15 @@ class Inventory(Connection):
 
 
 @contextlib.contextmanager
-def _readers() -> Iterator[ThreadPoolExecutor]:
-    """Worker threads for read calls (libvirt-python lets go of the GIL while it waits). On an
+def _readers(domains: int) -> Iterator[_Readers]:
+    """Worker threads for read calls (libvirt-python lets go of the GIL while it waits) for a
+    host of more than one batch of ``domains``, else the calling thread (``_InThread``). On an
     error, what has not started yet is dropped."""
+    if domains <= _BATCH:
+        yield _InThread()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = ThreadPoolExecutor(_READERS, thread_name_prefix="libvirt-read")
     try:
         yield workers
