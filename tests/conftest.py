@@ -353,6 +353,36 @@ def testdrv(prefix: str) -> Iterator[libvirt.virConnect]:
     conn.close()
 
 
+@pytest.fixture
+def untouched_test_domain(testdrv: libvirt.virConnect) -> Iterator[None]:
+    """The test driver's own domain `test` is unmanaged: no test may change it (use with
+    ``pytestmark = pytest.mark.usefixtures("untouched_test_domain")``)."""
+    dom = testdrv.lookupByName("test")
+    before = (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive(), dom.autostart())
+    yield
+    dom = testdrv.lookupByName("test")
+    assert (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive(),
+            dom.autostart()) == before
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    """An empty manifest folder."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def plan_testdrv(manifests: Path, *args: str | Path) -> CliResult:
+    """``reconciler plan`` of ``manifests`` on test:///default, in-process."""
+    return run_cli("plan", "--connect", TEST_URI, *args, manifests)
+
+
 # --- the CLI against the real libvirtd, printed for the test's log ------------------------------
 
 

@@ -38,13 +38,6 @@ def network_manifest(name: str) -> str:
     return f"apiVersion: reconciler/v1\nkind: Network\nmetadata:\n  name: {name}\n"
 
 
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    return folder
-
-
 def test_status_is_per_instance(testdrv, prefix, tmp_path) -> None:
     state = tmp_path / "state"  # shared by two tenants
     one, two = f"{prefix}one", f"{prefix}two"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -17,6 +16,7 @@ import pytest
 from conftest import (
     TEST_URI,
     CliResult,
+    plan_testdrv,
     run_cli,
     suspended,
     vm_manifest,
@@ -33,31 +33,10 @@ from reconciler.core import schema
 MiB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def untouched_test_domain(testdrv: libvirt.virConnect) -> Iterator[None]:
-    """The driver's own domain `test` is unmanaged: no test may change it."""
-    dom = testdrv.lookupByName("test")
-    before = (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive(), dom.autostart())
-    yield
-    dom = testdrv.lookupByName("test")
-    assert (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive(),
-            dom.autostart()) == before
+pytestmark = pytest.mark.usefixtures("untouched_test_domain")
 
+plan = plan_testdrv
 
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-def plan(manifests: Path, *args: str | Path) -> CliResult:
-    return run_cli("plan", "--connect", TEST_URI, *args, manifests)
 
 
 def apply(manifests: Path, state_dir: Path, *args: str | Path, yes: bool = True) -> CliResult:

@@ -4,40 +4,27 @@ some VMs (README "Targeting"), end to end through the CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import TEST_URI, CliResult, run_cli, vm_manifest, without_header, write_manifest
+from conftest import (
+    TEST_URI,
+    CliResult,
+    plan_testdrv,
+    run_cli,
+    vm_manifest,
+    without_header,
+    write_manifest,
+)
 from jsonschema import Draft202012Validator
 
 from reconciler.core import schema
 
+pytestmark = pytest.mark.usefixtures("untouched_test_domain")
 
-@pytest.fixture(autouse=True)
-def untouched_test_domain(testdrv: libvirt.virConnect) -> Iterator[None]:
-    dom = testdrv.lookupByName("test")
-    before = (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive())
-    yield
-    dom = testdrv.lookupByName("test")
-    assert (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.isActive()) == before
+plan = plan_testdrv
 
-
-@pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-def plan(manifests: Path, *args: str | Path) -> CliResult:
-    return run_cli("plan", "--connect", TEST_URI, *args, manifests)
 
 
 def apply(manifests: Path, state_dir: Path, *args: str | Path) -> CliResult:
