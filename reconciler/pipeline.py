@@ -434,25 +434,26 @@ def _leftovers(plan: Plan, fleet: Share, destinations: Destinations,
             found.setdefault(host, []).append((vm, left))
     if not found:
         return plan
-    raws = [raw for pool in sorted(storage.pool_volumes) for raw in hv.read_raw_volumes(pool)]
-    written = {(raw.pool, raw.name): observe.volume_written(raw) for raw in raws}
-    paths = [path for path, _ in written.values() if path]
-    backing = [info.backing for info in map(observe.volume_info, raws) if info.backing]
+    files = {(raw.pool, raw.name): observe.volume_file(raw)
+             for pool in sorted(storage.pool_volumes) for raw in hv.read_raw_volumes(pool)}
+    paths = [f.path for f in files.values() if f.path]
+    backing = [f.backing for f in files.values() if f.backing]
     real = hv.real_paths([*paths, *backing, *storage.file_users]) or {}
-    backs = {real.get(path, path) for path in backing}
     pooled = {real.get(path, path) for path in paths}
     used = {real.get(path, path) for path in storage.file_users}
     outside = sorted(used - pooled)  # disk files of domains here that no pool holds
+    # in use: by a domain here by its path, or as another volume's backing file
+    taken = used | {real.get(path, path) for path in backing}
     uris = {h.spec.name: h.spec.uri for h in fleet.inputs.hosts}
     actions: list[Action | None] = []
     now = time.time()
     for host, entries in sorted(found.items()):
         unused = []
         for vm, left in entries:
-            read = [(entry, written.get(entry[:2])) for entry in left]
+            read = [(entry, files.get(entry[:2])) for entry in left]
             unused.append((vm, tuple(
-                (*entry, when[1]) for entry, when in read if when is not None
-                and real.get(when[0] or "", when[0]) not in backs | used)))
+                (*entry, file.changed) for entry, file in read if file is not None
+                and real.get(file.path or "", file.path) not in taken)))
         unused = [(vm, left) for vm, left in unused if left]
         if outside:
             why = (f"a domain here uses {outside[0]}, a disk file in no storage pool, whose "

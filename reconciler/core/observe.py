@@ -303,12 +303,21 @@ def volume_info(raw: RawVolume) -> VolumeInfo:
                       root.findtext("backingStore/path"), root.findtext("target/path"))
 
 
-def volume_written(raw: RawVolume) -> tuple[str | None, float | None]:
-    """A volume's path, and when its file last changed (seconds since the epoch): the later of
-    its data and its inode changes (libvirt's ``<timestamps>`` ``mtime`` and ``ctime``,
-    file-based pools), so a file copied with its old times kept (``cp -p``, ``rsync -a``)
-    still reads as new; None: not known. Kept out of ``VolumeInfo``, whose every field is
-    part of what a plan observed: a running guest's disk is written all the time. Pure."""
+class VolumeFile(NamedTuple):
+    """A volume's file: its path, the path of its backing file, and when it last changed
+    (seconds since the epoch): the later of its data and its inode changes (libvirt's
+    ``<timestamps>`` ``mtime`` and ``ctime``, file-based pools), so a file copied with its old
+    times kept (``cp -p``, ``rsync -a``) still reads as new; None: not known. The time is kept
+    out of ``VolumeInfo``, whose every field is part of what a plan observed: a running
+    guest's disk is written all the time."""
+
+    path: str | None
+    backing: str | None
+    changed: float | None
+
+
+def volume_file(raw: RawVolume) -> VolumeFile:
+    """``VolumeFile`` of a volume as read. Pure."""
     from reconciler.core.xml import common as xmlcommon
 
     root = xmlcommon.parse(raw.xml)
@@ -318,7 +327,8 @@ def volume_written(raw: RawVolume) -> tuple[str | None, float | None]:
             times.append(float(root.findtext(f"target/timestamps/{which}") or ""))
         except ValueError:
             continue
-    return root.findtext("target/path"), max(times) if times else None
+    return VolumeFile(root.findtext("target/path"), root.findtext("backingStore/path"),
+                      max(times) if times else None)
 
 
 def routes(text: str) -> tuple[tuple[str, str], ...]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import libvirt
 
 from reconciler.adapters.libvirt.connection import Connection, translated
+from reconciler.adapters.libvirt.storage import existing_volume
 from reconciler.core import defaults
 from reconciler.core.errors import PermanentError, TransientError
 
@@ -121,11 +122,8 @@ class Migration(Connection):
         with translated(f"copying volume {name} of pool {pool}", settled=True):
             src = self.conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
             target_pool = other.conn.storagePoolLookupByName(pool)
-            try:
-                dst = target_pool.storageVolLookupByName(name)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                    raise
+            dst = existing_volume(target_pool, name)
+            if dst is None:
                 dst = target_pool.createXML(_same_volume(src), 0)
             return copy(src, dst, tick)
 

@@ -31,6 +31,17 @@ def pool_volumes(conn: Any, listed: Listed, pool_name: str) -> dict[str, Any]:
     return listed[pool_name]
 
 
+def existing_volume(pool: Any, name: str) -> Any | None:
+    """The volume ``name`` of the virStoragePool ``pool``, or None when it has none (any other
+    libvirt error is raised)."""
+    try:
+        return pool.storageVolLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+        return None
+
+
 def capacities(batch: list[tuple[VolumeKey, Any]]) -> list[tuple[VolumeKey, int]]:
     """Each volume's capacity in bytes (one call each); not those deleted meanwhile."""
     out = []
@@ -259,12 +270,7 @@ class Storage(Connection):
 
         with translated(f"uploading volume {name} to pool {pool}", settled=True):
             storage = self.conn.storagePoolLookupByName(pool)
-            try:
-                vol = storage.storageVolLookupByName(name)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                    raise
-                vol = None
+            vol = existing_volume(storage, name)
             if vol is not None and vol.info()[1] != len(data):
                 vol.delete(0)
                 vol = None
